@@ -1,0 +1,3 @@
+from deleverage.cli.main import app
+
+app(prog_name="deleverage")

@@ -1,0 +1,1 @@
+"""The simulation engine: one path of a scenario, step by step."""

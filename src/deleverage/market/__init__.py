@@ -1,0 +1,1 @@
+"""Market: venue calendars, the latent order book, market makers."""

@@ -1,0 +1,86 @@
+"""Venue sessions in local time, outages and settlement times on the simulation clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from deleverage.scenario.schema import WEEKDAYS, Outage, Scenario, Session
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Boolean masks over (venue, step): open for trading at the step's start, and
+    whether a daily settlement time falls inside the step."""
+
+    step_starts: pd.DatetimeIndex  # UTC, one per step
+    open: np.ndarray  # (n_venues, n_steps) bool
+    settlement: np.ndarray  # (n_venues, n_steps) bool
+    outage: np.ndarray  # (n_venues, n_steps) bool, True while an outage closes the venue
+
+
+def session_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
+    """True where the venue's regular session is open at each UTC step start."""
+    local = step_starts.tz_convert(session.timezone)
+    minute = (local.hour * 60 + local.minute).to_numpy()
+    weekday = local.day_of_week.to_numpy()
+    day = local.normalize().tz_localize(None)
+    holidays = pd.DatetimeIndex(pd.to_datetime(session.holidays)) if session.holidays else None
+    trading_day = np.isin(weekday, [WEEKDAYS.index(d) for d in session.days])
+    if holidays is not None:
+        trading_day &= ~day.isin(holidays)
+    if session.close > session.open:
+        return trading_day & (minute >= session.open) & (minute < session.close)
+    # Overnight session: opens on a trading day at `open`, runs past midnight to `close`.
+    previous = local - pd.Timedelta(days=1)
+    previous_trading = np.isin(
+        previous.day_of_week.to_numpy(), [WEEKDAYS.index(d) for d in session.days]
+    )
+    if holidays is not None:
+        previous_trading &= ~previous.normalize().tz_localize(None).isin(holidays)
+    return (trading_day & (minute >= session.open)) | (previous_trading & (minute < session.close))
+
+
+def outage_mask(outages: list[Outage], step_starts: pd.DatetimeIndex) -> np.ndarray:
+    mask = np.zeros(len(step_starts), dtype=bool)
+    for outage in outages:
+        begin = pd.Timestamp(outage.start)
+        mask |= (step_starts >= begin) & (step_starts < begin + pd.Timedelta(outage.duration))
+    return mask
+
+
+def settlement_mask(
+    session: Session, times_local: list[int], step_starts: pd.DatetimeIndex, step: timedelta
+) -> np.ndarray:
+    """True for the step whose interval [start, start + step) contains a settlement time."""
+    mask = np.zeros(len(step_starts), dtype=bool)
+    if not times_local:
+        return mask
+    local = step_starts.tz_convert(session.timezone)
+    minute = (local.hour * 60 + local.minute + local.second / 60).to_numpy()
+    trading_day = np.isin(local.day_of_week.to_numpy(), [WEEKDAYS.index(d) for d in session.days])
+    width = step.total_seconds() / 60
+    for at in times_local:
+        mask |= trading_day & (minute <= at) & (at < minute + width)
+    return mask
+
+
+def build_calendar(scenario: Scenario) -> Calendar:
+    clock = scenario.clock
+    starts = pd.date_range(clock.start, periods=clock.n_steps, freq=pd.Timedelta(clock.step))
+    shocks = [s for s in scenario.shocks if s.type == "outage"]
+    n_venues = len(scenario.venues)
+    is_open = np.zeros((n_venues, len(starts)), dtype=bool)
+    settle = np.zeros_like(is_open)
+    down = np.zeros_like(is_open)
+    for v, venue in enumerate(scenario.venues):
+        outages = list(venue.outages) + [
+            Outage(start=s.start, duration=s.duration) for s in shocks if s.venue == venue.id
+        ]
+        down[v] = outage_mask(outages, starts)
+        is_open[v] = session_mask(venue.session, starts) & ~down[v]
+        settle[v] = settlement_mask(venue.session, venue.settlement, starts, clock.step)
+    return Calendar(starts, is_open, settle, down)

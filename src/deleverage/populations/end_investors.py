@@ -1,0 +1,65 @@
+"""End investors: the outside sector that runs exogenous `flow` programmes and takes the
+inventory market makers lay off. It is an agent like any other, so units and cash stay
+conserved across the whole market."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deleverage.populations.base import MarketView, Orders
+from deleverage.results.events import EventLog
+
+
+class EndInvestors:
+    kind = "end_investors"
+
+    def __init__(self, flow_usd: np.ndarray, asset_ids: list[str]):
+        self.name = "end-investors"
+        self.flow_usd = flow_usd  # (T, A) scheduled programme, USD per step (+ buy)
+        self.asset_ids = asset_ids
+        n = flow_usd.shape[1]
+        self.units = np.zeros(n)
+        self.cash_usd = 0.0
+        self.pending_usd = np.zeros(n)  # programme not yet executed (venue closed)
+        self._pending_units = np.zeros(n)
+        self._step = -1
+
+    def mark(self, view: MarketView, log: EventLog) -> None:
+        if view.step != self._step:  # a new step's slice of the programme
+            self._step = view.step
+            self.pending_usd += self.flow_usd[view.step]
+        self._pending_units = np.where(view.is_open, self.pending_usd / view.price, 0.0)
+
+    def orders(self) -> Orders:
+        assets = np.flatnonzero(self._pending_units)
+        return Orders(assets, self._pending_units[assets], np.zeros(len(assets), dtype=np.int64))
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        assets = orders.asset[filled]
+        quantity = orders.quantity[filled]
+        self.units[assets] += quantity
+        self.cash_usd -= float(np.sum(quantity * price[filled]))
+        self.pending_usd[assets] = 0.0
+        self._pending_units[assets] = 0.0
+        for a, q, p in zip(assets, quantity, price[filled], strict=True):
+            log.add(
+                "flow",
+                population=self.name,
+                asset=self.asset_ids[a],
+                quantity=q,
+                notional_usd=abs(q) * p,
+                price=p,
+            )
+
+    def take_lay_off(self, units: np.ndarray, price: np.ndarray) -> None:
+        """Buy the inventory market makers pass on (+ units = investors buy)."""
+        self.units += units
+        self.cash_usd -= float(np.sum(units * price))
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        return self.units.copy()
+
+    def cash(self) -> float:
+        return self.cash_usd

@@ -1,0 +1,1 @@
+"""Results: the run result, the event log and the DuckDB store."""

@@ -1,0 +1,66 @@
+"""Append-only event log: trades, triggers, margin calls, liquidations, defaults, shocks.
+
+Events are aggregated per (step, round, kind, population, asset): one row says how many
+accounts did what, for how many units, at which price — never one row per account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+COLUMNS = (
+    "step",
+    "round",
+    "kind",
+    "population",
+    "venue",
+    "asset",
+    "count",
+    "quantity",
+    "notional_usd",
+    "price",
+    "detail",
+)
+
+
+@dataclass
+class EventLog:
+    step: int = 0
+    round: int = 0
+    rows: list[tuple] = field(default_factory=list)
+
+    def add(
+        self,
+        kind: str,
+        *,
+        population: str = "",
+        venue: str = "",
+        asset: str = "",
+        count: int = 1,
+        quantity: float = 0.0,
+        notional_usd: float = 0.0,
+        price: float = float("nan"),
+        detail: str = "",
+    ) -> None:
+        self.rows.append(
+            (
+                self.step,
+                self.round,
+                kind,
+                population,
+                venue,
+                asset,
+                int(count),
+                float(quantity),
+                float(notional_usd),
+                float(price),
+                detail,
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows, columns=list(COLUMNS))
+        frame.insert(0, "seq", range(len(frame)))
+        return frame

@@ -1,0 +1,224 @@
+"""The result of one simulated path: one tidy table feeds every view (SPEC §1)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deleverage.scenario.schema import Scenario
+
+TIDY_COLUMNS = ["run_id", "seed", "scenario", "time", "entity", "metric", "value", "unit", "basis"]
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("deleverage")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def git_hash() -> str | None:
+    """Commit of the source tree the package runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _worst_move(prices: np.ndarray, window: int) -> tuple[float, int]:
+    """Worst simple return over `window` steps and the index where it ends."""
+    if len(prices) <= window:
+        window = len(prices) - 1
+    moves = prices[window:] / prices[:-window] - 1.0
+    end = int(np.argmin(moves))
+    return float(moves[end]), end + window
+
+
+@dataclass
+class SimulationResult:
+    scenario: Scenario
+    seed: int
+    path: int
+    scenario_hash: str
+    times: pd.DatetimeIndex  # n_steps + 1 instants (the initial state first)
+    market: dict[str, np.ndarray]  # recorded (n_steps + 1, n_assets) arrays
+    rounds: np.ndarray  # cascade rounds used per step
+    events: pd.DataFrame
+    diagnostics: dict[str, float]
+    wall_seconds: float
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    package_version: str = field(default_factory=package_version)
+    git_hash: str | None = field(default_factory=git_hash)
+
+    @property
+    def asset_ids(self) -> list[str]:
+        return [a.id for a in self.scenario.assets]
+
+    def prices(self) -> pd.DataFrame:
+        """Wide table of prices: UTC time × asset."""
+        return pd.DataFrame(self.market["price"], index=self.times, columns=self.asset_ids)
+
+    def market_frame(self) -> pd.DataFrame:
+        """Long per-step market state: one row per (step, asset)."""
+        n_rows, n_assets = self.market["price"].shape
+        frame = pd.DataFrame(
+            {
+                "run_id": self.run_id,
+                "step": np.repeat(np.arange(n_rows), n_assets),
+                "time": np.repeat(self.times.tz_localize(None).to_numpy(), n_assets),
+                "asset": np.tile(self.asset_ids, n_rows),
+            }
+        )
+        for name, values in self.market.items():
+            frame[name] = values.reshape(-1)
+        return frame
+
+    @cached_property
+    def _tidy(self) -> pd.DataFrame:
+        rows = []
+        step = self.scenario.clock.step
+        hour = max(1, round(pd.Timedelta("1h") / step))
+        day = max(1, round(pd.Timedelta("24h") / step))
+        price = self.market["price"]
+        for a, asset in enumerate(self.scenario.assets):
+            p, unit = price[:, a], asset.currency
+            low = int(np.argmin(p))
+            peak = np.maximum.accumulate(p)
+            drawdown = p / peak - 1.0
+            trough = int(np.argmin(drawdown))
+            worst_1h, end_1h = _worst_move(p, hour)
+            worst_24h, end_24h = _worst_move(p, day)
+            for metric, value, unit_, at in (
+                ("start", p[0], unit, 0),
+                ("end", p[-1], unit, len(p) - 1),
+                ("low", p[low], unit, low),
+                ("return", (p[-1] / p[0] - 1) * 100, "%", len(p) - 1),
+                ("max_drawdown", drawdown[trough] * 100, "%", trough),
+                ("worst_1h", worst_1h * 100, "%", end_1h),
+                ("worst_24h", worst_24h * 100, "%", end_24h),
+                (
+                    "traded_volume",
+                    float(np.nansum(self.market["volume_usd"][:, a])),
+                    "USD",
+                    len(p) - 1,
+                ),
+            ):
+                rows.append((asset.id, metric, float(value), unit_, self.times[at]))
+        for kind, group in self.events.groupby("kind"):
+            rows.append(("events", f"{kind}_rows", float(len(group)), "count", None))
+            if kind == "stop_triggered":
+                rows.append(
+                    ("events", "accounts_stopped", float(group["count"].sum()), "count", None)
+                )
+        for name, value in self.diagnostics.items():
+            unit = "USD" if name.endswith("_usd") else "ratio" if "drift" in name else "count"
+            rows.append(("diagnostics", name, float(value), unit, None))
+        frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "unit", "time"])
+        frame.insert(0, "scenario", self.scenario.name)
+        frame.insert(0, "seed", self.seed)
+        frame.insert(0, "run_id", self.run_id)
+        frame["basis"] = "modelled"
+        return frame[TIDY_COLUMNS]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis."""
+        return self._tidy.copy()
+
+    def asset_table(self) -> pd.DataFrame:
+        """Per-asset summary (a pivot of `to_frame`), with the time of the trough."""
+        tidy = self._tidy[~self._tidy.entity.isin(["events", "diagnostics"])]
+        table = tidy.pivot(index="entity", columns="metric", values="value")
+        table["trough_time"] = tidy[tidy.metric == "max_drawdown"].set_index("entity")["time"]
+        return table.loc[self.asset_ids]
+
+    def summary(self) -> str:
+        """Plain-text summary of the run (the CLI renders the same table with Rich)."""
+        table = self.asset_table()
+        lines = [
+            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
+            f"hash {self.scenario_hash[:12]}  (modelled)"
+        ]
+        lines.append(
+            f"{'asset':<8}{'start':>12}{'end':>12}{'low':>12}{'max DD %':>10}"
+            f"{'1h %':>8}{'24h %':>8}  trough (UTC)"
+        )
+        for asset_id, row in table.iterrows():
+            lines.append(
+                f"{asset_id:<8}{row['start']:>12.4g}{row['end']:>12.4g}{row['low']:>12.4g}"
+                f"{row['max_drawdown']:>10.2f}{row['worst_1h']:>8.2f}{row['worst_24h']:>8.2f}"
+                f"  {row['trough_time']:%Y-%m-%d %H:%M}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.asset_table().to_html(float_format=lambda v: f"{v:.4g}")
+
+    def plot(self):
+        """Figure: prices rebased to 100, and market-maker bid depth."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
+        prices = self.prices()
+        (prices / prices.iloc[0] * 100).plot(ax=top, lw=1)
+        top.set_ylabel("price, rebased to 100 (modelled)")
+        top.set_title(f"{self.scenario.name} — run {self.run_id}, seed {self.seed}")
+        pd.DataFrame(self.market["depth_bid"], index=self.times, columns=self.asset_ids).plot(
+            ax=bottom, lw=0.8, legend=False
+        )
+        bottom.set_ylabel("bid depth ×")
+        bottom.set_yscale("log")
+        fig.tight_layout()
+        return fig
+
+    def report(self, path: str | Path) -> Path:
+        """Self-contained offline HTML: summary, events, diagnostics and the figure."""
+        import matplotlib.pyplot as plt
+
+        fig = self.plot()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+        image = base64.b64encode(buffer.getvalue()).decode()
+        tidy = self.to_frame()
+        events = tidy[tidy.entity == "events"][["metric", "value"]]
+        diagnostics = tidy[tidy.entity == "diagnostics"][["metric", "value", "unit"]]
+        body = (
+            f"<h1>deleverage run {html.escape(self.run_id)}</h1>"
+            f"<p>scenario <b>{html.escape(self.scenario.name)}</b>, seed {self.seed}, "
+            f"hash <code>{self.scenario_hash}</code>, version {html.escape(self.package_version)}. "
+            "All figures are modelled.</p>"
+            f"<img alt='prices' src='data:image/png;base64,{image}'/>"
+            f"<h2>Assets</h2>{self._repr_html_()}"
+            f"<h2>Events</h2>{events.to_html(index=False)}"
+            f"<h2>Diagnostics</h2>{diagnostics.to_html(index=False)}"
+        )
+        out = Path(path)
+        out.write_text(
+            f"<!doctype html><meta charset='utf-8'><title>deleverage {self.run_id}</title>"
+            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
+            f"table{{border-collapse:collapse}}td,th{{padding:2px 8px}}</style>{body}",
+            encoding="utf-8",
+        )
+        return out

@@ -1,0 +1,473 @@
+"""Load, override, validate and hash scenario files (YAML or TOML).
+
+`load_scenario` turns a preset name or a path into an immutable `Scenario`, or raises a
+`ScenarioError` listing every problem as "file: key.path: expected …, found …".
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from deleverage.errors import Problem, ScenarioError
+from deleverage.scenario.schema import CHANNELS, Scenario
+from deleverage.scenario.series import SeriesError, read_series
+
+PRESET_PACKAGE = "deleverage.scenario.presets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    path: Path
+
+
+def list_presets() -> list[Preset]:
+    """Scenario presets shipped in the package, sorted by name."""
+    presets = []
+    for entry in resources.files(PRESET_PACKAGE).iterdir():
+        if entry.name.endswith((".yaml", ".yml", ".toml")):
+            path = Path(str(entry))
+            raw = _read_raw(path)
+            presets.append(Preset(path.stem, str(raw.get("description", "")).strip(), path))
+    return sorted(presets, key=lambda p: p.name)
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A preset name ('feb-2026') or a path to a scenario file."""
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".yaml", ".yml", ".toml") or path.exists():
+        if not path.is_file():
+            raise ScenarioError([Problem(str(path), "", "expected a scenario file, found none")])
+        return path
+    for preset in list_presets():
+        if preset.name == str(name_or_path):
+            return preset.path
+    names = ", ".join(p.name for p in list_presets())
+    raise ScenarioError(
+        [Problem(str(name_or_path), "", f"expected a preset name ({names}) or a file path")]
+    )
+
+
+def _read_raw(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f"line {where.line + 1}" if where is not None else ""
+        raise ScenarioError([Problem(path.name, at, f"expected valid YAML/TOML: {exc}")]) from exc
+    if not isinstance(raw, dict):
+        raise ScenarioError(
+            [Problem(path.name, "", f"expected a mapping at top level, found {type(raw).__name__}")]
+        )
+    return raw
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _child(node: Any, key: str) -> tuple[Any, Any] | None:
+    """Return (container, key) addressing `key` inside node; list items by index or id."""
+    if isinstance(node, dict):
+        return (node, key) if key in node else None
+    if isinstance(node, list):
+        if key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+            return node, int(key)
+        for i, item in enumerate(node):
+            if isinstance(item, dict) and key in (item.get("id"), item.get("name")):
+                return node, i
+    return None
+
+
+def set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.c` in a raw scenario dict; list items by index or by id/name.
+
+    The final key may be new only inside a mapping (so defaults can be overridden)."""
+    parts = dotted.split(".")
+    node: Any = raw
+    for part in parts[:-1]:
+        found = _child(node, part)
+        if found is None:
+            if isinstance(node, dict):
+                node[part] = {}
+                node = node[part]
+                continue
+            raise KeyError(part)
+        container, key = found
+        node = container[key]
+    last = parts[-1]
+    found = _child(node, last)
+    if found is not None:
+        container, key = found
+        container[key] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise KeyError(last)
+
+
+def apply_overrides(
+    raw: dict[str, Any], sets: list[str] = (), channels: list[str] = ()
+) -> dict[str, Any]:
+    """Apply `--set key.path=value` and `--channels name=on|off` to a raw scenario."""
+    raw = copy.deepcopy(raw)
+    problems = []
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            problems.append(Problem("--set", item, "expected key.path=value"))
+            continue
+        try:
+            set_path(raw, key.strip(), _parse_value(text))
+        except KeyError as exc:
+            problems.append(Problem("--set", key, f"expected an existing key path, found no {exc}"))
+    for item in channels:
+        for part in item.split(","):
+            name, sep, state = part.partition("=")
+            name, state = name.strip(), state.strip().lower()
+            if name not in CHANNELS:
+                problems.append(
+                    Problem("--channels", name, f"expected one of {', '.join(CHANNELS)}")
+                )
+            elif not sep or state not in ("on", "off"):
+                problems.append(Problem("--channels", part, "expected name=on or name=off"))
+            else:
+                raw.setdefault("channels", {})[name] = state == "on"
+    if problems:
+        raise ScenarioError(problems)
+    return raw
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _render_path(raw: Any, loc: tuple[Any, ...]) -> str:
+    """('assets', 2, 'daily_vol') -> 'assets[BTC].daily_vol' using ids from the raw data;
+    discriminator tags that pydantic inserts into the location are skipped."""
+    out, node = "", raw
+    for part in loc:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and 0 <= part < len(node):
+                node = node[part]
+                if isinstance(node, dict) and (node.get("id") or node.get("name")):
+                    label = str(node.get("id") or node.get("name"))
+            else:
+                node = None
+            out += f"[{label}]"
+            continue
+        if isinstance(node, dict) and part not in node and isinstance(part, str):
+            kinds = node.get("type")
+            if kinds == part or "-" in part or "[" in part:
+                continue  # a union tag, not a key of the file
+        out += f".{part}" if out else str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return []
+        model = _inner_model(fields[part].annotation)
+    fields = getattr(model, "model_fields", {}) if model else {}
+    return [f.alias or name for name, f in fields.items()]
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problems_from_validation(source: str, raw: dict, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = _render_path(raw, loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            hint = f"expected one of: {', '.join(allowed)}" if allowed else "expected a known key"
+            message = f"unknown key; {hint}"
+        elif kind == "missing":
+            message = "expected this required key, found it missing"
+        elif kind == "union_tag_invalid":
+            ctx = err["ctx"]
+            tags = ctx["expected_tags"]
+            message = f"expected {ctx['discriminator']} one of {tags}, found {ctx['tag']!r}"
+        elif kind == "too_short":
+            found = _describe(err.get("input"))
+            message = f"expected at least {err['ctx']['min_length']} item(s), found {found}"
+        else:
+            text = err["msg"]
+            for prefix in ("Value error, ", "Input should be ", "Assertion failed, "):
+                text = text.removeprefix(prefix)
+            message = f"expected {text}, found {_describe(err.get('input'))}"
+            if err["msg"].startswith("Value error, "):
+                message = text
+        problems.append(Problem(source, path, message))
+    return problems
+
+
+# --------------------------------------------------------------------------- semantics
+
+
+def _resolve_file(base: Path, name: str) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Problem]:
+    """Cross-references and files: everything a single field cannot check by itself."""
+    problems: list[Problem] = []
+
+    def bad(path: str, message: str) -> None:
+        problems.append(Problem(source, path, message))
+
+    for kind, items, key in (
+        ("assets", scenario.assets, "id"),
+        ("venues", scenario.venues, "id"),
+        ("populations", scenario.populations, "name"),
+    ):
+        seen: set[str] = set()
+        for item in items:
+            value = getattr(item, key)
+            if value in seen:
+                bad(f"{kind}[{value}].{key}", f"expected a unique {key}, found {value!r} twice")
+            seen.add(value)
+
+    assets = scenario.asset_index()
+    venues = scenario.venue_index()
+
+    def need_asset(path: str, asset_id: str) -> None:
+        if asset_id not in assets:
+            bad(path, f"expected a defined asset ({', '.join(assets)}), found {asset_id!r}")
+
+    def need_venue(path: str, venue_id: str) -> None:
+        if venue_id not in venues:
+            bad(path, f"expected a defined venue ({', '.join(venues)}), found {venue_id!r}")
+
+    start, end = scenario.clock.start, scenario.clock.end
+
+    def need_in_window(path: str, when: Any) -> None:
+        if not start <= when < end:
+            bad(path, f"expected a time inside the clock window, found {when:%Y-%m-%d %H:%M}")
+
+    for asset in scenario.assets:
+        need_venue(f"assets[{asset.id}].venue", asset.venue)
+        if asset.price_history is not None:
+            try:
+                history = read_series(
+                    _resolve_file(base, asset.price_history.file),
+                    asset.price_history.column,
+                    asset.price_history.time_column,
+                )
+                if history.index[0] > start:
+                    bad(
+                        f"assets[{asset.id}].price_history",
+                        "expected data on or before clock.start",
+                    )
+            except SeriesError as exc:
+                bad(f"assets[{asset.id}].price_history", str(exc))
+
+    for venue in scenario.venues:
+        for j, outage in enumerate(venue.outages):
+            need_in_window(f"venues[{venue.id}].outages[{j}].start", outage.start)
+
+    for a, b, _ in scenario.market.correlation.pairs:
+        need_asset("market.correlation.pairs", a)
+        need_asset("market.correlation.pairs", b)
+
+    for population in scenario.populations:
+        need_asset(f"populations[{population.name}].asset", population.asset)
+
+    for i, shock in enumerate(scenario.shocks):
+        path = f"shocks[{i}]"
+        if shock.type in ("news", "policy"):
+            for asset_id in shock.returns:
+                need_asset(f"{path}.returns", asset_id)
+        if shock.type in ("earnings", "rate", "flow", "driver"):
+            need_asset(f"{path}.asset", shock.asset)
+        if shock.type == "fx":
+            need_asset(f"{path}.pair", shock.pair)
+        if shock.type == "mm_retreat":
+            for asset_id in shock.assets:
+                need_asset(f"{path}.assets", asset_id)
+        if shock.type in ("margin_change", "outage"):
+            need_venue(f"{path}.venue", shock.venue)
+        if shock.type == "margin_change":
+            need_asset(f"{path}.asset", shock.asset)
+        if hasattr(shock, "time"):
+            need_in_window(f"{path}.time", shock.time)
+        elif hasattr(shock, "start"):
+            need_in_window(f"{path}.start", shock.start)
+        bond_needed = shock.type == "rate" or (shock.type == "driver" and shock.kind == "yield")
+        if bond_needed and shock.asset in assets:
+            asset = scenario.assets[assets[shock.asset]]
+            if asset.duration_years is None or asset.yield_pct is None:
+                bad(
+                    f"{path}.asset",
+                    f"expected a bond with duration_years and yield_pct, found {asset.id!r}",
+                )
+        if shock.type == "driver" and shock.file is not None:
+            try:
+                read_series(_resolve_file(base, shock.file), shock.column, shock.time_column)
+            except SeriesError as exc:
+                bad(f"{path}.file", str(exc))
+
+    for j, target in enumerate(scenario.targets):
+        if target.asset is not None:
+            need_asset(f"targets[{j}].asset", target.asset)
+
+    if not problems:
+        try:
+            np.linalg.cholesky(correlation_matrix(scenario))
+        except np.linalg.LinAlgError:
+            bad(
+                "market.correlation",
+                "expected a positive-definite correlation matrix, found one that is not",
+            )
+    return problems
+
+
+def correlation_matrix(scenario: Scenario) -> np.ndarray:
+    """Block correlation: `within_block` inside a block, `across_blocks` between, pairs override."""
+    spec = scenario.market.correlation
+    blocks = [asset.correlation_block for asset in scenario.assets]
+    n = len(blocks)
+    matrix = np.array(
+        [
+            [spec.within_block if blocks[i] == blocks[j] else spec.across_blocks for j in range(n)]
+            for i in range(n)
+        ]
+    )
+    index = scenario.asset_index()
+    for a, b, rho in spec.pairs:
+        matrix[index[a], index[b]] = matrix[index[b], index[a]] = rho
+    np.fill_diagonal(matrix, 1.0)
+    return matrix
+
+
+# --------------------------------------------------------------------------- public
+
+
+def validate(raw: dict[str, Any], source: str, base: Path) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(_problems_from_validation(source, raw, exc)) from None
+    problems = _semantic_problems(scenario, source, base)
+    for j, item in enumerate(scenario.uncertain):
+        trial = copy.deepcopy(raw)
+        try:
+            set_path(trial, item.path, item.prior.center())
+            Scenario.model_validate(trial)
+        except (KeyError, ValidationError):
+            problems.append(
+                Problem(
+                    source,
+                    f"uncertain[{j}].path",
+                    f"expected an existing key path, found {item.path!r}",
+                )
+            )
+    if problems:
+        raise ScenarioError(problems)
+    return _absolute_files(scenario, base)
+
+
+def _absolute_files(scenario: Scenario, base: Path) -> Scenario:
+    """Store file references as absolute paths so the engine need not know the base dir."""
+    assets = [
+        a.model_copy(
+            update={
+                "price_history": a.price_history.model_copy(
+                    update={"file": str(_resolve_file(base, a.price_history.file).resolve())}
+                )
+            }
+        )
+        if a.price_history
+        else a
+        for a in scenario.assets
+    ]
+    shocks = [
+        s.model_copy(update={"file": str(_resolve_file(base, s.file).resolve())})
+        if s.type == "driver" and s.file
+        else s
+        for s in scenario.shocks
+    ]
+    return scenario.model_copy(update={"assets": assets, "shocks": shocks})
+
+
+def load_scenario(
+    name_or_path: str | Path,
+    sets: list[str] = (),
+    channels: list[str] = (),
+) -> Scenario:
+    """Load a preset by name or a scenario file by path, apply overrides, and validate.
+
+    Raises `ScenarioError` listing every problem (file, key path, expected, found)."""
+    path = resolve_path(name_or_path)
+    raw = apply_overrides(_read_raw(path), list(sets), list(channels))
+    return validate(raw, path.name, path.parent)
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """SHA-256 of the canonical scenario; referenced files enter by content, not path."""
+    payload = scenario.model_dump(mode="json", by_alias=True)
+    digest = hashlib.sha256()
+    files = [a.price_history.file for a in scenario.assets if a.price_history] + [
+        s.file for s in scenario.shocks if s.type == "driver" and s.file
+    ]
+    for item in payload["assets"]:
+        if item.get("price_history"):
+            item["price_history"]["file"] = Path(item["price_history"]["file"]).name
+    for item in payload["shocks"]:
+        if item.get("type") == "driver" and item.get("file"):
+            item["file"] = Path(item["file"]).name
+    digest.update(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+    for name in files:
+        digest.update(hashlib.sha256(Path(name).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def sample_uncertain(scenario: Scenario, rng: np.random.Generator) -> Scenario:
+    """Draw every `uncertain` prior once and return the scenario with the draws applied."""
+    if not scenario.uncertain:
+        return scenario
+    raw = scenario.model_dump(mode="json", by_alias=True)
+    for item in scenario.uncertain:
+        set_path(raw, item.path, float(item.prior.sample(rng)))
+    return Scenario.model_validate(raw)

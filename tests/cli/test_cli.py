@@ -1,0 +1,69 @@
+import json
+
+import duckdb
+from typer.testing import CliRunner
+
+from deleverage.cli.main import app
+
+runner = CliRunner()
+
+
+def test_run_prints_the_summary_and_stores_the_run(tmp_path):
+    db = tmp_path / "r.duckdb"
+    result = runner.invoke(app, ["run", "feb-2026", "--seed", "4", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    for asset in ("BTC", "SILVER", "USDJPY"):
+        assert asset in result.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        run_id, seed = con.execute("SELECT run_id, seed FROM runs").fetchone()
+    assert seed == 4 and run_id in result.stdout
+
+
+def test_json_output_carries_every_summary_metric_and_honours_overrides(tmp_path):
+    args = [
+        "run",
+        "feb-2026",
+        "--no-store",
+        "--format",
+        "json",
+        "--set",
+        "assets.BTC.price=50000",
+        "--channels",
+        "stop_loss=off,mm_retreat=off",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    start = [m for m in payload["metrics"] if m["entity"] == "BTC" and m["metric"] == "start"]
+    assert start[0]["value"] == 50000 and start[0]["basis"] == "modelled"
+    events = {m["metric"] for m in payload["metrics"] if m["entity"] == "events"}
+    assert "stop_triggered_rows" not in events
+
+
+def test_scenarios_runs_and_export(tmp_path):
+    db = tmp_path / "r.duckdb"
+    assert "feb-2026" in runner.invoke(app, ["scenarios"]).stdout
+    runner.invoke(app, ["run", "feb-2026", "--db", str(db)])
+    listed = runner.invoke(app, ["runs", "--db", str(db)])
+    assert listed.exit_code == 0 and "feb-2026" in listed.stdout
+    out = tmp_path / "events.parquet"
+    exported = runner.invoke(app, ["export", "events", str(out), "--db", str(db)])
+    assert exported.exit_code == 0 and out.stat().st_size > 0
+    bad = runner.invoke(app, ["export", "trades", str(out), "--db", str(db)])
+    assert bad.exit_code == 2 and "expected one of runs, market, events, metrics" in bad.stderr
+    missing = runner.invoke(app, ["runs", "--db", str(tmp_path / "none.duckdb")])
+    assert missing.exit_code == 2
+
+
+def test_every_command_explains_itself():
+    for command in ("run", "scenarios", "runs", "export"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_report_writes_an_offline_html_page(tmp_path):
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["run", "feb-2026", "--no-store", "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert "data:image/png;base64," in text and "http" not in text.replace("http-equiv", "")

@@ -1,0 +1,49 @@
+"""Shared helpers: small scenarios built in code, validated like a file would be."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deleverage.scenario.loader import validate
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def base_raw(**changes) -> dict:
+    """A one-asset 24/7 market for two days, no shocks; `changes` replace top-level keys."""
+    raw = {
+        "name": "test",
+        "clock": {"start": "2026-01-05T00:00:00Z", "end": "2026-01-07T00:00:00Z", "step": "5min"},
+        "venues": [{"id": "spot", "kind": "crypto"}],
+        "assets": [
+            {
+                "id": "BTC",
+                "class": "crypto",
+                "tier": "peripheral",
+                "venue": "spot",
+                "price": 100_000.0,
+                "daily_vol": 0.03,
+                "adv_usd": 2e10,
+            }
+        ],
+    }
+    raw.update(copy.deepcopy(changes))
+    return raw
+
+
+def build(raw: dict):
+    return validate(raw, "test.yaml", Path("."))
+
+
+@pytest.fixture
+def write_scenario(tmp_path):
+    def write(raw: dict, name: str = "scenario.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+    return write

@@ -1,0 +1,132 @@
+import numpy as np
+import pandas as pd
+from tests.conftest import base_raw, build
+
+from deleverage import simulate
+from deleverage.market.calendar import session_mask
+from deleverage.scenario.schema import Session
+
+NASDAQ = {
+    "id": "nasdaq",
+    "kind": "equity",
+    "session": {
+        "timezone": "America/New_York",
+        "days": ["mon", "tue", "wed", "thu", "fri"],
+        "open": "09:30",
+        "close": "16:00",
+    },
+}
+
+
+def equity_market(**changes) -> dict:
+    raw = base_raw(
+        clock={"start": "2026-01-03T00:00:00Z", "end": "2026-01-06T00:00:00Z", "step": "5min"},
+        venues=[NASDAQ],
+        **changes,
+    )
+    raw["assets"] = [
+        {
+            "id": "NDX",
+            "class": "equity_index",
+            "tier": "semi_core",
+            "venue": "nasdaq",
+            "price": 25000.0,
+            "daily_vol": 0.01,
+            "adv_usd": 2e11,
+        }
+    ]
+    return raw
+
+
+def fill_times(result) -> list[pd.Timestamp]:
+    flows = result.events[result.events.kind == "flow"]
+    return [
+        result.times[step + 1] - pd.Timedelta(result.scenario.clock.step) for step in flows.step
+    ]
+
+
+def test_an_order_sent_on_a_saturday_executes_at_mondays_open():
+    raw = equity_market(
+        shocks=[
+            {
+                "type": "flow",
+                "asset": "NDX",
+                "start": "2026-01-03T15:00:00Z",
+                "duration": "5min",
+                "notional_usd": -1e9,
+            }
+        ]
+    )
+    result = simulate(build(raw), seed=1)
+    assert fill_times(result) == [pd.Timestamp("2026-01-05 14:30", tz="UTC")]  # 09:30 New York
+    prices = result.prices()["NDX"]
+    assert prices.loc[:"2026-01-05 14:25"].nunique() == 1  # closed: no trade, no noise
+
+
+def test_an_outage_delays_the_open_and_the_queued_order():
+    raw = equity_market(
+        shocks=[
+            {
+                "type": "flow",
+                "asset": "NDX",
+                "start": "2026-01-03T15:00:00Z",
+                "duration": "5min",
+                "notional_usd": -1e9,
+            },
+            {
+                "type": "outage",
+                "venue": "nasdaq",
+                "start": "2026-01-05T14:30:00Z",
+                "duration": "1h",
+            },
+        ]
+    )
+    result = simulate(build(raw), seed=1)
+    assert fill_times(result) == [pd.Timestamp("2026-01-05 15:30", tz="UTC")]
+    assert (result.events.kind == "outage").sum() == 1
+
+
+def test_a_news_jump_on_a_closed_venue_opens_as_a_gap():
+    raw = equity_market(
+        market={"noise_scale": 0.0},
+        shocks=[{"type": "news", "time": "2026-01-04T12:00:00Z", "returns": {"NDX": -0.05}}],
+    )
+    prices = simulate(build(raw), seed=0).prices()["NDX"]
+    # The price recorded at 14:30 closes the last closed step; the open step ends at 14:35.
+    assert prices[pd.Timestamp("2026-01-05 14:30", tz="UTC")] == 25000.0
+    assert np.isclose(prices[pd.Timestamp("2026-01-05 14:35", tz="UTC")], 25000.0 * np.exp(-0.05))
+
+
+def test_overnight_session_spans_midnight_and_skips_its_closed_hour():
+    globex = Session(
+        timezone="America/New_York",
+        days=["sun", "mon", "tue", "wed", "thu"],
+        open="18:00",
+        close="17:00",
+    )
+    times = pd.DatetimeIndex(
+        [
+            "2026-01-04 22:30",
+            "2026-01-05 12:00",
+            "2026-01-05 22:30",
+            "2026-01-09 21:30",
+            "2026-01-09 23:30",
+            "2026-01-10 12:00",
+        ],
+        tz="UTC",
+    )
+    # Sun 17:30 ET closed; Mon 07:00 open; Mon 17:30 ET closed (daily break);
+    # Fri 16:30 open; Fri 18:30 closed (no Friday session); Saturday closed.
+    assert session_mask(globex, times).tolist() == [False, True, False, True, False, False]
+
+
+def test_holidays_close_the_venue_all_day():
+    session = Session(
+        timezone="America/New_York",
+        days=["mon", "tue", "wed", "thu", "fri"],
+        open="09:30",
+        close="16:00",
+        holidays=["2026-01-19"],
+    )
+    times = pd.DatetimeIndex(["2026-01-19 15:00", "2026-01-20 15:00"], tz="UTC")
+    assert session_mask(session, times).tolist() == [False, True]

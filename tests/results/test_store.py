@@ -1,0 +1,95 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+import yaml
+from tests.conftest import base_raw, build
+
+from deleverage import load_scenario, simulate
+from deleverage.results.store import Store
+
+
+def test_a_stored_run_can_be_queried_and_exported(tmp_path):
+    result = simulate(build(base_raw()), seed=3)
+    with Store(tmp_path / "r.duckdb") as store:
+        run_id = store.write(result)
+        runs = store.runs()
+        out = store.export("market", tmp_path / "market.parquet", run_id)
+    assert runs.run_id.tolist() == [run_id]
+    exported = duckdb.sql(f"SELECT * FROM '{out}' ORDER BY step, asset").df()
+    assert len(exported) == (result.scenario.clock.n_steps + 1) * len(result.asset_ids)
+    assert exported.price.to_numpy() == pytest.approx(result.market["price"].reshape(-1))
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+        seed, hash_ = con.execute("SELECT seed, scenario_hash FROM runs").fetchone()
+        metrics = con.execute("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]).fetchone()[
+            0
+        ]
+    assert (seed, hash_) == (3, result.scenario_hash)
+    assert metrics == len(result.to_frame())
+
+
+def test_a_failure_while_writing_leaves_no_partial_run(tmp_path):
+    result = simulate(build(base_raw()), seed=3)
+    store = Store(tmp_path / "r.duckdb")
+
+    class FailsOnThirdTable:
+        """The real connection, except that staging the third table is interrupted."""
+
+        def __init__(self, connection):
+            self.connection, self.staged = connection, 0
+
+        def register(self, name, frame):
+            self.staged += 1
+            if self.staged == 3:  # runs and market are already inserted
+                raise KeyboardInterrupt
+            return self.connection.register(name, frame)
+
+        def __getattr__(self, name):
+            return getattr(self.connection, name)
+
+    store.connection = FailsOnThirdTable(store.connection)
+    with pytest.raises(KeyboardInterrupt):
+        store.write(result)
+    store.close()
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+        for table in ("runs", "market", "events", "metrics"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_interrupting_a_run_leaves_no_partial_run(tmp_path, how):
+    raw = base_raw(
+        clock={"start": "2026-01-01T00:00:00Z", "end": "2026-06-01T00:00:00Z", "step": "1min"}
+    )
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "r.duckdb"
+    with Store(db) as store:  # one complete run already stored
+        store.write(simulate(build(base_raw()), seed=0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deleverage", "run", str(path), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    time.sleep(4.0)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    if how == signal.SIGINT:
+        assert b"nothing was stored" in stderr
+        assert b"Traceback" not in stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+        assert con.execute("SELECT count(DISTINCT run_id) FROM market").fetchone()[0] == 1
+
+
+def test_the_run_records_where_it_came_from():
+    result = simulate(load_scenario("feb-2026"), seed=0)
+    assert len(result.scenario_hash) == 64
+    assert result.package_version != ""
