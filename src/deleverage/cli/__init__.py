@@ -1,0 +1,1 @@
+"""The `deleverage` command line."""
