@@ -27,7 +27,7 @@ from deleverage.engine.timeline import compile_timeline
 from deleverage.market import book
 from deleverage.market.calendar import build_calendar
 from deleverage.market.makers import MarketMakers
-from deleverage.populations import REGISTRY, EndInvestors, MarketView, Population
+from deleverage.populations import REGISTRY, BuildContext, EndInvestors, MarketView, Population
 from deleverage.results.events import EventLog
 from deleverage.results.result import SimulationResult
 from deleverage.scenario.loader import correlation_matrix, sample_uncertain, scenario_hash
@@ -133,22 +133,33 @@ def simulate(
     investors = EndInvestors(timeline.flow_usd, asset_ids)
     index = scenario.asset_index()
     populations: list[Population] = [investors]
+    step_hours = clock.step.total_seconds() / 3600.0
     for spec in scenario.populations:
         builder, channel = REGISTRY[spec.type]
-        populations.append(
-            builder(
-                spec,
-                index[spec.asset],
-                price0[index[spec.asset]],
-                rng_stream(seed, path, f"population:{spec.name}"),
-                enabled=getattr(channels, channel),
-            )
+        context = BuildContext(
+            scenario,
+            index,
+            price0,
+            rng_stream(seed, path, f"population:{spec.name}"),
+            getattr(channels, channel),
+            step_hours,
         )
+        populations.append(builder(spec, context))
 
     log = EventLog()
     noise_rng = rng_stream(seed, path, "noise")
     chol = np.linalg.cholesky(correlation_matrix(scenario))
     df = market.correlation.student_df
+
+    initial_margin = np.array(
+        [np.nan if a.initial_margin_pct is None else a.initial_margin_pct for a in assets]
+    )
+    maintenance_margin = np.array(
+        [np.nan if a.maintenance_margin_pct is None else a.maintenance_margin_pct for a in assets]
+    )
+    duration = np.array([a.duration_years or np.nan for a in assets])
+    yield0 = np.array([np.nan if a.yield_pct is None else a.yield_pct for a in assets])
+    asset_settles = calendar.settlement[venue_of]  # (A, T)
 
     log_ref = np.log(price0)
     x = np.zeros(n_assets)  # book displacement (transient impact), log units
@@ -204,6 +215,9 @@ def simulate(
         for kind, label in timeline.labels.get(k, ()):
             log.add("shock", detail=f"{kind}: {label}")
         for event in margin_by_step.get(k, ()):
+            if event.kind == "effective":
+                initial_margin[index[event.asset]] = event.initial_pct
+                maintenance_margin[index[event.asset]] = event.maintenance_pct
             log.add(
                 f"margin_{event.kind}",
                 venue=event.venue,
@@ -230,7 +244,17 @@ def simulate(
         for r in range(market.max_rounds + 1):
             log.round = r
             price = reference * np.exp(x)
-            view = MarketView(k, calendar.step_starts[k], price, is_open)
+            view = MarketView(
+                k,
+                calendar.step_starts[k],
+                step_hours,
+                price,
+                is_open,
+                asset_settles[:, k],
+                initial_margin,
+                maintenance_margin,
+                yield0 - np.log(price / price0) / duration * 100.0,
+            )
             for population in populations:
                 population.mark(view, log)
             batches = [(p, p.orders()) for p in populations]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deleverage.populations.base import MarketView, Orders, Population
+from deleverage.populations.base import BuildContext, MarketView, Orders, Population
 from deleverage.populations.end_investors import EndInvestors
 from deleverage.populations.stop_loss import StopLossPopulation
 
@@ -13,4 +13,12 @@ REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "stop_loss": (StopLossPopulation, "stop_loss"),
 }
 
-__all__ = ["REGISTRY", "EndInvestors", "MarketView", "Orders", "Population", "StopLossPopulation"]
+__all__ = [
+    "REGISTRY",
+    "BuildContext",
+    "EndInvestors",
+    "MarketView",
+    "Orders",
+    "Population",
+    "StopLossPopulation",
+]

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from deleverage.results.events import EventLog
+from deleverage.scenario.schema import Scenario
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,31 @@ class Orders:
 
 @dataclass(frozen=True)
 class MarketView:
-    """What a population may see: this step's prices and which assets can trade."""
+    """What a population may see during a round: prices now, which assets trade, and the
+    venue state that margin rules need. Arrays are indexed by asset."""
 
     step: int
-    time: np.datetime64
+    time: pd.Timestamp  # UTC start of the step
+    step_hours: float  # length of a step in hours
     price: np.ndarray  # (A,) current prices
-    is_open: np.ndarray  # (A,) bool
+    is_open: np.ndarray  # (A,) bool: the asset's venue trades now
+    settlement: np.ndarray  # (A,) bool: the venue's daily settlement falls in this step
+    initial_margin_pct: np.ndarray  # (A,) exchange initial margin, % of notional (NaN: none)
+    maintenance_margin_pct: np.ndarray  # (A,) exchange maintenance margin, % (NaN: none)
+    yield_pct: np.ndarray  # (A,) bond yields in % p.a. (NaN for non-bonds)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a population builder gets: the validated scenario, the asset index, initial
+    prices, its own random stream, and whether its feedback channel is on."""
+
+    scenario: Scenario
+    asset_index: dict[str, int]
+    price0: np.ndarray
+    rng: np.random.Generator
+    enabled: bool
+    step_hours: float
 
 
 class Population(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deleverage.populations.base import MarketView, Orders
+from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import StopLossBook
 
@@ -17,18 +17,12 @@ from deleverage.scenario.schema import StopLossBook
 class StopLossPopulation:
     kind = "stop_loss"
 
-    def __init__(
-        self,
-        spec: StopLossBook,
-        asset: int,
-        price: float,
-        rng: np.random.Generator,
-        enabled: bool = True,
-    ):
+    def __init__(self, spec: StopLossBook, ctx: BuildContext):
         self.name = spec.name
-        self.asset = asset
+        self.asset = ctx.asset_index[spec.asset]
         self.asset_id = spec.asset
-        self.enabled = enabled
+        self.enabled = ctx.enabled
+        price, rng = ctx.price0[self.asset], ctx.rng
         self.sign = 1.0 if spec.side == "long" else -1.0
         n = spec.accounts
         # Account sizes are skewed (lognormal weights), summing to the book's notional.

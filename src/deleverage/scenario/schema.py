@@ -214,6 +214,12 @@ class Asset(Model):
     liquidity: Liquidity = Liquidity()
     duration_years: Positive | None = Field(None, description="modified duration, bonds only")
     yield_pct: float | None = Field(None, description="initial yield in % p.a., bonds only")
+    initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
+        None, description="exchange initial margin at the start, % of notional (futures)"
+    )
+    maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
+        None, description="exchange maintenance margin at the start, % of notional"
+    )
     source: str | None = None
 
     @model_validator(mode="after")
