@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from deleverage.cli import detect
 from deleverage.errors import Problem, UserError
 
 app = typer.Typer(
@@ -220,12 +221,4 @@ def export(
     out.print(f"wrote {path}")
 
 
-def _register_optional() -> None:
-    try:
-        from deleverage.cli import detect
-    except ImportError:
-        return
-    detect.register(app)
-
-
-_register_optional()
+detect.register(app)
