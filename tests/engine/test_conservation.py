@@ -25,7 +25,8 @@ def scenarios(draw):
     ]
     shocks, populations = [], []
     for _ in range(draw(st.integers(0, 4))):
-        asset = f"A{draw(st.integers(0, n_assets - 1))}"
+        index = draw(st.integers(0, n_assets - 1))
+        asset, adv = f"A{index}", assets[index]["adv_usd"]
         hour = draw(st.integers(0, 22))
         if draw(st.booleans()):
             shocks.append(
@@ -34,7 +35,7 @@ def scenarios(draw):
                     "asset": asset,
                     "start": f"2026-01-05T{hour:02d}:00:00Z",
                     "duration": f"{draw(st.integers(5, 120))}min",
-                    "notional_usd": draw(st.floats(-5e9, 5e9)),
+                    "notional_usd": draw(st.floats(-2.0, 2.0)) * adv,
                 }
             )
         else:

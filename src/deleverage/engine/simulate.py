@@ -162,6 +162,15 @@ def simulate(
     asset_settles = calendar.settlement[venue_of]  # (A, T)
 
     log_ref = np.log(price0)
+    log_anchor = log_ref.copy()
+    pull = np.array(
+        [
+            0.0
+            if a.fundamental_half_life is None
+            else _half_life_share(clock.step, a.fundamental_half_life)
+            for a in assets
+        ]
+    )
     x = np.zeros(n_assets)  # book displacement (transient impact), log units
     pending_jump = np.zeros(n_assets)
     lam0 = book.base_depth_units(adv, vol, impact_y, price0)
@@ -187,6 +196,7 @@ def simulate(
         return units, cash
 
     units_start, cash_start = totals()
+    units_traded = np.zeros(n_assets)  # gross, for the scale of rounding in the unit check
     margin_by_step: dict[int, list] = {}
     for event in timeline.margin:
         margin_by_step.setdefault(event.step, []).append(event)
@@ -201,11 +211,13 @@ def simulate(
         if k % chunk == 0:
             noise_block = _noise(noise_rng, chol, min(chunk, n_steps - k), df)
         is_open = asset_open[:, k]
+        step_start = calendar.step_starts[k]
         log_price_start = log_ref + x
 
         # 1. the book refills between steps
         x, log_ref = book.refill(x, log_ref, np.where(is_open, resolved, 0.0), permanent)
         # 2. exogenous moves: noise while open, jumps wait for the open, drivers replace
+        log_ref -= np.where(is_open, pull, 0.0) * (log_ref - log_anchor)
         pending_jump += timeline.jumps[k]
         log_ref += np.where(is_open, noise_block[k % chunk] * noise_sd + pending_jump, 0.0)
         pending_jump[is_open] = 0.0
@@ -246,7 +258,7 @@ def simulate(
             price = reference * np.exp(x)
             view = MarketView(
                 k,
-                calendar.step_starts[k],
+                step_start,
                 step_hours,
                 price,
                 is_open,
@@ -279,6 +291,7 @@ def simulate(
             makers.take(net, average)
             traded = np.flatnonzero(buys + sells)
             volume += np.maximum(buys, sells) * average
+            units_traded += buys + sells
             net_total += net
             for a in traded:
                 log.add(
@@ -310,7 +323,9 @@ def simulate(
             units, cash = totals()
             diagnostics["max_unit_drift"] = max(
                 diagnostics["max_unit_drift"],
-                float(np.max(np.abs(units - units_start) / (1.0 + np.abs(units_start)))),
+                float(
+                    np.max(np.abs(units - units_start) / (1.0 + np.abs(units_start) + units_traded))
+                ),
             )
             diagnostics["max_cash_drift_usd"] = max(
                 diagnostics["max_cash_drift_usd"], abs(cash - cash_start)

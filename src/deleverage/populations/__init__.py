@@ -6,11 +6,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from deleverage.populations.base import BuildContext, MarketView, Orders, Population
+from deleverage.populations.carry import CarryFundsPopulation
 from deleverage.populations.end_investors import EndInvestors
+from deleverage.populations.etf_flows import EtfFlowPopulation
+from deleverage.populations.futures_margin import FuturesPopulation
+from deleverage.populations.perps import PerpPopulation
+from deleverage.populations.prime_broker import PrimeBrokerPopulation
 from deleverage.populations.stop_loss import StopLossPopulation
+from deleverage.populations.systematic import TrendPopulation, VolTargetPopulation
+from deleverage.populations.value_funds import ValueFundPopulation
 
 REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "stop_loss": (StopLossPopulation, "stop_loss"),
+    "futures_book": (FuturesPopulation, "margin_calls"),
+    "carry_funds": (CarryFundsPopulation, "carry_unwind"),
+    "pb_funds": (PrimeBrokerPopulation, "margin_calls"),
+    "value_funds": (ValueFundPopulation, "margin_calls"),
+    "vol_target": (VolTargetPopulation, "vol_targeting"),
+    "trend_followers": (TrendPopulation, "stop_loss"),
+    "etf_flows": (EtfFlowPopulation, "etf_flows"),
+    "perp_book": (PerpPopulation, "perp_liquidations"),
 }
 
 __all__ = [

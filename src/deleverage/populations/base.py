@@ -29,7 +29,10 @@ class Orders:
 
     @classmethod
     def empty(cls) -> Orders:
-        return cls(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
+        return _NO_ORDERS
+
+
+_NO_ORDERS = Orders(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,30 @@ def _resolve_file(base: Path, name: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
+def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple[str, str]]:
+    """A perp book needs a perp rule set (its own or its venue's) and a readable accounts file."""
+    problems = []
+    asset = next((a for a in scenario.assets if a.id == book.asset), None)
+    venue = next((v for v in scenario.venues if asset and v.id == asset.venue), None)
+    perp_rule_sets = ("binance-like", "hyperliquid-like")
+    if book.margin_rules is None and venue and venue.margin_rules not in perp_rule_sets:
+        problems.append(
+            (
+                "margin_rules",
+                "expected binance-like or hyperliquid-like here or on the asset's venue, "
+                f"found venue {venue.id!r} with {venue.margin_rules!r}",
+            )
+        )
+    if book.file is not None:
+        from deleverage.populations.perps import read_accounts  # the reader lives with its user
+
+        try:
+            read_accounts(_resolve_file(base, book.file))
+        except ValueError as exc:
+            problems.append(("file", str(exc)))
+    return problems
+
+
 def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Problem]:
     """Cross-references and files: everything a single field cannot check by itself."""
     problems: list[Problem] = []
@@ -312,7 +336,22 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         need_asset("market.correlation.pairs", b)
 
     for population in scenario.populations:
-        need_asset(f"populations[{population.name}].asset", population.asset)
+        # Any field named `asset` or `*_asset` names one asset; `weights`/`holdings` map assets.
+        for key, value in population:
+            where = f"populations[{population.name}].{key}"
+            if (key == "asset" or key.endswith("_asset")) and isinstance(value, str):
+                need_asset(where, value)
+            elif key in ("weights", "holdings") and isinstance(value, dict):
+                for asset_id in value:
+                    need_asset(where, asset_id)
+        # A spec may also check what it needs of those assets (a bond, margins, a currency).
+        if hasattr(population, "check_assets"):
+            by_id = {asset.id: asset for asset in scenario.assets}
+            for key, message in population.check_assets(by_id):
+                bad(f"populations[{population.name}].{key}", message)
+        if population.type == "perp_book":
+            for key, message in _perp_book_problems(population, scenario, base):
+                bad(f"populations[{population.name}].{key}", message)
 
     for i, shock in enumerate(scenario.shocks):
         path = f"shocks[{i}]"
@@ -428,7 +467,15 @@ def _absolute_files(scenario: Scenario, base: Path) -> Scenario:
         else s
         for s in scenario.shocks
     ]
-    return scenario.model_copy(update={"assets": assets, "shocks": shocks})
+    populations = [
+        p.model_copy(update={"file": str(_resolve_file(base, p.file).resolve())})
+        if getattr(p, "file", None)
+        else p
+        for p in scenario.populations
+    ]
+    return scenario.model_copy(
+        update={"assets": assets, "shocks": shocks, "populations": populations}
+    )
 
 
 def load_scenario(
@@ -448,14 +495,19 @@ def scenario_hash(scenario: Scenario) -> str:
     """SHA-256 of the canonical scenario; referenced files enter by content, not path."""
     payload = scenario.model_dump(mode="json", by_alias=True)
     digest = hashlib.sha256()
-    files = [a.price_history.file for a in scenario.assets if a.price_history] + [
-        s.file for s in scenario.shocks if s.type == "driver" and s.file
-    ]
+    files = (
+        [a.price_history.file for a in scenario.assets if a.price_history]
+        + [s.file for s in scenario.shocks if s.type == "driver" and s.file]
+        + [p.file for p in scenario.populations if getattr(p, "file", None)]
+    )
     for item in payload["assets"]:
         if item.get("price_history"):
             item["price_history"]["file"] = Path(item["price_history"]["file"]).name
     for item in payload["shocks"]:
         if item.get("type") == "driver" and item.get("file"):
+            item["file"] = Path(item["file"]).name
+    for item in payload["populations"]:
+        if item.get("file"):
             item["file"] = Path(item["file"]).name
     digest.update(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
     for name in files:

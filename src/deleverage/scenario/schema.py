@@ -214,6 +214,9 @@ class Asset(Model):
     liquidity: Liquidity = Liquidity()
     duration_years: Positive | None = Field(None, description="modified duration, bonds only")
     yield_pct: float | None = Field(None, description="initial yield in % p.a., bonds only")
+    fundamental_half_life: Duration | None = Field(
+        None, description="pull of the exogenous price toward its initial value; None = random walk"
+    )
     initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
         None, description="exchange initial margin at the start, % of notional (futures)"
     )
@@ -348,7 +351,297 @@ class StopLossBook(Model):
     source: str | None = None
 
 
-Population = Annotated[StopLossBook, Field(discriminator="type")]
+class ValueFunds(Model):
+    """Value investors who buy below an anchor with finite capital (SPEC §4.6). With
+    `max_leverage` above 1 they are the leveraged funds of Thurner, Farmer and Geanakoplos
+    (2012; facts 4.3-4.5): demand β·m·W/p for mispricing m = (V − p)/V, capped at λ_max·W/p."""
+
+    type: Literal["value_funds"]
+    name: str
+    asset: str
+    funds: Annotated[int, Field(ge=1, le=100_000)]
+    capital_usd: Positive = Field(description="total equity at the start, split equally")
+    anchor: Positive | None = Field(
+        None, description="value V, price units; default: initial price"
+    )
+    aggressiveness: Distribution = Field(description="β per fund (TFG: 5 to 50)")
+    max_leverage: Annotated[float, Field(ge=1.0)] = 1.0
+    default_equity_share: Fraction = Field(0.1, description="default below this share of W0")
+    source: str | None = None
+
+
+class VolTargetFunds(Model):
+    """Funds that scale a fixed-weight portfolio to a volatility target (SPEC §4.5):
+    exposure = capital · target_vol / realized_vol, capped at `max_leverage`."""
+
+    type: Literal["vol_target"]
+    name: str
+    weights: dict[str, Positive] = Field(description="portfolio weights by asset (normalized)")
+    funds: Annotated[int, Field(ge=1, le=100_000)] = 1
+    capital_usd: Positive
+    target_vol: Positive = Field(description="daily volatility target of the portfolio")
+    max_leverage: Annotated[float, Field(ge=0.0)] = 2.0
+    vol_half_life: Duration = timedelta(days=2)
+    rebalance_band: Fraction = Field(0.05, description="trade when off target by this share")
+    source: str | None = None
+
+
+class TrendFollowers(Model):
+    """Trend followers (CTAs): per asset, position = capital · weight · signal · target_vol /
+    realized_vol with signal = tanh(momentum / σ) from an EWMA of log prices (SPEC §4.5)."""
+
+    type: Literal["trend_followers"]
+    name: str
+    weights: dict[str, Positive]
+    funds: Annotated[int, Field(ge=1, le=100_000)] = 1
+    capital_usd: Positive
+    target_vol: Positive = Field(0.01, description="daily volatility target per asset")
+    lookback: Duration = timedelta(days=10)
+    max_leverage: Annotated[float, Field(ge=0.0)] = 3.0
+    vol_half_life: Duration = timedelta(days=5)
+    rebalance_band: Fraction = 0.05
+    source: str | None = None
+
+
+class EtfFlows(Model):
+    """Performance-chasing ETF / treasury-company holders (SPEC §4.6): net creations per
+    day = sensitivity · (trailing log return over `lookback`) · AUM, traded while open."""
+
+    type: Literal["etf_flows"]
+    name: str
+    asset: str
+    aum_usd: Positive
+    sensitivity: Annotated[float, Field(ge=0.0)] = Field(
+        description="daily flow as a share of AUM per unit of trailing log return"
+    )
+    lookback: Duration = timedelta(days=5)
+    source: str | None = None
+
+
+class FuturesBook(Model):
+    """Futures margin accounts in one asset (SPEC §4.2; COMEX-like speculators, facts §2).
+
+    Margins are % of notional from the venue schedule (the asset's margins and its
+    `margin_change` shocks); `initial_margin_pct`/`maintenance_margin_pct` here apply only
+    while the schedule gives none. An account whose equity falls below maintenance meets
+    the call from its outside cash back to initial margin, or is liquidated at market."""
+
+    type: Literal["futures_book"]
+    name: str
+    asset: str
+    accounts: Annotated[int, Field(ge=1, le=10_000_000)]
+    notional_usd: Positive = Field(description="gross notional of open positions at the start")
+    long_share: Fraction = Field(0.5, description="share of the notional held long")
+    margin_cushion: Distribution = Field(
+        description="account equity at the start ÷ its initial margin (1 = exactly at initial)"
+    )
+    cash_buffer: Distribution = Field(
+        description="outside cash at the start ÷ the account's initial margin"
+    )
+    initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    initial_margin_multiplier: Annotated[float, Field(ge=1.0)] = Field(
+        1.0,
+        description="the accounts' initial margin ÷ the schedule's: 1.1 for heightened-risk-"
+        "profile (speculative) accounts (facts 2.3, 2.5)",
+    )
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _margins(self) -> FuturesBook:
+        if (self.initial_margin_pct is None) != (self.maintenance_margin_pct is None):
+            raise ValueError("give both initial_margin_pct and maintenance_margin_pct, or neither")
+        if self.initial_margin_pct is not None and (
+            self.maintenance_margin_pct > self.initial_margin_pct
+        ):
+            raise ValueError("maintenance_margin_pct exceeds initial_margin_pct")
+        return self
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        asset = assets.get(self.asset)
+        on_asset = asset and None not in (asset.initial_margin_pct, asset.maintenance_margin_pct)
+        if asset and not on_asset and self.initial_margin_pct is None:
+            return [("initial_margin_pct", "expected margins on the asset or the population")]
+        return []
+
+
+class CarryFunds(Model):
+    """Yen carry-trade funds (SPEC §4.3): borrow JPY, hold a USD portfolio.
+
+    Leverage is assets ÷ equity (USD, the yen loan valued at `fx_asset`). Above
+    `buffer_leverage` a fund sells down to `target_leverage` by the pecking order and
+    repays yen; above `default_leverage` (or at zero equity) it defaults and is liquidated.
+    These are Cont–Schaanning's buffer, target and minimum (facts 4.8–4.9) stated on
+    assets ÷ equity: their equity ratios 4% / 5% / 3% are leverages 25 / 20 / 33."""
+
+    type: Literal["carry_funds"]
+    name: str
+    funds: Annotated[int, Field(ge=1, le=1_000_000)]
+    equity_usd: Positive = Field(description="total equity at the start")
+    weights: dict[str, Positive] = Field(description="portfolio weights by asset (normalized)")
+    weight_dispersion: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="lognormal σ of each fund's weights around the population's"
+    )
+    fx_asset: str = Field("USDJPY", description="the funding pair, priced in yen per dollar")
+    rate_asset: str = Field("JGB40Y", description="bond whose yield moves yen funding cost")
+    leverage: Distribution = Field(description="assets ÷ equity at the start, per fund")
+    target_leverage: Positive
+    buffer_leverage: Positive
+    default_leverage: Positive
+    usd_yield_pct: float = Field(description="what the dollar portfolio earns, % p.a.")
+    funding_pct: float = Field(description="yen funding cost at the start, % p.a.")
+    funding_beta: float = Field(
+        1.0, description="change in yen funding cost per change in the rate asset's yield"
+    )
+    carry_to_vol_threshold: Distribution = Field(
+        description="per fund: unwind when carry ÷ annualized USDJPY volatility falls below"
+    )
+    vol_half_life: Duration = Field(timedelta(days=1), description="USDJPY realized volatility")
+    unwind_share: Fraction = Field(
+        1.0, description="share of the yen loan a voluntary unwind repays"
+    )
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> CarryFunds:
+        if not 1.0 <= self.target_leverage <= self.buffer_leverage < self.default_leverage:
+            raise ValueError(
+                "expected 1 ≤ target_leverage ≤ buffer_leverage < default_leverage, found "
+                f"{self.target_leverage}, {self.buffer_leverage}, {self.default_leverage}"
+            )
+        if self.fx_asset in self.weights:
+            raise ValueError(f"the funding pair {self.fx_asset!r} cannot be a holding")
+        return self
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        problems = []
+        fx, rate = assets.get(self.fx_asset), assets.get(self.rate_asset)
+        if fx and fx.currency == "USD":
+            problems.append(("fx_asset", f"expected a pair priced in yen, found {fx.currency!r}"))
+        if rate and (rate.duration_years is None or rate.yield_pct is None):
+            problems.append(("rate_asset", "expected a bond with duration_years and yield_pct"))
+        for asset_id in self.weights:
+            if asset_id in assets and assets[asset_id].currency != "USD":
+                problems.append(("weights", f"expected USD assets, found {asset_id!r}"))
+        return problems
+
+
+class PrimeBrokerFunds(Model):
+    """Multi-asset funds financed by a prime broker in USD (SPEC §4.4).
+
+    Margin requirement = Σ haircut·value, the haircut per asset being the broker's
+    `haircut_pct`·(1 + haircut_sensitivity·drawdown from the running peak), and at least
+    the exchange maintenance margin where the asset has one. A fund whose equity falls
+    below the requirement sells by the pecking order until the requirement is
+    `margin_target` × equity; above `default_leverage` (assets ÷ equity) it defaults."""
+
+    type: Literal["pb_funds"]
+    name: str
+    funds: Annotated[int, Field(ge=1, le=1_000_000)]
+    equity_usd: Positive = Field(description="total equity at the start")
+    weights: dict[str, Positive] = Field(description="portfolio weights by asset (normalized)")
+    weight_dispersion: Annotated[float, Field(ge=0.0)] = 0.0
+    leverage: Distribution = Field(description="assets ÷ equity at the start, per fund")
+    haircut_pct: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = Field(
+        description="broker haircut per held asset at the start, % of value"
+    )
+    haircut_sensitivity: Annotated[float, Field(ge=0.0)] = 1.0
+    margin_target: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.8
+    default_leverage: Annotated[float, Field(gt=1.0)]
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _haircuts(self) -> PrimeBrokerFunds:
+        if set(self.haircut_pct) != set(self.weights):
+            raise ValueError("expected one haircut_pct per asset in weights")
+        return self
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return [
+            ("weights", f"expected USD assets, found {asset_id!r}")
+            for asset_id in self.weights
+            if asset_id in assets and assets[asset_id].currency != "USD"
+        ]
+
+
+class PerpBook(Model):
+    """Perpetual-futures accounts on one asset (SPEC §4.1; facts §1).
+
+    Generated from positioning — `accounts`, `open_interest_usd`, `long_share`, `leverage` —
+    or loaded from a CSV/Parquet `file` with one row per account: `side` (long/short),
+    `size` (units), `entry_price`, `wallet_usd` and `leverage` (position margin =
+    size·entry/leverage). Open interest is counted one-sided as exchanges report it:
+    long notional = 2·OI·long_share, short notional = 2·OI·(1 − long_share); longs beyond
+    the shorts face counterparties outside the population. In cross margin the whole wallet
+    backs the position; in isolated margin only the position margin does."""
+
+    type: Literal["perp_book"]
+    name: str
+    asset: str
+    margin_rules: Literal["binance-like", "hyperliquid-like"] | None = Field(
+        None, description="rule set; default: the margin_rules of the asset's venue"
+    )
+    margin_mode: Literal["cross", "isolated"] = "cross"
+    accounts: Annotated[int, Field(ge=1, le=20_000_000)] | None = None
+    open_interest_usd: Positive | None = Field(
+        None, description="one-sided open interest at the initial price, USD"
+    )
+    long_share: Fraction = Field(0.5, description="share of the gross notional held long")
+    leverage: Distribution | None = Field(
+        None, description="notional ÷ position margin at entry, per account (clipped to the tier)"
+    )
+    size_dispersion: Annotated[float, Field(ge=0.0)] = Field(
+        1.5, description="lognormal σ of account notionals"
+    )
+    wallet_buffer: Distribution | None = Field(
+        None, description="wallet beyond the position margin ÷ position margin; None: 0"
+    )
+    entry_spread: Annotated[float, Field(ge=0.0)] = Field(
+        0.05, description="lognormal σ of entry prices around the initial price"
+    )
+    entry_lookback: Duration = Field(
+        timedelta(days=30),
+        description="with an asset price_history: entries are drawn from this window of it",
+    )
+    file: str | None = Field(None, description="accounts file (CSV or Parquet)")
+    max_leverage: Positive | None = Field(
+        None, description="hyperliquid-like: maximum leverage (MMR = 1/(2·max)); default 40"
+    )
+    liquidation_fee_pct: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
+        None, description="% of liquidated notional to the insurance fund; default per rules"
+    )
+    insurance_fund_usd: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="insurance fund (binance-like) or liquidator vault at the start"
+    )
+    fund_capacity: Positive | None = Field(
+        None, description="max taken-over notional ÷ fund size; default 1 (binance-like)"
+    )
+    funding_interest_pct: float = Field(0.01, description="interest rate I, % per 8 h")
+    funding_clamp_pct: Annotated[float, Field(ge=0.0)] = Field(0.05, description="% per 8 h")
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _positioning(self) -> PerpBook:
+        generated = (self.accounts, self.open_interest_usd, self.leverage)
+        if self.file is None and any(item is None for item in generated):
+            raise ValueError("give accounts, open_interest_usd and leverage, or a file")
+        if self.file is not None and any(item is not None for item in generated):
+            raise ValueError("give either a file or accounts/open_interest_usd/leverage")
+        return self
+
+
+Population = Annotated[
+    StopLossBook
+    | ValueFunds
+    | VolTargetFunds
+    | TrendFollowers
+    | EtfFlows
+    | FuturesBook
+    | CarryFunds
+    | PrimeBrokerFunds
+    | PerpBook,
+    Field(discriminator="type"),
+]
 
 
 # --------------------------------------------------------------------------- shocks

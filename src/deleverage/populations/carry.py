@@ -1,0 +1,245 @@
+"""Yen carry-trade funds (SPEC §4.3): borrow yen, hold a multi-asset USD portfolio.
+
+Balance sheet of fund f, in USD, with the pair priced in yen per dollar (USDJPY = S):
+
+    equity = Σ units·price + dollars + yen / S,     yen = −B_jpy (the loan, negative)
+    leverage = assets ÷ equity                       (assets: holdings and positive cash)
+
+so a stronger yen (S down) raises the loan's dollar value and the leverage with asset
+prices unchanged. The rule is Cont–Schaanning's threshold model (facts 4.8–4.9) stated on
+assets ÷ equity (their equity ÷ assets buffer 4%, target 5% and minimum 3% are leverages
+25, 20 and 33): above `buffer_leverage` sell down to `target_leverage`, i.e. raise and
+repay X = assets − target·equity; above `default_leverage` (or at zero equity) default
+and liquidate everything. Gains trigger no buying (facts 4.8). Sales follow the pecking
+order (`pecking.py`).
+
+Repaying yen is buying yen: the fund sells X units of the pair (one unit is one dollar,
+priced S yen). Units of USDJPY and cash are conserved exactly: the pair's column holds the
+dollars the fund has delivered (negative after repayments), so the fund's dollars are its
+USD cash plus that column, and the yen it receives at the fill price (X·fill) go straight
+to the loan. With `fx_feedback` off the fund converts at the current rate with an outside
+FX desk instead, and no order reaches the book: the fund's dollars fall and its yen rise
+by the `desk_usd` and `desk_yen` it has exchanged, and the desk holds exactly the
+opposite amounts. Fund and desk are both in this population, so the transfer cancels
+inside `holdings` and `cash`, which do not move: conservation still holds, exactly.
+
+Voluntary unwind: carry = usd_yield − (funding + β·Δ yield of the rate asset); a fund
+whose carry ÷ annualized USDJPY volatility falls below its threshold repays
+`unwind_share` of its loan once (the Aug-2024 pattern, facts 4.12: procyclical
+deleveraging). The volatility is an EWMA of the pair's step returns seen by the funds.
+Interest is not accrued: over a few weeks carry matters through decisions, and cash moves
+only by trades. The `carry_unwind` channel switches all of this population's trading off.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.pecking import (
+    TIER_RANK,
+    FundBook,
+    draw_portfolios,
+    pecking_order_sales,
+)
+from deleverage.results.events import EventLog
+from deleverage.scenario.schema import CarryFunds
+
+USD, JPY = 0, 1  # quote currencies of the fund book's cash columns
+TRADING_DAYS = 252
+
+
+class BalanceSheet(NamedTuple):
+    """Per fund, USD."""
+
+    held: np.ndarray  # holdings at market
+    dollars: np.ndarray  # USD cash plus dollars held or delivered in the pair
+    loan: np.ndarray  # yen loan valued at the current USDJPY
+    assets: np.ndarray  # holdings plus positive cash
+    equity: np.ndarray  # holdings + dollars − loan
+    leverage: np.ndarray  # assets ÷ equity; inf at zero or negative equity
+
+
+class CarryFundsPopulation:
+    kind = "carry_funds"
+
+    def __init__(self, spec: CarryFunds, ctx: BuildContext):
+        self.name = spec.name
+        self.spec = spec
+        self.enabled = ctx.enabled
+        channels = ctx.scenario.channels
+        self.pecking_order, self.fx_feedback = channels.pecking_order, channels.fx_feedback
+        index, assets = ctx.asset_index, ctx.scenario.assets
+        self.asset_ids = [*spec.weights, spec.fx_asset]
+        columns = np.array([index[a] for a in self.asset_ids])
+        self.fx = len(spec.weights)  # the pair's column in the fund book
+        self.tier = np.array([TIER_RANK[assets[c].tier] for c in columns])
+        price = ctx.price0[columns]
+
+        equity, held = draw_portfolios(spec, price[: self.fx], ctx.rng)
+        n = spec.funds
+        units = np.zeros((n, len(columns)))
+        units[:, : self.fx] = held
+        cash = np.zeros((n, 2))
+        cash[:, JPY] = -(held @ price[: self.fx] - equity) * price[self.fx]  # the yen loan
+        quote = np.where(np.arange(len(columns)) == self.fx, JPY, USD)
+        self.book = FundBook(columns, quote, units, cash)
+        self.threshold = spec.carry_to_vol_threshold.sample(ctx.rng, n)
+        self.defaulted = np.zeros(n, dtype=bool)
+        self.unwound = np.zeros(n, dtype=bool)
+        self.desk_usd = np.zeros(n)  # dollars each fund delivered to the outside FX desk
+        self.desk_yen = np.zeros(n)  # and yen it received (fx_feedback off)
+        self.leverage = self.balance_sheet(ctx.price0).leverage
+
+        rate = assets[index[spec.rate_asset]]
+        self.rate_column, self.yield0 = index[spec.rate_asset], rate.yield_pct
+        pair = assets[index[spec.fx_asset]]
+        hours = next(v for v in ctx.scenario.venues if v.id == pair.venue).session.hours_per_day
+        self.steps_per_day = hours / ctx.step_hours
+        self.step_variance = pair.daily_vol**2 / self.steps_per_day
+        self.vol_decay = 0.5 ** (ctx.step_hours * 3600.0 / spec.vol_half_life.total_seconds())
+        self._last_fx = float(price[self.fx])
+        self._step = -1
+        self._update_flags(self.defaulted, self.unwound)
+
+    def balance_sheet(self, price: np.ndarray) -> BalanceSheet:
+        """Per fund, USD, on the projected book: pending orders filled at `price` (the
+        engine's (A,) price vector)."""
+        p = price[self.book.columns]
+        units, cash = self.book.projected(p)
+        held = units[:, : self.fx] @ p[: self.fx]
+        dollars = cash[:, USD] + units[:, self.fx] - self.desk_usd
+        yen_usd = (cash[:, JPY] + self.desk_yen) / p[self.fx]
+        equity = held + dollars + yen_usd
+        assets = held + np.maximum(dollars, 0.0) + np.maximum(yen_usd, 0.0)
+        leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
+        return BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+
+    def _update_flags(self, default: np.ndarray, unwind: np.ndarray) -> None:
+        """Record defaults and unwinds, and the screen they imply for later rounds."""
+        self.defaulted |= default
+        self.unwound |= unwind
+        self._sell_above = np.where(self.defaulted, np.inf, self.spec.buffer_leverage)
+        waiting = self.threshold[~self.defaulted & ~self.unwound]
+        self._unwind_below = float(waiting.max(initial=-np.inf))
+
+    def carry_to_vol(self, view: MarketView) -> float:
+        """Carry (% p.a.) ÷ annualized USDJPY volatility (%)."""
+        funding = self.spec.funding_pct + self.spec.funding_beta * (
+            view.yield_pct[self.rate_column] - self.yield0
+        )
+        annual_vol = 100.0 * np.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS)
+        return float((self.spec.usd_yield_pct - funding) / annual_vol)
+
+    def _observe_fx(self, view: MarketView) -> None:
+        """Once per step: update the EWMA variance of the pair's open-market step returns."""
+        if view.step == self._step:
+            return
+        self._step = view.step
+        fx_price = float(view.price[self.book.columns[self.fx]])
+        if view.is_open[self.book.columns[self.fx]]:
+            r = np.log(fx_price / self._last_fx)
+            self.step_variance = self.vol_decay * self.step_variance + (1 - self.vol_decay) * r * r
+        self._last_fx = fx_price
+
+    def mark(self, view: MarketView, log: EventLog) -> None:
+        if not self.enabled:
+            return
+        self._observe_fx(view)
+        spec = self.spec
+        ratio = self.carry_to_vol(view)
+        held, dollars, loan, assets, equity, leverage = self.balance_sheet(view.price)
+        self.leverage = leverage
+        # a cheap screen first: does any live fund breach its buffer or want out?
+        if not (np.any(leverage > self._sell_above) or ratio < self._unwind_below):
+            return
+        live = ~self.defaulted
+        default = live & (leverage > spec.default_leverage)
+        breach = live & ~default & (leverage > spec.buffer_leverage)
+        unwind = live & ~default & ~breach & ~self.unwound & (ratio < self.threshold)
+        unwind &= loan > 0.0
+        if not (default.any() or breach.any() or unwind.any()):
+            return
+
+        p = view.price[self.book.columns]
+        values = self.book.projected(p)[0] * p
+        values[:, self.fx] = 0.0
+        idle = np.maximum(dollars, 0.0)
+        amount = np.where(breach, assets - spec.target_leverage * equity, 0.0)
+        amount = np.where(unwind, spec.unwind_share * loan, amount)
+        amount = np.where(default, held + idle, amount)
+        sales = pecking_order_sales(
+            values, self.tier, np.maximum(amount - idle, 0.0), pecking_order=self.pecking_order
+        )
+        repay = np.minimum(sales.sum(axis=1) + np.minimum(idle, amount), loan)
+        self._update_flags(default, unwind)
+        order = "pecking order" if self.pecking_order else "proportional"
+        self.book.queue_sales(sales, p, log, self.name, self.asset_ids, order)
+        self._repay(repay, float(p[self.fx]), log)
+        for kind, funds, detail in (
+            ("fund_default", default, f"leverage above {spec.default_leverage} or no equity"),
+            ("deleverage", breach, f"leverage above {spec.buffer_leverage}: sell to target"),
+            ("voluntary_unwind", unwind, f"carry/vol {ratio:.3f} below threshold"),
+        ):
+            if funds.any():
+                log.add(
+                    kind,
+                    population=self.name,
+                    count=np.count_nonzero(funds),
+                    notional_usd=float(amount[funds].sum()),
+                    detail=detail,
+                )
+        if default.any():
+            unpaid = float((loan - repay)[default].sum())
+            if unpaid > 0.0:
+                log.add(
+                    "bad_debt",
+                    population=self.name,
+                    asset=self.asset_ids[self.fx],
+                    count=np.count_nonzero(default & (loan > repay)),
+                    notional_usd=unpaid,
+                    detail="yen loan left unpaid by defaulted funds",
+                )
+
+    def _repay(self, repay_usd: np.ndarray, fx_price: float, log: EventLog) -> None:
+        """Buy back `repay_usd` worth of yen: sell that many units of the pair."""
+        total = float(repay_usd.sum())
+        if total == 0.0:
+            return
+        if self.fx_feedback:
+            order = np.zeros_like(self.book.pending)
+            order[:, self.fx] = -repay_usd
+            self.book.queue(order)
+            how = "USDJPY sell order"
+        else:
+            self.desk_usd += repay_usd
+            self.desk_yen += repay_usd * fx_price
+            how = "outside FX desk at the current rate, no order"
+        log.add(
+            "fx_repay",
+            population=self.name,
+            asset=self.asset_ids[self.fx],
+            count=np.count_nonzero(repay_usd),
+            quantity=-total,
+            notional_usd=total,
+            price=fx_price,
+            detail=f"{total * fx_price:.0f} JPY repaid via {how}",
+        )
+
+    def orders(self) -> Orders:
+        return self.book.orders()
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        self.book.apply_fills(orders, filled, price)
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        return self.book.holdings(n_assets)
+
+    def cash(self) -> float:
+        """Cash as the engine books trades, in each asset's quote currency: USD, and yen
+        for the pair (the loan). Desk conversions cancel inside the population."""
+        return float(self.book.cash.sum())

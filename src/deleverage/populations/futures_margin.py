@@ -1,0 +1,212 @@
+"""Futures margin accounts (SPEC §4.2): COMEX-like silver and gold speculators.
+
+Margins are % of notional (CME since 13 Jan 2026 for precious metals, facts 2.3), read
+from the venue schedule in the market view, so a hike applies to open positions from its
+effective step and changes nothing before (facts 2.2: effective after the close). An
+account whose equity falls below maintenance is called back to *initial* margin; it pays
+from its outside cash buffer or is liquidated at market.
+
+Accounting: an account's `cash_usd` is its margin balance less its position valued at the
+last settlement price, so equity = cash + position · price. Variation margin at the daily
+settlement (facts 2.1: one-day horizon) moves P&L into the margin balance without moving
+cash; only trades move cash, at their fill price. The outside buffer is the account's too.
+
+Speed: equity − maintenance = cash + price · slope with slope = position − m·|position|, so
+each account has one call price (−cash / slope: a floor for longs, a cap for shorts). A
+round costs O(1) while the price stays between the highest floor and the lowest cap; a
+crossing checks only the accounts crossed, and only a margin change recomputes them all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.results.events import EventLog
+from deleverage.scenario.schema import FuturesBook
+
+
+class FuturesPopulation:
+    kind = "futures_book"
+
+    def __init__(self, spec: FuturesBook, ctx: BuildContext):
+        self.name = spec.name
+        self.asset = ctx.asset_index[spec.asset]
+        self.asset_id = spec.asset
+        self.enabled = ctx.enabled
+        asset = ctx.scenario.assets[self.asset]
+        self.venue = asset.venue
+        # The population's margins stand in only while the schedule gives none (NaN).
+        self.fallback_pct = (spec.initial_margin_pct, spec.maintenance_margin_pct)
+        self.initial_multiplier = spec.initial_margin_multiplier
+        start_initial_pct = asset.initial_margin_pct or spec.initial_margin_pct
+        price, rng, n = ctx.price0[self.asset], ctx.rng, spec.accounts
+
+        # Account sizes are skewed (lognormal), each side summing to its share of notional.
+        size = np.exp(rng.normal(0.0, 1.0, n))
+        n_long = round(n * spec.long_share)
+        is_long = np.arange(n) < n_long
+        side_total = np.where(is_long, size[:n_long].sum(), size[n_long:].sum())
+        side_share = np.where(is_long, spec.long_share, 1.0 - spec.long_share)
+        notional = size / side_total * side_share * spec.notional_usd
+        side = np.where(is_long, 1.0, -1.0)
+        initial_margin_usd = start_initial_pct * self.initial_multiplier / 100.0 * notional
+        equity = np.maximum(spec.margin_cushion.sample(rng, n), 0.0) * initial_margin_usd
+
+        self.position = side * notional / price  # units, + long
+        self.cash_usd = equity - self.position * price
+        self.buffer_usd = np.maximum(spec.cash_buffer.sample(rng, n), 0.0) * initial_margin_usd
+        self.pending = np.zeros(n)  # liquidation orders not yet filled, units
+        self._pending_total = 0.0
+        self.settlement_price = price
+        self._settled_step = -1
+        self._maintenance_pct = np.nan
+        self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
+        self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
+        self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
+
+    @property
+    def margin_balance(self) -> np.ndarray:
+        """Cash at the exchange after the last variation-margin settlement, USD."""
+        return self.cash_usd + self.position * self.settlement_price
+
+    def equity(self, price: float) -> np.ndarray:
+        return self.cash_usd + self.position * price
+
+    def margins_pct(self, view: MarketView) -> tuple[float, float]:
+        """(initial, maintenance) % of notional in force at this step."""
+        initial = float(view.initial_margin_pct[self.asset])
+        maintenance = float(view.maintenance_margin_pct[self.asset])
+        if np.isnan(initial) or np.isnan(maintenance):  # the schedule gives none yet
+            initial, maintenance = self.fallback_pct
+        return initial, maintenance
+
+    def mark(self, view: MarketView, log: EventLog) -> None:
+        price = float(view.price[self.asset])
+        if view.settlement[self.asset] and view.step != self._settled_step:
+            self._settle(price, log)
+            self._settled_step = view.step
+        if not self.enabled:
+            return
+        initial, maintenance = self.margins_pct(view)
+        if maintenance != self._maintenance_pct:
+            self._maintenance_pct = maintenance
+            self._refresh_call_prices(slice(None))
+        tolerance = 1e-12 * price  # call prices select the accounts; the test is exact
+        if self._call_below + tolerance <= price <= self._call_above - tolerance:
+            return
+        self._call(price, initial * self.initial_multiplier, maintenance, log)
+
+    def _settle(self, price: float, log: EventLog) -> None:
+        variation = self.position * (price - self.settlement_price)
+        self.settlement_price = price
+        paid, received = -variation[variation < 0].sum(), variation[variation > 0].sum()
+        if paid or received:
+            log.add(
+                "variation_margin",
+                population=self.name,
+                venue=self.venue,
+                asset=self.asset_id,
+                count=np.count_nonzero(variation),
+                notional_usd=paid,
+                price=price,
+                detail=f"paid {paid:.0f} USD, received {received:.0f} USD",
+            )
+
+    def _refresh_call_prices(self, accounts: slice | np.ndarray) -> None:
+        """Recompute the call prices of `accounts` (a slice or indices), then the extremes."""
+        position, cash = self.position[accounts], self.cash_usd[accounts]
+        active = (position != 0.0) & (self.pending[accounts] == 0.0)
+        slope = position - self._maintenance_pct / 100.0 * np.abs(position)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            call_price = -cash / slope
+        underwater = np.where(cash < 0.0, np.inf, -np.inf)  # longs at 100% margin
+        floor = np.where(slope > 0.0, call_price, np.where(slope == 0.0, underwater, -np.inf))
+        self.floor[accounts] = np.where(active, floor, -np.inf)
+        self.cap[accounts] = np.where(active & (slope < 0.0), call_price, np.inf)
+        self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
+
+    def _call(self, price: float, initial: float, maintenance: float, log: EventLog) -> None:
+        tolerance = 1e-12 * price
+        crossed = np.flatnonzero((self.floor > price - tolerance) | (self.cap < price + tolerance))
+        position = self.position[crossed]
+        notional = np.abs(position) * price
+        equity = self.cash_usd[crossed] + position * price
+        below = equity < maintenance / 100.0 * notional
+        called, position, notional = crossed[below], position[below], notional[below]
+        if len(called) == 0:
+            return
+        need = initial / 100.0 * notional - equity[below]  # back to initial margin
+        can_pay = self.buffer_usd[called] >= need
+        met, liquidated = called[can_pay], called[~can_pay]
+        self.buffer_usd[met] -= need[can_pay]
+        self.cash_usd[met] += need[can_pay]  # the buffer moves to the exchange: cash unchanged
+        self.pending[liquidated] = -self.position[liquidated]
+        self._pending_total += float(self.pending[liquidated].sum())
+        log.add(
+            "margin_call",
+            population=self.name,
+            venue=self.venue,
+            asset=self.asset_id,
+            count=len(called),
+            quantity=float(position.sum()),
+            notional_usd=float(need.sum()),
+            price=price,
+            detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
+            f"{len(liquidated)} liquidated; maintenance {maintenance}%",
+        )
+        if len(liquidated):
+            log.add(
+                "liquidation",
+                population=self.name,
+                venue=self.venue,
+                asset=self.asset_id,
+                count=len(liquidated),
+                quantity=float(self.pending[liquidated].sum()),
+                notional_usd=float(notional[~can_pay].sum()),
+                price=price,
+            )
+        self._refresh_call_prices(called)
+
+    def orders(self) -> Orders:
+        if self._pending_total == 0.0:
+            return Orders.empty()
+        return Orders(np.array([self.asset]), np.array([self._pending_total]), np.array([0]))
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        if len(orders.asset) == 0 or not filled[0]:
+            return
+        closing = self.pending != 0.0
+        quantity = self.pending[closing]
+        self.cash_usd[closing] -= quantity * price[0]
+        self.position[closing] += quantity
+        self.pending[closing] = 0.0
+        self._pending_total = 0.0
+        # A loss beyond the margin balance is paid from the buffer; what remains is owed
+        # to the clearing broker and stays on the account as negative cash.
+        deficit = np.maximum(-self.cash_usd[closing], 0.0)
+        cover = np.minimum(deficit, self.buffer_usd[closing])
+        self.buffer_usd[closing] -= cover
+        self.cash_usd[closing] += cover
+        unpaid = deficit - cover
+        if unpaid.any():
+            log.add(
+                "bad_debt",
+                population=self.name,
+                venue=self.venue,
+                asset=self.asset_id,
+                count=np.count_nonzero(unpaid),
+                notional_usd=float(unpaid.sum()),
+                price=float(price[0]),
+                detail="loss beyond margin and buffer, owed to the clearing broker",
+            )
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        out = np.zeros(n_assets)
+        out[self.asset] = self.position.sum()
+        return out
+
+    def cash(self) -> float:
+        return float(self.cash_usd.sum() + self.buffer_usd.sum())

@@ -1,0 +1,783 @@
+"""Perpetual-futures accounts (SPEC §4.1; facts §1), as arrays.
+
+One asset, one venue rule set (`binance-like` or `hyperliquid-like`, see `deleverage.venues`),
+cross or isolated margin, up to millions of accounts.
+
+Mark price. The engine has one price per asset, so the mark, index, oracle and last prices
+are all the simulated price (facts 1.1.6, 1.2.10 and 1.5.8 tell them apart; here there is
+nothing to tell apart). The funding premium (facts 1.1.3) is therefore zero and funding is
+the interest rate: F = clamp(I, ±0.05%) = 0.01% per 8 h paid by longs to shorts (1.1.1-1.1.2),
+every 8 h (binance-like) or hourly at 1/8 of it (hyperliquid-like, 1.5.7). Payments are
+transfers inside the population: the rate applies to the matched interest min(long, short),
+so longs pay exactly what shorts receive (excess longs or shorts face counterparties outside
+the population, with whom funding is not modelled). The insurance fund pays no funding.
+
+Accounting. A position of q units (side s = ±1) entered at e is held as s·q units of the
+asset plus −s·q·e of cash ("spot equivalent"), so every holder's equity is cash + units·price.
+Funding, liquidation fees, takeovers by the insurance fund and auto-deleveraging (ADL) move
+units and cash between accounts and the fund and leave the population's totals unchanged;
+only trades with the market change them, by the filled quantity and its value at the fill
+price. `holdings` (net units of accounts and fund) and `cash` (wallets + fund − cost of open
+positions) are ledgers updated by exactly those trades. A loss beyond an account's
+collateral lands on the fund or on ADL counterparties, never nowhere.
+
+Liquidation (facts 1.1.7), while the venue trades:
+- binance-like: at margin ratio MM / margin balance ≥ 100% (1.2.5), an account above the
+  first tier with margin left sends one IOC market order that drops it one tier (the
+  tier-drop of 1.3.3, 1.4.1); it pays the liquidation fee to the insurance fund. If it is
+  still at or above 100% at the next check, or could not de-risk, the fund takes the
+  position over at the bankruptcy price (keeping the remaining margin) while its
+  taken-over notional stays within `fund_capacity` × fund size (1.2.7); past that, the
+  position is auto-deleveraged against the opposite positions ranked by LeveragePnL, at
+  its bankruptcy price, no fee (1.2.8).
+- hyperliquid-like: below maintenance (1.5.1), a market order for the position, 20% first
+  when it is above $100k and the rest after a 30 s cooldown (1.5.3); below 2/3 of
+  maintenance the liquidator vault takes position and margin over (1.5.4); at negative
+  account value the position is auto-deleveraged against opposite positions ranked by
+  (mark/entry)·(notional/account value) (1.5.5), at its bankruptcy price so that the
+  counterparties, not the vault, absorb the deficit. A market fill worse than bankruptcy
+  leaves a deficit that the vault covers. All cascade rounds of a step happen at the step's
+  start time, so the remainder of a chunked position waits for the next step (≥ 1 min).
+- The fund offloads every taken-over position to the market with a market order in the
+  same round. ADL counterparties that run out leave the rest to the fund, whatever its
+  capacity. With the `insurance_adl` channel off the fund has unlimited capacity, takes
+  every bankrupt position, and no ADL happens (its balance may go negative: the loss is
+  still accounted for).
+
+Speed (SPEC §9, §11). Untouched accounts live in a book sorted by liquidation price, in one
+segment per (side, maintenance tier at the liquidation price); the accounts a price
+liquidates are a prefix of each segment, found by one `searchsorted`, so a round costs
+O(segments + log n) plus the accounts liquidated. Funding moves every liquidation price of
+a segment by the same amount, `Φ/(1 − side·MMR)` for a funding index Φ, which the search
+adds instead of rewriting keys. An account whose liquidation price funding pushes across a
+tier boundary would change segment: at each settlement those few are found by a second
+sorted array (their distance to the boundary) and moved to a small watch list. Accounts
+touched once (partly liquidated, deleveraged, moved) join the watch list, which is checked
+by a full vectorized margin computation every round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.results.events import EventLog
+from deleverage.scenario.schema import PerpBook
+from deleverage.scenario.series import read_series
+from deleverage.venues import binance, hyperliquid, perp_rules
+from deleverage.venues.funding import funding_rate, settlements_between
+from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
+from deleverage.venues.tiers import TierTable
+
+ACCOUNTS, FUND = 0, 1  # order owners: the accounts' liquidation orders, the fund's offload
+SIDE_NAMES = {1: "long", -1: "short"}
+ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Positions at the start: side ±1, size in units (> 0), entry price, wallet balance in
+    USD, and leverage at entry (position margin = size·entry/leverage)."""
+
+    side: np.ndarray
+    size: np.ndarray
+    entry: np.ndarray
+    wallet_usd: np.ndarray
+    leverage: np.ndarray
+
+    @property
+    def position_margin(self) -> np.ndarray:
+        return self.size * self.entry / self.leverage
+
+
+def read_accounts(path: Path) -> Accounts:
+    """Accounts from a CSV or Parquet file with columns side (long/short or ±1), size, entry_price,
+    wallet_usd, leverage. Raises ValueError naming the first offending column and row."""
+    try:
+        parquet = path.suffix.lower() in (".parquet", ".pq")
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except Exception as exc:  # parser errors come in many types; all mean "unreadable"
+        raise ValueError(
+            f"expected a CSV or Parquet accounts file, could not read {path}: {exc}"
+        ) from exc
+    missing = [c for c in ACCOUNT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"expected columns {list(ACCOUNT_COLUMNS)} in {path.name}, missing {missing}"
+        )
+    if frame.empty:
+        raise ValueError(f"expected at least one account in {path.name}, found none")
+    side_text = frame["side"].astype(str).str.strip().str.lower()
+    side = side_text.map({"long": 1, "short": -1, "1": 1, "-1": -1, "1.0": 1, "-1.0": -1})
+    values = {
+        c: pd.to_numeric(frame[c], errors="coerce").to_numpy(float) for c in ACCOUNT_COLUMNS[1:]
+    }
+    checks = (
+        ("side", side.isna().to_numpy(), "long or short"),
+        ("size", ~(values["size"] > 0), "a positive size in units"),
+        ("entry_price", ~(values["entry_price"] > 0), "a positive entry price"),
+        ("leverage", ~(values["leverage"] >= 1), "leverage of at least 1"),
+        (
+            "wallet_usd",
+            ~(values["wallet_usd"] >= values["size"] * values["entry_price"] / values["leverage"]),
+            "a wallet of at least the position margin size·entry_price/leverage",
+        ),
+    )
+    for column, bad, expected in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{path.name} row {row + 2}: column {column!r}: expected {expected}, found "
+                f"{frame[column].iloc[row]!r} ({int(bad.sum())} such rows)"
+            )
+    return Accounts(
+        side.to_numpy(np.int8),
+        values["size"],
+        values["entry_price"],
+        values["wallet_usd"],
+        values["leverage"],
+    )
+
+
+def generate_accounts(
+    spec: PerpBook,
+    table: TierTable,
+    price0: float,
+    rng: np.random.Generator,
+    entry_history: np.ndarray | None = None,
+) -> Accounts:
+    """Accounts from positioning inputs (see `PerpBook`).
+
+    Notionals are lognormal (σ = `size_dispersion`) and sum to 2·OI·long_share long and
+    2·OI·(1 − long_share) short at the initial price. Entry prices are drawn from
+    `entry_history` (the asset's recent prices) when given, else lognormally around the
+    initial price; leverage is clipped to the tier maximum of the notional at entry.
+    Positions open now are those that survived: an account that would already be at or
+    below maintenance at the initial price redraws its entry and leverage (its entry is set
+    to the initial price if 100 redraws all fail)."""
+    n = spec.accounts
+    # each side with a positive share gets at least one account (when there are two)
+    n_long = min(
+        max(round(n * spec.long_share), int(spec.long_share > 0)), n - (spec.long_share < 1)
+    )
+    side = np.concatenate([np.ones(n_long, np.int8), -np.ones(n - n_long, np.int8)])
+    weights = np.exp(spec.size_dispersion * rng.standard_normal(n))
+    notional = np.zeros(n)
+    for mask, share in ((side > 0, spec.long_share), (side < 0, 1.0 - spec.long_share)):
+        if mask.any():
+            notional[mask] = (
+                weights[mask] / weights[mask].sum() * 2 * spec.open_interest_usd * share
+            )
+    size = notional / price0
+    buffer = (
+        np.zeros(n)
+        if spec.wallet_buffer is None
+        else np.maximum(np.asarray(spec.wallet_buffer.sample(rng, n), float), 0.0)
+    )
+    entry = np.empty(n)
+    leverage = np.empty(n)
+    redraw = np.arange(n)
+    for _ in range(100):
+        k = len(redraw)
+        if k == 0:
+            break
+        if entry_history is not None:
+            entry[redraw] = entry_history[rng.integers(0, len(entry_history), k)]
+        else:
+            entry[redraw] = price0 * np.exp(spec.entry_spread * rng.standard_normal(k))
+        leverage[redraw] = np.asarray(spec.leverage.sample(rng, k), float)
+        ok = _solvent(
+            side[redraw], size[redraw], entry[redraw], leverage[redraw], buffer[redraw],
+            spec.margin_mode, table, price0,
+        )  # fmt: skip
+        redraw = redraw[~ok]
+    entry[redraw] = price0  # at entry = price, leverage ≤ tier maximum is always solvent
+    leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
+    margin = size * entry / leverage
+    return Accounts(side, size, entry, margin * (1.0 + buffer), leverage)
+
+
+def _solvent(side, size, entry, leverage, buffer, mode, table: TierTable, price) -> np.ndarray:
+    leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
+    margin = size * entry / leverage
+    backing = margin * (1.0 + buffer) if mode == "cross" else margin
+    balance = backing + side * size * (price - entry)
+    return balance > table.maintenance_margin(size * price)
+
+
+def _entry_history(spec: PerpBook, ctx: BuildContext) -> np.ndarray | None:
+    """The asset's prices over `entry_lookback` before the start, if it has a history."""
+    asset = ctx.scenario.assets[ctx.asset_index[spec.asset]]
+    if asset.price_history is None:
+        return None
+    source = asset.price_history
+    history = read_series(Path(source.file), source.column, source.time_column)
+    start = pd.Timestamp(ctx.scenario.clock.start)
+    window = history[(history.index > start - spec.entry_lookback) & (history.index <= start)]
+    return (window if len(window) else history[history.index <= start].iloc[-1:]).to_numpy(float)
+
+
+class PerpPopulation:
+    kind = "perp_book"
+
+    def __init__(self, spec: PerpBook, ctx: BuildContext):
+        scenario = ctx.scenario
+        self.name = spec.name
+        self.asset = ctx.asset_index[spec.asset]
+        self.asset_id = spec.asset
+        venue_id = scenario.assets[self.asset].venue
+        self.venue_id = venue_id
+        self.enabled = ctx.enabled
+        self.adl_enabled = scenario.channels.insurance_adl
+        rules_name = (
+            spec.margin_rules or scenario.venues[scenario.venue_index()[venue_id]].margin_rules
+        )
+        fee = None if spec.liquidation_fee_pct is None else spec.liquidation_fee_pct / 100.0
+        self.rules = perp_rules(
+            rules_name, max_leverage=spec.max_leverage, liquidation_fee=fee,
+            fund_capacity=spec.fund_capacity,
+        )  # fmt: skip
+        self.binance = self.rules.name == "binance-like"
+        self.table = self.rules.table
+        # insurance_adl off: the fund has no cap and takes every bankrupt position; no ADL
+        self.capacity = self.rules.fund_capacity if self.adl_enabled else None
+        # one price per asset: premium 0, so F = clamp(I) (facts 1.1.1), per settlement
+        self.funding_rate = funding_rate(
+            0.0,
+            self.rules.funding_interval_hours,
+            spec.funding_interest_pct / 100.0,
+            spec.funding_clamp_pct / 100.0,
+            self.rules.funding_cap,
+        )
+        self.step_seconds = ctx.step_hours * 3600.0
+        price0 = float(ctx.price0[self.asset])
+        if spec.file is not None:
+            accounts = read_accounts(Path(spec.file))
+        else:
+            history = _entry_history(spec, ctx)
+            accounts = generate_accounts(spec, self.table, price0, ctx.rng, history)
+        self._setup(accounts, spec.margin_mode, spec.insurance_fund_usd)
+
+    # ------------------------------------------------------------------ build
+
+    def _setup(self, accounts: Accounts, mode: str, fund_usd: float) -> None:
+        side = accounts.side.astype(np.int8)
+        margin = accounts.position_margin
+        collateral = accounts.wallet_usd.copy() if mode == "cross" else margin
+        reserve = np.zeros(len(side)) if mode == "cross" else accounts.wallet_usd - margin
+        size, entry = accounts.size.astype(float), accounts.entry.astype(float)
+
+        # liquidation price and the tier it falls in: the highest (long) / lowest (short) of
+        # the per-tier prices, since MM is the largest tier line (venues.tiers)
+        table, sgn = self.table, side.astype(float)
+        key = np.full(len(side), np.nan)
+        tier = np.zeros(len(side), dtype=np.int64)
+        for k, (rate, amount) in enumerate(zip(table.mmr, table.amount_usd, strict=True)):
+            price = (collateral + amount - sgn * size * entry) / (size * (rate - sgn))
+            better = np.isnan(key) | np.where(sgn > 0, price > key, price < key)
+            key = np.where(better, price, key)
+            tier = np.where(better, k, tier)
+        n_tiers = len(table.mmr)
+        group = np.where(side > 0, 0, n_tiers) + tier
+        sortkey = -sgn * key  # ascending = liquidated first as the price moves against the side
+        order = np.lexsort((sortkey, group))
+
+        self.side = side[order]
+        self.size = size[order]
+        self.entry = entry[order]
+        self.collateral = collateral[order]
+        self.reserve = reserve[order]
+        self.funding_ref = np.zeros(len(side))  # funding index at the last settlement
+        self.stage = np.zeros(len(side), dtype=np.int8)  # 1: liquidation under way
+        self.pristine = np.ones(len(side), dtype=bool)  # still in the sorted book
+        self.pending = np.zeros(len(side), dtype=bool)  # has an unfilled liquidation order
+        self.last_chunk_s = None if self.binance else np.full(len(side), -np.inf)
+        self._sortkey = sortkey[order]
+        group, tier, key = group[order], tier[order], key[order]
+
+        ids = np.arange(2 * n_tiers)
+        self.g_start = np.searchsorted(group, ids, side="left")
+        self.g_end = np.searchsorted(group, ids, side="right")
+        keep = self.g_end > self.g_start
+        ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
+        self.g_next = self.g_start.copy()
+        self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
+        self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
+        self.g_coef = 1.0 / (1.0 - self.g_sign * table.mmr[ids % n_tiers])
+        self.g_head = self._sortkey[self.g_start]
+        n_long = int((self.side > 0).sum())  # longs come first
+        self.side_range = {1: (0, n_long), -1: (n_long, len(side))}
+
+        # distance of each liquidation price to its tier boundary, in the direction funding
+        # moves it (drift = sign of the rate), sorted per segment (see module docstring)
+        self.drift = float(np.sign(self.funding_rate))
+        self._room_sorted = self._room_order = None
+        if n_tiers > 1 and self.drift != 0.0:
+            bound = np.where(self.drift > 0, table.upper_usd[tier], table.lower_usd[tier])
+            bound = np.where((self.drift < 0) & (tier == 0), -np.inf, bound)
+            room = self.drift * (bound / self.size - key)
+            self._room_order = np.lexsort((room, group))
+            self._room_sorted = room[self._room_order]
+            self.g_room_next = self.g_start.copy()
+
+        self.funding_index = np.zeros(2)  # cumulative funding paid per unit: long, short
+        self.open_units = np.array([self.size[self.side > 0].sum(), self.size[self.side < 0].sum()])
+        self.fund_units = 0.0
+        self.fund_cash = float(fund_usd)
+        self._fund_empty = self.fund_cash <= 0.0
+        self._watch = _EMPTY
+        self._pending_idx = _EMPTY
+        self._pending_qty = np.zeros(0)
+        self._pending_partial = np.zeros(0, dtype=bool)
+        self._step = -1
+        self._units = float(np.sum(self.side * self.size))
+        self._cash = (
+            float(np.sum(self.collateral + self.reserve - self.side * self.size * self.entry))
+            + self.fund_cash
+        )
+
+    # ------------------------------------------------------------------ population interface
+
+    def mark(self, view: MarketView, log: EventLog) -> None:
+        if not self.enabled:
+            return
+        price = float(view.price[self.asset])
+        if view.step != self._step:
+            self._step = view.step
+            self._pay_funding(view, price, log)
+        if not view.is_open[self.asset]:
+            return  # no mark price, no liquidation engine while the venue is shut
+        from_book = self._triggered_from_book(price)
+        from_watch = self._triggered_from_watch(price)
+        if len(from_book) or len(from_watch):
+            triggered = np.concatenate([from_book, from_watch]) if len(from_watch) else from_book
+            self._liquidate(triggered, price, view.time.value / 1e9, log)
+            self._watch_add(from_book)
+
+    def orders(self) -> Orders:
+        owners, quantity = [], []
+        if len(self._pending_idx):
+            owners.append(ACCOUNTS)
+            quantity.append(-float(np.sum(self.side[self._pending_idx] * self._pending_qty)))
+        if self.fund_units != 0.0:
+            owners.append(FUND)
+            quantity.append(-self.fund_units)
+        if not owners:
+            return Orders.empty()
+        return Orders(
+            np.full(len(owners), self.asset, dtype=np.int64),
+            np.array(quantity),
+            np.array(owners, dtype=np.int64),
+        )
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        for owner, done, fill_price in zip(orders.owner, filled, price, strict=True):
+            if not done:
+                continue
+            if owner == ACCOUNTS:
+                self._settle_liquidation_orders(float(fill_price), log)
+            else:
+                self._settle_fund_offload(float(fill_price), log)
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        """Net units of the asset held by accounts and the insurance fund (+ long)."""
+        out = np.zeros(n_assets)
+        out[self.asset] = self._units
+        return out
+
+    def cash(self) -> float:
+        """Wallets + insurance fund − cost of open positions (spot equivalent), USD."""
+        return self._cash
+
+    # ------------------------------------------------------------------ bookkeeping views
+
+    def balance_sheet(self, price: float) -> dict[str, float]:
+        """Totals recomputed from the account arrays (for checks): units and cash as the
+        ledgers should hold them, the accounts' equity and the fund's equity at `price`."""
+        accrued = self.size * (self.funding_index[self._side_index(self.side)] - self.funding_ref)
+        position = self.side * self.size
+        cash = self.collateral + self.reserve - accrued - position * self.entry
+        return {
+            "units": float(position.sum() + self.fund_units),
+            "cash_usd": float(cash.sum() + self.fund_cash),
+            "accounts_equity_usd": float((cash + position * price).sum()),
+            "fund_equity_usd": self.fund_equity(price),
+        }
+
+    def fund_equity(self, price: float) -> float:
+        """Insurance fund (or vault) balance with its open position at `price`, USD."""
+        return self.fund_cash + self.fund_units * price
+
+    def margin(self, idx: np.ndarray, price: float) -> tuple[np.ndarray, np.ndarray]:
+        """Margin balance and maintenance margin of accounts `idx` at `price`, USD."""
+        side = self.side[idx]
+        balance = self._wallet_balance(idx) + side * self.size[idx] * (price - self.entry[idx])
+        return balance, self.table.maintenance_margin(self.size[idx] * price)
+
+    @staticmethod
+    def _side_index(side: np.ndarray) -> np.ndarray:
+        return (side < 0).astype(np.intp)
+
+    def _wallet_balance(self, idx: np.ndarray) -> np.ndarray:
+        """Collateral net of funding accrued since the account's last settlement."""
+        accrued = self.size[idx] * (
+            self.funding_index[self._side_index(self.side[idx])] - self.funding_ref[idx]
+        )
+        return self.collateral[idx] - accrued
+
+    def _settle_funding(self, idx: np.ndarray) -> None:
+        self.collateral[idx] = self._wallet_balance(idx)
+        self.funding_ref[idx] = self.funding_index[self._side_index(self.side[idx])]
+
+    def _watch_add(self, idx: np.ndarray) -> None:
+        idx = idx[self.size[idx] > 0]
+        if len(idx):
+            self._watch = np.concatenate([self._watch, idx])
+
+    # ------------------------------------------------------------------ funding
+
+    def _pay_funding(self, view: MarketView, price: float, log: EventLog) -> None:
+        now = view.time.value / 1e9
+        count = settlements_between(now - self.step_seconds, now, self.rules.funding_interval_hours)
+        paid = 0.0
+        for _ in range(count):
+            long_units, short_units = self.open_units
+            matched = min(long_units, short_units)
+            if matched <= 0.0 or self.funding_rate == 0.0:
+                break
+            payment = self.funding_rate * price * matched  # longs → shorts, USD
+            self.funding_index += (payment / long_units, -payment / short_units)
+            paid += payment
+        if paid == 0.0:
+            return
+        log.add(
+            "perp_funding",
+            population=self.name,
+            venue=self.venue_id,
+            asset=self.asset_id,
+            count=count,
+            notional_usd=paid,
+            price=price,
+            detail=f"{self.funding_rate:.6%} per settlement, longs pay shorts",
+        )
+        if self._room_sorted is not None:
+            self._release_tier_crossings()
+
+    def _release_tier_crossings(self) -> None:
+        """Move to the watch list the book accounts whose liquidation price funding has pushed
+        across a tier boundary (their segment's shift no longer describes them)."""
+        shift = self.drift * self.g_sign * self.funding_index[self.g_side_index] * self.g_coef
+        for g in range(len(self.g_start)):
+            lo, hi, done = self.g_start[g], self.g_end[g], self.g_room_next[g]
+            cut = lo + int(np.searchsorted(self._room_sorted[lo:hi], shift[g], side="left"))
+            if cut > done:
+                moved = self._room_order[done:cut]
+                moved = moved[self.pristine[moved]]
+                self.pristine[moved] = False
+                self._watch_add(moved)
+                self.g_room_next[g] = cut
+
+    # ------------------------------------------------------------------ triggers
+
+    def _triggered_from_book(self, price: float) -> np.ndarray:
+        bound = -self.g_sign * price + self.funding_index[self.g_side_index] * self.g_coef
+        inclusive = self.rules.inclusive_trigger
+        hit = np.flatnonzero(self.g_head <= bound if inclusive else self.g_head < bound)
+        if not len(hit):
+            return _EMPTY
+        side = "right" if inclusive else "left"
+        parts = []
+        for g in hit:
+            lo, hi = self.g_next[g], self.g_end[g]
+            cut = lo + int(np.searchsorted(self._sortkey[lo:hi], bound[g], side=side))
+            parts.append(lo + np.flatnonzero(self.pristine[lo:cut]))
+            self.pristine[lo:cut] = False
+            self.g_next[g] = cut
+            self.g_head[g] = self._sortkey[cut] if cut < hi else np.inf
+        return np.concatenate(parts)
+
+    def _triggered_from_watch(self, price: float) -> np.ndarray:
+        if not len(self._watch):
+            return _EMPTY
+        self._watch = self._watch[self.size[self._watch] > 0]
+        idx = self._watch[~self.pending[self._watch]]
+        balance, maintenance = self.margin(idx, price)
+        hit = balance <= maintenance if self.rules.inclusive_trigger else balance < maintenance
+        self.stage[idx[~hit]] = 0  # compliant again: a later breach is a new liquidation
+        return idx[hit]
+
+    # ------------------------------------------------------------------ liquidation
+
+    def _liquidate(self, idx: np.ndarray, price: float, now_s: float, log: EventLog) -> None:
+        side, size = self.side[idx], self.size[idx]
+        balance, maintenance = self.margin(idx, price)
+        notional = size * price
+        starting = self.stage[idx] == 0
+        self._log_by_side(
+            log, "perp_liquidation", side[starting], -side[starting] * size[starting],
+            notional[starting], price, "accounts entering liquidation",
+        )  # fmt: skip
+        if self.binance:
+            # one IOC down to the top of the next lower tier, if there is margin to save
+            # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
+            tier = self.table.tier(notional)
+            derisk = starting & (tier > 0) & (balance > 0)
+            lower = self.table.upper_usd[np.maximum(tier - 1, 0)]
+            self._send(idx[derisk], size[derisk] - lower[derisk] / price, partial=True)
+            self.stage[idx] = 1
+            self._to_fund_or_adl(idx[~derisk], price, log, "insurance fund")
+            return
+        # hyperliquid-like: ADL below zero (1.5.5), backstop below 2/3·MM (1.5.4), else market
+        # orders, 20% first above $100k and the rest after the cooldown (1.5.3)
+        negative = balance < 0
+        backstop = ~negative & (balance < self.rules.backstop_share * maintenance)
+        market = ~negative & ~backstop
+        market &= now_s - self.last_chunk_s[idx] >= hyperliquid.COOLDOWN_SECONDS
+        chunk = market & starting & (notional > hyperliquid.PARTIAL_ABOVE_USD)
+        full = market & ~chunk
+        self._send(idx[chunk], hyperliquid.PARTIAL_SHARE * size[chunk], partial=True)
+        self._send(idx[full], size[full], partial=False)
+        self.last_chunk_s[idx[chunk]] = now_s
+        self.stage[idx] = 1
+        self._to_fund_or_adl(idx[backstop], price, log, "liquidator vault backstop")
+        if self.adl_enabled:
+            self._deleverage(idx[negative], price, log)
+        else:
+            self._take_over(idx[negative], price, log, label="liquidator vault")
+
+    def _to_fund_or_adl(self, idx: np.ndarray, price: float, log: EventLog, label: str) -> None:
+        """Takeover while the fund has capacity, ADL for the positions beyond it."""
+        overflow = self._take_over(idx, price, log, label=label)
+        if len(overflow):
+            self._log_by_side(
+                log, "insurance_fund_depleted", self.side[overflow],
+                -self.side[overflow] * self.size[overflow], self.size[overflow] * price, price,
+                "fund at capacity (facts 1.2.7): positions go to ADL",
+            )  # fmt: skip
+            self._deleverage(overflow, price, log)
+
+    def _send(self, idx: np.ndarray, quantity: np.ndarray, partial: bool) -> None:
+        """Queue market orders reducing positions `idx` by `quantity` units."""
+        if not len(idx):
+            return
+        self.pending[idx] = True
+        self._pending_idx = np.concatenate([self._pending_idx, idx])
+        self._pending_qty = np.concatenate([self._pending_qty, quantity])
+        self._pending_partial = np.concatenate([self._pending_partial, np.full(len(idx), partial)])
+
+    def _close(self, idx: np.ndarray) -> None:
+        """Positions `idx` are gone with all their collateral (the reserve of isolated
+        accounts stays with them)."""
+        for sign, column in ((1, 0), (-1, 1)):
+            self.open_units[column] -= self.size[idx][self.side[idx] == sign].sum()
+        self.size[idx] = 0.0
+        self.collateral[idx] = 0.0
+        self.funding_ref[idx] = self.funding_index[self._side_index(self.side[idx])]
+        self.stage[idx] = 0
+
+    def _take_over(self, idx: np.ndarray, price: float, log: EventLog, label: str) -> np.ndarray:
+        """The fund buys positions `idx` at their bankruptcy prices (so it keeps their margin
+        or covers their deficit), in order, while within capacity; returns the rest."""
+        if not len(idx):
+            return idx
+        side, size = self.side[idx], self.size[idx]
+        wallet = self._wallet_balance(idx)
+        balance = wallet + side * size * (price - self.entry[idx])
+        n = takeover_count(
+            self.fund_units,
+            self.fund_equity(price),
+            price,
+            side * size,
+            balance,
+            self.capacity,
+        )
+        take, side, size = idx[:n], side[:n], size[:n]
+        if n:
+            bankruptcy = self.entry[take] - side * wallet[:n] / size
+            self.fund_units += float(np.sum(side * size))
+            self.fund_cash -= float(np.sum(side * size * bankruptcy))
+            self._close(take)
+            self._log_by_side(
+                log, "perp_takeover", side, side * size, size * bankruptcy, None,
+                f"{label} at the bankruptcy price",
+            )  # fmt: skip
+        return idx[n:]
+
+    def _deleverage(self, idx: np.ndarray, price: float, log: EventLog) -> None:
+        """Close bankrupt positions `idx` at their bankruptcy prices against the ranked
+        profitable opposite positions (facts 1.2.8, 1.5.5); the fund takes what is left."""
+        for sign in (1, -1):
+            bankrupt = idx[self.side[idx] == sign]
+            if not len(bankrupt):
+                continue
+            size = self.size[bankrupt]
+            bankruptcy = self.entry[bankrupt] - sign * self._wallet_balance(bankrupt) / size
+            lo, hi = self.side_range[-sign]
+            candidates = lo + np.flatnonzero((self.size[lo:hi] > 0) & ~self.pending[lo:hi])
+            c_size, c_entry = self.size[candidates], self.entry[candidates]
+            pnl = -sign * c_size * (price - c_entry)
+            profitable = pnl > 0
+            candidates, c_size, c_entry, pnl = (
+                candidates[profitable],
+                c_size[profitable],
+                c_entry[profitable],
+                pnl[profitable],
+            )
+            wallet = self._wallet_balance(candidates)
+            if self.binance:
+                maintenance = self.table.maintenance_margin(c_size * price)
+                score = binance.leverage_pnl(pnl, wallet, maintenance)
+            else:
+                score = hyperliquid.adl_score(-sign, price, c_entry, c_size * price, wallet + pnl)
+            ranked = candidates[rank_counterparties(score, c_size, float(size.sum()))]
+            closed, value, unmatched = adl_match(size, bankruptcy, self.size[ranked])
+            self._settle_funding(ranked)
+            self.collateral[ranked] += -sign * (value - closed * self.entry[ranked])
+            full = closed >= self.size[ranked]
+            self.size[ranked] = np.where(full, 0.0, self.size[ranked] - closed)
+            self.open_units[0 if sign < 0 else 1] -= float(closed.sum())  # the opposite side
+            newly = ranked[self.pristine[ranked]]
+            self.pristine[newly] = False
+            self._watch_add(newly)
+            if len(ranked):
+                log.add(
+                    "perp_adl",
+                    population=self.name,
+                    venue=self.venue_id,
+                    asset=self.asset_id,
+                    count=len(ranked),
+                    quantity=sign * float(closed.sum()),
+                    notional_usd=float(value.sum()),
+                    price=float(value.sum() / closed.sum()),
+                    detail=f"{SIDE_NAMES[-sign]} positions deleveraged against bankrupt "
+                    f"{SIDE_NAMES[sign]} positions",
+                )
+            if unmatched > 0:
+                # the last bankrupt positions in order are the unmatched ones
+                covered = np.clip(size.sum() - unmatched - (np.cumsum(size) - size), 0.0, size)
+                tail = size - covered
+                self.fund_units += sign * float(tail.sum())
+                self.fund_cash -= sign * float(np.sum(tail * bankruptcy))
+                log.add(
+                    "insurance_fund_depleted",
+                    population=self.name,
+                    venue=self.venue_id,
+                    asset=self.asset_id,
+                    count=int(np.count_nonzero(tail)),
+                    quantity=sign * float(tail.sum()),
+                    notional_usd=float(np.sum(tail * bankruptcy)),
+                    price=price,
+                    detail="ADL counterparties exhausted: the fund takes the rest",
+                )
+            self._close(bankrupt)
+
+    # ------------------------------------------------------------------ fills
+
+    def _settle_liquidation_orders(self, price: float, log: EventLog) -> None:
+        idx, quantity, partial = self._pending_idx, self._pending_qty, self._pending_partial
+        self._pending_idx, self._pending_qty = _EMPTY, np.zeros(0)
+        self._pending_partial = np.zeros(0, dtype=bool)
+        self.pending[idx] = False
+        side = self.side[idx]
+        self._settle_funding(idx)
+        self.collateral[idx] += side * quantity * (price - self.entry[idx])
+        remaining = np.where(quantity >= self.size[idx], 0.0, self.size[idx] - quantity)
+        self.size[idx] = remaining
+        for sign, column in ((1, 0), (-1, 1)):
+            self.open_units[column] -= quantity[side == sign].sum()
+        left = self.collateral[idx] + side * remaining * (price - self.entry[idx])
+        fee = np.minimum(self.rules.liquidation_fee * quantity * price, np.maximum(left, 0.0))
+        self.collateral[idx] -= fee
+        self.fund_cash += float(fee.sum())
+        deficit = np.where(remaining == 0.0, np.maximum(-self.collateral[idx], 0.0), 0.0)
+        if deficit.any():
+            self.collateral[idx] += deficit
+            self.fund_cash -= float(deficit.sum())
+            covered = deficit > 0
+            self._log_by_side(
+                log, "insurance_fund_cover", side[covered], np.zeros(int(covered.sum())),
+                deficit[covered], price, "loss beyond collateral after a market liquidation",
+            )  # fmt: skip
+        traded = -side * quantity
+        self._units += float(traded.sum())
+        self._cash -= float(traded.sum()) * price
+        for is_partial, label in ((True, "partial"), (False, "full")):
+            mask = partial == is_partial
+            self._log_by_side(
+                log, "perp_market_liquidation", side[mask], traded[mask],
+                quantity[mask] * price, price, f"{label} market order; fee to the fund",
+                fee=fee[mask],
+            )  # fmt: skip
+
+    def _settle_fund_offload(self, price: float, log: EventLog) -> None:
+        units = self.fund_units
+        self.fund_cash += units * price
+        self.fund_units = 0.0
+        self._units -= units
+        self._cash += units * price
+        log.add(
+            "insurance_fund_offload",
+            population=self.name,
+            venue=self.venue_id,
+            asset=self.asset_id,
+            quantity=-units,
+            notional_usd=abs(units) * price,
+            price=price,
+            detail="taken-over positions sold to the market",
+        )
+        if (self.fund_cash <= 0.0) != self._fund_empty:
+            self._fund_empty = self.fund_cash <= 0.0
+            if self._fund_empty:
+                log.add(
+                    "insurance_fund_depleted",
+                    population=self.name,
+                    venue=self.venue_id,
+                    asset=self.asset_id,
+                    notional_usd=self.fund_cash,
+                    price=price,
+                    detail="fund balance at or below zero after offloading",
+                )
+
+    # ------------------------------------------------------------------ events
+
+    def _log_by_side(
+        self,
+        log: EventLog,
+        kind: str,
+        side: np.ndarray,
+        quantity: np.ndarray,
+        notional: np.ndarray,
+        price: float | None,
+        detail: str,
+        fee: np.ndarray | None = None,
+    ) -> None:
+        """One row per side: count, signed units, notional and price (the mark, or the
+        notional-weighted average when `price` is None)."""
+        for sign in (1, -1):
+            mask = side == sign
+            count = int(mask.sum())
+            if not count:
+                continue
+            units = float(quantity[mask].sum())
+            usd = float(notional[mask].sum())
+            text = f"{SIDE_NAMES[sign]}: {detail}"
+            if fee is not None:
+                text += f" {float(fee[mask].sum()):.2f} USD"
+            log.add(
+                kind,
+                population=self.name,
+                venue=self.venue_id,
+                asset=self.asset_id,
+                count=count,
+                quantity=units,
+                notional_usd=usd,
+                price=price if price is not None else usd / abs(units),
+                detail=text,
+            )

@@ -1,0 +1,147 @@
+"""Multi-asset funds financed by a prime broker in USD (SPEC §4.4).
+
+The broker lends against the book: margin requirement = Σ haircut·value. Its haircuts
+rise as prices fall, haircut = base · (1 + k · drawdown from the running peak): margins
+that grow with recent price moves, the "margin spiral" of Brunnermeier–Pedersen (facts
+4.1–4.2). Where an asset has an exchange margin (a futures position), the haircut is at
+least the exchange's maintenance margin, so a CME hike on silver (facts 2.5–2.6) raises
+the fund's requirement the step it takes effect.
+
+A fund whose equity falls below the requirement has a margin call anywhere in its book;
+it sells by the pecking order until the requirement is `margin_target` × equity, each
+dollar sold releasing its haircut. Peripheral assets go first, so a silver margin call
+sells bitcoin. A fund above `default_leverage` (assets ÷ equity; Cont–Schaanning's
+minimum, facts 4.9) defaults and the broker liquidates its whole book. The broker loan is
+negative USD cash; sales repay it at their fill prices; no interest is accrued.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.pecking import (
+    TIER_RANK,
+    FundBook,
+    draw_portfolios,
+    pecking_order_sales,
+)
+from deleverage.results.events import EventLog
+from deleverage.scenario.schema import PrimeBrokerFunds
+
+
+class MarginState(NamedTuple):
+    """Per fund, USD (haircuts per asset, fractions)."""
+
+    haircut: np.ndarray  # (K,) margin per dollar held
+    equity: np.ndarray
+    requirement: np.ndarray  # Σ haircut · value
+    leverage: np.ndarray  # assets ÷ equity; inf at zero or negative equity
+
+
+class PrimeBrokerPopulation:
+    kind = "pb_funds"
+
+    def __init__(self, spec: PrimeBrokerFunds, ctx: BuildContext):
+        self.name = spec.name
+        self.spec = spec
+        self.enabled = ctx.enabled
+        self.pecking_order = ctx.scenario.channels.pecking_order
+        index, assets = ctx.asset_index, ctx.scenario.assets
+        self.asset_ids = list(spec.weights)
+        columns = np.array([index[a] for a in self.asset_ids])
+        self.tier = np.array([TIER_RANK[assets[c].tier] for c in columns])
+        self.base_haircut = np.array([spec.haircut_pct[a] / 100.0 for a in self.asset_ids])
+        price = ctx.price0[columns]
+        self.peak = price.copy()
+
+        equity, units = draw_portfolios(spec, price, ctx.rng)
+        cash = (equity - units @ price)[:, None]  # the broker loan, negative
+        self.book = FundBook(columns, np.zeros(len(columns), dtype=np.int64), units, cash)
+        self.defaulted = np.zeros(spec.funds, dtype=bool)
+        self._update_defaults(self.defaulted)
+
+    def _update_defaults(self, default: np.ndarray) -> None:
+        """Record defaults; defaulted funds drop out of the screen."""
+        self.defaulted |= default
+        self._call_bar = np.where(self.defaulted, np.inf, 0.0)
+        self._default_bar = np.where(self.defaulted, np.inf, self.spec.default_leverage)
+
+    def haircuts(self, view: MarketView) -> np.ndarray:
+        """Margin per asset as a fraction of value: broker haircut, at least the exchange's."""
+        price = view.price[self.book.columns]
+        drawdown = 1.0 - price / self.peak
+        broker = self.base_haircut * (1.0 + self.spec.haircut_sensitivity * drawdown)
+        exchange = view.maintenance_margin_pct[self.book.columns] / 100.0
+        return np.minimum(np.fmax(broker, exchange), 1.0)
+
+    def margin_state(self, view: MarketView) -> MarginState:
+        """Per fund, on the projected book (pending orders filled at the view's prices)."""
+        price = view.price[self.book.columns]
+        units, cash = self.book.projected(price)
+        haircut = self.haircuts(view)
+        held = units @ price
+        equity = held + cash[:, 0]
+        assets = held + np.maximum(cash[:, 0], 0.0)
+        leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
+        return MarginState(haircut, equity, units @ (price * haircut), leverage)
+
+    def mark(self, view: MarketView, log: EventLog) -> None:
+        if not self.enabled:
+            return
+        price = view.price[self.book.columns]
+        self.peak = np.maximum(self.peak, price)
+        haircut, equity, requirement, leverage = self.margin_state(view)
+        # a cheap screen first: is any live fund in call or past its default leverage?
+        if not (
+            np.any(requirement - equity > self._call_bar) or np.any(leverage > self._default_bar)
+        ):
+            return
+        live = ~self.defaulted
+        default = live & (leverage > self.spec.default_leverage)
+        call = live & ~default & (equity < requirement)
+        if not (default.any() or call.any()):
+            return
+
+        values = self.book.projected(price)[0] * price
+        release = np.where(call, requirement - self.spec.margin_target * equity, 0.0)
+        sales = pecking_order_sales(
+            values, self.tier, release, pecking_order=self.pecking_order, weights=haircut
+        )
+        sales[default] = values[default]
+        self._update_defaults(default)
+        order = "pecking order" if self.pecking_order else "proportional"
+        self.book.queue_sales(sales, price, log, self.name, self.asset_ids, order)
+        if call.any():
+            log.add(
+                "margin_call",
+                population=self.name,
+                count=np.count_nonzero(call),
+                notional_usd=float((requirement - equity)[call].sum()),
+                detail=f"requirement above equity; release {release.sum():.0f} USD of margin",
+            )
+        if default.any():
+            log.add(
+                "fund_default",
+                population=self.name,
+                count=np.count_nonzero(default),
+                notional_usd=float(values[default].sum()),
+                detail=f"leverage above {self.spec.default_leverage} or no equity: "
+                "the broker liquidates the book",
+            )
+
+    def orders(self) -> Orders:
+        return self.book.orders()
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        self.book.apply_fills(orders, filled, price)
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        return self.book.holdings(n_assets)
+
+    def cash(self) -> float:
+        return float(self.book.cash.sum())

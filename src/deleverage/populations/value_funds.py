@@ -1,0 +1,71 @@
+"""Value funds: buy below an anchor with finite capital, optionally on leverage.
+
+Thurner, Farmer and Geanakoplos (2012; facts 4.3-4.5): fund h demands D = β_h·m·W_h/p for
+mispricing m = (V − p)/V > 0 and nothing when m ≤ 0, capped at λ_max·W_h/p. With λ_max = 1
+this is an unleveraged value buyer (the floor and the rebound, SPEC §4.6). With a binding
+cap a falling price forces sales exactly when the market needs buyers: the leverage cycle.
+A fund whose equity falls below `default_equity_share`·W0 defaults and is liquidated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.portfolio import TargetPortfolio
+from deleverage.results.events import EventLog
+from deleverage.scenario.schema import ValueFunds
+
+
+class ValueFundPopulation(TargetPortfolio):
+    kind = "value_funds"
+
+    def __init__(self, spec: ValueFunds, ctx: BuildContext):
+        super().__init__(spec.name, spec.funds, ctx, vol_half_life_hours=24.0)
+        self.asset = ctx.asset_index[spec.asset]
+        self.anchor = spec.anchor or float(ctx.price0[self.asset])
+        self.beta = np.asarray(spec.aggressiveness.sample(ctx.rng, spec.funds), dtype=float)
+        self.max_leverage = spec.max_leverage
+        self.cash_usd[:] = spec.capital_usd / spec.funds
+        self.default_equity = spec.default_equity_share * spec.capital_usd / spec.funds
+        self.active = np.ones(spec.funds, dtype=bool)
+        self.trade_event = "value_trade"
+
+    def target_units(self, view: MarketView, first_round: bool, log: EventLog) -> np.ndarray | None:
+        price = view.price[self.asset]
+        held = self.units[:, self.asset]
+        wealth = self.cash_usd + held * price
+        defaulting = self.active & (wealth <= self.default_equity)
+        if defaulting.any():
+            self.active &= ~defaulting
+            log.add(
+                "fund_default",
+                population=self.name,
+                asset=self.asset_ids[self.asset],
+                count=int(defaulting.sum()),
+                quantity=-float(held[defaulting].sum()),
+                notional_usd=float(held[defaulting].sum() * price),
+                price=price,
+            )
+        mispricing = max((self.anchor - price) / self.anchor, 0.0)
+        cap = self.max_leverage * np.maximum(wealth, 0.0) / price
+        wanted = np.where(
+            self.active, np.minimum(self.beta * mispricing * wealth / price, cap), 0.0
+        )
+        forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
+        if forced.any():
+            log.add(
+                "margin_call",
+                population=self.name,
+                asset=self.asset_ids[self.asset],
+                count=int(forced.sum()),
+                quantity=float((wanted - held)[forced].sum()),
+                price=price,
+            )
+        if not first_round:  # later cascade rounds: only forced sales (over the cap, or defaults)
+            if not forced.any():
+                return None
+            wanted = np.where(forced, wanted, held)
+        target = self.units.copy()
+        target[:, self.asset] = np.maximum(wanted, 0.0)
+        return target

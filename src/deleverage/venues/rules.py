@@ -1,0 +1,52 @@
+"""The parameters of a perp venue rule set, assembled from the per-venue modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from deleverage.venues import binance, hyperliquid
+from deleverage.venues.tiers import TierTable
+
+
+@dataclass(frozen=True)
+class PerpRules:
+    name: Literal["binance-like", "hyperliquid-like"]
+    table: TierTable  # maintenance margin tiers
+    funding_interval_hours: float
+    funding_cap: float  # per settlement, fraction
+    liquidation_fee: float  # fraction of liquidated notional, to the insurance fund
+    inclusive_trigger: bool  # liquidate at margin ratio = 100% (Binance) or only below (HL)
+    fund_capacity: float | None  # max fund position notional / fund size; None = no cap
+    backstop_share: float | None  # equity below this share of MM goes to the vault (HL)
+
+
+def perp_rules(
+    name: Literal["binance-like", "hyperliquid-like"],
+    *,
+    max_leverage: float | None = None,
+    liquidation_fee: float | None = None,
+    fund_capacity: float | None = None,
+) -> PerpRules:
+    """Rule set `name`; arguments left as None take the venue's documented default."""
+    if name == "binance-like":
+        return PerpRules(
+            name=name,
+            table=binance.BTCUSDT_2021,
+            funding_interval_hours=binance.FUNDING_INTERVAL_HOURS,
+            funding_cap=float("inf"),  # the MMR-based cap of facts 1.2.13 is grade L: not used
+            liquidation_fee=binance.LIQUIDATION_FEE if liquidation_fee is None else liquidation_fee,
+            inclusive_trigger=True,  # margin ratio reaches 100% (facts 1.2.5)
+            fund_capacity=binance.FUND_CAPACITY if fund_capacity is None else fund_capacity,
+            backstop_share=None,
+        )
+    return PerpRules(
+        name=name,
+        table=hyperliquid.table(max_leverage or hyperliquid.BTC_MAX_LEVERAGE),
+        funding_interval_hours=hyperliquid.FUNDING_INTERVAL_HOURS,
+        funding_cap=hyperliquid.FUNDING_CAP_PER_HOUR,
+        liquidation_fee=hyperliquid.LIQUIDATION_FEE if liquidation_fee is None else liquidation_fee,
+        inclusive_trigger=False,  # account value below maintenance (facts 1.5.3)
+        fund_capacity=fund_capacity,  # the liquidator vault has no documented cap
+        backstop_share=hyperliquid.BACKSTOP_SHARE,
+    )

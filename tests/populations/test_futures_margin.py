@@ -1,0 +1,203 @@
+"""COMEX-like futures accounts: exchange margins as % of notional, hikes at their effective
+step, variation margin at settlement, calls met from the buffer or liquidation at market."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.conftest import base_raw, build
+
+from deleverage import simulate
+from deleverage.engine.simulate import initial_prices, rng_stream
+from deleverage.errors import ScenarioError
+from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.futures_margin import FuturesPopulation
+from deleverage.results.events import EventLog
+
+COMEX = {"id": "comex", "kind": "futures", "settlement": ["13:30"]}
+SILVER = {
+    "id": "SILVER",
+    "class": "metal",
+    "tier": "peripheral",
+    "venue": "comex",
+    "price": 100.0,
+    "daily_vol": 0.03,
+    "adv_usd": 3e10,
+    "initial_margin_pct": 10.0,
+    "maintenance_margin_pct": 10.0,
+}
+BOOK = {
+    "type": "futures_book",
+    "name": "ag",
+    "asset": "SILVER",
+    "accounts": 2000,
+    "notional_usd": 5e9,
+    "long_share": 0.8,
+    "margin_cushion": {"dist": "uniform", "low": 1.0, "high": 2.0},
+    "cash_buffer": {"dist": "uniform", "low": 0.0, "high": 1.0},
+}
+HIKE = {
+    "type": "margin_change",
+    "announced": "2026-01-05T06:00:00Z",
+    "effective": "2026-01-05T12:00:00Z",
+    "venue": "comex",
+    "asset": "SILVER",
+    "initial_pct": 15.0,
+    "maintenance_pct": 15.0,
+}
+HIKE_STEP = 144  # 12:00 on 5-minute steps from midnight
+
+
+def _raw(shocks=(), book=BOOK, **changes):
+    return base_raw(
+        venues=[COMEX],
+        assets=[SILVER],
+        populations=[book],
+        shocks=list(shocks),
+        market={"noise_scale": 0.0},
+        clock={"start": "2026-01-05T00:00:00Z", "end": "2026-01-06T00:00:00Z", "step": "5min"},
+        **changes,
+    )
+
+
+def _population(raw, rng=None, enabled=True):
+    scenario = build(raw)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    ctx = BuildContext(
+        scenario, scenario.asset_index(), initial_prices(scenario), rng, enabled, 5 / 60
+    )
+    return FuturesPopulation(scenario.populations[0], ctx)
+
+
+def _view(price, margin_pct=10.0, settlement=False, step=0):
+    return MarketView(
+        step,
+        pd.Timestamp("2026-01-05", tz="UTC"),
+        5 / 60,
+        np.array([price]),
+        np.array([True]),
+        np.array([settlement]),
+        np.array([margin_pct]),
+        np.array([margin_pct]),
+        np.array([np.nan]),
+    )
+
+
+def _snapshot(pop):
+    return pop.cash_usd.copy(), pop.buffer_usd.copy(), pop.position.copy()
+
+
+def test_a_margin_hike_changes_nothing_before_its_effective_step():
+    with_hike = simulate(build(_raw([HIKE])), seed=0)
+    without = simulate(build(_raw()), seed=0)
+    np.testing.assert_array_equal(
+        with_hike.market["price"][: HIKE_STEP + 1], without.market["price"][: HIKE_STEP + 1]
+    )
+    calls = with_hike.events[with_hike.events.kind.isin(["margin_call", "liquidation"])]
+    assert calls.step.min() == HIKE_STEP
+    assert not without.events.kind.isin(["margin_call", "liquidation"]).any()
+
+
+def test_at_the_hike_accounts_below_the_new_maintenance_pay_from_their_buffer_or_are_liquidated():
+    result = simulate(build(_raw([HIKE])), seed=0)
+    # the same accounts, rebuilt from the population's own random stream
+    pop = _population(_raw([HIKE]), rng_stream(0, 0, "population:ag"))
+    notional = np.abs(pop.position) * 100.0
+    equity = pop.equity(100.0)
+    called = equity < 0.15 * notional
+    need = 0.15 * notional - equity
+    met = called & (pop.buffer_usd >= need)
+    liquidated = called & ~met
+    assert 0 < met.sum() < called.sum() < len(called)
+
+    first = result.events[(result.events.step == HIKE_STEP) & (result.events["round"] == 0)]
+    call = first[first.kind == "margin_call"].iloc[0]
+    assert call["count"] == called.sum()
+    assert np.isclose(call.notional_usd, need[called].sum(), rtol=1e-12)
+    liquidation = first[first.kind == "liquidation"].iloc[0]
+    assert liquidation["count"] == liquidated.sum()
+    assert np.isclose(liquidation.quantity, -pop.position[liquidated].sum(), rtol=1e-12)
+
+
+def test_a_call_is_met_back_to_initial_margin_from_the_buffer_or_the_account_is_closed():
+    pop = _population(_raw())
+    log = EventLog()
+    cash0, buffer0, position0 = _snapshot(pop)
+    pop.mark(_view(100.0, margin_pct=10.0), log)
+    assert not log.rows and not pop.orders().quantity.size  # nobody below 10%
+
+    pop.mark(_view(100.0, margin_pct=15.0), log)
+    notional = np.abs(position0) * 100.0
+    equity0 = cash0 + position0 * 100.0
+    need = 0.15 * notional - equity0
+    met = (equity0 < 0.15 * notional) & (buffer0 >= need)
+    liquidated = (equity0 < 0.15 * notional) & ~met
+    np.testing.assert_allclose(pop.buffer_usd[met], buffer0[met] - need[met], rtol=1e-12)
+    np.testing.assert_allclose(pop.equity(100.0)[met], 0.15 * notional[met], rtol=1e-12)
+    assert np.isclose(pop.cash(), cash0.sum() + buffer0.sum(), rtol=1e-14)
+    orders = pop.orders()
+    assert np.isclose(orders.quantity.sum(), -position0[liquidated].sum(), rtol=1e-12)
+
+    # liquidated at market: the fill moves cash by −quantity·price and nothing else
+    cash_before = pop.cash()
+    pop.apply_fills(orders, np.array([True]), np.array([97.0]), log)
+    assert not pop.position[liquidated].any()
+    np.testing.assert_array_equal(pop.position[~liquidated], position0[~liquidated])
+    assert np.isclose(pop.cash(), cash_before - orders.quantity[0] * 97.0, rtol=1e-14)
+    assert not pop.orders().quantity.size
+
+
+def test_longs_are_called_on_a_fall_and_shorts_on_a_rally():
+    book = {**BOOK, "long_share": 0.5, "margin_cushion": {"dist": "fixed", "value": 1.02}}
+    for price, side in ((95.0, 1.0), (105.0, -1.0)):
+        pop = _population(_raw(book=book))
+        position0 = pop.position.copy()
+        pop.mark(_view(price), EventLog())
+        closing = pop.pending != 0.0
+        buffer_used = pop.buffer_usd < _population(_raw(book=book)).buffer_usd
+        touched = closing | buffer_used
+        assert touched.any() and np.all(np.sign(position0[touched]) == side)
+
+
+def test_variation_margin_at_settlement_moves_pnl_into_the_margin_balance_not_cash():
+    pop = _population(_raw(), enabled=False)  # settlement is booked whatever the channel
+    cash0, balance0 = pop.cash(), pop.margin_balance.copy()
+    log = EventLog()
+    pop.mark(_view(98.0, settlement=True, step=5), log)
+    np.testing.assert_allclose(
+        pop.margin_balance, balance0 + pop.position * (98.0 - 100.0), rtol=1e-12, atol=1e-6
+    )
+    assert pop.cash() == cash0
+    assert list(log.frame().kind) == ["variation_margin"]
+    pop.mark(_view(97.0, settlement=True, step=5), log)  # a later round of the same step
+    assert pop.settlement_price == 98.0
+
+
+def test_with_the_margin_calls_channel_off_nobody_is_called():
+    pop = _population(_raw(), enabled=False)
+    log = EventLog()
+    pop.mark(_view(100.0, margin_pct=15.0), log)
+    pop.mark(_view(80.0, margin_pct=15.0), log)
+    assert not log.rows and not pop.orders().quantity.size
+
+
+def test_heightened_risk_accounts_are_called_back_to_their_own_higher_initial_margin():
+    book = {**BOOK, "initial_margin_multiplier": 1.1}
+    pop = _population(_raw(book=book))
+    notional = np.abs(pop.position) * 100.0
+    assert np.all(pop.equity(100.0) >= 0.11 * notional * (1 - 1e-12))  # cushion ≥ 1 of 11%
+    buffer0 = pop.buffer_usd.copy()
+    pop.mark(_view(100.0, margin_pct=15.0), EventLog())
+    met = pop.buffer_usd < buffer0
+    assert met.any()
+    np.testing.assert_allclose(pop.equity(100.0)[met], 0.165 * notional[met], rtol=1e-12)
+
+
+def test_a_book_without_margins_on_its_asset_or_itself_is_a_scenario_error():
+    bare = {k: v for k, v in SILVER.items() if not k.endswith("margin_pct")}
+    with pytest.raises(ScenarioError) as caught:
+        build(_raw() | {"assets": [bare]})
+    assert any(p.path == "populations[ag].initial_margin_pct" for p in caught.value.problems)
+    build(
+        _raw(book={**BOOK, "initial_margin_pct": 9.0, "maintenance_margin_pct": 9.0})
+        | {"assets": [bare]}
+    )
