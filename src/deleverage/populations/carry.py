@@ -37,10 +37,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
+    FundBookPopulation,
     draw_portfolios,
     pecking_order_sales,
 )
@@ -62,7 +63,7 @@ class BalanceSheet(NamedTuple):
     leverage: np.ndarray  # assets ÷ equity; inf at zero or negative equity
 
 
-class CarryFundsPopulation:
+class CarryFundsPopulation(FundBookPopulation):
     kind = "carry_funds"
 
     def __init__(self, spec: CarryFunds, ctx: BuildContext):
@@ -227,19 +228,3 @@ class CarryFundsPopulation:
             price=fx_price,
             detail=f"{total * fx_price:.0f} JPY repaid via {how}",
         )
-
-    def orders(self) -> Orders:
-        return self.book.orders()
-
-    def apply_fills(
-        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
-    ) -> None:
-        self.book.apply_fills(orders, filled, price)
-
-    def holdings(self, n_assets: int) -> np.ndarray:
-        return self.book.holdings(n_assets)
-
-    def cash(self) -> float:
-        """Cash as the engine books trades, in each asset's quote currency: USD, and yen
-        for the pair (the loan). Desk conversions cancel inside the population."""
-        return float(self.book.cash.sum())

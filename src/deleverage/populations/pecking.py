@@ -129,6 +129,27 @@ class FundBook:
         return np.bincount(self.columns, self.units.sum(axis=0), n_assets)
 
 
+class FundBookPopulation:
+    """The population interface for funds whose state is a `FundBook` (`self.book`)."""
+
+    book: FundBook
+
+    def orders(self) -> Orders:
+        return self.book.orders()
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        self.book.apply_fills(orders, filled, price)
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        return self.book.holdings(n_assets)
+
+    def cash(self) -> float:
+        """Cash as the engine books trades, in each asset's quote currency."""
+        return float(self.book.cash.sum())
+
+
 def draw_portfolios(
     spec: CarryFunds | PrimeBrokerFunds, price: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:

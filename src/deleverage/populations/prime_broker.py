@@ -21,10 +21,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
+    FundBookPopulation,
     draw_portfolios,
     pecking_order_sales,
 )
@@ -41,7 +42,7 @@ class MarginState(NamedTuple):
     leverage: np.ndarray  # assets ÷ equity; inf at zero or negative equity
 
 
-class PrimeBrokerPopulation:
+class PrimeBrokerPopulation(FundBookPopulation):
     kind = "pb_funds"
 
     def __init__(self, spec: PrimeBrokerFunds, ctx: BuildContext):
@@ -131,17 +132,3 @@ class PrimeBrokerPopulation:
                 detail=f"leverage above {self.spec.default_leverage} or no equity: "
                 "the broker liquidates the book",
             )
-
-    def orders(self) -> Orders:
-        return self.book.orders()
-
-    def apply_fills(
-        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
-    ) -> None:
-        self.book.apply_fills(orders, filled, price)
-
-    def holdings(self, n_assets: int) -> np.ndarray:
-        return self.book.holdings(n_assets)
-
-    def cash(self) -> float:
-        return float(self.book.cash.sum())
