@@ -47,6 +47,7 @@ def test_trend_followers_sell_a_falling_market():
         "capital_usd": 1e9,
         "lookback": "2d",
         "target_vol": 0.01,
+        "rebalance_every": "1h",
     }
     result = _run(cta)
     position = result.events[result.events.kind == "rebalance"].quantity.cumsum()

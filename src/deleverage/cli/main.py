@@ -23,7 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Piped output gets a fixed width wide enough for the summary tables.
+out = Console(width=None if sys.stdout.isatty() else 110)
 err = Console(stderr=True)
 
 DbOption = Annotated[Path, typer.Option("--db", help="DuckDB results file.")]
@@ -166,6 +167,16 @@ def _print_summary(result, db: Path | None) -> None:
             f"{row['trough_time']:%m-%d %H:%M}",
         )
     out.print(table)
+    activity = result.activity_table().head(12)
+    if len(activity):
+        forced = Table(title="largest population flows (modelled)", title_justify="left")
+        for name in ("population", "event", "accounts/funds", "notional USD"):
+            forced.add_column(name, justify="left" if name in ("population", "event") else "right")
+        for row in activity.itertuples(index=False):
+            forced.add_row(
+                row.population, row.event, f"{row.count:,.0f}", f"{row.notional_usd:,.0f}"
+            )
+        out.print(forced)
     diagnostics = ", ".join(f"{k}={v:g}" for k, v in result.diagnostics.items())
     out.print(f"diagnostics: {diagnostics}", highlight=False)
     where = f" stored in {db}" if db else " (not stored)"

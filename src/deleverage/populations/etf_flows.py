@@ -28,16 +28,18 @@ class EtfFlowPopulation(TargetPortfolio):
         lags = max(1, round(spec.lookback.total_seconds() / 3600 / ctx.step_hours))
         self.history = np.full(lags, np.log(ctx.price0[self.asset]))  # ring buffer of log prices
         self.share_per_step = spec.sensitivity * ctx.step_hours / 24.0
+        self.trailing = 0.0  # log return over the lookback, updated once a step
 
-    def target_units(self, view: MarketView, first_round: bool, log: EventLog) -> np.ndarray | None:
-        if not first_round:
-            return None
+    def observe(self, view: MarketView) -> None:
+        super().observe(view)
         log_price = np.log(view.price[self.asset])
         slot = view.step % len(self.history)
-        trailing = log_price - self.history[slot]
+        self.trailing = log_price - self.history[slot]
         self.history[slot] = log_price
-        if not view.is_open[self.asset]:
+
+    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+        if not rebalance or not view.is_open[self.asset]:
             return None
         target = self.units.copy()
-        target[0, self.asset] *= np.exp(self.share_per_step * trailing)
+        target[0, self.asset] *= np.exp(self.share_per_step * self.trailing)
         return target

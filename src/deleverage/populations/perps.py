@@ -791,6 +791,7 @@ class PerpPopulation:
                 population=self.name,
                 venue=self.venue_id,
                 asset=self.asset_id,
+                side=SIDE_NAMES[sign],
                 count=count,
                 quantity=units,
                 notional_usd=usd,

@@ -1,13 +1,15 @@
 """Funds that trade toward a target portfolio: arrays of funds × assets.
 
-Subclasses say what they want to hold (`target_units`); this base turns the difference into
-orders on open venues, settles fills with `np.add.at`, and tracks each asset's realized
-volatility from one price sample per step.
+Subclasses say what they want to hold (`target_units`). This base samples prices once a
+step (`observe`: realized volatility per asset), asks for a target when a rebalance is due
+(every `rebalance_every`) or when a subclass must act at once (forced sales), trades the
+difference on open venues, and keeps the target of a closed venue until it opens.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import timedelta
 
 import numpy as np
 
@@ -19,7 +21,14 @@ class TargetPortfolio(ABC):
     kind = "target_portfolio"
     trade_event = "rebalance"
 
-    def __init__(self, name: str, n_funds: int, ctx: BuildContext, vol_half_life_hours: float):
+    def __init__(
+        self,
+        name: str,
+        n_funds: int,
+        ctx: BuildContext,
+        vol_half_life_hours: float,
+        rebalance_every: timedelta | None = None,
+    ):
         self.name = name
         self.enabled = ctx.enabled
         self.asset_ids = [a.id for a in ctx.scenario.assets]
@@ -29,8 +38,12 @@ class TargetPortfolio(ABC):
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
         self._steps_per_day = 24.0 / ctx.step_hours
         self._vol_decay = 0.5 ** (ctx.step_hours / vol_half_life_hours)
+        hours = rebalance_every.total_seconds() / 3600 if rebalance_every else ctx.step_hours
+        self.rebalance_steps = max(1, round(hours / ctx.step_hours))
         self._last_price = ctx.price0.copy()
         self._step = -1
+        self._last_rebalance = -self.rebalance_steps
+        self._pending: np.ndarray | None = None  # target units, NaN where reached
         self._orders = Orders.empty()
 
     @property
@@ -42,10 +55,12 @@ class TargetPortfolio(ABC):
         return self.cash_usd + self.units @ price
 
     @abstractmethod
-    def target_units(self, view: MarketView, first_round: bool, log: EventLog) -> np.ndarray | None:
-        """Units each fund wants to hold now, or None for no trade this round."""
+    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+        """Units each fund wants to hold, or None for no new target. `rebalance` is True on
+        the first round of a step when a scheduled rebalance is due."""
 
-    def _observe(self, view: MarketView) -> None:
+    def observe(self, view: MarketView) -> None:
+        """Once per step, before any order: update realized volatility."""
         moved = view.is_open & (view.price != self._last_price)
         r2 = np.log(view.price / self._last_price) ** 2 * self._steps_per_day
         updated = self._vol_decay * self.variance + (1 - self._vol_decay) * r2
@@ -56,14 +71,21 @@ class TargetPortfolio(ABC):
         first_round = view.step != self._step
         if first_round:
             self._step = view.step
-            self._observe(view)
+            self.observe(view)
         self._orders = Orders.empty()
         if not self.enabled:
             return
-        target = self.target_units(view, first_round, log)
-        if target is None:
+        due = first_round and view.step - self._last_rebalance >= self.rebalance_steps
+        if due:
+            self._last_rebalance = view.step
+        target = self.target_units(view, due, log)
+        if target is not None:
+            self._pending = target
+        if self._pending is None:
             return
-        trade = np.where(view.is_open, target - self.units, 0.0)
+        wanted = view.is_open & ~np.isnan(self._pending)
+        trade = np.where(wanted, self._pending - self.units, 0.0)
+        self._pending[wanted & (trade == 0.0)] = np.nan  # already there
         funds, assets = np.nonzero(trade)
         self._orders = Orders(assets, trade[funds, assets], funds)
 
@@ -76,20 +98,26 @@ class TargetPortfolio(ABC):
             orders.asset[filled],
             orders.quantity[filled],
         )
+        fill_price = price[filled]
         np.add.at(self.units, (funds, assets), quantity)
-        np.add.at(self.cash_usd, funds, -quantity * price[filled])
+        np.add.at(self.cash_usd, funds, -quantity * fill_price)
         self._orders = Orders.empty()
+        if self._pending is not None:
+            self._pending[funds, assets] = np.nan
+            if np.isnan(self._pending).all():
+                self._pending = None
         for a in np.unique(assets):
             mine = assets == a
             q = float(quantity[mine].sum())
+            p = float(fill_price[mine][0])
             log.add(
                 self.trade_event,
                 population=self.name,
                 asset=self.asset_ids[a],
                 count=int(mine.sum()),
                 quantity=q,
-                notional_usd=abs(q) * float(price[filled][mine][0]),
-                price=float(price[filled][mine][0]),
+                notional_usd=abs(q) * p,
+                price=p,
             )
 
     def holdings(self, n_assets: int) -> np.ndarray:

@@ -35,14 +35,20 @@ class VolTargetPopulation(TargetPortfolio):
     kind = "vol_target"
 
     def __init__(self, spec: VolTargetFunds, ctx: BuildContext):
-        super().__init__(spec.name, spec.funds, ctx, spec.vol_half_life.total_seconds() / 3600)
+        super().__init__(
+            spec.name,
+            spec.funds,
+            ctx,
+            spec.vol_half_life.total_seconds() / 3600,
+            spec.rebalance_every,
+        )
         self.spec = spec
         self.weights = _weights(spec.weights, ctx)
         self.cash_usd[:] = spec.capital_usd / spec.funds
         self.correlation = correlation_matrix(ctx.scenario)
 
-    def target_units(self, view: MarketView, first_round: bool, log: EventLog) -> np.ndarray | None:
-        if not first_round:
+    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+        if not rebalance:
             return None
         vol = self.realized_vol
         portfolio_vol = np.sqrt((self.weights * vol) @ self.correlation @ (self.weights * vol))
@@ -56,22 +62,32 @@ class TrendPopulation(TargetPortfolio):
     kind = "trend_followers"
 
     def __init__(self, spec: TrendFollowers, ctx: BuildContext):
-        super().__init__(spec.name, spec.funds, ctx, spec.vol_half_life.total_seconds() / 3600)
+        super().__init__(
+            spec.name,
+            spec.funds,
+            ctx,
+            spec.vol_half_life.total_seconds() / 3600,
+            spec.rebalance_every,
+        )
         self.spec = spec
         self.weights = _weights(spec.weights, ctx)
         self.cash_usd[:] = spec.capital_usd / spec.funds
         self.trend = np.log(ctx.price0)  # EWMA of log prices
         self._trend_decay = 0.5 ** (ctx.step_hours / (spec.lookback.total_seconds() / 3600))
 
-    def target_units(self, view: MarketView, first_round: bool, log: EventLog) -> np.ndarray | None:
-        if not first_round:
-            return None
+    def observe(self, view: MarketView) -> None:
+        super().observe(view)
         log_price = np.log(view.price)
         self.trend = np.where(
             view.is_open,
             self._trend_decay * self.trend + (1 - self._trend_decay) * log_price,
             self.trend,
         )
+
+    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+        if not rebalance:
+            return None
+        log_price = np.log(view.price)
         vol = self.realized_vol
         signal = np.tanh((log_price - self.trend) / vol)
         exposure = np.clip(

@@ -21,7 +21,7 @@ class ValueFundPopulation(TargetPortfolio):
     kind = "value_funds"
 
     def __init__(self, spec: ValueFunds, ctx: BuildContext):
-        super().__init__(spec.name, spec.funds, ctx, vol_half_life_hours=24.0)
+        super().__init__(spec.name, spec.funds, ctx, 24.0, spec.rebalance_every)
         self.asset = ctx.asset_index[spec.asset]
         self.anchor = spec.anchor or float(ctx.price0[self.asset])
         self.beta = np.asarray(spec.aggressiveness.sample(ctx.rng, spec.funds), dtype=float)
@@ -31,7 +31,7 @@ class ValueFundPopulation(TargetPortfolio):
         self.active = np.ones(spec.funds, dtype=bool)
         self.trade_event = "value_trade"
 
-    def target_units(self, view: MarketView, first_round: bool, log: EventLog) -> np.ndarray | None:
+    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
         price = view.price[self.asset]
         held = self.units[:, self.asset]
         wealth = self.cash_usd + held * price
@@ -62,7 +62,7 @@ class ValueFundPopulation(TargetPortfolio):
                 quantity=float((wanted - held)[forced].sum()),
                 price=price,
             )
-        if not first_round:  # later cascade rounds: only forced sales (over the cap, or defaults)
+        if not rebalance:  # between rebalances: only forced sales (over the cap, or defaults)
             if not forced.any():
                 return None
             wanted = np.where(forced, wanted, held)

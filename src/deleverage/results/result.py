@@ -123,10 +123,12 @@ class SimulationResult:
                 rows.append((asset.id, metric, float(value), unit_, self.times[at]))
         for kind, group in self.events.groupby("kind"):
             rows.append(("events", f"{kind}_rows", float(len(group)), "count", None))
-            if kind == "stop_triggered":
-                rows.append(
-                    ("events", "accounts_stopped", float(group["count"].sum()), "count", None)
-                )
+        acting = self.events[self.events.population != ""]
+        for (population, kind, side), group in acting.groupby(["population", "kind", "side"]):
+            metric = f"{kind}_{side}" if side else kind
+            rows.append((population, f"{metric}_count", float(group["count"].sum()), "count", None))
+            usd = float(group["notional_usd"].sum())
+            rows.append((population, f"{metric}_usd", usd, "USD", None))
         for name, value in self.diagnostics.items():
             unit = "USD" if name.endswith("_usd") else "ratio" if "drift" in name else "count"
             rows.append(("diagnostics", name, float(value), unit, None))
@@ -143,10 +145,28 @@ class SimulationResult:
 
     def asset_table(self) -> pd.DataFrame:
         """Per-asset summary (a pivot of `to_frame`), with the time of the trough."""
-        tidy = self._tidy[~self._tidy.entity.isin(["events", "diagnostics"])]
+        tidy = self._tidy[self._tidy.entity.isin(self.asset_ids)]
         table = tidy.pivot(index="entity", columns="metric", values="value")
         table["trough_time"] = tidy[tidy.metric == "max_drawdown"].set_index("entity")["time"]
         return table.loc[self.asset_ids]
+
+    def activity_table(self) -> pd.DataFrame:
+        """What each population did (a pivot of `to_frame`): accounts or funds involved and
+        notional in USD, per event kind and side, largest notional first."""
+        tidy = self._tidy[~self._tidy.entity.isin([*self.asset_ids, "events", "diagnostics"])]
+        if tidy.empty:
+            return pd.DataFrame(columns=["population", "event", "count", "notional_usd"])
+        counts = tidy[tidy.metric.str.endswith("_count")]
+        usd = tidy[tidy.metric.str.endswith("_usd")]
+        table = pd.DataFrame(
+            {
+                "population": counts.entity.to_numpy(),
+                "event": counts.metric.str.removesuffix("_count").to_numpy(),
+                "count": counts.value.to_numpy(),
+                "notional_usd": usd.value.to_numpy(),
+            }
+        )
+        return table.sort_values("notional_usd", ascending=False, ignore_index=True)
 
     def summary(self) -> str:
         """Plain-text summary of the run (the CLI renders the same table with Rich)."""

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS market (
     realized_vol DOUBLE, volume_usd DOUBLE, net_flow_units DOUBLE, mm_inventory_units DOUBLE);
 CREATE TABLE IF NOT EXISTS events (
     run_id VARCHAR, seq BIGINT, step INTEGER, time TIMESTAMP, round INTEGER, kind VARCHAR,
-    population VARCHAR, venue VARCHAR, asset VARCHAR, count BIGINT, quantity DOUBLE,
+    population VARCHAR, venue VARCHAR, asset VARCHAR, side VARCHAR, count BIGINT, quantity DOUBLE,
     notional_usd DOUBLE, price DOUBLE, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, seed BIGINT, scenario VARCHAR, time TIMESTAMP, entity VARCHAR,

@@ -367,6 +367,9 @@ class ValueFunds(Model):
     aggressiveness: Distribution = Field(description="β per fund (TFG: 5 to 50)")
     max_leverage: Annotated[float, Field(ge=1.0)] = 1.0
     default_equity_share: Fraction = Field(0.1, description="default below this share of W0")
+    rebalance_every: Duration | None = Field(
+        None, description="voluntary trades this often (None: every step); forced sales at once"
+    )
     source: str | None = None
 
 
@@ -382,6 +385,7 @@ class VolTargetFunds(Model):
     target_vol: Positive = Field(description="daily volatility target of the portfolio")
     max_leverage: Annotated[float, Field(ge=0.0)] = 2.0
     vol_half_life: Duration = timedelta(days=2)
+    rebalance_every: Duration = timedelta(days=1)
     rebalance_band: Fraction = Field(0.05, description="trade when off target by this share")
     source: str | None = None
 
@@ -399,6 +403,7 @@ class TrendFollowers(Model):
     lookback: Duration = timedelta(days=10)
     max_leverage: Annotated[float, Field(ge=0.0)] = 3.0
     vol_half_life: Duration = timedelta(days=5)
+    rebalance_every: Duration = timedelta(days=1)
     rebalance_band: Fraction = 0.05
     source: str | None = None
 
