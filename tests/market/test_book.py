@@ -80,3 +80,38 @@ def test_refill_moves_the_permanent_share_into_the_reference_and_reverts_the_res
     x, ref = book.refill(np.array([-0.1]), np.array([0.0]), np.array([0.5]), np.array([0.4]))
     assert np.isclose(x[0], -0.05) and np.isclose(ref[0], -0.02)
     assert np.isclose(x[0] + ref[0], -0.07)  # price reverted by (1 − 0.4) of the resolved part
+
+
+def test_a_usd_pair_book_is_sized_in_dollars_not_in_quote_currency():
+    """One unit of USDJPY is one dollar: selling Q dollars moves it by Y·σ·sqrt(Q/ADV)."""
+    y, sigma, adv, sold = 0.7, 0.006, 1.2e12, 6e9
+    raw = base_raw(
+        market={"noise_scale": 0.0},
+        shocks=[
+            {
+                "type": "flow",
+                "asset": "USDJPY",
+                "start": "2026-01-05T12:00:00Z",
+                "duration": "5min",
+                "notional_usd": -sold,
+            }
+        ],
+    )
+    raw["assets"] = [
+        {
+            "id": "USDJPY",
+            "class": "fx",
+            "tier": "core",
+            "venue": "spot",
+            "currency": "JPY",
+            "price": 156.0,
+            "daily_vol": sigma,
+            "adv_usd": adv,
+            "liquidity": {"impact_y": y},
+        }
+    ]
+    result = simulate(build(raw), seed=0)
+    prices = result.prices()["USDJPY"]
+    move = -np.log(prices[pd.Timestamp("2026-01-05 12:05", tz="UTC")] / 156.0)
+    assert np.isclose(move, y * sigma * np.sqrt(sold / adv), rtol=1e-9)
+    assert np.isclose(np.nansum(result.market["volume_usd"]), sold, rtol=1e-9)

@@ -82,6 +82,7 @@ def _view(usdjpy=150.0, jgb_yield=3.5):
         np.full(n, np.nan),
         np.full(n, np.nan),
         yields,
+        np.where(np.arange(n) == USDJPY, 1.0, price),
     )
 
 

@@ -79,6 +79,7 @@ def _view(price, margin_pct=10.0, settlement=False, step=0):
         np.array([margin_pct]),
         np.array([margin_pct]),
         np.array([np.nan]),
+        np.array([price]),
     )
 
 

@@ -43,6 +43,7 @@ def _view(price, step=1, time="2026-01-05T01:30:00Z"):
         initial_margin_pct=nan,
         maintenance_margin_pct=nan,
         yield_pct=nan,
+        unit_usd=np.array([price]),
     )
 
 
@@ -328,7 +329,12 @@ def _crash_scenario(rules="binance-like", **channels):
 
 @pytest.mark.parametrize(
     "rules, channels",
-    [("binance-like", {}), ("hyperliquid-like", {}), ("binance-like", {"insurance_adl": False})],
+    [
+        ("binance-like", {}),
+        ("bybit-like", {}),
+        ("hyperliquid-like", {}),
+        ("binance-like", {"insurance_adl": False}),
+    ],
 )
 def test_units_and_cash_are_conserved_through_a_crash(rules, channels):
     result = simulate(_crash_scenario(rules, **channels), seed=1, check_invariants=True)
@@ -401,3 +407,14 @@ def test_a_bad_accounts_file_or_a_venue_without_perp_rules_is_reported(tmp_path)
     text = str(error.value)
     assert "populations[perps].file" in text and "wallet_usd" in text
     assert "populations[perps].margin_rules" in text  # the venue has margin_rules: none
+
+
+def test_a_bybit_like_venue_margins_accounts_with_bybit_deductions(tmp_path):
+    from deleverage.venues import bybit
+
+    rows = [("long", 100.0, PRICE, 10.0), ("short", 30.0, PRICE, 20.0)]
+    pop = _population(tmp_path, rows, rules="bybit-like")
+    _, maintenance = pop.margin(np.arange(2), PRICE)
+    expected = bybit.maintenance_margin(np.array([100.0, 30.0]) * PRICE)
+    np.testing.assert_allclose(maintenance, expected, rtol=1e-12)
+    assert pop.cex_waterfall

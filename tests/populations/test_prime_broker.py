@@ -87,6 +87,7 @@ def _view(price=PRICE, exchange_pct=EXCHANGE):
         exchange_pct,
         exchange_pct,
         np.full(n, np.nan),
+        np.asarray(price, dtype=float),
     )
 
 

@@ -1,7 +1,13 @@
 import numpy as np
+import pandas as pd
+import pytest
 from tests.conftest import base_raw, build
 
 from deleverage import simulate
+from deleverage.errors import ScenarioError
+from deleverage.market.calendar import build_calendar
+from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.systematic import VolTargetPopulation
 
 SELLOFF = [
     {"type": "news", "time": f"2026-01-05T{h:02d}:00:00Z", "returns": {"BTC": r}}
@@ -73,3 +79,96 @@ def test_etf_outflows_follow_drawdowns():
     assert flows.quantity.sum() < 0
     off = _run(etf, channels={"etf_flows": False})
     assert (off.events.kind == "etf_flow").sum() == 0
+
+
+def test_funds_estimate_volatility_per_trading_day_of_each_venue():
+    """A weekday 6.5-hour market and a 24/7 one: each asset's estimate matches its input."""
+    raw = base_raw(
+        clock={"start": "2026-01-05T00:00:00Z", "end": "2026-02-16T00:00:00Z", "step": "5min"},
+        venues=[
+            {"id": "spot", "kind": "crypto"},
+            {
+                "id": "nasdaq",
+                "kind": "equity",
+                "session": {
+                    "timezone": "America/New_York",
+                    "days": ["mon", "tue", "wed", "thu", "fri"],
+                    "open": "09:30",
+                    "close": "16:00",
+                },
+            },
+        ],
+        populations=[
+            {
+                "type": "vol_target",
+                "name": "vt",
+                "weights": {"BTC": 0.5, "NDX": 0.5},
+                "capital_usd": 1e6,
+                "target_vol": 0.01,
+                "vol_half_life": "10d",
+            }
+        ],
+    )
+    raw["assets"].append(
+        {
+            "id": "NDX",
+            "class": "equity_index",
+            "tier": "semi_core",
+            "venue": "nasdaq",
+            "price": 25_000.0,
+            "daily_vol": 0.01,
+            "adv_usd": 2e11,
+        }
+    )
+    scenario = build(raw)
+    prices = simulate(scenario, seed=2).market["price"]
+    is_open = build_calendar(scenario).open  # venues are in asset order here
+    ctx = BuildContext(
+        scenario, scenario.asset_index(), prices[0], np.random.default_rng(0), True, 5 / 60
+    )
+    fund = VolTargetPopulation(scenario.populations[0], ctx)
+    assert fund.rebalance_steps == 288 and ctx.steps_per_day.tolist() == [288, 78]
+    nan = np.full(2, np.nan)
+    for k in range(scenario.clock.n_steps):
+        fund.observe(
+            MarketView(
+                k,
+                pd.Timestamp(scenario.clock.start),
+                5 / 60,
+                prices[k + 1],
+                is_open[:, k],
+                np.zeros(2, bool),
+                nan,
+                nan,
+                nan,
+                prices[k + 1],
+            )
+        )
+    assert np.allclose(fund.realized_vol, [0.03, 0.01], rtol=0.35)
+
+
+def test_funds_that_keep_usd_cash_refuse_non_usd_holdings():
+    raw = base_raw(
+        populations=[
+            {
+                "type": "trend_followers",
+                "name": "cta",
+                "weights": {"USDJPY": 1.0},
+                "capital_usd": 1e9,
+            }
+        ]
+    )
+    raw["assets"].append(
+        {
+            "id": "USDJPY",
+            "class": "fx",
+            "tier": "core",
+            "venue": "spot",
+            "currency": "JPY",
+            "price": 156.0,
+            "daily_vol": 0.006,
+            "adv_usd": 1e12,
+        }
+    )
+    with pytest.raises(ScenarioError, match=r"populations\[cta\]\.weights: expected USD assets"):
+        build(raw)

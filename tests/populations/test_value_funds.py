@@ -85,3 +85,20 @@ def test_a_leveraged_fund_at_its_cap_is_forced_to_sell_into_a_falling_market():
     calls = result.events[result.events.kind == "margin_call"]
     assert len(calls) > 0 and calls.quantity.sum() < 0  # forced sales after the second drop
     assert result.diagnostics["max_cash_drift_usd"] < 1e-6
+
+
+def test_switching_margin_calls_off_keeps_the_buying_and_removes_only_forced_sales():
+    shocks = [
+        {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"BTC": -0.3}},
+        {"type": "news", "time": "2026-01-05T12:00:00Z", "returns": {"BTC": -0.1}},
+    ]
+    raw = _market(
+        [_funds(5.0, capital=5e7)],
+        shocks=shocks,
+        market={"noise_scale": 0.0},
+        channels={"margin_calls": False},
+    )
+    result = simulate(build(raw), seed=0, check_invariants=True)
+    kinds = result.events.kind
+    assert (kinds == "value_trade").sum() > 0  # the anchor buying is not a margin channel
+    assert (kinds == "margin_call").sum() == 0 and (kinds == "fund_default").sum() == 0

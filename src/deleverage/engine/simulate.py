@@ -113,6 +113,9 @@ def simulate(
     resolved = np.array(
         [_half_life_share(clock.step, a.liquidity.resilience_half_life) for a in assets]
     )
+    # One unit of a USD-quoted asset is worth its price; one unit of a USD/xxx pair is $1.
+    usd_base = np.array([a.currency != "USD" for a in assets])
+    unit_usd0 = np.where(usd_base, 1.0, price0)
     hours = np.array([scenario.venues[v].session.hours_per_day for v in venue_of])
     steps_per_day = hours * 3600.0 / clock.step.total_seconds()
     noise_sd = market.noise_scale * vol / np.sqrt(steps_per_day)
@@ -173,7 +176,11 @@ def simulate(
     )
     x = np.zeros(n_assets)  # book displacement (transient impact), log units
     pending_jump = np.zeros(n_assets)
-    lam0 = book.base_depth_units(adv, vol, impact_y, price0)
+
+    def unit_usd(price: np.ndarray) -> np.ndarray:
+        return np.where(usd_base, 1.0, price)
+
+    lam0 = book.base_depth_units(adv, vol, impact_y, unit_usd0)
 
     rec = {name: np.full((n_steps + 1, n_assets), np.nan) for name in RECORDED}
     rec["price"][0], rec["reference"][0], rec["impact_log"][0] = price0, price0, 0.0
@@ -242,11 +249,11 @@ def simulate(
         # 3. market-maker depth
         reference = np.exp(log_ref)
         depth_bid, depth_ask = makers.depth(
-            reference * np.exp(x), timeline.retreat[k], channels.mm_retreat
+            unit_usd(reference * np.exp(x)), timeline.retreat[k], channels.mm_retreat
         )
         lam_bid, lam_ask = (
-            lam0 * depth_bid * price0 / reference,
-            lam0 * depth_ask * price0 / reference,
+            lam0 * depth_bid * unit_usd0 / unit_usd(reference),
+            lam0 * depth_ask * unit_usd0 / unit_usd(reference),
         )
         gap = timeline.gap[k]
 
@@ -266,6 +273,7 @@ def simulate(
                 initial_margin,
                 maintenance_margin,
                 yield0 - np.log(price / price0) / duration * 100.0,
+                unit_usd(price),
             )
             for population in populations:
                 population.mark(view, log)
@@ -290,7 +298,7 @@ def simulate(
                 population.apply_fills(orders, fillable, average[orders.asset], log)
             makers.take(net, average)
             traded = np.flatnonzero(buys + sells)
-            volume += np.maximum(buys, sells) * average
+            volume += np.maximum(buys, sells) * unit_usd(average)
             units_traded += buys + sells
             net_total += net
             for a in traded:
@@ -299,7 +307,7 @@ def simulate(
                     asset=asset_ids[a],
                     count=1,
                     quantity=net[a],
-                    notional_usd=max(buys[a], sells[a]) * average[a],
+                    notional_usd=max(buys[a], sells[a]) * unit_usd(average)[a],
                     price=average[a],
                 )
         rounds_used[k] = log.round

@@ -17,10 +17,11 @@ import numpy as np
 
 
 def base_depth_units(
-    adv_usd: np.ndarray, daily_vol: np.ndarray, impact_y: np.ndarray, reference_price: np.ndarray
+    adv_usd: np.ndarray, daily_vol: np.ndarray, impact_y: np.ndarray, unit_usd: np.ndarray
 ) -> np.ndarray:
-    """Λ in units per (log price)²: 2·ADV / (Y²·σ²) USD, converted at the reference price."""
-    return 2.0 * adv_usd / (impact_y**2 * daily_vol**2) / reference_price
+    """Λ in units per (log price)²: 2·ADV / (Y²·σ²) USD, converted at `unit_usd`, the USD
+    value of one unit (the price of a USD-quoted asset; 1 for a USD/xxx pair)."""
+    return 2.0 * adv_usd / (impact_y**2 * daily_vol**2) / unit_usd
 
 
 def _slope(x: np.ndarray, lam_bid: np.ndarray, lam_ask: np.ndarray) -> np.ndarray:

@@ -59,15 +59,16 @@ class MarketMakers:
         return np.sqrt(self.variance)
 
     def depth(
-        self, price: np.ndarray, retreat: np.ndarray, feedback: bool
+        self, unit_usd: np.ndarray, retreat: np.ndarray, feedback: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Depth multipliers (bid side, ask side). With `feedback` off the desks keep normal
-        depth whatever volatility and inventory do; an exogenous retreat still applies."""
+        """Depth multipliers (bid side, ask side); `unit_usd` is the USD value of one unit.
+        With `feedback` off the desks keep normal depth whatever volatility and inventory do;
+        an exogenous retreat still applies."""
         if not feedback:
             return retreat.copy(), retreat.copy()
         with np.errstate(divide="ignore"):
             vol = np.minimum((self.normal_vol / self.realized_vol) ** self.vol_sensitivity, 1.0)
-        loading = self.inventory * price / self.inventory_limit_usd  # + long, − short
+        loading = self.inventory * unit_usd / self.inventory_limit_usd  # + long, − short
         bid = np.maximum(vol * np.clip(1.0 - loading, 0.0, 1.0), self.depth_floor)
         ask = np.maximum(vol * np.clip(1.0 + loading, 0.0, 1.0), self.depth_floor)
         return bid * retreat, ask * retreat

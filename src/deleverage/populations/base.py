@@ -49,6 +49,7 @@ class MarketView:
     initial_margin_pct: np.ndarray  # (A,) exchange initial margin, % of notional (NaN: none)
     maintenance_margin_pct: np.ndarray  # (A,) exchange maintenance margin, % (NaN: none)
     yield_pct: np.ndarray  # (A,) bond yields in % p.a. (NaN for non-bonds)
+    unit_usd: np.ndarray  # (A,) USD value of one unit: the price, or 1 for a USD/xxx pair
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,19 @@ class BuildContext:
     rng: np.random.Generator
     enabled: bool
     step_hours: float
+
+    @property
+    def unit_usd0(self) -> np.ndarray:
+        """(A,) USD value of one unit at the initial prices (1 for a USD/xxx pair)."""
+        usd_base = np.array([a.currency != "USD" for a in self.scenario.assets])
+        return np.where(usd_base, 1.0, self.price0)
+
+    @property
+    def steps_per_day(self) -> np.ndarray:
+        """(A,) steps in one trading day of each asset's venue."""
+        venues = {v.id: v for v in self.scenario.venues}
+        hours = np.array([venues[a.venue].session.hours_per_day for a in self.scenario.assets])
+        return hours / self.step_hours
 
 
 class Population(Protocol):

@@ -23,12 +23,14 @@ class EndInvestors:
         self.pending_usd = np.zeros(n)  # programme not yet executed (venue closed)
         self._pending_units = np.zeros(n)
         self._step = -1
+        self._unit_usd = np.ones(n)
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         if view.step != self._step:  # a new step's slice of the programme
             self._step = view.step
             self.pending_usd += self.flow_usd[view.step]
-        self._pending_units = np.where(view.is_open, self.pending_usd / view.price, 0.0)
+        self._unit_usd = view.unit_usd
+        self._pending_units = np.where(view.is_open, self.pending_usd / view.unit_usd, 0.0)
 
     def orders(self) -> Orders:
         assets = np.flatnonzero(self._pending_units)
@@ -44,12 +46,13 @@ class EndInvestors:
         self.pending_usd[assets] = 0.0
         self._pending_units[assets] = 0.0
         for a, q, p in zip(assets, quantity, price[filled], strict=True):
+            value = abs(q) * self._unit_usd[a]
             log.add(
                 "flow",
                 population=self.name,
                 asset=self.asset_ids[a],
                 quantity=q,
-                notional_usd=abs(q) * p,
+                notional_usd=value,
                 price=p,
             )
 

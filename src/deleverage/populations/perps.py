@@ -1,7 +1,7 @@
 """Perpetual-futures accounts (SPEC §4.1; facts §1), as arrays.
 
-One asset, one venue rule set (`binance-like` or `hyperliquid-like`, see `deleverage.venues`),
-cross or isolated margin, up to millions of accounts.
+One asset, one venue rule set (`binance-like`, `bybit-like` or `hyperliquid-like`; see
+`deleverage.venues`), cross or isolated margin, up to millions of accounts.
 
 Mark price. The engine has one price per asset, so the mark, index, oracle and last prices
 are all the simulated price (facts 1.1.6, 1.2.10 and 1.5.8 tell them apart; here there is
@@ -242,7 +242,7 @@ class PerpPopulation:
             rules_name, max_leverage=spec.max_leverage, liquidation_fee=fee,
             fund_capacity=spec.fund_capacity,
         )  # fmt: skip
-        self.binance = self.rules.name == "binance-like"
+        self.cex_waterfall = self.rules.name in ("binance-like", "bybit-like")
         self.table = self.rules.table
         # insurance_adl off: the fund has no cap and takes every bankrupt position; no ADL
         self.capacity = self.rules.fund_capacity if self.adl_enabled else None
@@ -296,7 +296,7 @@ class PerpPopulation:
         self.stage = np.zeros(len(side), dtype=np.int8)  # 1: liquidation under way
         self.pristine = np.ones(len(side), dtype=bool)  # still in the sorted book
         self.pending = np.zeros(len(side), dtype=bool)  # has an unfilled liquidation order
-        self.last_chunk_s = None if self.binance else np.full(len(side), -np.inf)
+        self.last_chunk_s = None if self.cex_waterfall else np.full(len(side), -np.inf)
         self._sortkey = sortkey[order]
         group, tier, key = group[order], tier[order], key[order]
 
@@ -540,7 +540,7 @@ class PerpPopulation:
             log, "perp_liquidation", side[starting], -side[starting] * size[starting],
             notional[starting], price, "accounts entering liquidation",
         )  # fmt: skip
-        if self.binance:
+        if self.cex_waterfall:
             # one IOC down to the top of the next lower tier, if there is margin to save
             # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
             tier = self.table.tier(notional)
@@ -647,7 +647,7 @@ class PerpPopulation:
                 pnl[profitable],
             )
             wallet = self._wallet_balance(candidates)
-            if self.binance:
+            if self.cex_waterfall:
                 maintenance = self.table.maintenance_margin(c_size * price)
                 score = binance.leverage_pnl(pnl, wallet, maintenance)
             else:

@@ -36,7 +36,7 @@ class TargetPortfolio(ABC):
         self.units = np.zeros((n_funds, n_assets))
         self.cash_usd = np.zeros(n_funds)
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
-        self._steps_per_day = 24.0 / ctx.step_hours
+        self._steps_per_day = ctx.steps_per_day  # per asset: its venue's trading day
         self._vol_decay = 0.5 ** (ctx.step_hours / vol_half_life_hours)
         hours = rebalance_every.total_seconds() / 3600 if rebalance_every else ctx.step_hours
         self.rebalance_steps = max(1, round(hours / ctx.step_hours))

@@ -27,7 +27,9 @@ class StopLossPopulation:
         n = spec.accounts
         # Account sizes are skewed (lognormal weights), summing to the book's notional.
         weights = np.exp(rng.normal(0.0, 1.0, n))
-        self.units = weights / weights.sum() * spec.notional_usd / price * self.sign
+        self.units = (
+            weights / weights.sum() * spec.notional_usd / ctx.unit_usd0[self.asset] * self.sign
+        )
         self.distance = np.sort(np.clip(spec.stop_distance.sample(rng, n), 0.0, 0.999))
         self.cash_usd = np.zeros(n)
         self._cum_units = np.concatenate([[0.0], np.cumsum(self.units)])
@@ -55,7 +57,7 @@ class StopLossPopulation:
                 asset=self.asset_id,
                 count=hit - self.triggered,
                 quantity=-units,
-                notional_usd=abs(units) * price,
+                notional_usd=abs(units) * view.unit_usd[self.asset],
                 price=price,
             )
             self.triggered = hit

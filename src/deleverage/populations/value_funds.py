@@ -30,12 +30,15 @@ class ValueFundPopulation(TargetPortfolio):
         self.default_equity = spec.default_equity_share * spec.capital_usd / spec.funds
         self.active = np.ones(spec.funds, dtype=bool)
         self.trade_event = "value_trade"
+        # The `margin_calls` channel governs only forced sales and defaults: with it off the
+        # funds still buy below the anchor, but nobody makes them sell over the cap.
+        self.forced_sales, self.enabled = ctx.enabled, True
 
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
         price = view.price[self.asset]
         held = self.units[:, self.asset]
         wealth = self.cash_usd + held * price
-        defaulting = self.active & (wealth <= self.default_equity)
+        defaulting = self.active & (wealth <= self.default_equity) & self.forced_sales
         if defaulting.any():
             self.active &= ~defaulting
             log.add(
@@ -53,6 +56,10 @@ class ValueFundPopulation(TargetPortfolio):
             self.active, np.minimum(self.beta * mispricing * wealth / price, cap), 0.0
         )
         forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
+        if not self.forced_sales:  # the cap limits new buying only; nothing forces a sale
+            demand = self.beta * mispricing * wealth / price
+            wanted = np.where(self.active, np.minimum(demand, np.maximum(cap, held)), 0.0)
+            forced[:] = False
         if forced.any():
             log.add(
                 "margin_call",

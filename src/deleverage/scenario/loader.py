@@ -255,12 +255,12 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
     problems = []
     asset = next((a for a in scenario.assets if a.id == book.asset), None)
     venue = next((v for v in scenario.venues if asset and v.id == asset.venue), None)
-    perp_rule_sets = ("binance-like", "hyperliquid-like")
+    perp_rule_sets = ("binance-like", "bybit-like", "hyperliquid-like")
     if book.margin_rules is None and venue and venue.margin_rules not in perp_rule_sets:
         problems.append(
             (
                 "margin_rules",
-                "expected binance-like or hyperliquid-like here or on the asset's venue, "
+                f"expected {', '.join(perp_rule_sets)} here or on the asset's venue, "
                 f"found venue {venue.id!r} with {venue.margin_rules!r}",
             )
         )

@@ -174,7 +174,7 @@ class Venue(Model):
         default_factory=list, description="daily settlement times, venue local time"
     )
     margin_rules: Literal[
-        "none", "binance-like", "hyperliquid-like", "cme-like", "prime-broker"
+        "none", "binance-like", "bybit-like", "hyperliquid-like", "cme-like", "prime-broker"
     ] = "none"
     outages: list[Outage] = Field(default_factory=list)
 
@@ -229,6 +229,11 @@ class Asset(Model):
     def _initial_price(self) -> Asset:
         if (self.price is None) == (self.price_history is None):
             raise ValueError("give exactly one of 'price' or 'price_history'")
+        if self.currency != "USD" and self.asset_class != "fx":
+            raise ValueError(
+                f"expected currency USD, or a USD/{self.currency} pair of class fx (one unit "
+                f"= one dollar), found a {self.asset_class} priced in {self.currency}"
+            )
         return self
 
     @property
@@ -351,6 +356,15 @@ class StopLossBook(Model):
     source: str | None = None
 
 
+def usd_holdings_only(assets: dict[str, Asset], ids, key: str) -> list[tuple[str, str]]:
+    """Problems for holdings that are not USD-quoted (these funds keep their cash in USD)."""
+    return [
+        (key, f"expected USD assets, found {asset_id!r} priced in {assets[asset_id].currency}")
+        for asset_id in ids
+        if asset_id in assets and assets[asset_id].currency != "USD"
+    ]
+
+
 class ValueFunds(Model):
     """Value investors who buy below an anchor with finite capital (SPEC §4.6). With
     `max_leverage` above 1 they are the leveraged funds of Thurner, Farmer and Geanakoplos
@@ -372,6 +386,9 @@ class ValueFunds(Model):
     )
     source: str | None = None
 
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return usd_holdings_only(assets, [self.asset], "asset")
+
 
 class VolTargetFunds(Model):
     """Funds that scale a fixed-weight portfolio to a volatility target (SPEC §4.5):
@@ -388,6 +405,9 @@ class VolTargetFunds(Model):
     rebalance_every: Duration = timedelta(days=1)
     rebalance_band: Fraction = Field(0.05, description="trade when off target by this share")
     source: str | None = None
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return usd_holdings_only(assets, self.weights, "weights")
 
 
 class TrendFollowers(Model):
@@ -407,6 +427,9 @@ class TrendFollowers(Model):
     rebalance_band: Fraction = 0.05
     source: str | None = None
 
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return usd_holdings_only(assets, self.weights, "weights")
+
 
 class EtfFlows(Model):
     """Performance-chasing ETF / treasury-company holders (SPEC §4.6): net creations per
@@ -421,6 +444,9 @@ class EtfFlows(Model):
     )
     lookback: Duration = timedelta(days=5)
     source: str | None = None
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return usd_holdings_only(assets, [self.asset], "asset")
 
 
 class FuturesBook(Model):
@@ -583,7 +609,7 @@ class PerpBook(Model):
     type: Literal["perp_book"]
     name: str
     asset: str
-    margin_rules: Literal["binance-like", "hyperliquid-like"] | None = Field(
+    margin_rules: Literal["binance-like", "bybit-like", "hyperliquid-like"] | None = Field(
         None, description="rule set; default: the margin_rules of the asset's venue"
     )
     margin_mode: Literal["cross", "isolated"] = "cross"

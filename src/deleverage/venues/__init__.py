@@ -4,7 +4,7 @@ formula (`funding`), tiered maintenance margin (`tiers`), and the loss waterfall
 account's collateral (`insurance`: fund capacity and auto-deleveraging).
 
 `perp_rules(name, ...)` assembles the parameters a perp population needs for a venue whose
-`margin_rules` is `binance-like` or `hyperliquid-like`.
+`margin_rules` is `binance-like`, `bybit-like` or `hyperliquid-like`.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from deleverage.venues import binance, hyperliquid
+from deleverage.venues import binance, bybit, hyperliquid
 from deleverage.venues.tiers import TierTable
 
 
 @dataclass(frozen=True)
 class PerpRules:
-    name: Literal["binance-like", "hyperliquid-like"]
+    name: Literal["binance-like", "bybit-like", "hyperliquid-like"]
     table: TierTable  # maintenance margin tiers
     funding_interval_hours: float
     funding_cap: float  # per settlement, fraction
@@ -22,17 +22,22 @@ class PerpRules:
 
 
 def perp_rules(
-    name: Literal["binance-like", "hyperliquid-like"],
+    name: Literal["binance-like", "bybit-like", "hyperliquid-like"],
     *,
     max_leverage: float | None = None,
     liquidation_fee: float | None = None,
     fund_capacity: float | None = None,
 ) -> PerpRules:
-    """Rule set `name`; arguments left as None take the venue's documented default."""
-    if name == "binance-like":
+    """Rule set `name`; arguments left as None take the venue's documented default.
+
+    `bybit-like` runs the same centralized-exchange waterfall as `binance-like` (facts 1.3.3:
+    cancel, a fill-or-kill down to the lower risk limit, takeover at the bankruptcy price,
+    fund, ADL) on Bybit's risk-limit tiers with deductions (1.3.1-1.3.2); the fact sheet gives
+    no Bybit fee or ADL formula, so those follow the binance-like defaults."""
+    if name in ("binance-like", "bybit-like"):
         return PerpRules(
             name=name,
-            table=binance.BTCUSDT_2021,
+            table=binance.BTCUSDT_2021 if name == "binance-like" else bybit.BTCUSDT,
             funding_interval_hours=binance.FUNDING_INTERVAL_HOURS,
             funding_cap=float("inf"),  # the MMR-based cap of facts 1.2.13 is grade L: not used
             liquidation_fee=binance.LIQUIDATION_FEE if liquidation_fee is None else liquidation_fee,
