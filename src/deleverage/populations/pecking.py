@@ -87,9 +87,10 @@ class FundBook:
     def orders(self) -> Orders:
         if not self._open:
             return Orders.empty()
-        total = self.pending.sum(axis=0)
-        open_ = np.flatnonzero(total)
-        return Orders(self.columns[open_], total[open_], open_)
+        # A column whose funds' orders net to zero is still sent (as a zero order): it then
+        # fills at the current price like every crossing order, instead of waiting forever.
+        open_ = np.flatnonzero(self.pending.any(axis=0))
+        return Orders(self.columns[open_], self.pending[:, open_].sum(axis=0), open_)
 
     def apply_fills(self, orders: Orders, filled: np.ndarray, price: np.ndarray) -> None:
         columns = orders.owner[filled]
