@@ -5,6 +5,7 @@ import sys
 import time
 
 import duckdb
+import numpy as np
 import pytest
 import yaml
 from tests.conftest import base_raw, build
@@ -93,3 +94,21 @@ def test_the_run_records_where_it_came_from():
     result = simulate(load_scenario("feb-2026"), seed=0)
     assert len(result.scenario_hash) == 64
     assert result.package_version != ""
+
+
+def test_targets_are_reported_next_to_their_modelled_values():
+    raw = base_raw(
+        market={"noise_scale": 0.0},
+        shocks=[{"type": "news", "time": "2026-01-05T12:00:00Z", "returns": {"BTC": -0.1}}],
+        targets=[
+            {"metric": "worst_24h", "asset": "BTC", "value": -9.0, "unit": "%"},
+            {"metric": "mystery", "value": 1.0, "unit": "count"},
+        ],
+    )
+    result = simulate(build(raw), seed=0)
+    table = result.targets_table().set_index("target")
+    assert table.loc["worst_24h BTC", "observed"] == -9.0
+    assert np.isclose(table.loc["worst_24h BTC", "modelled"], (np.exp(-0.1) - 1) * 100)
+    assert np.isnan(table.loc["mystery", "modelled"])  # not computed, and said so
+    tidy = result.to_frame()
+    assert set(tidy[tidy.entity == "targets"].basis) == {"observed", "modelled"}

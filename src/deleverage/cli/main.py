@@ -177,6 +177,14 @@ def _print_summary(result, db: Path | None) -> None:
                 row.population, row.event, f"{row.count:,.0f}", f"{row.notional_usd:,.0f}"
             )
         out.print(forced)
+    targets = result.targets_table()
+    if len(targets):
+        versus = Table(title="targets: observed vs modelled", title_justify="left")
+        for name in ("target", "observed", "modelled", "unit"):
+            versus.add_column(name, justify="left" if name in ("target", "unit") else "right")
+        for row in targets.itertuples(index=False):
+            versus.add_row(row.target, f"{row.observed:,.4g}", f"{row.modelled:,.4g}", row.unit)
+        out.print(versus)
     diagnostics = ", ".join(f"{k}={v:g}" for k, v in result.diagnostics.items())
     out.print(f"diagnostics: {diagnostics}", highlight=False)
     where = f" stored in {db}" if db else " (not stored)"

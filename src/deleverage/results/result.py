@@ -43,7 +43,8 @@ def git_hash() -> str | None:
 
 
 def _worst_move(prices: np.ndarray, window: int) -> tuple[float, int]:
-    """Worst simple return over `window` steps and the index where it ends."""
+    """Worst simple return between two instants `window` steps apart (like a close-to-close
+    daily move, but at every step) and the index where it ends."""
     if len(prices) <= window:
         window = len(prices) - 1
     moves = prices[window:] / prices[:-window] - 1.0
@@ -93,34 +94,19 @@ class SimulationResult:
     @cached_property
     def _tidy(self) -> pd.DataFrame:
         rows = []
-        step = self.scenario.clock.step
-        hour = max(1, round(pd.Timedelta("1h") / step))
-        day = max(1, round(pd.Timedelta("24h") / step))
-        price = self.market["price"]
         for a, asset in enumerate(self.scenario.assets):
-            p, unit = price[:, a], asset.currency
-            low = int(np.argmin(p))
-            peak = np.maximum.accumulate(p)
-            drawdown = p / peak - 1.0
-            trough = int(np.argmin(drawdown))
-            worst_1h, end_1h = _worst_move(p, hour)
-            worst_24h, end_24h = _worst_move(p, day)
-            for metric, value, unit_, at in (
-                ("start", p[0], unit, 0),
-                ("end", p[-1], unit, len(p) - 1),
-                ("low", p[low], unit, low),
-                ("return", (p[-1] / p[0] - 1) * 100, "%", len(p) - 1),
-                ("max_drawdown", drawdown[trough] * 100, "%", trough),
-                ("worst_1h", worst_1h * 100, "%", end_1h),
-                ("worst_24h", worst_24h * 100, "%", end_24h),
-                (
-                    "traded_volume",
-                    float(np.nansum(self.market["volume_usd"][:, a])),
-                    "USD",
-                    len(p) - 1,
-                ),
-            ):
-                rows.append((asset.id, metric, float(value), unit_, self.times[at]))
+            volume = float(np.nansum(self.market["volume_usd"][:, a]))
+            metrics = self._price_metrics(self.market["price"][:, a], self.times, asset.currency)
+            metrics.append(("traded_volume", volume, "USD", self.times[-1]))
+            rows += [(asset.id, metric, value, unit, at) for metric, value, unit, at in metrics]
+        for target in self.scenario.targets:
+            modelled, unit = self._modelled(target)
+            label = f"{target.metric} {target.asset}" if target.asset else target.metric
+            if target.window:
+                label += f" {target.window[0]:%Y-%m-%d %H:%M}–{target.window[1]:%m-%d %H:%M}"
+            at = target.window[1] if target.window else None
+            rows.append(("targets", f"{label}:observed", target.value, target.unit, at))
+            rows.append(("targets", f"{label}:modelled", modelled, unit, at))
         for kind, group in self.events.groupby("kind"):
             rows.append(("events", f"{kind}_rows", float(len(group)), "count", None))
         acting = self.events[self.events.population != ""]
@@ -136,8 +122,77 @@ class SimulationResult:
         frame.insert(0, "scenario", self.scenario.name)
         frame.insert(0, "seed", self.seed)
         frame.insert(0, "run_id", self.run_id)
-        frame["basis"] = "modelled"
+        frame["basis"] = np.where(frame.metric.str.endswith(":observed"), "observed", "modelled")
         return frame[TIDY_COLUMNS]
+
+    def _price_metrics(self, p: np.ndarray, times: pd.DatetimeIndex, unit: str) -> list[tuple]:
+        """Start, end, low, return, max drawdown, worst 1 h and 24 h move of one path."""
+        step = self.scenario.clock.step
+        hour = max(1, round(pd.Timedelta("1h") / step))
+        day = max(1, round(pd.Timedelta("24h") / step))
+        low = int(np.argmin(p))
+        drawdown = p / np.maximum.accumulate(p) - 1.0
+        trough = int(np.argmin(drawdown))
+        worst_1h, end_1h = _worst_move(p, hour)
+        worst_24h, end_24h = _worst_move(p, day)
+        return [
+            ("start", float(p[0]), unit, times[0]),
+            ("end", float(p[-1]), unit, times[-1]),
+            ("low", float(p[low]), unit, times[low]),
+            ("return", (p[-1] / p[0] - 1) * 100, "%", times[-1]),
+            ("max_drawdown", drawdown[trough] * 100, "%", times[trough]),
+            ("worst_1h", worst_1h * 100, "%", times[end_1h]),
+            ("worst_24h", worst_24h * 100, "%", times[end_24h]),
+        ]
+
+    def _modelled(self, target) -> tuple[float, str]:
+        """The modelled counterpart of an observed target (NaN where none is computed)."""
+        times = self.times
+        inside = np.ones(len(times), dtype=bool)
+        if target.window:
+            inside = (times >= target.window[0]) & (times <= target.window[1])
+        if target.asset and target.metric in (
+            "start",
+            "end",
+            "low",
+            "return",
+            "max_drawdown",
+            "worst_1h",
+            "worst_24h",
+        ):
+            a = self.asset_ids.index(target.asset)
+            path = self.market["price"][inside, a]
+            for metric, value, unit, _ in self._price_metrics(path, times[inside], target.unit):
+                if metric == target.metric:
+                    return float(value), unit
+        events = self.events.assign(time=times[self.events.step.to_numpy() + 1])
+        if target.metric == "liquidations_24h":  # largest 24 h of perp liquidation notional
+            rows = events[(events.kind == "perp_liquidation") & inside[events.step.to_numpy() + 1]]
+            per_step = rows.groupby("time").notional_usd.sum()
+            if per_step.empty:
+                return 0.0, "USD"
+            return float(per_step.rolling("24h").sum().max()), "USD"
+        if target.metric == "etf_flow":  # net creations (+) or redemptions (−) in the window
+            rows = events[(events.kind == "etf_flow") & inside[events.step.to_numpy() + 1]]
+            if target.asset:
+                rows = rows[rows.asset == target.asset]
+            return float((np.sign(rows.quantity) * rows.notional_usd).sum()), "USD"
+        return float("nan"), target.unit
+
+    def targets_table(self) -> pd.DataFrame:
+        """Observed targets of the scenario next to their modelled values (a pivot of
+        `to_frame`)."""
+        tidy = self._tidy[self._tidy.entity == "targets"]
+        parts = tidy.metric.str.rsplit(":", n=1, expand=True)
+        if tidy.empty:
+            return pd.DataFrame(columns=["target", "observed", "modelled", "unit"])
+        table = tidy.assign(target=parts[0], basis=parts[1]).pivot(
+            index="target", columns="basis", values="value"
+        )
+        table.columns.name = None
+        table["unit"] = tidy.groupby(parts[0]).unit.first()
+        order = list(dict.fromkeys(parts[0]))
+        return table.loc[order, ["observed", "modelled", "unit"]].reset_index()
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis."""
