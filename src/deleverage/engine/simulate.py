@@ -133,7 +133,7 @@ def simulate(
         inventory_limit_usd=mm_spec.inventory_limit_adv * adv,
         lay_off_share=_half_life_share(clock.step, mm_spec.inventory_half_life),
     )
-    investors = EndInvestors(timeline.flow_usd, asset_ids)
+    investors = EndInvestors(timeline.flow_usd, asset_ids, [a.currency for a in assets])
     index = scenario.asset_index()
     populations: list[Population] = [investors]
     step_hours = clock.step.total_seconds() / 3600.0
@@ -194,16 +194,27 @@ def simulate(
         "orders_waiting_at_end": 0,
         "max_unit_drift": 0.0,
         "max_cash_drift_usd": 0.0,
+        "max_cash_drift_ratio": 0.0,
         "invariant_checks": 0,
     }
 
-    def totals() -> tuple[np.ndarray, float]:
+    currency_of = [a.currency for a in assets]
+    currencies = sorted({"USD", *currency_of})
+
+    def totals() -> tuple[np.ndarray, np.ndarray]:
+        """Units per asset and cash per currency held by all agents."""
         units = makers.inventory + sum(p.holdings(n_assets) for p in populations)
-        cash = float(makers.cash.sum()) + sum(p.cash() for p in populations)
+        cash = np.zeros(len(currencies))
+        for a, currency in enumerate(currency_of):
+            cash[currencies.index(currency)] += makers.cash[a]
+        for population in populations:
+            for currency, amount in population.cash_by_currency().items():
+                cash[currencies.index(currency)] += amount
         return units, cash
 
     units_start, cash_start = totals()
     units_traded = np.zeros(n_assets)  # gross, for the scale of rounding in the unit check
+    cash_traded = np.zeros(n_assets)  # gross, in each asset's quote currency
     margin_by_step: dict[int, list] = {}
     for event in timeline.margin:
         margin_by_step.setdefault(event.step, []).append(event)
@@ -300,6 +311,7 @@ def simulate(
             traded = np.flatnonzero(buys + sells)
             volume += np.maximum(buys, sells) * unit_usd(average)
             units_traded += buys + sells
+            cash_traded += (buys + sells) * average
             net_total += net
             for a in traded:
                 log.add(
@@ -335,8 +347,15 @@ def simulate(
                     np.max(np.abs(units - units_start) / (1.0 + np.abs(units_start) + units_traded))
                 ),
             )
+            drift = np.abs(cash - cash_start)  # per currency
+            traded = np.array(
+                [cash_traded[[c == name for c in currency_of]].sum() for name in currencies]
+            )
             diagnostics["max_cash_drift_usd"] = max(
-                diagnostics["max_cash_drift_usd"], abs(cash - cash_start)
+                diagnostics["max_cash_drift_usd"], float(drift[currencies.index("USD")])
+            )
+            diagnostics["max_cash_drift_ratio"] = max(
+                diagnostics["max_cash_drift_ratio"], float(np.max(drift / (1.0 + traded)))
             )
             diagnostics["invariant_checks"] += 1
         if progress is not None and (k % 256 == 0 or k == n_steps - 1):

@@ -97,4 +97,7 @@ class Population(Protocol):
         """Units held per asset, summed over accounts (+ long)."""
 
     def cash(self) -> float:
-        """Cash held, summed over accounts, USD."""
+        """Cash held, summed over accounts (in each asset's quote currency, summed)."""
+
+    def cash_by_currency(self) -> dict[str, float]:
+        """Cash held per currency: the engine checks each currency is conserved."""

@@ -86,7 +86,8 @@ class CarryFundsPopulation(FundBookPopulation):
         cash = np.zeros((n, 2))
         cash[:, JPY] = -(held @ price[: self.fx] - equity) * price[self.fx]  # the yen loan
         quote = np.where(np.arange(len(columns)) == self.fx, JPY, USD)
-        self.book = FundBook(columns, quote, units, cash)
+        currencies = ("USD", assets[columns[self.fx]].currency)
+        self.book = FundBook(columns, quote, units, cash, currencies)
         self.threshold = spec.carry_to_vol_threshold.sample(ctx.rng, n)
         self.defaulted = np.zeros(n, dtype=bool)
         self.unwound = np.zeros(n, dtype=bool)

@@ -13,13 +13,14 @@ from deleverage.results.events import EventLog
 class EndInvestors:
     kind = "end_investors"
 
-    def __init__(self, flow_usd: np.ndarray, asset_ids: list[str]):
+    def __init__(self, flow_usd: np.ndarray, asset_ids: list[str], currencies: list[str]):
         self.name = "end-investors"
         self.flow_usd = flow_usd  # (T, A) scheduled programme, USD per step (+ buy)
         self.asset_ids = asset_ids
+        self.currencies = currencies  # quote currency of each asset
         n = flow_usd.shape[1]
         self.units = np.zeros(n)
-        self.cash_usd = 0.0
+        self.cash_by_asset = np.zeros(n)  # cash paid or received per asset, quote currency
         self.pending_usd = np.zeros(n)  # programme not yet executed (venue closed)
         self._pending_units = np.zeros(n)
         self._step = -1
@@ -42,7 +43,7 @@ class EndInvestors:
         assets = orders.asset[filled]
         quantity = orders.quantity[filled]
         self.units[assets] += quantity
-        self.cash_usd -= float(np.sum(quantity * price[filled]))
+        np.add.at(self.cash_by_asset, assets, -quantity * price[filled])
         self.pending_usd[assets] = 0.0
         self._pending_units[assets] = 0.0
         for a, q, p in zip(assets, quantity, price[filled], strict=True):
@@ -59,10 +60,20 @@ class EndInvestors:
     def take_lay_off(self, units: np.ndarray, price: np.ndarray) -> None:
         """Buy the inventory market makers pass on (+ units = investors buy)."""
         self.units += units
-        self.cash_usd -= float(np.sum(units * price))
+        self.cash_by_asset -= units * price
 
     def holdings(self, n_assets: int) -> np.ndarray:
         return self.units.copy()
 
     def cash(self) -> float:
-        return self.cash_usd
+        return float(self.cash_by_asset.sum())
+
+    def cash_by_currency(self) -> dict[str, float]:
+        return _by_currency(self.cash_by_asset, self.currencies)
+
+
+def _by_currency(values: np.ndarray, currencies: list[str]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for value, currency in zip(values, currencies, strict=True):
+        totals[currency] = totals.get(currency, 0.0) + float(value)
+    return totals

@@ -33,6 +33,7 @@ class FuturesPopulation:
         self.name = spec.name
         self.asset = ctx.asset_index[spec.asset]
         self.asset_id = spec.asset
+        self.currency = ctx.scenario.assets[ctx.asset_index[spec.asset]].currency
         self.enabled = ctx.enabled
         asset = ctx.scenario.assets[self.asset]
         self.venue = asset.venue
@@ -210,3 +211,6 @@ class FuturesPopulation:
 
     def cash(self) -> float:
         return float(self.cash_usd.sum() + self.buffer_usd.sum())
+
+    def cash_by_currency(self) -> dict[str, float]:
+        return {self.currency: self.cash()}

@@ -64,11 +64,13 @@ class FundBook:
         quote: np.ndarray,
         units: np.ndarray,
         cash: np.ndarray,
+        currencies: tuple[str, ...] = ("USD",),
     ):
         self.columns = columns  # (K,) engine asset index of each column
         self.quote = quote  # (K,) quote-currency index of each column
         self.units = units  # (F, K)
         self.cash = cash  # (F, Q)
+        self.currencies = currencies  # (Q,) names of the cash columns
         self.pending = np.zeros_like(units)  # (F, K) units, + buy
         self._open = False  # any pending order
         self._quote_matrix = (quote[:, None] == np.arange(cash.shape[1])).astype(float)
@@ -149,6 +151,12 @@ class FundBookPopulation:
     def cash(self) -> float:
         """Cash as the engine books trades, in each asset's quote currency."""
         return float(self.book.cash.sum())
+
+    def cash_by_currency(self) -> dict[str, float]:
+        totals = self.book.cash.sum(axis=0)
+        return {
+            name: float(total) for name, total in zip(self.book.currencies, totals, strict=True)
+        }
 
 
 def draw_portfolios(

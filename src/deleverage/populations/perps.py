@@ -230,6 +230,7 @@ class PerpPopulation:
         self.name = spec.name
         self.asset = ctx.asset_index[spec.asset]
         self.asset_id = spec.asset
+        self.currency = ctx.scenario.assets[ctx.asset_index[spec.asset]].currency
         venue_id = scenario.assets[self.asset].venue
         self.venue_id = venue_id
         self.enabled = ctx.enabled
@@ -398,6 +399,9 @@ class PerpPopulation:
     def cash(self) -> float:
         """Wallets + insurance fund − cost of open positions (spot equivalent), USD."""
         return self._cash
+
+    def cash_by_currency(self) -> dict[str, float]:
+        return {self.currency: self._cash}
 
     # ------------------------------------------------------------------ bookkeeping views
 

@@ -125,3 +125,6 @@ class TargetPortfolio(ABC):
 
     def cash(self) -> float:
         return float(self.cash_usd.sum())
+
+    def cash_by_currency(self) -> dict[str, float]:
+        return {"USD": self.cash()}  # the specs admit USD-quoted holdings only

@@ -21,6 +21,7 @@ class StopLossPopulation:
         self.name = spec.name
         self.asset = ctx.asset_index[spec.asset]
         self.asset_id = spec.asset
+        self.currency = ctx.scenario.assets[self.asset].currency
         self.enabled = ctx.enabled
         price, rng = ctx.price0[self.asset], ctx.rng
         self.sign = 1.0 if spec.side == "long" else -1.0
@@ -87,3 +88,6 @@ class StopLossPopulation:
 
     def cash(self) -> float:
         return self._cash_total
+
+    def cash_by_currency(self) -> dict[str, float]:
+        return {self.currency: self._cash_total}
