@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from deleverage.cli.console import out as console
 
 FORMATS = ("table", "json", "html")
 DEFAULT_HTML = Path("detect-report.html")
@@ -140,7 +141,7 @@ def detect_command(
         raise _fail([str(p) for p in exc.problems]) from None
     if output_format == "html":
         path = result.report(out or DEFAULT_HTML)
-        Console().print(f"wrote {path} ({result.label} data)", highlight=False)
+        console.print(f"wrote {path} ({result.label} data)", highlight=False)
     elif output_format == "json":
         text = result.to_json()
         if out:
@@ -150,7 +151,7 @@ def detect_command(
     elif out:
         out.write_text(result.summary(), encoding="utf-8")
     else:
-        result.render(Console())
+        result.render(console)
 
 
 def register(app: typer.Typer) -> None:

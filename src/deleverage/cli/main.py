@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from deleverage.cli import detect
+from deleverage.cli.console import err, out
 from deleverage.errors import Problem, UserError
 
 app = typer.Typer(
@@ -23,9 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output gets a fixed width wide enough for the summary tables.
-out = Console(width=None if sys.stdout.isatty() else 110)
-err = Console(stderr=True)
+
 
 DbOption = Annotated[Path, typer.Option("--db", help="DuckDB results file.")]
 
