@@ -296,30 +296,27 @@ def simulate(
                 diagnostics["round_limit_hits"] += 1
                 log.add("round_limit", detail=f"{market.max_rounds} rounds in one step")
                 break
-            net = np.zeros(n_assets)
-            buys = np.zeros(n_assets)
-            sells = np.zeros(n_assets)
-            for _, orders, fillable in batches:
-                q = np.where(fillable, orders.quantity, 0.0)
-                net += np.bincount(orders.asset, q, n_assets)
-                buys += np.bincount(orders.asset, np.maximum(q, 0.0), n_assets)
-                sells += np.bincount(orders.asset, np.maximum(-q, 0.0), n_assets)
+            order_asset = np.concatenate([o.asset for _, o, _ in batches])
+            q = np.concatenate([np.where(f, o.quantity, 0.0) for _, o, f in batches])
+            buys = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
+            sells = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
+            net = buys - sells
             x, average = book.execute(x, net, reference, lam_bid, lam_ask, gap)
             for population, orders, fillable in batches:
                 population.apply_fills(orders, fillable, average[orders.asset], log)
             makers.take(net, average)
             traded = np.flatnonzero(buys + sells)
-            volume += np.maximum(buys, sells) * unit_usd(average)
             units_traded += buys + sells
             cash_traded += (buys + sells) * average
             net_total += net
+            traded_usd = np.maximum(buys, sells) * unit_usd(average)
+            volume += traded_usd
             for a in traded:
                 log.add(
                     "trade",
                     asset=asset_ids[a],
-                    count=1,
                     quantity=net[a],
-                    notional_usd=max(buys[a], sells[a]) * unit_usd(average)[a],
+                    notional_usd=traded_usd[a],
                     price=average[a],
                 )
         rounds_used[k] = log.round

@@ -81,6 +81,8 @@ class TargetPortfolio(ABC):
         target = self.target_units(view, due, log)
         if target is not None:
             self._pending = target
+        elif not first_round:
+            return  # what was pending on open venues traded in an earlier round of this step
         if self._pending is None:
             return
         wanted = view.is_open & ~np.isnan(self._pending)
