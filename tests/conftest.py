@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -37,6 +38,21 @@ def base_raw(**changes) -> dict:
 
 def build(raw: dict):
     return validate(raw, "test.yaml", Path("."))
+
+
+def run_and_check_conservation(scenario, seed):
+    """Simulate with the invariants checked at every step and assert they held."""
+    from deleverage import simulate
+
+    result = simulate(scenario, seed=seed, check_invariants=True)
+    diagnostics = result.diagnostics
+    assert diagnostics["invariant_checks"] == scenario.clock.n_steps
+    assert diagnostics["max_unit_drift"] < 1e-9
+    assert diagnostics["max_cash_drift_ratio"] < 1e-9  # every currency on its own
+    turnover = float(np.nansum(result.market["volume_usd"])) + 1.0
+    assert diagnostics["max_cash_drift_usd"] < 1e-9 * turnover
+    assert np.all(np.isfinite(result.market["price"])) and np.all(result.market["price"] > 0)
+    return result
 
 
 @pytest.fixture

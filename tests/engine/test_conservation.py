@@ -1,11 +1,8 @@
 """Units of every asset and total cash are conserved across all agents at every step."""
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import base_raw, build
-
-from deleverage import simulate
+from tests.conftest import base_raw, build, run_and_check_conservation
 
 
 @st.composite
@@ -91,22 +88,10 @@ def scenarios(draw):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_units_and_cash_are_conserved_at_every_step(case):
-    scenario, seed = case
-    result = simulate(scenario, seed=seed, check_invariants=True)
-    assert result.diagnostics["invariant_checks"] == scenario.clock.n_steps
-    assert result.diagnostics["max_unit_drift"] < 1e-9
-    assert result.diagnostics["max_cash_drift_ratio"] < 1e-9  # every currency on its own
-    turnover = float(np.nansum(result.market["volume_usd"])) + 1.0
-    assert result.diagnostics["max_cash_drift_usd"] < 1e-9 * turnover
-    assert np.all(np.isfinite(result.market["price"])) and np.all(result.market["price"] > 0)
+    run_and_check_conservation(*case)
 
 
 def test_the_feb_2026_preset_conserves_units_and_cash():
     from deleverage import load_scenario
 
-    result = simulate(load_scenario("feb-2026"), seed=7, check_invariants=True)
-    assert result.diagnostics["max_unit_drift"] < 1e-9
-    assert result.diagnostics["max_cash_drift_ratio"] < 1e-9  # every currency on its own
-    assert result.diagnostics["max_cash_drift_usd"] < 1e-9 * float(
-        np.nansum(result.market["volume_usd"])
-    )
+    run_and_check_conservation(load_scenario("feb-2026"), 7)

@@ -1,12 +1,9 @@
 """Issue 3, must-show 7: units of every asset and total cash are conserved at every step
 with every population on, over randomly generated scenarios (hypothesis)."""
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import base_raw, build
-
-from deleverage import simulate
+from tests.conftest import base_raw, build, run_and_check_conservation
 
 RISK = ("BTC", "SILVER", "NDX")
 
@@ -214,11 +211,4 @@ def scenarios(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_every_population_on_conserves_units_and_cash_at_every_step(case):
-    scenario, seed = case
-    result = simulate(scenario, seed=seed, check_invariants=True)
-    assert result.diagnostics["invariant_checks"] == scenario.clock.n_steps
-    assert result.diagnostics["max_unit_drift"] < 1e-9
-    assert result.diagnostics["max_cash_drift_ratio"] < 1e-9  # every currency on its own
-    turnover = float(np.nansum(result.market["volume_usd"])) + 1.0
-    assert result.diagnostics["max_cash_drift_usd"] < 1e-9 * turnover
-    assert np.all(np.isfinite(result.market["price"]))
+    run_and_check_conservation(*case)

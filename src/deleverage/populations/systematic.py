@@ -31,20 +31,22 @@ def _banded(target: np.ndarray, held: np.ndarray, band: float) -> np.ndarray | N
     return np.where(off, target, held) if off.any() else None
 
 
-class VolTargetPopulation(TargetPortfolio):
-    kind = "vol_target"
+class _WeightedFunds(TargetPortfolio):
+    """Funds with portfolio weights, equal capital and their own volatility estimates."""
 
-    def __init__(self, spec: VolTargetFunds, ctx: BuildContext):
-        super().__init__(
-            spec.name,
-            spec.funds,
-            ctx,
-            spec.vol_half_life.total_seconds() / 3600,
-            spec.rebalance_every,
-        )
+    def __init__(self, spec: VolTargetFunds | TrendFollowers, ctx: BuildContext):
+        hours = spec.vol_half_life.total_seconds() / 3600
+        super().__init__(spec.name, spec.funds, ctx, hours, spec.rebalance_every)
         self.spec = spec
         self.weights = _weights(spec.weights, ctx)
         self.cash_usd[:] = spec.capital_usd / spec.funds
+
+
+class VolTargetPopulation(_WeightedFunds):
+    kind = "vol_target"
+
+    def __init__(self, spec: VolTargetFunds, ctx: BuildContext):
+        super().__init__(spec, ctx)
         self.correlation = correlation_matrix(ctx.scenario)
 
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
@@ -58,20 +60,11 @@ class VolTargetPopulation(TargetPortfolio):
         return _banded(target, self.units, self.spec.rebalance_band)
 
 
-class TrendPopulation(TargetPortfolio):
+class TrendPopulation(_WeightedFunds):
     kind = "trend_followers"
 
     def __init__(self, spec: TrendFollowers, ctx: BuildContext):
-        super().__init__(
-            spec.name,
-            spec.funds,
-            ctx,
-            spec.vol_half_life.total_seconds() / 3600,
-            spec.rebalance_every,
-        )
-        self.spec = spec
-        self.weights = _weights(spec.weights, ctx)
-        self.cash_usd[:] = spec.capital_usd / spec.funds
+        super().__init__(spec, ctx)
         self.trend = np.log(ctx.price0)  # EWMA of log prices
         self._trend_decay = 0.5 ** (ctx.step_hours / (spec.lookback.total_seconds() / 3600))
 
