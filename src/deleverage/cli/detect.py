@@ -154,6 +154,38 @@ def detect_command(
         result.render(console)
 
 
+def fetch_command(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE:SYMBOL...",
+            help="fred:SERIES (e.g. fred:DEXJPUS), yahoo:SYMBOL (e.g. yahoo:SI=F) or "
+            "ccxt:EXCHANGE:MARKET (e.g. ccxt:binance:BTC/USDT). Yahoo and ccxt need "
+            'pip install "deleverage\\[adapters]".',
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="CSV or Parquet file to write (wide, by date).")],
+) -> None:
+    """Download public daily series (needs network) into one file `detect` reads."""
+    from deleverage.detect import DataError
+    from deleverage.detect.adapters import fetch_panel
+
+    try:
+        frame = fetch_panel(sources)
+    except DataError as exc:
+        raise _fail([str(p) for p in exc.problems]) from None
+    except OSError as exc:  # no network, DNS, HTTP errors
+        raise _fail([f"fetch: expected to reach the data source, found {exc}"]) from None
+    partial = out.with_name(out.name + ".partial")  # nothing half-written under `out`
+    if out.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(partial)
+    else:
+        frame.to_csv(partial)
+    partial.replace(out)
+    console.print(f"wrote {out}: {frame.shape[1]} series, {len(frame)} dates (observed)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the `detect` command to the main `deleverage` app."""
+    """Add the `detect` and `fetch` commands to the main `deleverage` app."""
     app.command("detect", help=HELP)(detect_command)
+    app.command("fetch")(fetch_command)
