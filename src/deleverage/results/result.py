@@ -224,7 +224,8 @@ class SimulationResult:
         return table.sort_values("notional_usd", ascending=False, ignore_index=True)
 
     def summary(self) -> str:
-        """Plain-text summary of the run (the CLI renders the same table with Rich)."""
+        """Plain-text summary: assets, the largest population flows, targets (the CLI
+        renders the same tables with Rich)."""
         table = self.asset_table()
         lines = [
             f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
@@ -240,6 +241,23 @@ class SimulationResult:
                 f"{row['max_drawdown']:>10.2f}{row['worst_1h']:>8.2f}{row['worst_24h']:>8.2f}"
                 f"  {row['trough_time']:%Y-%m-%d %H:%M}"
             )
+        activity = self.activity_table().head(12)
+        if len(activity):
+            lines.append(
+                f"{'population':<26}{'event':<32}{'accounts/funds':>15}{'notional USD':>18}"
+            )
+            for row in activity.itertuples(index=False):
+                lines.append(
+                    f"{row.population:<26}{row.event:<32}{row.count:>15,.0f}"
+                    f"{row.notional_usd:>18,.0f}"
+                )
+        targets = self.targets_table()
+        if len(targets):
+            lines.append(f"{'target (observed vs modelled)':<48}{'observed':>12}{'modelled':>12}")
+            for row in targets.itertuples(index=False):
+                lines.append(
+                    f"{row.target:<48}{row.observed:>12.4g}{row.modelled:>12.4g} {row.unit}"
+                )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
