@@ -14,6 +14,18 @@ from deleverage.scenario.loader import validate
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+NASDAQ = {
+    "id": "nasdaq",
+    "kind": "equity",
+    "session": {
+        "timezone": "America/New_York",
+        "days": ["mon", "tue", "wed", "thu", "fri"],
+        "open": "09:30",
+        "close": "16:00",
+    },
+}
+
+
 def base_raw(**changes) -> dict:
     """A one-asset 24/7 market for two days, no shocks; `changes` replace top-level keys."""
     raw = {

@@ -1,21 +1,10 @@
 import numpy as np
 import pandas as pd
-from tests.conftest import base_raw, build
+from tests.conftest import NASDAQ, base_raw, build
 
 from deleverage import simulate
 from deleverage.market.calendar import session_mask
 from deleverage.scenario.schema import Session
-
-NASDAQ = {
-    "id": "nasdaq",
-    "kind": "equity",
-    "session": {
-        "timezone": "America/New_York",
-        "days": ["mon", "tue", "wed", "thu", "fri"],
-        "open": "09:30",
-        "close": "16:00",
-    },
-}
 
 
 def equity_market(**changes) -> dict:

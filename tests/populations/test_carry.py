@@ -4,7 +4,7 @@ yen repaid as a USDJPY order, voluntary unwinds as carry-to-volatility falls."""
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import base_raw, build
+from tests.conftest import NASDAQ, base_raw, build
 
 from deleverage import simulate
 from deleverage.engine.simulate import initial_prices
@@ -208,16 +208,7 @@ def test_with_the_carry_unwind_channel_off_the_funds_hold():
 VENUES = [
     {"id": "spot", "kind": "crypto"},
     {"id": "comex", "kind": "futures", "settlement": ["18:30"]},
-    {
-        "id": "nasdaq",
-        "kind": "equity",
-        "session": {
-            "timezone": "America/New_York",
-            "days": ["mon", "tue", "wed", "thu", "fri"],
-            "open": "09:30",
-            "close": "16:00",
-        },
-    },
+    NASDAQ,
 ]
 MARKET_ASSETS = [
     _asset("BTC", "crypto", "peripheral", 90_000.0, adv_usd=3e10),

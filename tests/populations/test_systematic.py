@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import base_raw, build
+from tests.conftest import NASDAQ, base_raw, build
 
 from deleverage import simulate
 from deleverage.errors import ScenarioError
@@ -87,16 +87,7 @@ def test_funds_estimate_volatility_per_trading_day_of_each_venue():
         clock={"start": "2026-01-05T00:00:00Z", "end": "2026-02-16T00:00:00Z", "step": "5min"},
         venues=[
             {"id": "spot", "kind": "crypto"},
-            {
-                "id": "nasdaq",
-                "kind": "equity",
-                "session": {
-                    "timezone": "America/New_York",
-                    "days": ["mon", "tue", "wed", "thu", "fri"],
-                    "open": "09:30",
-                    "close": "16:00",
-                },
-            },
+            NASDAQ,
         ],
         populations=[
             {
