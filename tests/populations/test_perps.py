@@ -365,7 +365,7 @@ def test_liquidations_by_side_are_logged_and_vanish_with_the_channel_off():
 # --------------------------------------------------------------------------- inputs
 
 
-def test_entries_come_from_the_price_history_and_survive_the_start(tmp_path):
+def test_entries_come_from_the_history_and_survive_the_start(tmp_path):
     history = pd.DataFrame(
         {
             "date": pd.date_range("2025-12-01", "2026-01-05", freq="D", tz="UTC"),
@@ -385,7 +385,7 @@ def test_entries_come_from_the_price_history_and_survive_the_start(tmp_path):
     }
     raw = base_raw(populations=[spec])
     raw["assets"][0].pop("price")
-    raw["assets"][0]["price_history"] = {"file": str(tmp_path / "btc.csv")}
+    raw["assets"][0]["history"] = {"file": str(tmp_path / "btc.csv")}
     scenario = build(raw)
     ctx = BuildContext(
         scenario, {"BTC": 0}, np.array([PRICE]), np.random.default_rng(0), True, 5 / 60

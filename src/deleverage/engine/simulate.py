@@ -18,7 +18,6 @@ import time as wallclock
 import zlib
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,7 @@ from deleverage.results.events import EventLog
 from deleverage.results.result import SimulationResult
 from deleverage.scenario.loader import correlation_matrix, sample_uncertain, scenario_hash
 from deleverage.scenario.schema import Scenario
-from deleverage.scenario.series import read_series
+from deleverage.scenario.series import history_series
 
 RECORDED = (
     "price",
@@ -60,17 +59,14 @@ def _half_life_share(step: timedelta, half_life: timedelta) -> float:
 
 
 def initial_prices(scenario: Scenario) -> np.ndarray:
-    prices = []
-    for asset in scenario.assets:
-        if asset.price is not None:
-            prices.append(asset.price)
-        else:
-            spec = asset.price_history
-            history = read_series(Path(spec.file), spec.column, spec.time_column)
-            prices.append(
-                float(history[history.index <= pd.Timestamp(scenario.clock.start)].iloc[-1])
-            )
-    return np.array(prices, dtype=float)
+    """`price` where given, else the last point of the asset's history at or before start."""
+    start = scenario.clock.start
+    return np.array(
+        [
+            a.price if a.price is not None else float(history_series(a.history, start).iloc[-1])
+            for a in scenario.assets
+        ]
+    )
 
 
 def _noise(rng: np.random.Generator, chol: np.ndarray, n: int, df: float | None) -> np.ndarray:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import Scenario
+from deleverage.scenario.series import history_series
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,14 @@ class BuildContext:
         """(A,) USD value of one unit at the initial prices (1 for a USD/xxx pair)."""
         usd_base = np.array([a.currency != "USD" for a in self.scenario.assets])
         return np.where(usd_base, 1.0, self.price0)
+
+    def history(self, asset_id: str) -> pd.Series | None:
+        """The asset's observed prices up to and including the clock start (UTC index), or
+        None when the scenario gives no history for it."""
+        asset = self.scenario.assets[self.asset_index[asset_id]]
+        if asset.history is None:
+            return None
+        return history_series(asset.history, self.scenario.clock.start)
 
     @property
     def steps_per_day(self) -> np.ndarray:

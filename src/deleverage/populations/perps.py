@@ -67,7 +67,6 @@ import pandas as pd
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import PerpBook
-from deleverage.scenario.series import read_series
 from deleverage.venues import binance, hyperliquid, perp_rules
 from deleverage.venues.funding import funding_rate, settlements_between
 from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
@@ -212,11 +211,9 @@ def _solvent(side, size, entry, leverage, buffer, mode, table: TierTable, price)
 
 def _entry_history(spec: PerpBook, ctx: BuildContext) -> np.ndarray | None:
     """The asset's prices over `entry_lookback` before the start, if it has a history."""
-    asset = ctx.scenario.assets[ctx.asset_index[spec.asset]]
-    if asset.price_history is None:
+    history = ctx.history(spec.asset)
+    if history is None:
         return None
-    source = asset.price_history
-    history = read_series(Path(source.file), source.column, source.time_column)
     start = pd.Timestamp(ctx.scenario.clock.start)
     window = history[(history.index > start - spec.entry_lookback) & (history.index <= start)]
     return (window if len(window) else history[history.index <= start].iloc[-1:]).to_numpy(float)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from deleverage.errors import Problem, ScenarioError
 from deleverage.scenario.schema import CHANNELS, Scenario
-from deleverage.scenario.series import SeriesError, read_series
+from deleverage.scenario.series import SeriesError, history_series, read_series
 
 PRESET_PACKAGE = "deleverage.scenario.presets"
 
@@ -312,20 +312,15 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
 
     for asset in scenario.assets:
         need_venue(f"assets[{asset.id}].venue", asset.venue)
-        if asset.price_history is not None:
+        if asset.history is not None:
             try:
-                history = read_series(
-                    _resolve_file(base, asset.price_history.file),
-                    asset.price_history.column,
-                    asset.price_history.time_column,
-                )
-                if history.index[0] > start:
-                    bad(
-                        f"assets[{asset.id}].price_history",
-                        "expected data on or before clock.start",
-                    )
+                spec = asset.history
+                if spec.file is not None:
+                    spec = spec.model_copy(update={"file": str(_resolve_file(base, spec.file))})
+                if history_series(spec, start).empty:
+                    bad(f"assets[{asset.id}].history", "expected data on or before clock.start")
             except SeriesError as exc:
-                bad(f"assets[{asset.id}].price_history", str(exc))
+                bad(f"assets[{asset.id}].history", str(exc))
 
     for venue in scenario.venues:
         for j, outage in enumerate(venue.outages):
@@ -452,12 +447,12 @@ def _absolute_files(scenario: Scenario, base: Path) -> Scenario:
     assets = [
         a.model_copy(
             update={
-                "price_history": a.price_history.model_copy(
-                    update={"file": str(_resolve_file(base, a.price_history.file).resolve())}
+                "history": a.history.model_copy(
+                    update={"file": str(_resolve_file(base, a.history.file).resolve())}
                 )
             }
         )
-        if a.price_history
+        if a.history is not None and a.history.file is not None
         else a
         for a in scenario.assets
     ]
@@ -496,13 +491,13 @@ def scenario_hash(scenario: Scenario) -> str:
     payload = scenario.model_dump(mode="json", by_alias=True)
     digest = hashlib.sha256()
     files = (
-        [a.price_history.file for a in scenario.assets if a.price_history]
+        [a.history.file for a in scenario.assets if a.history and a.history.file]
         + [s.file for s in scenario.shocks if s.type == "driver" and s.file]
         + [p.file for p in scenario.populations if getattr(p, "file", None)]
     )
     for item in payload["assets"]:
-        if item.get("price_history"):
-            item["price_history"]["file"] = Path(item["price_history"]["file"]).name
+        if item.get("history") and item["history"].get("file"):
+            item["history"]["file"] = Path(item["history"]["file"]).name
     for item in payload["shocks"]:
         if item.get("type") == "driver" and item.get("file"):
             item["file"] = Path(item["file"]).name

@@ -192,10 +192,24 @@ class Liquidity(Model):
     )
 
 
-class PriceHistory(Model):
-    file: str
+class History(Model):
+    """The observed path of an asset before the clock start (SPEC §4: "the starting state is
+    a state that exists"): a CSV/Parquet `file` or inline `points` [[time, price], ...].
+    It sets the initial price (unless `price` is given), realized volatility, trend signals,
+    value anchors and the entry prices of leveraged positions. Points after the clock
+    start are never read."""
+
+    file: str | None = None
     column: str = "close"
     time_column: str = "date"
+    points: list[tuple[UtcTime, Positive]] | None = Field(None, min_length=1)
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> History:
+        if (self.file is None) == (self.points is None):
+            raise ValueError("give exactly one of 'file' or 'points'")
+        return self
 
 
 class Asset(Model):
@@ -207,7 +221,7 @@ class Asset(Model):
     venue: str
     currency: str = "USD"
     price: Positive | None = Field(None, description="initial price in `currency` units")
-    price_history: PriceHistory | None = None
+    history: History | None = Field(None, description="observed path before the clock start")
     daily_vol: Positive = Field(description="daily volatility of log price (fraction)")
     adv_usd: Positive = Field(description="average daily traded volume, USD")
     block: str | None = Field(None, description="correlation block; default: the asset class")
@@ -227,8 +241,8 @@ class Asset(Model):
 
     @model_validator(mode="after")
     def _initial_price(self) -> Asset:
-        if (self.price is None) == (self.price_history is None):
-            raise ValueError("give exactly one of 'price' or 'price_history'")
+        if self.price is None and self.history is None:
+            raise ValueError("give 'price', or a 'history' whose last point sets it")
         if self.currency != "USD" and self.asset_class != "fx":
             raise ValueError(
                 f"expected currency USD, or a USD/{self.currency} pair of class fx (one unit "
@@ -632,7 +646,7 @@ class PerpBook(Model):
     )
     entry_lookback: Duration = Field(
         timedelta(days=30),
-        description="with an asset price_history: entries are drawn from this window of it",
+        description="with an asset history: entries are drawn from this window of it",
     )
     file: str | None = Field(None, description="accounts file (CSV or Parquet)")
     max_leverage: Positive | None = Field(

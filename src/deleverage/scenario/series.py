@@ -37,3 +37,15 @@ def read_series(path: Path, column: str, time_column: str) -> pd.Series:
             f"expected numeric values in column {column!r} of {path.name}, found none"
         )
     return series
+
+
+def history_series(history, start) -> pd.Series:
+    """An asset's `history` (file or inline points) up to and including `start`, as prices
+    indexed by UTC time. Nothing after the clock start is returned (SPEC §4)."""
+    if history.file is not None:
+        series = read_series(Path(history.file), history.column, history.time_column)
+    else:
+        times = pd.DatetimeIndex([pd.Timestamp(t) for t, _ in history.points])
+        series = pd.Series([float(v) for _, v in history.points], index=times).sort_index()
+        series = series[~series.index.duplicated(keep="last")]
+    return series[series.index <= pd.Timestamp(start)]
