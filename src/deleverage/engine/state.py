@@ -1,0 +1,133 @@
+"""The market's parameters (immutable, from the scenario) and its state (arrays that one
+step advances). Arrays are indexed by asset; `(A, T)` arrays by asset and step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+from deleverage.engine.timeline import Timeline
+from deleverage.market import book
+from deleverage.market.calendar import Calendar
+from deleverage.market.makers import MarketMakers
+from deleverage.scenario.schema import Scenario
+
+
+def half_life_share(step: timedelta, half_life: timedelta) -> float:
+    """Share of a quantity that decays in one step given its half-life."""
+    return 1.0 - 0.5 ** (step / half_life)
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    """Everything about the market that a run never changes."""
+
+    asset_ids: list[str]
+    currency_of: list[str]  # quote currency per asset
+    price0: np.ndarray  # (A,) initial prices
+    usd_base: np.ndarray  # (A,) bool: a USD/xxx pair (one unit is one dollar)
+    noise_sd: np.ndarray  # (A,) log-price noise per open step
+    resolved: np.ndarray  # (A,) share of book displacement resolved per open step
+    permanent: np.ndarray  # (A,) share of resolved displacement that stays in the price
+    pull: np.ndarray  # (A,) pull toward the fundamental anchor per open step
+    latent_depth: np.ndarray  # (A,) Λ of the latent book at the initial prices, units
+    duration: np.ndarray  # (A,) modified duration of bonds (NaN otherwise)
+    yield0: np.ndarray  # (A,) initial yields in % (NaN for non-bonds)
+    asset_open: np.ndarray  # (A, T) bool: the asset's venue trades in the step
+    asset_settles: np.ndarray  # (A, T) bool: the venue settles in the step
+    step_hours: float
+    max_rounds: int
+    mm_feedback: bool  # channel mm_retreat: desks cut depth on volatility and inventory
+
+    @property
+    def unit_usd0(self) -> np.ndarray:
+        return self.unit_usd(self.price0)
+
+    def unit_usd(self, price: np.ndarray) -> np.ndarray:
+        """USD value of one unit: the price, or 1 for a USD/xxx pair."""
+        return np.where(self.usd_base, 1.0, price)
+
+    def implied_yield(self, price: np.ndarray) -> np.ndarray:
+        return self.yield0 - np.log(price / self.price0) / self.duration * 100.0
+
+    @classmethod
+    def build(
+        cls, scenario: Scenario, calendar: Calendar, timeline: Timeline, price0: np.ndarray
+    ) -> MarketParams:
+        clock, assets = scenario.clock, scenario.assets
+        venues = scenario.venue_index()
+        venue_of = np.array([venues[a.venue] for a in assets])
+        vol = np.array([a.daily_vol for a in assets])
+        usd_base = np.array([a.currency != "USD" for a in assets])
+        hours = np.array([scenario.venues[v].session.hours_per_day for v in venue_of])
+        steps_per_day = hours * 3600.0 / clock.step.total_seconds()
+        noise_sd = scenario.market.noise_scale * vol / np.sqrt(steps_per_day)
+        noise_sd[~np.all(np.isnan(timeline.driver), axis=0)] = 0.0
+        return cls(
+            asset_ids=[a.id for a in assets],
+            currency_of=[a.currency for a in assets],
+            price0=price0,
+            usd_base=usd_base,
+            noise_sd=noise_sd,
+            resolved=np.array(
+                [half_life_share(clock.step, a.liquidity.resilience_half_life) for a in assets]
+            ),
+            permanent=np.array([a.liquidity.permanent_fraction for a in assets]),
+            pull=np.array(
+                [
+                    0.0
+                    if a.fundamental_half_life is None
+                    else half_life_share(clock.step, a.fundamental_half_life)
+                    for a in assets
+                ]
+            ),
+            latent_depth=book.base_depth_units(
+                np.array([a.adv_usd for a in assets]),
+                vol,
+                np.array([a.liquidity.impact_y for a in assets]),
+                np.where(usd_base, 1.0, price0),
+            ),
+            duration=np.array([a.duration_years or np.nan for a in assets]),
+            yield0=np.array([np.nan if a.yield_pct is None else a.yield_pct for a in assets]),
+            asset_open=calendar.open[venue_of],
+            asset_settles=calendar.settlement[venue_of],
+            step_hours=clock.step.total_seconds() / 3600.0,
+            max_rounds=scenario.market.max_rounds,
+            mm_feedback=scenario.channels.mm_retreat,
+        )
+
+
+@dataclass
+class MarketState:
+    """What one step advances: the books, the reference prices, waiting jumps, the
+    exchange margins in force and the market makers."""
+
+    log_reference: np.ndarray  # (A,) log of the price each book is centred on
+    log_anchor: np.ndarray  # (A,) fundamental anchor (for a pull toward value)
+    displacement: np.ndarray  # (A,) transient impact: log price − log reference
+    pending_jump: np.ndarray  # (A,) jumps waiting for a closed venue to open
+    initial_margin_pct: np.ndarray  # (A,) exchange initial margin in force (NaN: none)
+    maintenance_margin_pct: np.ndarray  # (A,)
+    makers: MarketMakers
+
+    @property
+    def price(self) -> np.ndarray:
+        return np.exp(self.log_reference + self.displacement)
+
+    @classmethod
+    def initial(cls, scenario: Scenario, params: MarketParams, makers: MarketMakers) -> MarketState:
+        def pct(values) -> np.ndarray:
+            return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+        log_price0 = np.log(params.price0)
+        return cls(
+            log_reference=log_price0.copy(),
+            log_anchor=log_price0.copy(),
+            displacement=np.zeros(len(params.price0)),
+            pending_jump=np.zeros(len(params.price0)),
+            initial_margin_pct=pct(a.initial_margin_pct for a in scenario.assets),
+            maintenance_margin_pct=pct(a.maintenance_margin_pct for a in scenario.assets),
+            makers=makers,
+        )
