@@ -10,6 +10,9 @@ from deleverage import simulate
 def _market(populations, **changes):
     raw = base_raw(populations=populations, **changes)
     raw["assets"][0].update(price=100.0, daily_vol=0.04, adv_usd=1e9, fundamental_half_life="20d")
+    # TFG clear their market each period with no memory of past trades: keep the book's
+    # transient impact short (1 h) so that clustering comes from leverage, not from the book
+    raw["assets"][0]["liquidity"] = {"resilience_half_life": "1h"}
     return raw
 
 

@@ -51,19 +51,33 @@ def _noise(rng: np.random.Generator, chol: np.ndarray, n: int, df: float | None)
     return z / scale
 
 
+def _history_vol(scenario: Scenario) -> np.ndarray:
+    """Realized daily volatility over the last 20 returns of each asset's history (per
+    calendar day of spacing, median; trading-day series count one day between closes), or
+    the asset's normal `daily_vol` without a history of at least 3 points."""
+    vols = []
+    for asset in scenario.assets:
+        series = (
+            None if asset.history is None else history_series(asset.history, scenario.clock.start)
+        )
+        if series is None or len(series) < 3:
+            vols.append(asset.daily_vol)
+            continue
+        tail = series.iloc[-21:]
+        returns = np.diff(np.log(tail.to_numpy(float)))
+        spacing = np.median(np.diff(tail.index.asi8)) / 86_400e9
+        vols.append(float(np.sqrt(np.mean(returns**2) / max(spacing, 1.0))))
+    return np.array(vols)
+
+
 def _market_makers(scenario: Scenario, params: MarketParams) -> MarketMakers:
     spec, clock = scenario.market.market_makers, scenario.clock
     adv = np.array([a.adv_usd for a in scenario.assets])
-    steps_per_day = (
-        np.array(
-            [
-                scenario.venues[scenario.venue_index()[a.venue]].session.hours_per_day
-                for a in scenario.assets
-            ]
-        )
-        * 3600.0
-        / clock.step.total_seconds()
+    venues = scenario.venue_index()
+    hours = np.array(
+        [scenario.venues[venues[a.venue]].session.hours_per_day for a in scenario.assets]
     )
+    steps_per_day = hours * 3600.0 / clock.step.total_seconds()
     return MarketMakers.create(
         np.array([a.daily_vol for a in scenario.assets]),
         adv,
@@ -73,6 +87,13 @@ def _market_makers(scenario: Scenario, params: MarketParams) -> MarketMakers:
         depth_floor=spec.depth_floor,
         inventory_limit_usd=spec.inventory_limit_adv * adv,
         lay_off_share=half_life_share(clock.step, spec.inventory_half_life),
+        fast_decay=0.5 ** (clock.step / spec.fast_vol_half_life),
+        imbalance_decay=0.5 ** (clock.step / spec.imbalance_half_life),
+        imbalance_tolerance=spec.imbalance_tolerance,
+        recovery_share=half_life_share(clock.step, spec.recovery_half_life),
+        visible_floor=spec.visible_depth_floor,
+        initial_vol=_history_vol(scenario),
+        has_visible=params.has_visible,
     )
 
 

@@ -28,11 +28,16 @@ class MarketParams:
     currency_of: list[str]  # quote currency per asset
     price0: np.ndarray  # (A,) initial prices
     usd_base: np.ndarray  # (A,) bool: a USD/xxx pair (one unit is one dollar)
-    noise_sd: np.ndarray  # (A,) log-price noise per open step
+    noise_sd: np.ndarray  # (A,) log-price noise per open step (a driven step has none)
     resolved: np.ndarray  # (A,) share of book displacement resolved per open step
     permanent: np.ndarray  # (A,) share of resolved displacement that stays in the price
     pull: np.ndarray  # (A,) pull toward the fundamental anchor per open step
     latent_depth: np.ndarray  # (A,) Λ of the latent book at the initial prices, units
+    has_visible: np.ndarray  # (A,) bool: the asset has a visible book near mid
+    visible_depth: np.ndarray  # (A,) Λ of the visible book at rest, initial prices (NaN: none)
+    visible_band: np.ndarray  # (A,) log-distance of the visible depth input (NaN: none)
+    visible_half_life_steps: np.ndarray  # (A,) refill half-life of the visible book, steps
+    weekend_depth: np.ndarray  # (A, T) visible depth multiplier of the day (1 on weekdays)
     duration: np.ndarray  # (A,) modified duration of bonds (NaN otherwise)
     yield0: np.ndarray  # (A,) initial yields in % (NaN for non-bonds)
     asset_open: np.ndarray  # (A, T) bool: the asset's venue trades in the step
@@ -64,7 +69,17 @@ class MarketParams:
         hours = np.array([scenario.venues[v].session.hours_per_day for v in venue_of])
         steps_per_day = hours * 3600.0 / clock.step.total_seconds()
         noise_sd = scenario.market.noise_scale * vol / np.sqrt(steps_per_day)
-        noise_sd[~np.all(np.isnan(timeline.driver), axis=0)] = 0.0
+        adv = np.array([a.adv_usd for a in assets])
+        unit_usd0 = np.where(usd_base, 1.0, price0)
+        visible = [a.liquidity.visible_depth for a in assets]
+        has_visible = np.array([v is not None for v in visible])
+        depth_usd = np.array([np.nan if v is None else v.usd for v in visible])
+        band = np.array([np.nan if v is None else v.band_pct / 100.0 for v in visible])
+        refill_seconds = np.array(
+            [a.liquidity.visible_refill_half_life.total_seconds() for a in assets]
+        )
+        weekend = np.asarray(calendar.step_starts.day_of_week >= 5)
+        weekend_multiplier = np.array([a.liquidity.weekend_depth_multiplier for a in assets])
         return cls(
             asset_ids=[a.id for a in assets],
             currency_of=[a.currency for a in assets],
@@ -84,11 +99,16 @@ class MarketParams:
                 ]
             ),
             latent_depth=book.base_depth_units(
-                np.array([a.adv_usd for a in assets]),
+                adv,
                 vol,
                 np.array([a.liquidity.impact_y for a in assets]),
                 np.where(usd_base, 1.0, price0),
             ),
+            has_visible=has_visible,
+            visible_depth=book.visible_depth_units(depth_usd, band, unit_usd0),
+            visible_band=band,
+            visible_half_life_steps=refill_seconds / clock.step.total_seconds(),
+            weekend_depth=np.where(weekend[None, :], weekend_multiplier[:, None], 1.0),
             duration=np.array([a.duration_years or np.nan for a in assets]),
             yield0=np.array([np.nan if a.yield_pct is None else a.yield_pct for a in assets]),
             asset_open=calendar.open[venue_of],
@@ -106,7 +126,8 @@ class MarketState:
 
     log_reference: np.ndarray  # (A,) log of the price each book is centred on
     log_anchor: np.ndarray  # (A,) fundamental anchor (for a pull toward value)
-    displacement: np.ndarray  # (A,) transient impact: log price − log reference
+    displacement: np.ndarray  # (A,) latent book's transient impact (log units)
+    visible_displacement: np.ndarray  # (A,) visible book's extra displacement (log units)
     pending_jump: np.ndarray  # (A,) jumps waiting for a closed venue to open
     initial_margin_pct: np.ndarray  # (A,) exchange initial margin in force (NaN: none)
     maintenance_margin_pct: np.ndarray  # (A,)
@@ -114,7 +135,7 @@ class MarketState:
 
     @property
     def price(self) -> np.ndarray:
-        return np.exp(self.log_reference + self.displacement)
+        return np.exp(self.log_reference) * np.exp(self.displacement + self.visible_displacement)
 
     @classmethod
     def initial(cls, scenario: Scenario, params: MarketParams, makers: MarketMakers) -> MarketState:
@@ -126,6 +147,7 @@ class MarketState:
             log_reference=log_price0.copy(),
             log_anchor=log_price0.copy(),
             displacement=np.zeros(len(params.price0)),
+            visible_displacement=np.zeros(len(params.price0)),
             pending_jump=np.zeros(len(params.price0)),
             initial_margin_pct=pct(a.initial_margin_pct for a in scenario.assets),
             maintenance_margin_pct=pct(a.maintenance_margin_pct for a in scenario.assets),

@@ -82,6 +82,15 @@ def _exogenous_move(state: MarketState, params: MarketParams, inputs: StepInputs
         np.where(is_open, params.resolved, 0.0),
         params.permanent,
     )
+    # the visible book refills from the latent one, slower while the desks are away
+    makers = state.makers
+    side = np.where(state.visible_displacement < 0, makers.visible_bid, makers.visible_ask)
+    side = np.maximum(side, makers.visible_floor)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = np.where(
+            is_open & params.has_visible, 0.5 ** (side / params.visible_half_life_steps), 1.0
+        )
+    state.visible_displacement = state.visible_displacement * kept
     log_ref -= np.where(is_open, params.pull, 0.0) * (log_ref - state.log_anchor)
     state.pending_jump += inputs.jumps
     log_ref += np.where(is_open, inputs.noise * params.noise_sd + state.pending_jump, 0.0)
@@ -89,6 +98,52 @@ def _exogenous_move(state: MarketState, params: MarketParams, inputs: StepInputs
     follow = ~np.isnan(inputs.driver)
     log_ref[follow] = inputs.driver[follow]
     state.displacement, state.log_reference = x, log_ref
+
+
+def _execute(state: MarketState, params: MarketParams, net, reference, depth, inputs, k):
+    """Walk the books by the net flow; returns the average execution prices."""
+    unit0, unit = params.unit_usd0, params.unit_usd(reference)  # constant USD depth
+    lam_bid = params.latent_depth * depth.latent_bid * unit0 / unit
+    lam_ask = params.latent_depth * depth.latent_ask * unit0 / unit
+    layered = params.has_visible
+    if not layered.any():
+        state.displacement, average = book.execute(
+            state.displacement, net, reference, lam_bid, lam_ask, inputs.gap
+        )
+        return average
+    visible = params.visible_depth * params.weekend_depth[:, k] * unit0 / unit
+    y, z, average = book.execute_layers(
+        state.displacement,
+        state.visible_displacement,
+        np.where(layered, net, 0.0),
+        reference,
+        lam_bid,
+        lam_ask,
+        np.where(layered, visible * depth.visible_bid, 1.0),
+        np.where(layered, visible * depth.visible_ask, 1.0),
+        np.where(layered, inputs.gap, 0.0),
+    )
+    if not layered.all():
+        single, single_average = book.execute(
+            state.displacement, np.where(layered, 0.0, net), reference, lam_bid, lam_ask, inputs.gap
+        )
+        y = np.where(layered, y, single)
+        average = np.where(layered, average, single_average)
+    state.displacement, state.visible_displacement = y, z
+    return average
+
+
+def _recorded_depth(params: MarketParams, depth, gap, k) -> tuple[np.ndarray, np.ndarray]:
+    """Depth within the visible band relative to rest (with its empty gap), or the latent
+    multipliers where an asset has no visible book."""
+    with np.errstate(invalid="ignore"):
+        band = params.visible_band
+        shape = np.maximum(band - gap, 0.0) ** 2 / band**2 * params.weekend_depth[:, k]
+    layered = params.has_visible
+    return (
+        np.where(layered, depth.visible_bid * shape, depth.latent_bid),
+        np.where(layered, depth.visible_ask * shape, depth.latent_ask),
+    )
 
 
 def _announce(state: MarketState, inputs: StepInputs, index: dict[str, int], log: EventLog):
@@ -122,7 +177,7 @@ def step(
     log.step, log.round = k, 0
     n_assets = len(params.price0)
     is_open = params.asset_open[:, k]
-    log_price_start = state.log_reference + state.displacement
+    log_price_start = state.log_reference + state.displacement + state.visible_displacement
     index = {a: i for i, a in enumerate(params.asset_ids)}
 
     _exogenous_move(state, params, inputs, is_open)
@@ -130,18 +185,14 @@ def step(
 
     reference = np.exp(state.log_reference)
     makers = state.makers
-    depth_bid, depth_ask = makers.depth(
-        params.unit_usd(reference * np.exp(state.displacement)), inputs.retreat, params.mm_feedback
-    )
-    lam_bid = params.latent_depth * depth_bid * params.unit_usd0 / params.unit_usd(reference)
-    lam_ask = params.latent_depth * depth_ask * params.unit_usd0 / params.unit_usd(reference)
+    depth = makers.depth(params.unit_usd(state.price), inputs.retreat, params.mm_feedback)
 
     record = StepRecord()
     volume = np.zeros(n_assets)
     net_total = np.zeros(n_assets)
     for r in range(params.max_rounds + 1):
         log.round = r
-        price = reference * np.exp(state.displacement)
+        price = state.price
         view = MarketView(
             k,
             inputs.time,
@@ -169,9 +220,7 @@ def step(
         buys = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
         sells = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
         net = buys - sells
-        state.displacement, average = book.execute(
-            state.displacement, net, reference, lam_bid, lam_ask, inputs.gap
-        )
+        average = _execute(state, params, net, reference, depth, inputs, k)
         for population, orders, fillable in batches:
             population.apply_fills(orders, fillable, average[orders.asset], log)
         makers.take(net, average)
@@ -189,13 +238,14 @@ def step(
             )
     record.rounds = log.round
 
-    price = reference * np.exp(state.displacement)
-    makers.observe(np.log(price) - log_price_start, is_open)
+    price = state.price
+    makers.observe(np.log(price) - log_price_start, is_open, net_total * params.unit_usd(price))
     investors.take_lay_off(makers.lay_off(price, is_open), price)
+    depth_bid, depth_ask = _recorded_depth(params, depth, inputs.gap, k)
     record.values = {
         "price": price,
         "reference": reference,
-        "impact_log": state.displacement,
+        "impact_log": state.displacement + state.visible_displacement,
         "depth_bid": depth_bid,
         "depth_ask": depth_ask,
         "realized_vol": makers.realized_vol,

@@ -88,3 +88,60 @@ def refill(
     `permanent_fraction` of it moves the reference, the rest reverts the price."""
     change = resolved * x
     return x - change, log_reference + permanent_fraction * change
+
+
+# ----------------------------------------------------------------- two horizons (SPEC §3.2)
+#
+# With a visible book the price is reference·e^(y + z): y is the displacement of the latent
+# book (calibrated to the daily square-root law, as above) and z that of the thin visible
+# book near mid. Every unit traded walks both at once, so a sweep within minutes moves the
+# price by the visible amount while a slow metaorder, whose visible deficit refills between
+# steps, pays the latent square-root cost (Donier, Bonart, Mastromatteo & Bouchaud 2015).
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(24)
+_T = 0.5 * (_NODES + 1.0)  # Gauss–Legendre on [0, 1]
+_W = 0.5 * _WEIGHTS
+
+
+def visible_depth_units(depth_usd: np.ndarray, band: np.ndarray, unit_usd: np.ndarray):
+    """Λ of a linear visible profile holding `depth_usd` within log-distance `band` of mid."""
+    return 2.0 * depth_usd / band**2 / unit_usd
+
+
+def execute_layers(
+    y0: np.ndarray,
+    z0: np.ndarray,
+    quantity: np.ndarray,
+    reference_price: np.ndarray,
+    latent_bid: np.ndarray,
+    latent_ask: np.ndarray,
+    visible_bid: np.ndarray,
+    visible_ask: np.ndarray,
+    gap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walk the latent and visible books together by the net signed `quantity` (units).
+
+    The empty `gap` (market makers' retreat) is in the visible book. Returns the new latent
+    and visible displacements and the average execution price: the volume-weighted price
+    along the walk, ∫ e^(y(u)+z(u)) du / q, by 24-point Gauss–Legendre in t with u = q·t²
+    (smooth through the square-root start of each walk)."""
+    no_gap = np.zeros_like(gap)
+    latent0 = units_to(y0, latent_bid, latent_ask, no_gap)
+    visible0 = units_to(z0, visible_bid, visible_ask, gap)
+    trading = quantity != 0
+    y1 = np.where(trading, displacement_for(latent0 + quantity, latent_bid, latent_ask, no_gap), y0)
+    z1 = np.where(trading, displacement_for(visible0 + quantity, visible_bid, visible_ask, gap), z0)
+    u = quantity[:, None] * _T**2  # (A, nodes)
+    lb, la, vb, va, g = (
+        v[:, None] for v in (latent_bid, latent_ask, visible_bid, visible_ask, gap)
+    )
+    path = displacement_for(latent0[:, None] + u, lb, la, 0.0) + displacement_for(
+        visible0[:, None] + u, vb, va, g
+    )
+    # ∫₀^q e^{x(u)} du = q ∫₀¹ e^{x(q t²)} 2t dt; the average is that ÷ q
+    relative = np.exp(path) @ (2.0 * _T * _W)
+    start, end = y0 + z0, y1 + z1
+    low = reference_price * np.exp(np.minimum(start, end))
+    high = reference_price * np.exp(np.maximum(start, end))
+    average = np.where(trading, reference_price * relative, reference_price * np.exp(start))
+    return y1, z1, np.clip(average, low, high)

@@ -1,8 +1,11 @@
-"""Market makers: the agents behind the latent book. Every net order flow is their trade.
+"""Market makers: the agents behind the book. Every net order flow is their trade.
 
-Depth they provide (SPEC §3.2, facts 3.2.3): ∝ (σ_normal / σ_realized)^κ, floored; shrinks on
-the side that loads their inventory as it nears its limit; cut further by `mm_retreat`.
-They lay inventory off to end investors at the resilience of their balance sheet.
+Depth of the latent book (SPEC §3.2, facts 3.2.3): ∝ (σ_normal / σ_realized)^κ on the slow
+volatility, floored; on assets without a visible book it also shrinks on the side that
+loads their inventory and with any `mm_retreat` shock. Where an asset has a visible book,
+the desks quote it and leave it fast (facts 3.2.1, 3.2.4, 3.2.8): its depth follows the
+short-horizon volatility, one-sided flow and inventory, drops at once, comes back with a
+half-life, and takes the `mm_retreat` shock. Desks lay inventory off to end investors.
 """
 
 from __future__ import annotations
@@ -12,19 +15,39 @@ from dataclasses import dataclass
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Depth:
+    """Depth multipliers per asset (1 = at rest) of each book side."""
+
+    latent_bid: np.ndarray
+    latent_ask: np.ndarray
+    visible_bid: np.ndarray
+    visible_ask: np.ndarray
+
+
 @dataclass
 class MarketMakers:
     normal_vol: np.ndarray  # (A,) daily σ the desks consider normal
     adv_usd: np.ndarray  # (A,)
     steps_per_day: np.ndarray  # (A,) trading steps per trading day
-    vol_decay: float  # EWMA weight on the old variance per open step
+    vol_decay: float  # EWMA weight on the old variance per open step (slow)
+    fast_decay: float  # the same for the short-horizon variance
+    imbalance_decay: float  # EWMA weight on the old one-sided flow per step
+    imbalance_tolerance: float  # one-sided flow (× normal pace) that halves visible depth
+    recovery_share: float  # share of the gap to normal visible depth recovered per step
     vol_sensitivity: float
     depth_floor: float
+    visible_floor: float
     inventory_limit_usd: np.ndarray  # (A,)
     lay_off_share: float  # share of inventory passed on per open step
     inventory: np.ndarray  # (A,) units, + long
-    cash: np.ndarray  # (A,) USD
-    variance: np.ndarray  # (A,) realized daily variance (EWMA)
+    cash: np.ndarray  # (A,) quote currency
+    variance: np.ndarray  # (A,) realized daily variance, slow EWMA
+    fast_variance: np.ndarray  # (A,) realized daily variance, short-horizon EWMA
+    imbalance: np.ndarray  # (A,) net flow per step ÷ normal volume per step (+ buying)
+    visible_bid: np.ndarray  # (A,) visible depth multipliers now
+    visible_ask: np.ndarray
+    has_visible: np.ndarray  # (A,) bool: the asset has a visible book the desks quote
 
     @classmethod
     def create(
@@ -38,53 +61,105 @@ class MarketMakers:
         depth_floor,
         inventory_limit_usd,
         lay_off_share,
+        fast_decay=0.0,
+        imbalance_decay=0.0,
+        imbalance_tolerance=1.0,
+        recovery_share=1.0,
+        visible_floor=1.0,
+        initial_vol=None,
+        has_visible=None,
     ) -> MarketMakers:
         n = len(normal_vol)
+        variance = (normal_vol if initial_vol is None else initial_vol) ** 2
         return cls(
             normal_vol,
             adv_usd,
             steps_per_day,
             vol_decay,
+            fast_decay,
+            imbalance_decay,
+            imbalance_tolerance,
+            recovery_share,
             vol_sensitivity,
             depth_floor,
+            visible_floor,
             inventory_limit_usd,
             lay_off_share,
             np.zeros(n),
             np.zeros(n),
-            normal_vol**2,
+            variance.copy(),
+            variance.copy(),
+            np.zeros(n),
+            np.ones(n),
+            np.ones(n),
+            np.zeros(n, bool) if has_visible is None else np.asarray(has_visible, bool),
         )
 
     @property
     def realized_vol(self) -> np.ndarray:
         return np.sqrt(self.variance)
 
-    def depth(
-        self, unit_usd: np.ndarray, retreat: np.ndarray, feedback: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Depth multipliers (bid side, ask side); `unit_usd` is the USD value of one unit.
-        With `feedback` off the desks keep normal depth whatever volatility and inventory do;
-        an exogenous retreat still applies."""
-        if not feedback:
-            return retreat.copy(), retreat.copy()
+    def _vol_factor(self, variance: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            vol = np.minimum((self.normal_vol / self.realized_vol) ** self.vol_sensitivity, 1.0)
+            ratio = self.normal_vol / np.sqrt(variance)
+        return np.minimum(ratio**self.vol_sensitivity, 1.0)
+
+    def depth(self, unit_usd: np.ndarray, retreat: np.ndarray, feedback: bool) -> Depth:
+        """Depth multipliers; `unit_usd` is the USD value of one unit. With `feedback` off
+        the desks keep normal depth whatever volatility, flow and inventory do; an exogenous
+        retreat still applies (to the visible book, or the latent one where there is none).
+        Advances the visible book's drop-and-recovery by one step."""
+        # where desks quote a visible book, inventory and retreats act on it, not the latent
+        latent_retreat = np.where(self.has_visible, 1.0, retreat)
+        if not feedback:
+            self.visible_bid, self.visible_ask = retreat.copy(), retreat.copy()
+            return Depth(latent_retreat, latent_retreat.copy(), retreat.copy(), retreat.copy())
         loading = self.inventory * unit_usd / self.inventory_limit_usd  # + long, − short
-        bid = np.maximum(vol * np.clip(1.0 - loading, 0.0, 1.0), self.depth_floor)
-        ask = np.maximum(vol * np.clip(1.0 + loading, 0.0, 1.0), self.depth_floor)
-        return bid * retreat, ask * retreat
+        bid_room, ask_room = np.clip(1.0 - loading, 0.0, 1.0), np.clip(1.0 + loading, 0.0, 1.0)
+        slow = self._vol_factor(self.variance)
+        latent_bid = np.where(self.has_visible, slow, slow * bid_room)
+        latent_ask = np.where(self.has_visible, slow, slow * ask_room)
+        latent_bid = np.maximum(latent_bid, self.depth_floor) * latent_retreat
+        latent_ask = np.maximum(latent_ask, self.depth_floor) * latent_retreat
+        fast = self._vol_factor(self.fast_variance)
+        selling, buying = np.maximum(-self.imbalance, 0.0), np.maximum(self.imbalance, 0.0)
+        target_bid = fast * bid_room / (1.0 + selling / self.imbalance_tolerance)
+        target_ask = fast * ask_room / (1.0 + buying / self.imbalance_tolerance)
+        self.visible_bid = self._drop_or_recover(self.visible_bid, target_bid)
+        self.visible_ask = self._drop_or_recover(self.visible_ask, target_ask)
+        return Depth(
+            latent_bid,
+            latent_ask,
+            np.maximum(self.visible_bid, self.visible_floor) * retreat,
+            np.maximum(self.visible_ask, self.visible_floor) * retreat,
+        )
+
+    def _drop_or_recover(self, now: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Desks leave at once and come back at `recovery_share` of the way per step."""
+        return np.where(target < now, target, now + (target - now) * self.recovery_share)
 
     def take(self, net_quantity: np.ndarray, price: np.ndarray) -> None:
         """Absorb the net order flow (+ = the crowd bought, so the desks sold)."""
         self.inventory -= net_quantity
         self.cash += net_quantity * price
 
-    def observe(self, log_return: np.ndarray, is_open: np.ndarray) -> None:
-        """Update realized variance from this step's log return, on open steps only."""
-        updated = (
-            self.vol_decay * self.variance
-            + (1 - self.vol_decay) * log_return**2 * self.steps_per_day
+    def observe(self, log_return: np.ndarray, is_open: np.ndarray, net_usd: np.ndarray) -> None:
+        """Update realized variances from this step's log return, on open steps only, and
+        the one-sided flow from this step's net flow in USD."""
+        square = log_return**2
+        slow = self.vol_decay * self.variance + (1 - self.vol_decay) * square * self.steps_per_day
+        fast = (
+            self.fast_decay * self.fast_variance
+            + (1 - self.fast_decay) * square * self.steps_per_day
         )
-        self.variance = np.where(is_open, updated, self.variance)
+        self.variance = np.where(is_open, slow, self.variance)
+        self.fast_variance = np.where(is_open, fast, self.fast_variance)
+        pace = net_usd / (self.adv_usd / self.steps_per_day)
+        self.imbalance = np.where(
+            is_open,
+            self.imbalance_decay * self.imbalance + (1 - self.imbalance_decay) * pace,
+            self.imbalance,
+        )
 
     def lay_off(self, price: np.ndarray, is_open: np.ndarray) -> np.ndarray:
         """Pass a share of inventory to end investors at the current price; returns units

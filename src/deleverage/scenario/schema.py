@@ -182,13 +182,42 @@ class Venue(Model):
 # --------------------------------------------------------------------------- assets
 
 
+class VisibleDepth(Model):
+    """The book a sweep within minutes meets (SPEC §3.2): USD resting on each side within
+    `band_pct` of mid at rest (facts 3.2.6-3.2.7: aggregated BTC ≈ $86-150M within 1%)."""
+
+    usd: Positive = Field(description="USD resting on one side within band_pct of mid")
+    band_pct: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    source: str | None = None
+
+
 class Liquidity(Model):
-    """Latent order book parameters (SPEC §3.2)."""
+    """Order-book parameters at two horizons (SPEC §3.2). The latent book is calibrated to
+    the square-root law on daily volume; the optional visible book is the thin part near mid
+    that a fast sweep meets, refilled from the latent book at a finite rate."""
 
     impact_y: Positive = Field(0.7, description="square-root prefactor Y (facts 3.1.5)")
-    resilience_half_life: Duration = timedelta(hours=1)
+    resilience_half_life: Duration = Field(
+        timedelta(days=1),
+        description="half-life of the latent book's displacement: a day, so that a metaorder "
+        "spread over hours to a day pays the square-root cost (impact decays on the scale of "
+        "the metaorder's own duration)",
+    )
     permanent_fraction: Fraction = Field(
         0.5, description="share of resolved transient impact absorbed into the price"
+    )
+    visible_depth: VisibleDepth | None = Field(
+        None, description="visible book at rest; None: the latent book is all there is"
+    )
+    visible_refill_half_life: Duration = Field(
+        timedelta(seconds=30),
+        description="half-life of the visible book's refill at normal depth (÷ the desks' "
+        "depth multiplier while they are away): seconds at rest, so that a metaorder spread "
+        "over an hour or more pays the latent square-root cost; minutes when desks leave "
+        "(facts 3.2.4: books empty for several minutes)",
+    )
+    weekend_depth_multiplier: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        1.0, description="visible depth on Saturdays and Sundays (UTC) ÷ weekday depth"
     )
 
 
@@ -270,7 +299,13 @@ class Correlation(Model):
 
 
 class MarketMakers(Model):
-    """Depth setters (SPEC §3.2): depth ∝ (σ_normal/σ_realized)^vol_sensitivity, floored."""
+    """Depth setters (SPEC §3.2, facts 3.2.3): the latent book scales with
+    (σ_normal/σ_realized)^vol_sensitivity on `vol_half_life`, floored at `depth_floor`. Where
+    an asset has a visible book, desks also leave it within minutes: its depth scales with
+    the short-horizon volatility (`fast_vol_half_life`), with one-sided flow (net flow per
+    step over the normal volume pace, decayed on `imbalance_half_life`; depth on the side
+    being hit ÷ (1 + imbalance / imbalance_tolerance)) and with inventory; it drops at once
+    and comes back with `recovery_half_life`, never below `visible_depth_floor`."""
 
     vol_half_life: Duration = timedelta(hours=4)
     vol_sensitivity: Annotated[float, Field(ge=0.0)] = 1.0
@@ -280,6 +315,21 @@ class MarketMakers(Model):
     )
     inventory_half_life: Duration = Field(
         timedelta(days=1), description="rate at which desks lay inventory off to end investors"
+    )
+    fast_vol_half_life: Duration = Field(
+        timedelta(minutes=30), description="short-horizon volatility the visible book follows"
+    )
+    imbalance_half_life: Duration = Field(
+        timedelta(minutes=30), description="memory of one-sided flow"
+    )
+    imbalance_tolerance: Positive = Field(
+        1.0, description="one-sided flow, × the normal volume pace, that halves visible depth"
+    )
+    recovery_half_life: Duration = Field(
+        timedelta(hours=1), description="half-life of the visible book's return after a drop"
+    )
+    visible_depth_floor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.02, description="lowest visible depth ÷ depth at rest (facts 3.2.1: E-mini ÷20-45)"
     )
 
 

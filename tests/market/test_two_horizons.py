@@ -1,0 +1,144 @@
+"""Liquidity at two horizons (SPEC §3.2): a thin visible book that a sweep within minutes
+meets, refilled from a latent book calibrated to the daily square-root law, and market
+makers who leave the visible book fast and come back with a half-life."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.conftest import base_raw, build
+
+from deleverage import simulate
+from deleverage.market import book
+
+ADV, SIGMA, Y, DEPTH = 2e10, 0.03, 0.7, 1e8  # BTC-like: $100M within 1% (facts 3.2.7)
+NOON = pd.Timestamp("2026-01-05 12:00", tz="UTC")
+
+
+def _raw(flow_usd: float, duration: str, end="2026-01-07T00:00:00Z", makers=None):
+    raw = base_raw(
+        market={"noise_scale": 0.0, **({"market_makers": makers} if makers else {})},
+        shocks=[
+            {
+                "type": "flow",
+                "asset": "BTC",
+                "start": "2026-01-05T12:00:00Z",
+                "duration": duration,
+                "notional_usd": flow_usd,
+            }
+        ],
+    )
+    raw["clock"]["end"] = end
+    raw["assets"][0]["liquidity"] = {
+        "impact_y": Y,
+        "visible_depth": {"usd": DEPTH, "band_pct": 1.0, "source": "test"},
+    }
+    return raw
+
+
+def test_a_five_minute_sweep_of_the_visible_depth_moves_the_price_by_the_visible_band():
+    """Selling exactly the USD resting within 1% moves the price 1% through the visible
+    book, plus the latent book's square-root move for the same amount (tiny)."""
+    result = simulate(build(_raw(-DEPTH, "5min")), seed=0)
+    after = result.prices()["BTC"][NOON + pd.Timedelta("5min")]
+    latent = Y * SIGMA * np.sqrt(DEPTH / ADV)
+    assert np.isclose(-np.log(after / 100_000.0), 0.01 + latent, rtol=1e-9)
+    # the visible book then refills within minutes: the price returns to the latent level
+    later = result.prices()["BTC"][NOON + pd.Timedelta("30min")]
+    assert -np.log(later / 100_000.0) < 0.2 * 0.01
+
+
+def test_depth_at_rest_equals_its_input():
+    lam = book.visible_depth_units(np.array([DEPTH]), np.array([0.01]), np.array([50_000.0]))
+    units_within_band = book.units_to(np.array([-0.01]), lam, lam, np.zeros(1))
+    assert np.isclose(-units_within_band[0] * 50_000.0, DEPTH, rtol=1e-12)
+    result = simulate(build(_raw(0.0, "5min")), seed=0)
+    assert np.allclose(result.market["depth_bid"][:, 0], 1.0)
+
+
+def test_a_one_day_metaorder_follows_the_square_root_law_through_the_visible_book():
+    """Q/V from 1e-4 to 1e-1 spread over a day, measured once the last child order has been
+    absorbed (the next step): exponent 0.5 ± 0.1, prefactor within 20% of Y."""
+    fractions = np.logspace(-4, -1, 4)
+    impacts = []
+    for fraction in fractions:
+        raw = _raw(-fraction * ADV, "1d", end="2026-01-06T13:00:00Z")
+        prices = simulate(build(raw), seed=0).prices()["BTC"]
+        after = prices[NOON + pd.Timedelta(days=1) + pd.Timedelta("5min")]
+        impacts.append(-np.log(after / 100_000.0))
+    slope, intercept = np.polyfit(np.log(fractions), np.log(impacts), 1)
+    assert abs(slope - 0.5) < 0.1
+    assert abs(np.exp(intercept) / SIGMA / Y - 1) < 0.2
+
+
+def test_sustained_one_sided_flow_empties_the_book_within_an_hour_and_it_recovers():
+    """Selling 4× the normal volume pace for an hour: visible depth within 1% falls ≥ 10×
+    within the hour (facts 3.2.1: E-mini depth ÷20-45; 3.2.8: halved in 2 h). Desks come
+    back no faster than their recovery half-life, and are back above half depth 4 h later."""
+    makers = {"fast_vol_half_life": "5min", "imbalance_half_life": "5min"}
+    raw = _raw(-4 * ADV / 24, "1h", makers={**makers, "recovery_half_life": "1h"})
+    result = simulate(build(raw), seed=0)
+    depth = pd.Series(result.market["depth_bid"][:, 0], index=result.times)
+    assert depth[NOON : NOON + pd.Timedelta("1h")].min() <= 0.1
+    shortfall = (1.0 - depth)[NOON + pd.Timedelta("1h") :]
+    hour = 12  # steps
+    assert (shortfall.to_numpy()[hour:] >= 0.5 * shortfall.to_numpy()[:-hour] - 1e-12).all()
+    assert depth[NOON + pd.Timedelta("5h")] > 0.5
+
+
+def test_a_slow_metaorder_barely_touches_visible_depth_but_a_fast_one_drains_it():
+    slow = simulate(build(_raw(-0.01 * ADV, "1d", end="2026-01-06T13:00:00Z")), seed=0)
+    fast = simulate(build(_raw(-0.01 * ADV, "5min")), seed=0)
+    assert slow.market["depth_bid"][:, 0].min() > 0.8
+    assert fast.market["depth_bid"][:, 0].min() < 0.5
+
+
+@given(
+    y0=st.floats(-0.2, 0.2),
+    z0=st.floats(-0.1, 0.1),
+    quantity=st.floats(-1e6, 1e6).filter(lambda q: abs(q) > 1e-2),
+    gap=st.floats(0.0, 0.03),
+)
+def test_layered_fills_lie_inside_the_walk_and_each_layer_absorbs_the_quantity(
+    y0, z0, quantity, gap
+):
+    latent, visible = np.array([1e9]), np.array([1e6])
+    y, z, q, g = np.array([y0]), np.array([z0]), np.array([quantity]), np.array([gap])
+    y1, z1, average = book.execute_layers(
+        y, z, q, np.array([10.0]), latent, latent, visible, visible, g
+    )
+    low, high = 10 * np.exp(min(y0 + z0, y1[0] + z1[0])), 10 * np.exp(max(y0 + z0, y1[0] + z1[0]))
+    assert low * (1 - 1e-12) <= average[0] <= high * (1 + 1e-12)
+    absorbed = book.units_to(z1, visible, visible, g) - book.units_to(z, visible, visible, g)
+    assert np.isclose(absorbed[0], quantity, rtol=1e-9, atol=1e-6)
+    latent_absorbed = book.units_to(y1, latent, latent, 0 * g) - book.units_to(
+        y, latent, latent, 0 * g
+    )
+    assert np.isclose(latent_absorbed[0], quantity, rtol=1e-9, atol=1e-3)
+
+
+def test_with_a_bottomless_latent_book_the_layered_fill_is_the_exact_visible_fill():
+    visible, deep = np.array([1e6]), np.array([1e30])
+    q, ref, gap = np.array([-3e3]), np.array([100.0]), np.array([0.0])
+    _, exact = book.execute(np.zeros(1), q, ref, visible, visible, gap)
+    _, _, layered = book.execute_layers(
+        np.zeros(1), np.zeros(1), q, ref, deep, deep, visible, visible, gap
+    )
+    assert np.isclose(layered[0], exact[0], rtol=1e-10)
+
+
+def test_the_same_sweep_moves_a_thinner_weekend_book_further():
+    """2026-01-10 is a Saturday: with weekend depth at half, a sweep of the weekday visible
+    depth goes √2 further into the book."""
+
+    def move(start: str) -> float:
+        raw = _raw(-DEPTH, "5min", end="2026-01-12T00:00:00Z")
+        raw["shocks"][0]["start"] = start
+        raw["assets"][0]["liquidity"]["weekend_depth_multiplier"] = 0.5
+        prices = simulate(build(raw), seed=0).prices()["BTC"]
+        t = pd.Timestamp(start)
+        return -np.log(prices[t + pd.Timedelta("5min")] / prices[t])
+
+    latent = Y * SIGMA * np.sqrt(DEPTH / ADV)
+    assert np.isclose(move("2026-01-09T12:00:00Z"), 0.01 + latent, rtol=1e-6)
+    assert np.isclose(move("2026-01-10T12:00:00Z"), 0.01 * np.sqrt(2) + latent, rtol=1e-6)
