@@ -38,11 +38,14 @@ class Timeline:
     dropped: int = 0  # shocks that fall after the last step
 
 
-def _step_at(starts: pd.DatetimeIndex, when) -> int:
-    return int(starts.searchsorted(pd.Timestamp(when), side="left"))
+def _step_at(starts: pd.DatetimeIndex, when, side: str = "left") -> int:
+    """The first step that starts at or after `when` ("right": after it)."""
+    return int(starts.searchsorted(pd.Timestamp(when), side=side))
 
 
 def _driver_path(shock, starts: pd.DatetimeIndex) -> np.ndarray:
+    """The driven value at each step start: NaN before the first observation and from the
+    step containing `until` on (the asset is free there)."""
     if shock.file is not None:
         series = read_series(Path(shock.file), shock.column, shock.time_column)
     else:
@@ -56,7 +59,10 @@ def _driver_path(shock, starts: pd.DatetimeIndex) -> np.ndarray:
         path = series.to_numpy(dtype=float)[
             np.clip(np.searchsorted(x, t, side="right") - 1, 0, None)
         ]
-    return np.where(t >= x[0], path, np.nan)  # free before the first observation
+    path = np.where(t >= x[0], path, np.nan)  # free before the first observation
+    if shock.until is not None:
+        path[max(0, _step_at(starts, shock.until, side="right") - 1) :] = np.nan
+    return path
 
 
 def compile_timeline(scenario: Scenario, starts: pd.DatetimeIndex, price0: np.ndarray) -> Timeline:

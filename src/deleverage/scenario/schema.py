@@ -799,7 +799,9 @@ class FlowShock(_Shock):
 class DriverShock(_Shock):
     """The asset follows an observed series exogenously (its noise is switched off).
     `kind: price` replays prices; `kind: yield` replays a yield in % through duration.
-    Give either a `file` (CSV or Parquet) or inline `points` [[time, value], ...]."""
+    Give either a `file` (CSV or Parquet) or inline `points` [[time, value], ...]. From
+    the step containing `until` on, the asset is free again (endogenous): a scenario can
+    replay an observed run-up and let the crash be simulated (SPEC §5)."""
 
     type: Literal["driver"]
     asset: str
@@ -807,8 +809,9 @@ class DriverShock(_Shock):
     file: str | None = None
     column: str | None = None
     time_column: str = "date"
-    points: list[tuple[UtcTime, float]] | None = None
+    points: list[tuple[UtcTime, float]] | None = Field(None, min_length=1)
     interpolation: Literal["step", "linear"] = "linear"
+    until: UtcTime | None = Field(None, description="the asset is free from this time on")
 
     @model_validator(mode="after")
     def _one_source(self) -> DriverShock:
