@@ -1,8 +1,10 @@
 """Performance-chasing holders: spot ETFs and treasury companies (SPEC §4.6).
 
-Net creations per day = sensitivity · (trailing log return over `lookback`) · AUM, so outflows
-follow drawdowns and inflows follow rallies; each step's slice trades while the venue is open.
-The holder starts with the AUM in units of the asset (facts 5.3.9: US spot BTC ETFs held
+Net creations per business day = sensitivity · (trailing log return over `lookback`) · AUM,
+so outflows follow drawdowns and inflows follow rallies. Creations and redemptions happen
+on the open days of the `creation_venue` (US spot BTC ETFs: US business days, facts 5.3.9
+lists flows for 30 Jan and 2 Feb 2026, none for the weekend), spread over its session. The
+holder starts with the AUM in units of the asset (facts 5.3.9: US spot BTC ETFs held
 ≈ $93.5bn, 6.4% of BTC's market cap, in early Feb 2026).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deleverage.market.calendar import build_calendar
 from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.portfolio import TargetPortfolio
 from deleverage.results.events import EventLog
@@ -27,7 +30,11 @@ class EtfFlowPopulation(TargetPortfolio):
         self.units[0, self.asset] = spec.aum_usd / ctx.price0[self.asset]
         lags = max(1, round(spec.lookback.total_seconds() / 3600 / ctx.step_hours))
         self.history = np.full(lags, np.log(ctx.price0[self.asset]))  # ring buffer of log prices
-        self.share_per_step = spec.sensitivity * ctx.step_hours / 24.0
+        venue_id = spec.creation_venue or ctx.scenario.assets[self.asset].venue
+        venues = ctx.scenario.venue_index()
+        self.creating = build_calendar(ctx.scenario).open[venues[venue_id]]  # (T,) bool
+        hours = ctx.scenario.venues[venues[venue_id]].session.hours_per_day
+        self.share_per_step = spec.sensitivity * ctx.step_hours / hours
         self.trailing = 0.0  # log return over the lookback, updated once a step
 
     def observe(self, view: MarketView) -> None:
@@ -38,7 +45,7 @@ class EtfFlowPopulation(TargetPortfolio):
         self.history[slot] = log_price
 
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
-        if not rebalance or not view.is_open[self.asset]:
+        if not rebalance or not (view.is_open[self.asset] and self.creating[view.step]):
             return None
         target = self.units.copy()
         target[0, self.asset] *= np.exp(self.share_per_step * self.trailing)

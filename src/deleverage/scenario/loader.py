@@ -353,11 +353,14 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         need_asset("market.correlation.pairs", b)
 
     for population in scenario.populations:
-        # Any field named `asset` or `*_asset` names one asset; `weights`/`holdings` map assets.
+        # Any field named `asset` or `*_asset` names one asset, `*_venue` one venue;
+        # `weights`/`holdings` map assets.
         for key, value in population:
             where = f"populations[{population.name}].{key}"
             if (key == "asset" or key.endswith("_asset")) and isinstance(value, str):
                 need_asset(where, value)
+            elif key.endswith("_venue") and isinstance(value, str):
+                need_venue(where, value)
             elif key in ("weights", "holdings") and isinstance(value, dict):
                 for asset_id in value:
                     need_asset(where, asset_id)

@@ -447,7 +447,9 @@ class TrendFollowers(Model):
 
 class EtfFlows(Model):
     """Performance-chasing ETF / treasury-company holders (SPEC §4.6): net creations per
-    day = sensitivity · (trailing log return over `lookback`) · AUM, traded while open."""
+    business day = sensitivity · (trailing log return over `lookback`) · AUM, traded while
+    the `creation_venue` is open (US spot BTC ETFs create and redeem on US business days
+    only, facts 5.3.9, though bitcoin trades 24/7)."""
 
     type: Literal["etf_flows"]
     name: str
@@ -457,6 +459,10 @@ class EtfFlows(Model):
         description="daily flow as a share of AUM per unit of trailing log return"
     )
     lookback: Duration = timedelta(days=5)
+    creation_venue: str | None = Field(
+        None,
+        description="venue whose open days the fund creates/redeems on; default: the asset's",
+    )
     source: str | None = None
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
