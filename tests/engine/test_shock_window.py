@@ -103,3 +103,22 @@ def test_a_driver_whose_observations_end_before_until_reaches_the_clock_is_an_er
     build(
         base_raw(shocks=[{"type": "driver", "asset": "BTC", "points": late}])
     )  # drives from 12:00
+
+
+def test_after_until_the_asset_is_free_and_keeps_the_last_driven_price():
+    from deleverage import simulate
+
+    raw = base_raw(
+        market={"noise_scale": 0.0},
+        shocks=[
+            {"type": "driver", "asset": "BTC", "points": POINTS, "until": "2026-01-05T12:00:00Z"},
+            {"type": "news", "time": "2026-01-05T18:00:00Z", "returns": {"BTC": -0.1}},
+        ],
+    )
+    prices = simulate(build(raw), seed=0).prices()["BTC"]
+    last_driven = 100_000.0 - 20_000.0 * (12 - 5 / 60) / 24  # the 11:55 step
+    assert np.isclose(prices[pd.Timestamp("2026-01-05 17:00", tz="UTC")], last_driven)
+    assert np.isclose(
+        prices[pd.Timestamp("2026-01-05 18:05", tz="UTC")], last_driven * np.exp(-0.1)
+    )
+    assert np.isclose(prices.iloc[-1], last_driven * np.exp(-0.1))  # not pulled back to 80k

@@ -1,7 +1,10 @@
 """Compile the scenario's exogenous shocks (SPEC §5) onto the step grid.
 
 A shock at time τ takes effect at the first step that starts at or after τ (nothing is
-known before it happens). Jumps on a closed venue wait and open as a gap.
+known before it happens). Jumps on a closed venue wait and open as a gap. `driver` is the
+log price a driven asset follows, NaN where it is free: before the series' first point and
+from the step containing the driver's `until` on (the engine switches the asset's noise
+off only where the driver is not NaN).
 """
 
 from __future__ import annotations

@@ -390,7 +390,9 @@ class ValueFunds(Model):
     funds: Annotated[int, Field(ge=1, le=100_000)]
     capital_usd: Positive = Field(description="total equity at the start, split equally")
     anchor: Positive | None = Field(
-        None, description="value V, price units; default: initial price"
+        None,
+        description="value V, price units; default: the mean of the asset's history prices, "
+        "else the initial price",
     )
     aggressiveness: Distribution = Field(description="β per fund (TFG: 5 to 50)")
     max_leverage: Annotated[float, Field(ge=1.0)] = 1.0
@@ -406,7 +408,8 @@ class ValueFunds(Model):
 
 class VolTargetFunds(Model):
     """Funds that scale a fixed-weight portfolio to a volatility target (SPEC §4.5):
-    exposure = capital · target_vol / realized_vol, capped at `max_leverage`."""
+    exposure = capital · target_vol / realized_vol, capped at `max_leverage`. With an asset
+    history, realized_vol starts from it and the funds start at that exposure."""
 
     type: Literal["vol_target"]
     name: str
@@ -426,7 +429,8 @@ class VolTargetFunds(Model):
 
 class TrendFollowers(Model):
     """Trend followers (CTAs): per asset, position = capital · weight · signal · target_vol /
-    realized_vol with signal = tanh(momentum / σ) from an EWMA of log prices (SPEC §4.5)."""
+    realized_vol with signal = tanh(momentum / σ) from an EWMA of log prices (SPEC §4.5).
+    With an asset history, both EWMAs start from it and the funds start at that position."""
 
     type: Literal["trend_followers"]
     name: str
