@@ -1,7 +1,10 @@
 """Compile the scenario's exogenous shocks (SPEC §5) onto the step grid.
 
 A shock at time τ takes effect at the first step that starts at or after τ (nothing is
-known before it happens). Jumps on a closed venue wait and open as a gap.
+known before it happens). Jumps on a closed venue wait and open as a gap. `driver` is the
+log price a driven asset follows, NaN where it is free: before the series' first point and
+from the step containing the driver's `until` on (the engine switches the asset's noise
+off only where the driver is not NaN).
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ class Timeline:
     dropped: int = 0  # shocks that fall after the last step
 
 
-def _step_at(starts: pd.DatetimeIndex, when) -> int:
-    return int(starts.searchsorted(pd.Timestamp(when), side="left"))
+def _step_at(starts: pd.DatetimeIndex, when, side: str = "left") -> int:
+    """The first step that starts at or after `when` ("right": after it)."""
+    return int(starts.searchsorted(pd.Timestamp(when), side=side))
 
 
 def _driver_path(shock, starts: pd.DatetimeIndex) -> np.ndarray:
+    """The driven value at each step start: NaN before the first observation and from the
+    step containing `until` on (the asset is free there)."""
     if shock.file is not None:
         series = read_series(Path(shock.file), shock.column, shock.time_column)
     else:
@@ -56,7 +62,10 @@ def _driver_path(shock, starts: pd.DatetimeIndex) -> np.ndarray:
         path = series.to_numpy(dtype=float)[
             np.clip(np.searchsorted(x, t, side="right") - 1, 0, None)
         ]
-    return np.where(t >= x[0], path, np.nan)  # free before the first observation
+    path = np.where(t >= x[0], path, np.nan)  # free before the first observation
+    if shock.until is not None:
+        path[max(0, _step_at(starts, shock.until, side="right") - 1) :] = np.nan
+    return path
 
 
 def compile_timeline(scenario: Scenario, starts: pd.DatetimeIndex, price0: np.ndarray) -> Timeline:

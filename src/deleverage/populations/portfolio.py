@@ -4,6 +4,13 @@ Subclasses say what they want to hold (`target_units`). This base samples prices
 step (`observe`: realized volatility per asset), asks for a target when a rebalance is due
 (every `rebalance_every`) or when a subclass must act at once (forced sales), trades the
 difference on open venues, and keeps the target of a closed venue until it opens.
+
+The starting state is a state that exists (SPEC §4): where an asset has a `history`, the
+volatility estimate starts from the same EWMA run over that history (one update per open
+step of the asset's venue, as in the run), and `start_at` puts funds at the holdings their
+own rule gives at the start — existing units, counted in the conservation baseline, not
+bought on the first step. Where an asset has no history, the estimate starts at its input
+`daily_vol` and funds start in cash in it (they buy at their first rebalance).
 """
 
 from __future__ import annotations
@@ -12,9 +19,36 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 
+from deleverage.market.calendar import session_mask
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.results.events import EventLog
+
+
+def history_on_clock(ctx: BuildContext, asset: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The asset's history as log prices and, for each interval between them, the number of
+    open steps of its venue (steps of the clock's length): the history on the run's own time
+    scale. Points followed only by closed time are folded into the next. None: no history."""
+    asset_spec = ctx.scenario.assets[asset]
+    seen = ctx.history(asset_spec.id)
+    if seen is None:
+        return None
+    times = seen.index
+    grid = pd.date_range(times[0], times[-1], freq=pd.Timedelta(ctx.scenario.clock.step))
+    venue = ctx.scenario.venues[ctx.scenario.venue_index()[asset_spec.venue]]
+    opened = np.concatenate([[0], np.cumsum(session_mask(venue.session, grid))])
+    opened_at = opened[grid.searchsorted(times, side="left")]
+    keep = np.r_[np.diff(opened_at) > 0, True]
+    return np.log(seen.to_numpy(dtype=float)[keep]), np.diff(opened_at[keep])
+
+
+def ewma_end(initial: float, values: np.ndarray, open_steps: np.ndarray, decay: float) -> float:
+    """Last value of an EWMA that starts at `initial` and, over an interval of n open steps,
+    moves toward values[i] by 1 − decay**n (one update of weight 1 − decay per open step)."""
+    after = np.cumsum(open_steps[::-1])[::-1] - open_steps  # open steps after interval i
+    weights = (1.0 - decay**open_steps) * decay**after
+    return float(decay ** open_steps.sum() * initial + weights @ values)
 
 
 class TargetPortfolio(ABC):
@@ -38,6 +72,11 @@ class TargetPortfolio(ABC):
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
         self._steps_per_day = ctx.steps_per_day  # per asset: its venue's trading day
         self._vol_decay = 0.5 ** (ctx.step_hours / vol_half_life_hours)
+        self.histories = {a: h for a in range(n_assets) if (h := history_on_clock(ctx, a))}
+        for a, (log_price, open_steps) in self.histories.items():
+            daily = np.diff(log_price) ** 2 * self._steps_per_day[a] / open_steps
+            self.variance[a] = ewma_end(self.variance[a], daily, open_steps, self._vol_decay)
+        self.has_history = np.isin(np.arange(n_assets), list(self.histories))
         hours = rebalance_every.total_seconds() / 3600 if rebalance_every else ctx.step_hours
         self.rebalance_steps = max(1, round(hours / ctx.step_hours))
         self._last_price = ctx.price0.copy()
@@ -53,6 +92,12 @@ class TargetPortfolio(ABC):
 
     def equity(self, price: np.ndarray) -> np.ndarray:
         return self.cash_usd + self.units @ price
+
+    def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
+        """Hold `units` at the start in assets with a history, paid from cash at `price`
+        (equity unchanged); assets without one start in cash."""
+        self.units = np.where(self.has_history, units, 0.0)
+        self.cash_usd = self.cash_usd - self.units @ price
 
     @abstractmethod
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:

@@ -5,14 +5,20 @@ Trend following: per asset, exposure = capital · w · tanh(momentum/σ̂) · ta
 momentum is log price minus its EWMA over `lookback`. σ̂ is each fund's own EWMA estimate from
 one price sample per step; funds rebalance on the first round of a step when a position is
 off target by more than `rebalance_band`.
+
+Both start where their rule puts them on the assets' history (SPEC §4): σ̂ and the trend
+EWMA are run over the history, and the starting holdings are the rule's units at the
+initial prices. Assets without a history start with σ̂ = `daily_vol`, no trend, and in cash.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from deleverage.populations.base import BuildContext, MarketView
-from deleverage.populations.portfolio import TargetPortfolio
+from deleverage.populations.portfolio import TargetPortfolio, ewma_end
 from deleverage.results.events import EventLog
 from deleverage.scenario.loader import correlation_matrix
 from deleverage.scenario.schema import TrendFollowers, VolTargetFunds
@@ -41,6 +47,19 @@ class _WeightedFunds(TargetPortfolio):
         self.weights = _weights(spec.weights, ctx)
         self.cash_usd[:] = spec.capital_usd / spec.funds
 
+    @abstractmethod
+    def exposure(self, price: np.ndarray) -> np.ndarray:
+        """(A,) position the rule wants in each asset, as a share of equity."""
+
+    def rule_units(self, price: np.ndarray) -> np.ndarray:
+        equity = np.maximum(self.equity(price), 0.0)
+        return np.outer(equity, self.exposure(price) / price)
+
+    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+        if not rebalance:
+            return None
+        return _banded(self.rule_units(view.price), self.units, self.spec.rebalance_band)
+
 
 class VolTargetPopulation(_WeightedFunds):
     kind = "vol_target"
@@ -48,16 +67,17 @@ class VolTargetPopulation(_WeightedFunds):
     def __init__(self, spec: VolTargetFunds, ctx: BuildContext):
         super().__init__(spec, ctx)
         self.correlation = correlation_matrix(ctx.scenario)
+        self.start_at(self.rule_units(ctx.price0), ctx.price0)
 
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
-        if not rebalance:
-            return None
+    @property
+    def leverage(self) -> float:
+        """target_vol / σ̂_portfolio, capped at `max_leverage`."""
         vol = self.realized_vol
         portfolio_vol = np.sqrt((self.weights * vol) @ self.correlation @ (self.weights * vol))
-        leverage = min(self.spec.target_vol / portfolio_vol, self.spec.max_leverage)
-        equity = np.maximum(self.equity(view.price), 0.0)
-        target = np.outer(equity * leverage, self.weights / view.price)
-        return _banded(target, self.units, self.spec.rebalance_band)
+        return min(self.spec.target_vol / portfolio_vol, self.spec.max_leverage)
+
+    def exposure(self, price: np.ndarray) -> np.ndarray:
+        return self.leverage * self.weights
 
 
 class TrendPopulation(_WeightedFunds):
@@ -65,8 +85,11 @@ class TrendPopulation(_WeightedFunds):
 
     def __init__(self, spec: TrendFollowers, ctx: BuildContext):
         super().__init__(spec, ctx)
-        self.trend = np.log(ctx.price0)  # EWMA of log prices
         self._trend_decay = 0.5 ** (ctx.step_hours / (spec.lookback.total_seconds() / 3600))
+        self.trend = np.log(ctx.price0)  # EWMA of log prices, updated once per open step
+        for a, (log_price, open_steps) in self.histories.items():
+            self.trend[a] = ewma_end(log_price[0], log_price[1:], open_steps, self._trend_decay)
+        self.start_at(self.rule_units(ctx.price0), ctx.price0)
 
     def observe(self, view: MarketView) -> None:
         super().observe(view)
@@ -77,17 +100,11 @@ class TrendPopulation(_WeightedFunds):
             self.trend,
         )
 
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
-        if not rebalance:
-            return None
-        log_price = np.log(view.price)
+    def exposure(self, price: np.ndarray) -> np.ndarray:
         vol = self.realized_vol
-        signal = np.tanh((log_price - self.trend) / vol)
-        exposure = np.clip(
+        signal = np.tanh((np.log(price) - self.trend) / vol)
+        return np.clip(
             self.weights * signal * self.spec.target_vol / vol,
             -self.spec.max_leverage,
             self.spec.max_leverage,
         )
-        equity = np.maximum(self.equity(view.price), 0.0)
-        target = np.outer(equity, exposure / view.price)
-        return _banded(target, self.units, self.spec.rebalance_band)

@@ -5,6 +5,12 @@ mispricing m = (V − p)/V > 0 and nothing when m ≤ 0, capped at λ_max·W_h/p
 this is an unleveraged value buyer (the floor and the rebound, SPEC §4.6). With a binding
 cap a falling price forces sales exactly when the market needs buyers: the leverage cycle.
 A fund whose equity falls below `default_equity_share`·W0 defaults and is liquidated.
+
+Without an explicit `anchor`, V is the mean of the asset's observed history prices (for
+evenly spaced points, its moving average over the history: the level a value buyer expects
+the price to revert to), or the initial price when there is no history. With a history the
+funds start holding what their rule demands at the initial price (SPEC §4); without one
+they start in cash and buy at their first rebalance.
 """
 
 from __future__ import annotations
@@ -23,16 +29,28 @@ class ValueFundPopulation(TargetPortfolio):
     def __init__(self, spec: ValueFunds, ctx: BuildContext):
         super().__init__(spec.name, spec.funds, ctx, 24.0, spec.rebalance_every)
         self.asset = ctx.asset_index[spec.asset]
-        self.anchor = spec.anchor or float(ctx.price0[self.asset])
+        seen = ctx.history(spec.asset)
+        default_anchor = ctx.price0[self.asset] if seen is None else seen.mean()
+        self.anchor = float(spec.anchor or default_anchor)
         self.beta = np.asarray(spec.aggressiveness.sample(ctx.rng, spec.funds), dtype=float)
         self.max_leverage = spec.max_leverage
         self.cash_usd[:] = spec.capital_usd / spec.funds
+        price0 = ctx.price0[self.asset]
+        start = np.zeros_like(self.units)
+        start[:, self.asset] = self.demand(self.cash_usd, price0)
+        self.start_at(start, ctx.price0)
         self.default_equity = spec.default_equity_share * spec.capital_usd / spec.funds
         self.active = np.ones(spec.funds, dtype=bool)
         self.trade_event = "value_trade"
         # The `margin_calls` channel governs only forced sales and defaults: with it off the
         # funds still buy below the anchor, but nobody makes them sell over the cap.
         self.forced_sales, self.enabled = ctx.enabled, True
+
+    def demand(self, wealth: np.ndarray, price: float) -> np.ndarray:
+        """Units each fund wants: β·m·W/p for mispricing m > 0, capped at λ_max·W/p (TFG)."""
+        mispricing = max((self.anchor - price) / self.anchor, 0.0)
+        cap = self.max_leverage * np.maximum(wealth, 0.0) / price
+        return np.minimum(self.beta * mispricing * wealth / price, cap)
 
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
         price = view.price[self.asset]
@@ -52,9 +70,7 @@ class ValueFundPopulation(TargetPortfolio):
             )
         mispricing = max((self.anchor - price) / self.anchor, 0.0)
         cap = self.max_leverage * np.maximum(wealth, 0.0) / price
-        wanted = np.where(
-            self.active, np.minimum(self.beta * mispricing * wealth / price, cap), 0.0
-        )
+        wanted = np.where(self.active, self.demand(wealth, price), 0.0)
         forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
         if not self.forced_sales:  # the cap limits new buying only; nothing forces a sale
             demand = self.beta * mispricing * wealth / price

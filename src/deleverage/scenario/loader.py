@@ -274,6 +274,28 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
     return problems
 
 
+def _check_driven_window(shock: Any, path: str, scenario: Scenario, base: Path, bad) -> None:
+    """A driver must drive somewhere inside the clock: its observations, up to `until`, must
+    overlap [start, end). It is free before its first observation."""
+    if shock.file is not None:
+        try:
+            series = read_series(_resolve_file(base, shock.file), shock.column, shock.time_column)
+        except SeriesError as exc:
+            bad(f"{path}.file", str(exc))
+            return
+        first = series.index[0].to_pydatetime()
+    else:
+        first = min(when for when, _ in shock.points)
+    start, end = scenario.clock.start, scenario.clock.end
+    stop = min(end, shock.until or end)
+    if not max(first, start) < stop:
+        bad(
+            path,
+            "expected a driven window that overlaps the clock window, found observations "
+            f"from {first:%Y-%m-%d %H:%M} driving until {stop:%Y-%m-%d %H:%M}",
+        )
+
+
 def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Problem]:
     """Cross-references and files: everything a single field cannot check by itself."""
     problems: list[Problem] = []
@@ -331,11 +353,14 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         need_asset("market.correlation.pairs", b)
 
     for population in scenario.populations:
-        # Any field named `asset` or `*_asset` names one asset; `weights`/`holdings` map assets.
+        # Any field named `asset` or `*_asset` names one asset, `*_venue` one venue;
+        # `weights`/`holdings` map assets.
         for key, value in population:
             where = f"populations[{population.name}].{key}"
             if (key == "asset" or key.endswith("_asset")) and isinstance(value, str):
                 need_asset(where, value)
+            elif key.endswith("_venue") and isinstance(value, str):
+                need_venue(where, value)
             elif key in ("weights", "holdings") and isinstance(value, dict):
                 for asset_id in value:
                     need_asset(where, asset_id)
@@ -364,10 +389,12 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
             need_venue(f"{path}.venue", shock.venue)
         if shock.type == "margin_change":
             need_asset(f"{path}.asset", shock.asset)
-        if hasattr(shock, "time"):
-            need_in_window(f"{path}.time", shock.time)
-        elif hasattr(shock, "start"):
-            need_in_window(f"{path}.start", shock.start)
+        # Every dated shock falls inside the clock window: one before the start did not
+        # happen in this run (it belongs in the starting state or the asset's history).
+        for key in ("time", "start", "announced", "effective", "until"):
+            when = getattr(shock, key, None)
+            if when is not None:
+                need_in_window(f"{path}.{key}", when)
         bond_needed = shock.type == "rate" or (shock.type == "driver" and shock.kind == "yield")
         if bond_needed and shock.asset in assets:
             asset = scenario.assets[assets[shock.asset]]
@@ -376,11 +403,8 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
                     f"{path}.asset",
                     f"expected a bond with duration_years and yield_pct, found {asset.id!r}",
                 )
-        if shock.type == "driver" and shock.file is not None:
-            try:
-                read_series(_resolve_file(base, shock.file), shock.column, shock.time_column)
-            except SeriesError as exc:
-                bad(f"{path}.file", str(exc))
+        if shock.type == "driver":
+            _check_driven_window(shock, path, scenario, base, bad)
 
     for j, target in enumerate(scenario.targets):
         if target.asset is not None:

@@ -440,7 +440,9 @@ class ValueFunds(Model):
     funds: Annotated[int, Field(ge=1, le=100_000)]
     capital_usd: Positive = Field(description="total equity at the start, split equally")
     anchor: Positive | None = Field(
-        None, description="value V, price units; default: initial price"
+        None,
+        description="value V, price units; default: the mean of the asset's history prices, "
+        "else the initial price",
     )
     aggressiveness: Distribution = Field(description="β per fund (TFG: 5 to 50)")
     max_leverage: Annotated[float, Field(ge=1.0)] = 1.0
@@ -456,7 +458,8 @@ class ValueFunds(Model):
 
 class VolTargetFunds(Model):
     """Funds that scale a fixed-weight portfolio to a volatility target (SPEC §4.5):
-    exposure = capital · target_vol / realized_vol, capped at `max_leverage`."""
+    exposure = capital · target_vol / realized_vol, capped at `max_leverage`. With an asset
+    history, realized_vol starts from it and the funds start at that exposure."""
 
     type: Literal["vol_target"]
     name: str
@@ -476,7 +479,8 @@ class VolTargetFunds(Model):
 
 class TrendFollowers(Model):
     """Trend followers (CTAs): per asset, position = capital · weight · signal · target_vol /
-    realized_vol with signal = tanh(momentum / σ) from an EWMA of log prices (SPEC §4.5)."""
+    realized_vol with signal = tanh(momentum / σ) from an EWMA of log prices (SPEC §4.5).
+    With an asset history, both EWMAs start from it and the funds start at that position."""
 
     type: Literal["trend_followers"]
     name: str
@@ -497,7 +501,9 @@ class TrendFollowers(Model):
 
 class EtfFlows(Model):
     """Performance-chasing ETF / treasury-company holders (SPEC §4.6): net creations per
-    day = sensitivity · (trailing log return over `lookback`) · AUM, traded while open."""
+    business day = sensitivity · (trailing log return over `lookback`) · AUM, traded while
+    the `creation_venue` is open (US spot BTC ETFs create and redeem on US business days
+    only, facts 5.3.9, though bitcoin trades 24/7)."""
 
     type: Literal["etf_flows"]
     name: str
@@ -507,6 +513,10 @@ class EtfFlows(Model):
         description="daily flow as a share of AUM per unit of trailing log return"
     )
     lookback: Duration = timedelta(days=5)
+    creation_venue: str | None = Field(
+        None,
+        description="venue whose open days the fund creates/redeems on; default: the asset's",
+    )
     source: str | None = None
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
@@ -849,7 +859,9 @@ class FlowShock(_Shock):
 class DriverShock(_Shock):
     """The asset follows an observed series exogenously (its noise is switched off).
     `kind: price` replays prices; `kind: yield` replays a yield in % through duration.
-    Give either a `file` (CSV or Parquet) or inline `points` [[time, value], ...]."""
+    Give either a `file` (CSV or Parquet) or inline `points` [[time, value], ...]. From
+    the step containing `until` on, the asset is free again (endogenous): a scenario can
+    replay an observed run-up and let the crash be simulated (SPEC §5)."""
 
     type: Literal["driver"]
     asset: str
@@ -857,8 +869,9 @@ class DriverShock(_Shock):
     file: str | None = None
     column: str | None = None
     time_column: str = "date"
-    points: list[tuple[UtcTime, float]] | None = None
+    points: list[tuple[UtcTime, float]] | None = Field(None, min_length=1)
     interpolation: Literal["step", "linear"] = "linear"
+    until: UtcTime | None = Field(None, description="the asset is free from this time on")
 
     @model_validator(mode="after")
     def _one_source(self) -> DriverShock:
