@@ -202,3 +202,42 @@ def test_a_book_without_margins_on_its_asset_or_itself_is_a_scenario_error():
         _raw(book={**BOOK, "initial_margin_pct": 9.0, "maintenance_margin_pct": 9.0})
         | {"assets": [bare]}
     )
+
+
+def test_only_accounts_whose_calls_the_history_could_be_met_exist_at_the_start():
+    before = 100.0 + 0.01 * np.arange(20)  # 20 days near 100, each price distinct
+    fall = np.array([90.0, 80.0])  # −20% in two days
+    recovery = np.linspace(82.0, 100.2, 8)  # back to 100.2 at the start
+    closes = np.concatenate([before, fall, recovery])
+    times = pd.date_range(end="2026-01-05", periods=len(closes), freq="D", tz="UTC")
+    book = {
+        **BOOK,
+        "long_share": 0.5,
+        "margin_cushion": {"dist": "fixed", "value": 1.2},
+        "cash_buffer": {"dist": "fixed", "value": 0.5},
+        "entry_lookback": "30d",
+    }
+    raw = _raw(book=book)
+    raw["assets"][0].pop("price")
+    raw["assets"][0]["history"] = {
+        "points": [[t.isoformat(), float(c)] for t, c in zip(times, closes, strict=True)]
+    }
+    pop = _population(raw)
+    q = pop.position
+    # equity + outside cash = (cushion + buffer)·initial margin at entry + P&L since entry
+    # (a call only moves cash from outside to the exchange), so the entry price is implied
+    wealth = pop.equity(100.2) + pop.buffer_usd
+    entry = (wealth - q * 100.2) / (np.abs(q) * (1.2 + 0.5) * 0.10 - q)
+    assert np.abs(entry[:, None] - closes[None, :]).min(axis=1).max() < 1e-9
+    longs, shorts = q > 0, q < 0
+    # a long from ~100 or 90 at 12% equity lost 20 or 10 points at 80 and needed 16 or
+    # 7.2 points from a buffer of 5 or 4.5: it was liquidated and does not exist
+    day = np.abs(entry[:, None] - closes[None, :]).argmin(axis=1)
+    assert (day[longs] >= 21).all()  # from the low of 80 on
+    assert (day[longs] == 21).any() and (day[longs] == 29).any()
+    # shorts from the low lost more than their buffer on the way back up
+    assert not ((day[shorts] >= 20) & (day[shorts] <= 25)).any()
+    assert (day[shorts] < 20).mean() > 0.5
+    assert np.abs(q).sum() * 100.2 == pytest.approx(5e9)  # open notional is the input
+    # every survivor starts above maintenance: nobody is called at step 0
+    assert (pop.equity(100.2) >= 0.10 * np.abs(q) * 100.2 - 1e-6).all()

@@ -418,3 +418,73 @@ def test_a_bybit_like_venue_margins_accounts_with_bybit_deductions(tmp_path):
     expected = bybit.maintenance_margin(np.array([100.0, 30.0]) * PRICE)
     np.testing.assert_allclose(maintenance, expected, rtol=1e-12)
     assert pop.cex_waterfall
+
+
+# --------------------------------------------------------------------------- survivorship
+
+
+def _book_on_history(closes, *, rules="binance-like", mode="cross", **extra):
+    """A generated perp book on BTC whose daily history (ending at the clock start, which
+    it prices) is `closes`."""
+    times = pd.date_range(end="2026-01-05", periods=len(closes), freq="D", tz="UTC")
+    spec = {
+        "type": "perp_book",
+        "name": "perps",
+        "asset": "BTC",
+        "margin_rules": rules,
+        "margin_mode": mode,
+        "accounts": 20_000,
+        "open_interest_usd": 1e9,
+        "long_share": 0.6,
+        "leverage": {"dist": "uniform", "low": 2, "high": 50},
+        "wallet_buffer": {"dist": "lognormal", "median": 0.3, "sigma": 1.0},
+        "entry_lookback": f"{len(closes)}d",
+    }
+    spec.update(extra)
+    raw = base_raw(populations=[spec])
+    raw["assets"][0].pop("price")
+    raw["assets"][0]["history"] = {
+        "points": [[t.isoformat(), float(c)] for t, c in zip(times, closes, strict=True)]
+    }
+    scenario = build(raw)
+    price0 = float(closes[-1])
+    ctx = BuildContext(
+        scenario, {"BTC": 0}, np.array([price0]), np.random.default_rng(1), True, 5 / 60
+    )
+    return PerpPopulation(scenario.populations[0], ctx), price0
+
+
+@pytest.mark.parametrize(
+    ("rules", "mode"), [("binance-like", "cross"), ("hyperliquid-like", "isolated")]
+)
+def test_no_generated_account_had_its_liquidation_level_crossed_since_its_entry(rules, mode):
+    rng = np.random.default_rng(7)
+    closes = 90_000.0 * np.exp(np.cumsum(0.04 * rng.standard_normal(60)))  # distinct values
+    pop, price0 = _book_on_history(closes, rules=rules, mode=mode)
+    when = {price: day for day, price in enumerate(closes)}
+    day = np.array([when[e] for e in pop.entry])  # every entry is a point of the history
+    low = np.minimum.accumulate(closes[::-1])[::-1]
+    high = np.maximum.accumulate(closes[::-1])[::-1]
+    worst = np.where(pop.side > 0, low[day], high[day])
+    balance, maintenance = pop.margin(np.arange(len(pop.side)), worst)
+    assert (balance > maintenance).all()
+    # many entries are old: survivorship is not "everyone entered at the start"
+    assert np.mean(day < len(closes) - 10) > 0.3
+    long_notional = pop.size[pop.side > 0].sum() * price0
+    short_notional = pop.size[pop.side < 0].sum() * price0
+    assert long_notional == pytest.approx(2 * 1e9 * 0.6)  # open interest is the input
+    assert short_notional == pytest.approx(2 * 1e9 * 0.4)
+
+
+def test_a_10x_position_opened_before_a_20_pct_drawdown_does_not_exist():
+    before = 100_000.0 + np.arange(20.0)  # 20 days near 100k, each price distinct
+    fall = np.array([90_000.0, 80_000.0])  # −20% in two days
+    recovery = np.linspace(82_000.0, 100_100.0, 8)  # back above 100k by the start
+    closes = np.concatenate([before, fall, recovery])
+    fixed_10x = {"dist": "fixed", "value": 10.0}
+    pop, _ = _book_on_history(closes, mode="isolated", leverage=fixed_10x, wallet_buffer=None)
+    longs, shorts = pop.side > 0, pop.side < 0
+    assert not np.isin(pop.entry[longs], before).any()  # liquidated near 90.5k
+    assert not np.isin(pop.entry[shorts], np.concatenate([fall, recovery[:4]])).any()
+    assert np.isin(pop.entry[longs], np.concatenate([fall, recovery])).all()
+    assert np.isin(pop.entry[shorts], before).mean() > 0.5  # shorts from the top survive

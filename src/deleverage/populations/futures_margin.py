@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import FuturesBook
 
@@ -55,8 +56,15 @@ class FuturesPopulation:
         equity = np.maximum(spec.margin_cushion.sample(rng, n), 0.0) * initial_margin_usd
 
         self.position = side * notional / price  # units, + long
-        self.cash_usd = equity - self.position * price
         self.buffer_usd = np.maximum(spec.cash_buffer.sample(rng, n), 0.0) * initial_margin_usd
+        window = entry_window(ctx, spec.asset, spec.entry_lookback)
+        if window is not None:
+            maintenance_pct = asset.maintenance_margin_pct or spec.maintenance_margin_pct
+            equity, self.buffer_usd = self._survivors(
+                spec, window, price, start_initial_pct * self.initial_multiplier / 100.0,
+                maintenance_pct / 100.0, equity, self.buffer_usd, rng,
+            )  # fmt: skip
+        self.cash_usd = equity - self.position * price
         self.pending = np.zeros(n)  # liquidation orders not yet filled, units
         self._pending_total = 0.0
         self.settlement_price = price
@@ -65,6 +73,40 @@ class FuturesPopulation:
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
+
+    def _survivors(self, spec, window, price0, initial, maintenance, equity, buffer, rng):
+        """Equity and outside cash at the start of accounts opened at points of `window`
+        (the history) and alive at the start (see `populations.entries`).
+
+        An account opens with equity = margin_cushion × its initial margin at the entry
+        price and cash_buffer × that margin outside (margins: the start's rates, the
+        schedule before the start being unknown). At the lowest (long) or highest (short)
+        price since entry, equity below maintenance is called back to initial margin; the
+        account survives if its buffer meets the call, which then moves to the exchange. One
+        call at the extreme needs at least the cash of any sequence of calls on the way
+        there, so no survivor could not have paid. An account failing 100 draws of entry
+        time, cushion and buffer keeps the draw made at the start (`equity`, `buffer`)."""
+        low, high = extremes_since(window, price0)
+        redraw = np.arange(len(equity))
+        for _ in range(100):
+            if not len(redraw):
+                break
+            k = len(redraw)
+            when = rng.integers(0, len(window), k)
+            entry, units = window[when], self.position[redraw]
+            worst = np.where(units > 0, low[when], high[when])
+            opening_margin = initial * np.abs(units) * entry
+            at_entry = np.maximum(spec.margin_cushion.sample(rng, k), 0.0) * opening_margin
+            outside = np.maximum(spec.cash_buffer.sample(rng, k), 0.0) * opening_margin
+            at_worst = at_entry + units * (worst - entry)
+            called = at_worst < maintenance * np.abs(units) * worst
+            need = np.where(called, initial * np.abs(units) * worst - at_worst, 0.0)
+            alive = need <= outside
+            done = redraw[alive]
+            equity[done] = (at_entry + need + units * (price0 - entry))[alive]
+            buffer[done] = (outside - need)[alive]
+            redraw = redraw[~alive]
+        return equity, buffer
 
     @property
     def margin_balance(self) -> np.ndarray:

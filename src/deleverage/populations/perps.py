@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import PerpBook
 from deleverage.venues import binance, hyperliquid, perp_rules
@@ -150,15 +151,25 @@ def generate_accounts(
     rng: np.random.Generator,
     entry_history: np.ndarray | None = None,
 ) -> Accounts:
-    """Accounts from positioning inputs (see `PerpBook`).
+    """Accounts from positioning inputs (see `PerpBook`), all alive at the start.
 
     Notionals are lognormal (σ = `size_dispersion`) and sum to 2·OI·long_share long and
-    2·OI·(1 − long_share) short at the initial price. Entry prices are drawn from
-    `entry_history` (the asset's recent prices) when given, else lognormally around the
-    initial price; leverage is clipped to the tier maximum of the notional at entry.
-    Positions open now are those that survived: an account that would already be at or
-    below maintenance at the initial price redraws its entry and leverage (its entry is set
-    to the initial price if 100 redraws all fail)."""
+    2·OI·(1 − long_share) short at the initial price. Leverage is clipped to the tier
+    maximum of the notional at entry.
+
+    With `entry_history` (the asset's observed prices over `entry_lookback`, oldest first,
+    ending at the start) each account's entry time is one of its points and its entry price
+    the price then. Survivorship (SPEC §4): a position whose liquidation condition —
+    margin balance ≤ maintenance margin by the venue's tiers (facts 1.2.1, 1.3.2, 1.5.1) —
+    the path since its entry met does not exist; it redraws entry time and leverage. The
+    condition is monotone in price, so it is checked at the lowest (long) or highest (short)
+    price since entry. The path is only as fine as the history: daily closes miss intraday
+    extremes, so some accounts a wick would have liquidated survive.
+
+    Without a history, entries are lognormal around the initial price (σ = `entry_spread`)
+    and only solvency at the initial price is required. Either way an account whose 100
+    draws all fail enters at the initial price (at entry, leverage ≤ tier maximum is always
+    solvent)."""
     n = spec.accounts
     # each side with a positive share gets at least one account (when there are two)
     n_long = min(
@@ -173,11 +184,9 @@ def generate_accounts(
                 weights[mask] / weights[mask].sum() * 2 * spec.open_interest_usd * share
             )
     size = notional / price0
-    buffer = (
-        np.zeros(n)
-        if spec.wallet_buffer is None
-        else np.maximum(np.asarray(spec.wallet_buffer.sample(rng, n), float), 0.0)
-    )
+    buffer = _buffer(spec, rng, n)
+    if entry_history is not None:
+        low, high = extremes_since(entry_history, price0)
     entry = np.empty(n)
     leverage = np.empty(n)
     redraw = np.arange(n)
@@ -186,13 +195,16 @@ def generate_accounts(
         if k == 0:
             break
         if entry_history is not None:
-            entry[redraw] = entry_history[rng.integers(0, len(entry_history), k)]
+            when = rng.integers(0, len(entry_history), k)
+            entry[redraw] = entry_history[when]
+            worst = np.where(side[redraw] > 0, low[when], high[when])
         else:
             entry[redraw] = price0 * np.exp(spec.entry_spread * rng.standard_normal(k))
+            worst = price0
         leverage[redraw] = np.asarray(spec.leverage.sample(rng, k), float)
         ok = _solvent(
             side[redraw], size[redraw], entry[redraw], leverage[redraw], buffer[redraw],
-            spec.margin_mode, table, price0,
+            spec.margin_mode, table, worst,
         )  # fmt: skip
         redraw = redraw[~ok]
     entry[redraw] = price0  # at entry = price, leverage ≤ tier maximum is always solvent
@@ -201,22 +213,20 @@ def generate_accounts(
     return Accounts(side, size, entry, margin * (1.0 + buffer), leverage)
 
 
+def _buffer(spec: PerpBook, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Wallet beyond the position margin ÷ position margin, per account (≥ 0)."""
+    if spec.wallet_buffer is None:
+        return np.zeros(n)
+    return np.maximum(np.asarray(spec.wallet_buffer.sample(rng, n), float), 0.0)
+
+
 def _solvent(side, size, entry, leverage, buffer, mode, table: TierTable, price) -> np.ndarray:
+    """Margin balance above maintenance at `price` (a scalar or one price per account)."""
     leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
     margin = size * entry / leverage
     backing = margin * (1.0 + buffer) if mode == "cross" else margin
     balance = backing + side * size * (price - entry)
     return balance > table.maintenance_margin(size * price)
-
-
-def _entry_history(spec: PerpBook, ctx: BuildContext) -> np.ndarray | None:
-    """The asset's prices over `entry_lookback` before the start, if it has a history."""
-    history = ctx.history(spec.asset)
-    if history is None:
-        return None
-    start = pd.Timestamp(ctx.scenario.clock.start)
-    window = history[(history.index > start - spec.entry_lookback) & (history.index <= start)]
-    return (window if len(window) else history[history.index <= start].iloc[-1:]).to_numpy(float)
 
 
 class PerpPopulation:
@@ -257,7 +267,7 @@ class PerpPopulation:
         if spec.file is not None:
             accounts = read_accounts(Path(spec.file))
         else:
-            history = _entry_history(spec, ctx)
+            history = entry_window(ctx, spec.asset, spec.entry_lookback)
             accounts = generate_accounts(spec, self.table, price0, ctx.rng, history)
         self._setup(accounts, spec.margin_mode, spec.insurance_fund_usd)
 

@@ -478,10 +478,16 @@ class FuturesBook(Model):
     notional_usd: Positive = Field(description="gross notional of open positions at the start")
     long_share: Fraction = Field(0.5, description="share of the notional held long")
     margin_cushion: Distribution = Field(
-        description="account equity at the start ÷ its initial margin (1 = exactly at initial)"
+        description="account equity ÷ its initial margin (1 = exactly at initial) when it "
+        "opened: at its entry in the asset's history, else at the start"
     )
     cash_buffer: Distribution = Field(
-        description="outside cash at the start ÷ the account's initial margin"
+        description="outside cash ÷ the account's initial margin when it opened"
+    )
+    entry_lookback: Duration = Field(
+        timedelta(days=30),
+        description="with an asset history: entry times are drawn from this window of it, "
+        "and only accounts the path since did not liquidate exist",
     )
     initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
@@ -646,7 +652,8 @@ class PerpBook(Model):
     )
     entry_lookback: Duration = Field(
         timedelta(days=30),
-        description="with an asset history: entries are drawn from this window of it",
+        description="with an asset history: entry times are drawn from this window of it, "
+        "and only positions the path since did not liquidate exist",
     )
     file: str | None = Field(None, description="accounts file (CSV or Parquet)")
     max_leverage: Positive | None = Field(
