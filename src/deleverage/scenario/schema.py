@@ -670,6 +670,13 @@ class PerpBook(Model):
     )
     funding_interest_pct: float = Field(0.01, description="interest rate I, % per 8 h")
     funding_clamp_pct: Annotated[float, Field(ge=0.0)] = Field(0.05, description="% per 8 h")
+    oi_rebuild_half_life: Duration | None = Field(
+        None,
+        description="open interest is a flow: each trading step new accounts open at the "
+        "price of the moment, with the input's long share, size, leverage and wallet laws, "
+        "for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below "
+        "its input; None: no new positions",
+    )
     source: str | None = None
 
     @model_validator(mode="after")
@@ -679,6 +686,8 @@ class PerpBook(Model):
             raise ValueError("give accounts, open_interest_usd and leverage, or a file")
         if self.file is not None and any(item is not None for item in generated):
             raise ValueError("give either a file or accounts/open_interest_usd/leverage")
+        if self.file is not None and self.oi_rebuild_half_life is not None:
+            raise ValueError("oi_rebuild_half_life needs generated positioning, not a file")
         return self
 
 
