@@ -62,7 +62,7 @@ sorted array (their distance to the boundary) and moved to a small watch list. A
 touched once (partly liquidated, deleveraged, moved) join the watch list, which is checked
 by a full vectorized margin computation every round. New accounts take spare slots after the
 book and join the watch list; when they fill the spare slots, the book is sorted again from
-the current wallets (O(n log n), about once per 5% of the book opened), and closed accounts
+the current wallets (O(n log n), about once per 10% of the book opened), and closed accounts
 leave the arrays, their remaining wallets kept in `idle_usd`.
 """
 
@@ -591,7 +591,7 @@ class PerpPopulation:
         if k == 0:
             return
         if self.used + k > len(self.size):
-            self._sort_book(spare=max(k, 1024, self.used // 20))
+            self._sort_book(spare=max(k, 1024, self.used // 10))
         side = np.repeat(np.array([1, -1], np.int8), count)
         sigma = spec.size_dispersion  # lognormal sizes with the input's mean per side
         size = np.repeat(self.mean_units, count) * np.exp(

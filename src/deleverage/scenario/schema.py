@@ -489,6 +489,13 @@ class FuturesBook(Model):
         description="with an asset history: entry times are drawn from this window of it, "
         "and only accounts the path since did not liquidate exist",
     )
+    oi_rebuild_half_life: Duration | None = Field(
+        None,
+        description="open interest is a flow: each trading step new accounts open at the "
+        "price of the moment, with the input's long share, size, cushion and buffer laws, "
+        "for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below "
+        "its input; None: no new positions",
+    )
     initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
     initial_margin_multiplier: Annotated[float, Field(ge=1.0)] = Field(
