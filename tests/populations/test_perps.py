@@ -292,6 +292,63 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monke
     assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
 
 
+def test_untouched_accounts_keep_exact_liquidation_prices_as_funding_and_new_positions_arrive():
+    from deleverage.venues.tiers import liquidation_price
+
+    spec = {
+        "type": "perp_book",
+        "name": "perps",
+        "asset": "BTC",
+        "margin_rules": "binance-like",
+        "accounts": 20_000,
+        "open_interest_usd": 3e9,
+        "long_share": 0.55,
+        "leverage": {"dist": "lognormal", "median": 20, "sigma": 0.7},
+        "size_dispersion": 2.5,
+        "insurance_fund_usd": 1e13,
+        "funding_interest_pct": 2.0,  # pushes liquidation prices across tier bounds
+        "oi_rebuild_half_life": "6h",
+    }
+    scenario = build(base_raw(populations=[spec]))
+    ctx = BuildContext(scenario, {"BTC": 0}, np.array([PRICE]), np.random.default_rng(3), True, 1.0)
+    pop = PerpPopulation(scenario.populations[0], ctx)
+    rng, price, log = np.random.default_rng(4), PRICE, EventLog()
+    for step in range(150):
+        price *= np.exp(rng.normal(0.0, 0.01))
+        time = pd.Timestamp("2026-01-05T00:00:00Z") + pd.Timedelta(hours=step)
+        _round_trip_at(pop, price, step, str(time), log)
+        # the book: a segment's key minus its funding shift is the liquidation price
+        lengths = pop.g_end - pop.g_start
+        sign, coef = np.repeat(pop.g_sign, lengths), np.repeat(pop.g_coef, lengths)
+        index = np.repeat(pop.funding_index[pop.g_side_index], lengths)
+        book = np.arange(pop.book_end)  # segments are contiguous, in order
+        claimed = -sign * (pop._sortkey[book] - index * coef)
+        # the tail: the same, one account at a time
+        tail = np.arange(pop.book_end, pop.used)
+        t_sign = pop.side[tail].astype(float)
+        t_index = np.where(t_sign > 0, pop.funding_index[0], pop.funding_index[1])
+        t_claimed = -t_sign * (
+            pop._tail_key[tail - pop.book_end] - t_index * pop._tail_coef[tail - pop.book_end]
+        )
+        idx = np.concatenate([book, tail])
+        claimed = np.concatenate([claimed, t_claimed])
+        check = pop.pristine[idx] & (pop.size[idx] > 0)
+        idx, claimed = idx[check], claimed[check]
+        actual = liquidation_price(
+            pop._wallet_balance(idx), pop.side[idx], pop.size[idx], pop.entry[idx], pop.table
+        )
+        np.testing.assert_allclose(claimed, actual, rtol=1e-12)
+    assert pop.used > pop.book_end and _kind(log, "perp_open")["count"].sum() > 5_000
+
+
+def _round_trip_at(pop, price, step, time, log):
+    pop.mark(_view(price, step=step, time=time), log)
+    orders = pop.orders()
+    if len(orders.quantity):
+        filled = np.ones(len(orders.quantity), bool)
+        pop.apply_fills(orders, filled, np.full(len(filled), price), log)
+
+
 @pytest.mark.parametrize("price, liquidated", [(100_030.23, True), (100_030.26, False)])
 def test_funding_that_pushes_a_liquidation_price_across_a_tier_bound_is_tracked(
     tmp_path, price, liquidated

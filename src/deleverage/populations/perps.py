@@ -330,39 +330,55 @@ class PerpPopulation:
         )
         self._sort_book(spare=0)
 
+    def _book_keys(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Sort key, tier, funding coefficient and tier-crossing room of accounts `idx`
+        (funding settled), in the frame of a zero funding index Φ (see
+        `_triggered_from_book`): key = −side·liquidation price + Φ·coef with
+        coef = 1/(1 − side·MMR), since funding Φ moves a liquidation price by Φ·coef; room =
+        the distance of the liquidation price to its tier bound in the direction funding
+        moves it (drift = sign of the rate) + the shift funding has already made, or None
+        when funding cannot cross a bound."""
+        side, size = self.side[idx], self.size[idx]
+        table, sgn = self.table, side.astype(float)
+        # liquidation price and the tier it falls in: the highest (long) / lowest (short) of
+        # the per-tier prices, since MM is the largest tier line (venues.tiers); one
+        # (accounts × tiers) array per chunk of accounts
+        liquidation, tier = np.empty(len(side)), np.empty(len(side), dtype=np.int64)
+        for lo in range(0, len(side), 1 << 16):
+            part = slice(lo, lo + (1 << 16))
+            sign, units, rows = sgn[part, None], size[part, None], idx[part]
+            wallet, entry = self.collateral[rows, None], self.entry[rows, None]
+            lines = (wallet + table.amount_usd - sign * units * entry) / (
+                units * (table.mmr - sign)
+            )
+            tier[part] = np.where(sgn[part] > 0, lines.argmax(axis=1), lines.argmin(axis=1))
+            liquidation[part] = np.take_along_axis(lines, tier[part, None], axis=1)[:, 0]
+        coef = 1.0 / (1.0 - sgn * table.mmr[tier])
+        shifted = self.funding_index[self._side_index(side)] * coef
+        key = -sgn * liquidation + shifted  # ascending = liquidated first
+        room = None
+        if len(table.mmr) > 1 and self.drift != 0.0:
+            bound = np.where(self.drift > 0, table.upper_usd[tier], table.lower_usd[tier])
+            bound = np.where((self.drift < 0) & (tier == 0), -np.inf, bound)
+            room = self.drift * (bound / size - liquidation + sgn * shifted)
+        return key, tier, coef, room
+
     def _sort_book(self, spare: int) -> None:
         """Sort the open positions into the book by liquidation price, per (side, tier)
-        segment, leaving `spare` empty slots after them for accounts opened later.
+        segment, leaving `spare` empty slots after them (the tail) for accounts opened later.
 
         Called at the start and, with no liquidation order outstanding, whenever the new
-        accounts fill the spare slots. Funding is settled first, so each key is computed from
-        the wallet now and shifted back by the funding index (see `_triggered_from_book`).
+        accounts fill the tail. Funding is settled first, so keys come from the wallets now.
         Closed accounts leave the arrays; their wallets stay in `idle_usd`."""
         n = self.used
         self._settle_funding(np.arange(n))
         live = self.size[:n] > 0
         self.idle_usd += float(np.sum((self.collateral + self.reserve)[:n][~live]))
         keep = np.flatnonzero(live)
-        side, size, entry = self.side[keep], self.size[keep], self.entry[keep]
-        collateral = self.collateral[keep]
-
-        # liquidation price and the tier it falls in: the highest (long) / lowest (short) of
-        # the per-tier prices, since MM is the largest tier line (venues.tiers)
-        table, sgn = self.table, side.astype(float)
-        key = np.full(len(side), np.nan)
-        tier = np.zeros(len(side), dtype=np.int64)
-        for k, (rate, amount) in enumerate(zip(table.mmr, table.amount_usd, strict=True)):
-            price = (collateral + amount - sgn * size * entry) / (size * (rate - sgn))
-            better = np.isnan(key) | np.where(sgn > 0, price > key, price < key)
-            key = np.where(better, price, key)
-            tier = np.where(better, k, tier)
-        n_tiers = len(table.mmr)
-        coef = 1.0 / (1.0 - sgn * table.mmr[tier])
-        index_now = self.funding_index[self._side_index(side)]
-        # ascending = liquidated first as the price moves against the side
-        sortkey = -sgn * key + index_now * coef
-        group = np.where(side > 0, 0, n_tiers) + tier
-        order = np.lexsort((sortkey, group))
+        key, tier, _, room = self._book_keys(keep)
+        n_tiers = len(self.table.mmr)
+        group = np.where(self.side[keep] > 0, 0, n_tiers) + tier
+        order = np.lexsort((key, group))
         perm = keep[order]
 
         m = len(perm)
@@ -373,14 +389,16 @@ class PerpPopulation:
             setattr(self, name, new)
         if self.last_chunk_s is not None:
             self.last_chunk_s = np.concatenate([self.last_chunk_s[perm], np.full(spare, -np.inf)])
-        self.used = m
+        self.used = self.book_end = m
         self.pending = np.zeros(m + spare, dtype=bool)
-        self.pristine = np.zeros(m + spare, dtype=bool)  # still in the sorted book
+        self.pristine = np.zeros(m + spare, dtype=bool)  # in the sorted book or the tail
         self.pristine[:m] = self.stage[:m] == 0
         self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
         self._watch_changed()
-        self._sortkey = sortkey[order]
-        group, tier, key, index_now = group[order], tier[order], key[order], index_now[order]
+        self._sortkey, group = key[order], group[order]
+        # the tail: keys of new accounts, unsorted, and the first price that reaches one
+        self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
+        self._tail_long, self._tail_short = -np.inf, np.inf
 
         ids = np.arange(2 * n_tiers)
         self.g_start = np.searchsorted(group, ids, side="left")
@@ -390,21 +408,14 @@ class PerpPopulation:
         self.g_next = self.g_start.copy()
         self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
         self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
-        self.g_coef = 1.0 / (1.0 - self.g_sign * table.mmr[ids % n_tiers])
+        self.g_coef = 1.0 / (1.0 - self.g_sign * self.table.mmr[ids % n_tiers])
         self.g_head = self._sortkey[self.g_start]
 
-        # distance of each liquidation price to its tier boundary, in the direction funding
-        # moves it (drift = sign of the rate), sorted per segment (see module docstring),
-        # plus the shift funding has already made (compared with the total shift)
+        # tier-crossing rooms sorted per segment (see module docstring)
         self._room_sorted = self._room_order = None
-        if n_tiers > 1 and self.drift != 0.0:
-            bound = np.where(self.drift > 0, table.upper_usd[tier], table.lower_usd[tier])
-            bound = np.where((self.drift < 0) & (tier == 0), -np.inf, bound)
-            sgn = np.where(group < n_tiers, 1.0, -1.0)
-            coef = 1.0 / (1.0 - sgn * table.mmr[tier])
-            room = self.drift * (bound / self.size[:m] - key) + self.drift * sgn * index_now * coef
-            self._room_order = np.lexsort((room, group))
-            self._room_sorted = room[self._room_order]
+        if room is not None:
+            self._room_order = np.lexsort((room[order], group))
+            self._room_sorted = room[order][self._room_order]
             self.g_room_next = self.g_start.copy()
 
     # ------------------------------------------------------------------ population interface
@@ -421,6 +432,8 @@ class PerpPopulation:
         if not view.is_open[self.asset]:
             return  # no mark price, no liquidation engine while the venue is shut
         from_book = self._triggered_from_book(price)
+        if self.used > self.book_end:
+            from_book = np.concatenate([from_book, self._triggered_from_tail(price)])
         from_watch = self._triggered_from_watch(price)
         if len(from_book) or len(from_watch):
             triggered = np.concatenate([from_book, from_watch]) if len(from_watch) else from_book
@@ -543,6 +556,7 @@ class PerpPopulation:
         if paid == 0.0:
             return
         self._watch_changed()
+        self._tail_funding()
         log.add(
             "perp_funding",
             population=self.name,
@@ -621,11 +635,69 @@ class PerpPopulation:
         traded = float(np.sum(side * size))
         self._units += traded
         self._cash -= traded * price
-        self._watch_add(slots)
+        tail = slots - self.book_end
+        key, _, coef, room = self._book_keys(slots)
+        self._tail_key[tail], self._tail_coef[tail] = key, coef
+        if room is not None:
+            self._tail_room[tail] = room
+        self.pristine[slots] = True
+        liquidation = -side * (key - self.funding_ref[slots] * coef)  # at Φ now
+        longs, shorts = liquidation[side > 0], liquidation[side < 0]
+        self._tail_long = max(self._tail_long, float(longs.max()) if len(longs) else -np.inf)
+        self._tail_short = min(self._tail_short, float(shorts.min()) if len(shorts) else np.inf)
         self._log_by_side(
             log, "perp_open", side, side * size, size * price, price,
             "new positions at the price of the moment",
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ the tail
+
+    def _tail_view(self) -> tuple[slice, np.ndarray, np.ndarray]:
+        """Slots of the tail, their sides (±1.0) and the funding index Φ of each."""
+        tail = slice(self.book_end, self.used)
+        sign = self.side[tail].astype(float)
+        return tail, sign, np.where(sign > 0, self.funding_index[0], self.funding_index[1])
+
+    def _tail_triggers(self) -> None:
+        """The highest long and lowest short liquidation price in the tail now."""
+        tail, sign, index = self._tail_view()
+        k = self.used - self.book_end
+        liquidation = -sign * (self._tail_key[:k] - index * self._tail_coef[:k])
+        live = self.pristine[tail]
+        longs, shorts = liquidation[live & (sign > 0)], liquidation[live & (sign < 0)]
+        self._tail_long = float(longs.max()) if len(longs) else -np.inf
+        self._tail_short = float(shorts.min()) if len(shorts) else np.inf
+
+    def _triggered_from_tail(self, price: float) -> np.ndarray:
+        """New accounts the price liquidates: the book's test on unsorted keys, run only when
+        the price reaches the tail's first liquidation price."""
+        if self._tail_long < price < self._tail_short:
+            return _EMPTY
+        tail, sign, index = self._tail_view()
+        k = self.used - self.book_end
+        bound = -sign * price + index * self._tail_coef[:k]
+        key = self._tail_key[:k]
+        hit = key <= bound if self.rules.inclusive_trigger else key < bound
+        hit = self.book_end + np.flatnonzero(hit & self.pristine[tail])
+        self.pristine[hit] = False
+        self._tail_triggers()
+        return hit
+
+    def _tail_funding(self) -> None:
+        """After a funding payment: tail accounts funding pushed across a tier bound go to
+        the watch list (as in `_release_tier_crossings`); the first liquidation prices move."""
+        if self.used == self.book_end:
+            return
+        if len(self.table.mmr) > 1 and self.drift != 0.0:  # rooms exist (`_book_keys`)
+            tail, sign, index = self._tail_view()
+            k = self.used - self.book_end
+            shift = self.drift * sign * index * self._tail_coef[:k]
+            moved = self.book_end + np.flatnonzero(
+                self.pristine[tail] & (self._tail_room[:k] < shift)
+            )
+            self.pristine[moved] = False
+            self._watch_add(moved)
+        self._tail_triggers()
 
     # ------------------------------------------------------------------ triggers
 
