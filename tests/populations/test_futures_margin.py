@@ -4,7 +4,7 @@ step, variation margin at settlement, calls met from the buffer or liquidation a
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import base_raw, build
+from tests.conftest import base_raw, build, run_and_check_conservation
 
 from deleverage import simulate
 from deleverage.engine.simulate import initial_prices, rng_stream
@@ -202,3 +202,101 @@ def test_a_book_without_margins_on_its_asset_or_itself_is_a_scenario_error():
         _raw(book={**BOOK, "initial_margin_pct": 9.0, "maintenance_margin_pct": 9.0})
         | {"assets": [bare]}
     )
+
+
+def test_only_accounts_whose_calls_the_history_could_be_met_exist_at_the_start():
+    before = 100.0 + 0.01 * np.arange(20)  # 20 days near 100, each price distinct
+    fall = np.array([90.0, 80.0])  # −20% in two days
+    recovery = np.linspace(82.0, 100.2, 8)  # back to 100.2 at the start
+    closes = np.concatenate([before, fall, recovery])
+    times = pd.date_range(end="2026-01-05", periods=len(closes), freq="D", tz="UTC")
+    book = {
+        **BOOK,
+        "long_share": 0.5,
+        "margin_cushion": {"dist": "fixed", "value": 1.2},
+        "cash_buffer": {"dist": "fixed", "value": 0.5},
+        "entry_lookback": "30d",
+    }
+    raw = _raw(book=book)
+    raw["assets"][0].pop("price")
+    raw["assets"][0]["history"] = {
+        "points": [[t.isoformat(), float(c)] for t, c in zip(times, closes, strict=True)]
+    }
+    pop = _population(raw)
+    q = pop.position
+    # equity + outside cash = (cushion + buffer)·initial margin at entry + P&L since entry
+    # (a call only moves cash from outside to the exchange), so the entry price is implied
+    wealth = pop.equity(100.2) + pop.buffer_usd
+    entry = (wealth - q * 100.2) / (np.abs(q) * (1.2 + 0.5) * 0.10 - q)
+    assert np.abs(entry[:, None] - closes[None, :]).min(axis=1).max() < 1e-9
+    longs, shorts = q > 0, q < 0
+    # a long from ~100 or 90 at 12% equity lost 20 or 10 points at 80 and needed 16 or
+    # 7.2 points from a buffer of 5 or 4.5: it was liquidated and does not exist
+    day = np.abs(entry[:, None] - closes[None, :]).argmin(axis=1)
+    assert (day[longs] >= 21).all()  # from the low of 80 on
+    assert (day[longs] == 21).any() and (day[longs] == 29).any()
+    # shorts from the low lost more than their buffer on the way back up
+    assert not ((day[shorts] >= 20) & (day[shorts] <= 25)).any()
+    assert (day[shorts] < 20).mean() > 0.5
+    assert np.abs(q).sum() * 100.2 == pytest.approx(5e9)  # open notional is the input
+    # every survivor starts above maintenance: nobody is called at step 0
+    assert (pop.equity(100.2) >= 0.10 * np.abs(q) * 100.2 - 1e-6).all()
+
+
+def _round_trip(pop, price, step, log):
+    """One engine step at `price`: rounds of mark, orders and fills (all at `price`);
+    returns the value of the units bought (+) and sold (−), USD."""
+    bought = 0.0
+    for _ in range(10):
+        pop.mark(_view(price, step=step), log)
+        orders = pop.orders()
+        if not len(orders.asset):
+            break
+        n = len(orders.asset)
+        pop.apply_fills(orders, np.ones(n, bool), np.full(n, price), log)
+        bought += orders.quantity.sum() * price
+    return bought
+
+
+def test_futures_open_interest_emptied_by_a_fall_rebuilds_with_its_half_life():
+    book = {**BOOK, "cash_buffer": {"dist": "fixed", "value": 0.0}, "oi_rebuild_half_life": "6h"}
+    pop, log = _population(_raw(book=book)), EventLog()
+    target = 5e9 / 100.0  # contracts (units) of the input
+    _round_trip(pop, 100.0, 0, log)
+    assert pop.used == 2000  # the book holds its input: nothing opens
+    cash0 = pop.cash()
+    bought = _round_trip(pop, 85.0, 1, log)  # −15% through 10–20% equity: longs liquidated
+    sold = 0.8 * target
+    gap0 = target - np.abs(pop.position).sum()
+    assert gap0 == pytest.approx(sold)
+    path = 85.0 + 0.001 * np.arange(1, 3 * 72 + 1)  # each step its own price
+    gaps = []
+    for j, price in enumerate(path, start=2):
+        bought += _round_trip(pop, price, j, log)
+        gaps.append(target - np.abs(pop.position).sum())
+    # the missing contracts halve every 6 h (72 five-minute steps)
+    assert gaps[71] / gap0 == pytest.approx(0.5, abs=0.05)
+    assert gaps[-1] / gap0 == pytest.approx(0.125, abs=0.03)
+    new = np.arange(2000, pop.used)
+    new = new[pop.position[new] != 0.0]  # shorts opened at 1.0 × margin are called on a rise
+    long_units = pop.position[new][pop.position[new] > 0].sum()
+    assert long_units / np.abs(pop.position[new]).sum() == pytest.approx(0.8, abs=0.05)
+    # each opened at the price of its step with equity = cushion (1–2) × initial margin
+    opened = _kind(log, "futures_open")
+    assert np.isin(opened.price, path).all() and len(opened) > 150
+    equity_share = pop.equity(path[-1])[new] / (0.10 * np.abs(pop.position[new]) * path[-1])
+    assert equity_share.min() > 0.9 and equity_share.max() < 2.1
+    # cash moved only with trades: liquidations and the new accounts' opening orders
+    assert pop.cash() == pytest.approx(cash0 - bought, rel=1e-9)
+
+
+def test_units_and_cash_are_conserved_with_futures_open_interest_as_a_flow():
+    crash = {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"SILVER": -0.15}}
+    book = {**BOOK, "oi_rebuild_half_life": "4h"}
+    result = run_and_check_conservation(build(_raw([crash], book=book)), seed=0)
+    assert result.events[result.events.kind == "futures_open"]["count"].sum() > 500
+
+
+def _kind(log, kind):
+    frame = log.frame()
+    return frame[frame.kind == kind]

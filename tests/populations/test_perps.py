@@ -237,7 +237,10 @@ def test_funding_is_paid_by_longs_to_shorts_and_conserved(tmp_path, rules, time,
 # --------------------------------------------------------------------------- sorted check
 
 
-def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monkeypatch):
+@pytest.mark.parametrize("rebuild", [None, "6h"])
+def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monkeypatch, rebuild):
+    # with open interest as a flow, new accounts join the book and it is re-sorted as they
+    # fill its spare slots, after funding has moved every liquidation price
     spec = {
         "type": "perp_book",
         "name": "perps",
@@ -250,6 +253,7 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monke
         "size_dispersion": 2.5,
         "insurance_fund_usd": 1e13,  # no ADL: accounts not liquidated stay as they were
         "funding_interest_pct": 2.0,  # large funding pushes prices across tier bounds
+        "oi_rebuild_half_life": rebuild,
     }
     scenario = build(base_raw(populations=[spec]))
     ctx = BuildContext(scenario, {"BTC": 0}, np.array([PRICE]), np.random.default_rng(3), True, 1.0)
@@ -269,9 +273,9 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monke
     for step in range(120):
         price *= np.exp(rng.normal(0.0, 0.01))
         time = pd.Timestamp("2026-01-05T00:00:00Z") + pd.Timedelta(hours=step)
-        live = np.flatnonzero((pop.size > 0) & ~pop.pending)
         seen.clear()
         pop.mark(_view(price, step=step, time=str(time)), log)
+        live = np.flatnonzero((pop.size > 0) & ~pop.pending)  # after any re-sort
         rest = np.setdiff1d(live, np.concatenate([*seen, np.zeros(0, int)]))
         balance, maintenance = pop.margin(rest, price)
         assert (balance > maintenance - 1e-9 * pop.size[rest] * price).all()
@@ -281,9 +285,68 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monke
             pop.apply_fills(orders, filled, np.full(len(filled), price), log)
     assert _kind(log, "perp_liquidation")["count"].sum() > 100
     assert len(pop._watch) > 0  # some accounts went through the watch list
+    if rebuild:
+        assert _kind(log, "perp_open")["count"].sum() > 5_000  # several re-sorts
     sheet = pop.balance_sheet(price)
     assert pop.holdings(1)[0] == pytest.approx(sheet["units"], rel=1e-9, abs=1e-9)
     assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
+
+
+def test_untouched_accounts_keep_exact_liquidation_prices_as_funding_and_new_positions_arrive():
+    from deleverage.venues.tiers import liquidation_price
+
+    spec = {
+        "type": "perp_book",
+        "name": "perps",
+        "asset": "BTC",
+        "margin_rules": "binance-like",
+        "accounts": 20_000,
+        "open_interest_usd": 3e9,
+        "long_share": 0.55,
+        "leverage": {"dist": "lognormal", "median": 20, "sigma": 0.7},
+        "size_dispersion": 2.5,
+        "insurance_fund_usd": 1e13,
+        "funding_interest_pct": 2.0,  # pushes liquidation prices across tier bounds
+        "oi_rebuild_half_life": "6h",
+    }
+    scenario = build(base_raw(populations=[spec]))
+    ctx = BuildContext(scenario, {"BTC": 0}, np.array([PRICE]), np.random.default_rng(3), True, 1.0)
+    pop = PerpPopulation(scenario.populations[0], ctx)
+    rng, price, log = np.random.default_rng(4), PRICE, EventLog()
+    for step in range(150):
+        price *= np.exp(rng.normal(0.0, 0.01))
+        time = pd.Timestamp("2026-01-05T00:00:00Z") + pd.Timedelta(hours=step)
+        _round_trip_at(pop, price, step, str(time), log)
+        # the book: a segment's key minus its funding shift is the liquidation price
+        lengths = pop.g_end - pop.g_start
+        sign, coef = np.repeat(pop.g_sign, lengths), np.repeat(pop.g_coef, lengths)
+        index = np.repeat(pop.funding_index[pop.g_side_index], lengths)
+        book = np.arange(pop.book_end)  # segments are contiguous, in order
+        claimed = -sign * (pop._sortkey[book] - index * coef)
+        # the tail: the same, one account at a time
+        tail = np.arange(pop.book_end, pop.used)
+        t_sign = pop.side[tail].astype(float)
+        t_index = np.where(t_sign > 0, pop.funding_index[0], pop.funding_index[1])
+        t_claimed = -t_sign * (
+            pop._tail_key[tail - pop.book_end] - t_index * pop._tail_coef[tail - pop.book_end]
+        )
+        idx = np.concatenate([book, tail])
+        claimed = np.concatenate([claimed, t_claimed])
+        check = pop.pristine[idx] & (pop.size[idx] > 0)
+        idx, claimed = idx[check], claimed[check]
+        actual = liquidation_price(
+            pop._wallet_balance(idx), pop.side[idx], pop.size[idx], pop.entry[idx], pop.table
+        )
+        np.testing.assert_allclose(claimed, actual, rtol=1e-12)
+    assert pop.used > pop.book_end and _kind(log, "perp_open")["count"].sum() > 5_000
+
+
+def _round_trip_at(pop, price, step, time, log):
+    pop.mark(_view(price, step=step, time=time), log)
+    orders = pop.orders()
+    if len(orders.quantity):
+        filled = np.ones(len(orders.quantity), bool)
+        pop.apply_fills(orders, filled, np.full(len(filled), price), log)
 
 
 @pytest.mark.parametrize("price, liquidated", [(100_030.23, True), (100_030.26, False)])
@@ -306,7 +369,7 @@ def test_funding_that_pushes_a_liquidation_price_across_a_tier_bound_is_tracked(
 # --------------------------------------------------------------------------- engine
 
 
-def _crash_scenario(rules="binance-like", **channels):
+def _crash_scenario(rules="binance-like", rebuild=None, **channels):
     perps = {
         "type": "perp_book",
         "name": "perps",
@@ -317,6 +380,7 @@ def _crash_scenario(rules="binance-like", **channels):
         "leverage": {"dist": "lognormal", "median": 12, "sigma": 0.7},
         "wallet_buffer": {"dist": "uniform", "low": 0.0, "high": 1.0},
         "insurance_fund_usd": 2e7,
+        "oi_rebuild_half_life": rebuild,
     }
     shocks = [
         {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"BTC": -0.12}},
@@ -328,22 +392,27 @@ def _crash_scenario(rules="binance-like", **channels):
 
 
 @pytest.mark.parametrize(
-    "rules, channels",
+    "rules, rebuild, channels",
     [
-        ("binance-like", {}),
-        ("bybit-like", {}),
-        ("hyperliquid-like", {}),
-        ("binance-like", {"insurance_adl": False}),
+        ("binance-like", None, {}),
+        ("bybit-like", None, {}),
+        ("hyperliquid-like", None, {}),
+        ("binance-like", None, {"insurance_adl": False}),
+        ("binance-like", "6h", {}),  # open interest as a flow: new accounts buy and sell
+        ("hyperliquid-like", "2h", {}),
     ],
 )
-def test_units_and_cash_are_conserved_through_a_crash(rules, channels):
-    result = simulate(_crash_scenario(rules, **channels), seed=1, check_invariants=True)
+def test_units_and_cash_are_conserved_through_a_crash(rules, rebuild, channels):
+    scenario = _crash_scenario(rules, rebuild, **channels)
+    result = simulate(scenario, seed=1, check_invariants=True)
     assert result.diagnostics["max_unit_drift"] < 1e-9
     turnover = float(np.nansum(result.market["volume_usd"]))
     assert result.diagnostics["max_cash_drift_usd"] < 1e-9 * turnover
     assert result.diagnostics["orders_waiting_at_end"] == 0
     liquidations = result.events[result.events.kind == "perp_liquidation"]
     assert liquidations["count"].sum() > 1_000
+    opened = result.events[result.events.kind == "perp_open"]
+    assert (opened["count"].sum() > 1_000) == (rebuild is not None)
 
 
 def test_liquidations_by_side_are_logged_and_vanish_with_the_channel_off():
@@ -418,3 +487,197 @@ def test_a_bybit_like_venue_margins_accounts_with_bybit_deductions(tmp_path):
     expected = bybit.maintenance_margin(np.array([100.0, 30.0]) * PRICE)
     np.testing.assert_allclose(maintenance, expected, rtol=1e-12)
     assert pop.cex_waterfall
+
+
+# --------------------------------------------------------------------------- survivorship
+
+
+def _book_on_history(closes, *, rules="binance-like", mode="cross", **extra):
+    """A generated perp book on BTC whose daily history (ending at the clock start, which
+    it prices) is `closes`."""
+    times = pd.date_range(end="2026-01-05", periods=len(closes), freq="D", tz="UTC")
+    spec = {
+        "type": "perp_book",
+        "name": "perps",
+        "asset": "BTC",
+        "margin_rules": rules,
+        "margin_mode": mode,
+        "accounts": 20_000,
+        "open_interest_usd": 1e9,
+        "long_share": 0.6,
+        "leverage": {"dist": "uniform", "low": 2, "high": 50},
+        "wallet_buffer": {"dist": "lognormal", "median": 0.3, "sigma": 1.0},
+        "entry_lookback": f"{len(closes)}d",
+    }
+    spec.update(extra)
+    raw = base_raw(populations=[spec])
+    raw["assets"][0].pop("price")
+    raw["assets"][0]["history"] = {
+        "points": [[t.isoformat(), float(c)] for t, c in zip(times, closes, strict=True)]
+    }
+    scenario = build(raw)
+    price0 = float(closes[-1])
+    ctx = BuildContext(
+        scenario, {"BTC": 0}, np.array([price0]), np.random.default_rng(1), True, 5 / 60
+    )
+    return PerpPopulation(scenario.populations[0], ctx), price0
+
+
+@pytest.mark.parametrize(
+    ("rules", "mode"), [("binance-like", "cross"), ("hyperliquid-like", "isolated")]
+)
+def test_no_generated_account_had_its_liquidation_level_crossed_since_its_entry(rules, mode):
+    rng = np.random.default_rng(7)
+    closes = 90_000.0 * np.exp(np.cumsum(0.04 * rng.standard_normal(60)))  # distinct values
+    pop, price0 = _book_on_history(closes, rules=rules, mode=mode)
+    when = {price: day for day, price in enumerate(closes)}
+    day = np.array([when[e] for e in pop.entry])  # every entry is a point of the history
+    low = np.minimum.accumulate(closes[::-1])[::-1]
+    high = np.maximum.accumulate(closes[::-1])[::-1]
+    worst = np.where(pop.side > 0, low[day], high[day])
+    balance, maintenance = pop.margin(np.arange(len(pop.side)), worst)
+    assert (balance > maintenance).all()
+    # many entries are old: survivorship is not "everyone entered at the start"
+    assert np.mean(day < len(closes) - 10) > 0.3
+    long_notional = pop.size[pop.side > 0].sum() * price0
+    short_notional = pop.size[pop.side < 0].sum() * price0
+    assert long_notional == pytest.approx(2 * 1e9 * 0.6)  # open interest is the input
+    assert short_notional == pytest.approx(2 * 1e9 * 0.4)
+
+
+def test_a_10x_position_opened_before_a_20_pct_drawdown_does_not_exist():
+    before = 100_000.0 + np.arange(20.0)  # 20 days near 100k, each price distinct
+    fall = np.array([90_000.0, 80_000.0])  # −20% in two days
+    recovery = np.linspace(82_000.0, 100_100.0, 8)  # back above 100k by the start
+    closes = np.concatenate([before, fall, recovery])
+    fixed_10x = {"dist": "fixed", "value": 10.0}
+    pop, _ = _book_on_history(closes, mode="isolated", leverage=fixed_10x, wallet_buffer=None)
+    longs, shorts = pop.side > 0, pop.side < 0
+    assert not np.isin(pop.entry[longs], before).any()  # liquidated near 90.5k
+    assert not np.isin(pop.entry[shorts], np.concatenate([fall, recovery[:4]])).any()
+    assert np.isin(pop.entry[longs], np.concatenate([fall, recovery])).all()
+    assert np.isin(pop.entry[shorts], before).mean() > 0.5  # shorts from the top survive
+
+
+# --------------------------------------------------------------------------- open interest flow
+
+
+def _round_trip(pop, price, step, log):
+    """One engine step at `price`: rounds of mark, orders and fills (all at `price`)."""
+    view = _view(
+        price, step=step, time=pd.Timestamp("2026-01-05T00:00Z") + step * pd.Timedelta("5min")
+    )
+    for _ in range(20):
+        pop.mark(view, log)
+        orders = pop.orders()
+        if not len(orders.asset):
+            return
+        n = len(orders.asset)
+        pop.apply_fills(orders, np.ones(n, bool), np.full(n, price), log)
+
+
+def _flow_book(half_life="12h", **extra):
+    spec = {
+        "type": "perp_book",
+        "name": "perps",
+        "asset": "BTC",
+        "margin_rules": "binance-like",
+        "margin_mode": "isolated",
+        "accounts": 20_000,
+        "open_interest_usd": 1e9,
+        "long_share": 0.5,
+        "leverage": {"dist": "fixed", "value": 20.0},
+        "entry_spread": 0.0,
+        "insurance_fund_usd": 1e9,
+        "oi_rebuild_half_life": half_life,
+        **extra,
+    }
+    scenario = build(base_raw(populations=[spec]))
+    ctx = BuildContext(
+        scenario, {"BTC": 0}, np.array([PRICE]), np.random.default_rng(3), True, 5 / 60
+    )
+    return PerpPopulation(scenario.populations[0], ctx)
+
+
+def test_open_interest_emptied_by_a_fall_rebuilds_with_its_half_life_at_the_prices_of_the_moment():
+    pop, log = _flow_book(), EventLog()
+    target = 1e9 / PRICE  # contracts (units) of the input
+    _round_trip(pop, PRICE, 0, log)
+    assert len(_kind(log, "perp_open")) == 0  # the book holds its input: nothing opens
+    crash = 85_000.0  # −15%: every 20x long entered at 100k is liquidated
+    _round_trip(pop, crash, 1, log)
+    _round_trip(pop, crash, 2, log)
+    gap0 = target - 0.5 * pop.open_units.sum()
+    assert gap0 == pytest.approx(0.5 * target, rel=0.01)  # the longs are gone
+    path = crash + np.arange(3 * 144 + 1.0)  # a slow drift: each step its own price
+    gaps = {}
+    for j, price in enumerate(path[1:], start=1):
+        _round_trip(pop, price, 2 + j, log)
+        gaps[j] = target - 0.5 * pop.open_units.sum()
+    # the missing contracts halve every 12 h (144 five-minute steps)
+    assert gaps[144] / gap0 == pytest.approx(0.5, abs=0.05)
+    assert gaps[432] / gap0 == pytest.approx(0.125, abs=0.03)
+    # new accounts opened at the price of their step, long share as the input
+    entry = pop.entry[: pop.used][pop.size[: pop.used] > 0]
+    new = entry[entry != PRICE]
+    assert np.isin(new, path).all()
+    assert len(np.unique(new)) > 400
+    opened = _kind(log, "perp_open")
+    assert opened[opened.side == "long"].quantity.sum() == pytest.approx(
+        opened[opened.side == "short"].quantity.abs().sum(), rel=0.1
+    )
+    # ledgers and account arrays agree: units and cash opened went through the market
+    sheet = pop.balance_sheet(path[-1])
+    assert pop.holdings(1)[0] == pytest.approx(sheet["units"], rel=1e-9)
+    assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
+
+
+# --------------------------------------------------------------------------- calm days
+
+
+def _calm_scenario(rules, noise, history):
+    """One day of a 20,000-account book, no shocks; with `history`, 30 days of hourly
+    prices before the start with the same daily volatility as the simulated noise."""
+    spec = {
+        "type": "perp_book",
+        "name": "perps",
+        "asset": "BTC",
+        "margin_rules": rules,
+        "accounts": 20_000,
+        "open_interest_usd": 1e9,
+        "long_share": 0.55,
+        "leverage": {"dist": "lognormal", "median": 10, "sigma": 0.8},
+        "wallet_buffer": {"dist": "lognormal", "median": 0.5, "sigma": 1.0},
+        "insurance_fund_usd": 1e8,
+    }
+    clock = {"start": "2026-01-05T00:00:00Z", "end": "2026-01-06T00:00:00Z", "step": "5min"}
+    raw = base_raw(populations=[spec], market={"noise_scale": noise}, clock=clock)
+    if history:
+        times = pd.date_range(end="2026-01-05", periods=30 * 24 + 1, freq="h", tz="UTC")
+        steps = 0.03 / np.sqrt(24) * np.random.default_rng(5).standard_normal(len(times))
+        closes = 100_000.0 * np.exp(np.cumsum(steps) - steps.sum())  # ends at 100,000
+        raw["assets"][0]["history"] = {
+            "points": [[t.isoformat(), float(c)] for t, c in zip(times, closes, strict=True)]
+        }
+    return build(raw)
+
+
+def _liquidated_share(scenario, seed):
+    """Notional entering liquidation on the day ÷ gross notional of the book."""
+    events = simulate(scenario, seed=seed).events
+    return events[events.kind == "perp_liquidation"].notional_usd.sum() / 2e9
+
+
+@pytest.mark.parametrize("rules", ["binance-like", "hyperliquid-like"])
+def test_with_noise_off_and_no_shocks_a_book_of_survivors_liquidates_nobody_on_day_one(rules):
+    scenario = _calm_scenario(rules, noise=0.0, history=True)
+    assert _liquidated_share(scenario, seed=0) == 0.0
+
+
+def test_a_book_of_survivors_is_not_emptied_by_noise_on_a_calm_first_day():
+    for seed in (0, 1):
+        survivors = _liquidated_share(_calm_scenario("binance-like", 1.0, True), seed)
+        around_start = _liquidated_share(_calm_scenario("binance-like", 1.0, False), seed)
+        # entries spread around the start price leave accounts at the edge of liquidation;
+        # survivors of a path with the same volatility keep their distance from it
+        assert survivors < 0.02 and survivors < 0.5 * around_start

@@ -11,6 +11,17 @@ last settlement price, so equity = cash + position · price. Variation margin at
 settlement (facts 2.1: one-day horizon) moves P&L into the margin balance without moving
 cash; only trades move cash, at their fill price. The outside buffer is the account's too.
 
+With an asset history, accounts are those alive at the start: each opened at a point of the
+history and met every call the path since made, from its buffer (`_survivors`); without
+one, the book is set at the start (equity = cushion × initial margin).
+
+Open interest is a flow (SPEC §4; `oi_rebuild_half_life`): at each trading step new accounts
+open for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below
+its input, with the input's long share, sizes, margin cushion and cash buffer, by one
+market order (longs buy, shorts sell) at the fill price of the moment. Their equity and
+buffer are deposits from outside (`deposits_usd`), so cash still moves only with trades.
+They take free slots at the end of the arrays (doubled when full).
+
 Speed: equity − maintenance = cash + price · slope with slope = position − m·|position|, so
 each account has one call price (−cash / slope: a floor for longs, a cap for shorts). A
 round costs O(1) while the price stays between the highest floor and the lowest cap; a
@@ -22,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import FuturesBook
 
@@ -55,8 +67,15 @@ class FuturesPopulation:
         equity = np.maximum(spec.margin_cushion.sample(rng, n), 0.0) * initial_margin_usd
 
         self.position = side * notional / price  # units, + long
-        self.cash_usd = equity - self.position * price
         self.buffer_usd = np.maximum(spec.cash_buffer.sample(rng, n), 0.0) * initial_margin_usd
+        window = entry_window(ctx, spec.asset, spec.entry_lookback)
+        if window is not None:
+            maintenance_pct = asset.maintenance_margin_pct or spec.maintenance_margin_pct
+            equity, self.buffer_usd = self._survivors(
+                spec, window, price, start_initial_pct * self.initial_multiplier / 100.0,
+                maintenance_pct / 100.0, equity, self.buffer_usd, rng,
+            )  # fmt: skip
+        self.cash_usd = equity - self.position * price
         self.pending = np.zeros(n)  # liquidation orders not yet filled, units
         self._pending_total = 0.0
         self.settlement_price = price
@@ -65,6 +84,54 @@ class FuturesPopulation:
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
+
+        # open interest as a flow: contracts (units) of the input, mean account per side
+        self.rng, self.law, self.used = rng, spec, n
+        self.deposits_usd = 0.0  # equity and buffers brought by newly opened accounts
+        self._opening: tuple[np.ndarray, np.ndarray] | None = None
+        self._opened_step = -1
+        if spec.oi_rebuild_half_life is not None:
+            half_life_hours = spec.oi_rebuild_half_life.total_seconds() / 3600.0
+            self.rebuild_share = 1.0 - 0.5 ** (ctx.step_hours / half_life_hours)
+            self.target_units = spec.notional_usd / price
+            shares = np.array([spec.long_share, 1.0 - spec.long_share])
+            counts = np.array([n_long, n - n_long])
+            side_units = self.target_units * shares
+            self.mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
+
+    def _survivors(self, spec, window, price0, initial, maintenance, equity, buffer, rng):
+        """Equity and outside cash at the start of accounts opened at points of `window`
+        (the history) and alive at the start (see `populations.entries`).
+
+        An account opens with equity = margin_cushion × its initial margin at the entry
+        price and cash_buffer × that margin outside (margins: the start's rates, the
+        schedule before the start being unknown). At the lowest (long) or highest (short)
+        price since entry, equity below maintenance is called back to initial margin; the
+        account survives if its buffer meets the call, which then moves to the exchange. One
+        call at the extreme needs at least the cash of any sequence of calls on the way
+        there, so no survivor could not have paid. An account failing 100 draws of entry
+        time, cushion and buffer keeps the draw made at the start (`equity`, `buffer`)."""
+        low, high = extremes_since(window, price0)
+        redraw = np.arange(len(equity))
+        for _ in range(100):
+            if not len(redraw):
+                break
+            k = len(redraw)
+            when = rng.integers(0, len(window), k)
+            entry, units = window[when], self.position[redraw]
+            worst = np.where(units > 0, low[when], high[when])
+            opening_margin = initial * np.abs(units) * entry
+            at_entry = np.maximum(spec.margin_cushion.sample(rng, k), 0.0) * opening_margin
+            outside = np.maximum(spec.cash_buffer.sample(rng, k), 0.0) * opening_margin
+            at_worst = at_entry + units * (worst - entry)
+            called = at_worst < maintenance * np.abs(units) * worst
+            need = np.where(called, initial * np.abs(units) * worst - at_worst, 0.0)
+            alive = need <= outside
+            done = redraw[alive]
+            equity[done] = (at_entry + need + units * (price0 - entry))[alive]
+            buffer[done] = (outside - need)[alive]
+            redraw = redraw[~alive]
+        return equity, buffer
 
     @property
     def margin_balance(self) -> np.ndarray:
@@ -90,6 +157,10 @@ class FuturesPopulation:
         if not self.enabled:
             return
         initial, maintenance = self.margins_pct(view)
+        if self.law.oi_rebuild_half_life is not None and view.step != self._opened_step:
+            self._opened_step = view.step
+            if view.is_open[self.asset]:
+                self._open_positions(initial * self.initial_multiplier)
         if maintenance != self._maintenance_pct:
             self._maintenance_pct = maintenance
             self._refresh_call_prices(slice(None))
@@ -169,19 +240,88 @@ class FuturesPopulation:
             )
         self._refresh_call_prices(called)
 
+    def _open_positions(self, initial_pct: float) -> None:
+        """Queue new accounts for `rebuild_share` of the contracts missing from the input;
+        counts per side are rounded at random so the units opened have the right
+        expectation (a shortfall is made up later)."""
+        if self._opening is not None:
+            return
+        gap = self.target_units - float(np.abs(self.position).sum())
+        if gap <= 0.0:
+            return
+        spec, rng = self.law, self.rng
+        units = gap * self.rebuild_share * np.array([spec.long_share, 1.0 - spec.long_share])
+        count = np.floor(units / self.mean_units + rng.random(2)).astype(np.int64)
+        k = int(count.sum())
+        if k == 0:
+            return
+        if self.used + k > len(self.position):
+            self._grow(max(k, len(self.position)))
+        side = np.repeat([1.0, -1.0], count)
+        # the input's lognormal(0, 1) account sizes, with the input's mean per side
+        units_each = np.repeat(self.mean_units, count) * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
+        buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
+        slots = np.arange(self.used, self.used + k)
+        self.used += k
+        self._opening = (slots, side * units_each, initial_pct / 100.0, cushion, buffer)
+
+    def _grow(self, extra: int) -> None:
+        """`extra` more free slots: no position, no cash, never called."""
+        for name, fill in (("position", 0.0), ("cash_usd", 0.0), ("buffer_usd", 0.0),
+                           ("pending", 0.0), ("floor", -np.inf), ("cap", np.inf)):  # fmt: skip
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
+
+    def _settle_openings(self, price: float, log: EventLog) -> None:
+        """Open the queued accounts at the fill `price` with equity = cushion × initial
+        margin and their buffers, both deposited from outside."""
+        slots, position, initial, cushion, buffer = self._opening
+        self._opening = None
+        notional = np.abs(position) * price
+        equity, outside = cushion * initial * notional, buffer * initial * notional
+        self.position[slots] = position
+        self.cash_usd[slots] = equity - position * price
+        self.buffer_usd[slots] = outside
+        self.deposits_usd += float(equity.sum() + outside.sum())
+        self._refresh_call_prices(slots)
+        log.add(
+            "futures_open",
+            population=self.name,
+            venue=self.venue,
+            asset=self.asset_id,
+            count=len(slots),
+            quantity=float(position.sum()),
+            notional_usd=float(notional.sum()),
+            price=price,
+            detail="new positions at the price of the moment",
+        )
+
     def orders(self) -> Orders:
-        if self._pending_total == 0.0:
+        """Owner 0: the liquidation orders, owner 1: the new accounts' opening order."""
+        owners, quantity = [], []
+        if self._pending_total != 0.0:
+            owners.append(0)
+            quantity.append(self._pending_total)
+        if self._opening is not None:
+            owners.append(1)
+            quantity.append(float(self._opening[1].sum()))
+        if not owners:
             return Orders.empty()
-        return Orders(np.array([self.asset]), np.array([self._pending_total]), np.array([0]))
+        return Orders(np.full(len(owners), self.asset), np.array(quantity), np.array(owners))
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
     ) -> None:
-        if len(orders.asset) == 0 or not filled[0]:
-            return
+        for owner, done, fill_price in zip(orders.owner, filled, price, strict=True):
+            if done and owner == 0:
+                self._settle_liquidations(float(fill_price), log)
+            elif done:
+                self._settle_openings(float(fill_price), log)
+
+    def _settle_liquidations(self, price: float, log: EventLog) -> None:
         closing = self.pending != 0.0
         quantity = self.pending[closing]
-        self.cash_usd[closing] -= quantity * price[0]
+        self.cash_usd[closing] -= quantity * price
         self.position[closing] += quantity
         self.pending[closing] = 0.0
         self._pending_total = 0.0
@@ -200,7 +340,7 @@ class FuturesPopulation:
                 asset=self.asset_id,
                 count=np.count_nonzero(unpaid),
                 notional_usd=float(unpaid.sum()),
-                price=float(price[0]),
+                price=price,
                 detail="loss beyond margin and buffer, owed to the clearing broker",
             )
 
@@ -210,7 +350,8 @@ class FuturesPopulation:
         return out
 
     def cash(self) -> float:
-        return float(self.cash_usd.sum() + self.buffer_usd.sum())
+        """Margin balances + outside buffers − deposits of new accounts, USD."""
+        return float(self.cash_usd.sum() + self.buffer_usd.sum()) - self.deposits_usd
 
     def cash_by_currency(self) -> dict[str, float]:
         return {self.currency: self.cash()}

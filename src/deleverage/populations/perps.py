@@ -18,8 +18,15 @@ Funding, liquidation fees, takeovers by the insurance fund and auto-deleveraging
 units and cash between accounts and the fund and leave the population's totals unchanged;
 only trades with the market change them, by the filled quantity and its value at the fill
 price. `holdings` (net units of accounts and fund) and `cash` (wallets + fund − cost of open
-positions) are ledgers updated by exactly those trades. A loss beyond an account's
-collateral lands on the fund or on ADL counterparties, never nowhere.
+positions − deposits of new accounts) are ledgers updated by exactly those trades. A loss
+beyond an account's collateral lands on the fund or on ADL counterparties, never nowhere.
+
+Open interest is a flow (SPEC §4; `oi_rebuild_half_life`). At each trading step, new accounts
+open for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below
+its input, with the input's long share, sizes, leverage and wallet buffers. Their opening
+trades are one market order through `orders` (longs buy, shorts sell, the net goes to the
+market), so they enter at the fill price of the moment; their wallets are deposits from
+outside the venue (`deposits_usd`). Contracts, not dollars: a price move alone opens nothing.
 
 Liquidation (facts 1.1.7), while the venue trades:
 - binance-like: at margin ratio MM / margin balance ≥ 100% (1.2.5), an account above the
@@ -53,7 +60,10 @@ adds instead of rewriting keys. An account whose liquidation price funding pushe
 tier boundary would change segment: at each settlement those few are found by a second
 sorted array (their distance to the boundary) and moved to a small watch list. Accounts
 touched once (partly liquidated, deleveraged, moved) join the watch list, which is checked
-by a full vectorized margin computation every round.
+by a full vectorized margin computation every round. New accounts take spare slots after the
+book and join the watch list; when they fill the spare slots, the book is sorted again from
+the current wallets (O(n log n), about once per 10% of the book opened), and closed accounts
+leave the arrays, their remaining wallets kept in `idle_usd`.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import PerpBook
 from deleverage.venues import binance, hyperliquid, perp_rules
@@ -72,7 +83,8 @@ from deleverage.venues.funding import funding_rate, settlements_between
 from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
 from deleverage.venues.tiers import TierTable
 
-ACCOUNTS, FUND = 0, 1  # order owners: the accounts' liquidation orders, the fund's offload
+# order owners: the accounts' liquidation orders, the fund's offload, new positions
+ACCOUNTS, FUND, OPENING = 0, 1, 2
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -150,15 +162,25 @@ def generate_accounts(
     rng: np.random.Generator,
     entry_history: np.ndarray | None = None,
 ) -> Accounts:
-    """Accounts from positioning inputs (see `PerpBook`).
+    """Accounts from positioning inputs (see `PerpBook`), all alive at the start.
 
     Notionals are lognormal (σ = `size_dispersion`) and sum to 2·OI·long_share long and
-    2·OI·(1 − long_share) short at the initial price. Entry prices are drawn from
-    `entry_history` (the asset's recent prices) when given, else lognormally around the
-    initial price; leverage is clipped to the tier maximum of the notional at entry.
-    Positions open now are those that survived: an account that would already be at or
-    below maintenance at the initial price redraws its entry and leverage (its entry is set
-    to the initial price if 100 redraws all fail)."""
+    2·OI·(1 − long_share) short at the initial price. Leverage is clipped to the tier
+    maximum of the notional at entry.
+
+    With `entry_history` (the asset's observed prices over `entry_lookback`, oldest first,
+    ending at the start) each account's entry time is one of its points and its entry price
+    the price then. Survivorship (SPEC §4): a position whose liquidation condition —
+    margin balance ≤ maintenance margin by the venue's tiers (facts 1.2.1, 1.3.2, 1.5.1) —
+    the path since its entry met does not exist; it redraws entry time and leverage. The
+    condition is monotone in price, so it is checked at the lowest (long) or highest (short)
+    price since entry. The path is only as fine as the history: daily closes miss intraday
+    extremes, so some accounts a wick would have liquidated survive.
+
+    Without a history, entries are lognormal around the initial price (σ = `entry_spread`)
+    and only solvency at the initial price is required. Either way an account whose 100
+    draws all fail enters at the initial price (at entry, leverage ≤ tier maximum is always
+    solvent)."""
     n = spec.accounts
     # each side with a positive share gets at least one account (when there are two)
     n_long = min(
@@ -173,11 +195,9 @@ def generate_accounts(
                 weights[mask] / weights[mask].sum() * 2 * spec.open_interest_usd * share
             )
     size = notional / price0
-    buffer = (
-        np.zeros(n)
-        if spec.wallet_buffer is None
-        else np.maximum(np.asarray(spec.wallet_buffer.sample(rng, n), float), 0.0)
-    )
+    buffer = _buffer(spec, rng, n)
+    if entry_history is not None:
+        low, high = extremes_since(entry_history, price0)
     entry = np.empty(n)
     leverage = np.empty(n)
     redraw = np.arange(n)
@@ -186,13 +206,16 @@ def generate_accounts(
         if k == 0:
             break
         if entry_history is not None:
-            entry[redraw] = entry_history[rng.integers(0, len(entry_history), k)]
+            when = rng.integers(0, len(entry_history), k)
+            entry[redraw] = entry_history[when]
+            worst = np.where(side[redraw] > 0, low[when], high[when])
         else:
             entry[redraw] = price0 * np.exp(spec.entry_spread * rng.standard_normal(k))
+            worst = price0
         leverage[redraw] = np.asarray(spec.leverage.sample(rng, k), float)
         ok = _solvent(
             side[redraw], size[redraw], entry[redraw], leverage[redraw], buffer[redraw],
-            spec.margin_mode, table, price0,
+            spec.margin_mode, table, worst,
         )  # fmt: skip
         redraw = redraw[~ok]
     entry[redraw] = price0  # at entry = price, leverage ≤ tier maximum is always solvent
@@ -201,22 +224,20 @@ def generate_accounts(
     return Accounts(side, size, entry, margin * (1.0 + buffer), leverage)
 
 
+def _buffer(spec: PerpBook, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Wallet beyond the position margin ÷ position margin, per account (≥ 0)."""
+    if spec.wallet_buffer is None:
+        return np.zeros(n)
+    return np.maximum(np.asarray(spec.wallet_buffer.sample(rng, n), float), 0.0)
+
+
 def _solvent(side, size, entry, leverage, buffer, mode, table: TierTable, price) -> np.ndarray:
+    """Margin balance above maintenance at `price` (a scalar or one price per account)."""
     leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
     margin = size * entry / leverage
     backing = margin * (1.0 + buffer) if mode == "cross" else margin
     balance = backing + side * size * (price - entry)
     return balance > table.maintenance_margin(size * price)
-
-
-def _entry_history(spec: PerpBook, ctx: BuildContext) -> np.ndarray | None:
-    """The asset's prices over `entry_lookback` before the start, if it has a history."""
-    history = ctx.history(spec.asset)
-    if history is None:
-        return None
-    start = pd.Timestamp(ctx.scenario.clock.start)
-    window = history[(history.index > start - spec.entry_lookback) & (history.index <= start)]
-    return (window if len(window) else history[history.index <= start].iloc[-1:]).to_numpy(float)
 
 
 class PerpPopulation:
@@ -257,77 +278,45 @@ class PerpPopulation:
         if spec.file is not None:
             accounts = read_accounts(Path(spec.file))
         else:
-            history = _entry_history(spec, ctx)
+            history = entry_window(ctx, spec.asset, spec.entry_lookback)
             accounts = generate_accounts(spec, self.table, price0, ctx.rng, history)
         self._setup(accounts, spec.margin_mode, spec.insurance_fund_usd)
+        # open interest as a flow: the contracts (units) the input holds, per side
+        self.rng, self.law = ctx.rng, spec if spec.oi_rebuild_half_life is not None else None
+        if self.law is not None:
+            half_life_s = spec.oi_rebuild_half_life.total_seconds()
+            self.rebuild_share = 1.0 - 0.5 ** (self.step_seconds / half_life_s)
+            self.target_units = spec.open_interest_usd / price0
+            shares = np.array([spec.long_share, 1.0 - spec.long_share])
+            counts = np.array([np.sum(accounts.side > 0), np.sum(accounts.side < 0)])
+            side_units = 2.0 * self.target_units * shares
+            self.mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
 
     # ------------------------------------------------------------------ build
 
     def _setup(self, accounts: Accounts, mode: str, fund_usd: float) -> None:
-        side = accounts.side.astype(np.int8)
+        self.mode = mode
+        self.side = accounts.side.astype(np.int8)
         margin = accounts.position_margin
-        collateral = accounts.wallet_usd.copy() if mode == "cross" else margin
-        reserve = np.zeros(len(side)) if mode == "cross" else accounts.wallet_usd - margin
-        size, entry = accounts.size.astype(float), accounts.entry.astype(float)
-
-        # liquidation price and the tier it falls in: the highest (long) / lowest (short) of
-        # the per-tier prices, since MM is the largest tier line (venues.tiers)
-        table, sgn = self.table, side.astype(float)
-        key = np.full(len(side), np.nan)
-        tier = np.zeros(len(side), dtype=np.int64)
-        for k, (rate, amount) in enumerate(zip(table.mmr, table.amount_usd, strict=True)):
-            price = (collateral + amount - sgn * size * entry) / (size * (rate - sgn))
-            better = np.isnan(key) | np.where(sgn > 0, price > key, price < key)
-            key = np.where(better, price, key)
-            tier = np.where(better, k, tier)
-        n_tiers = len(table.mmr)
-        group = np.where(side > 0, 0, n_tiers) + tier
-        sortkey = -sgn * key  # ascending = liquidated first as the price moves against the side
-        order = np.lexsort((sortkey, group))
-
-        self.side = side[order]
-        self.size = size[order]
-        self.entry = entry[order]
-        self.collateral = collateral[order]
-        self.reserve = reserve[order]
-        self.funding_ref = np.zeros(len(side))  # funding index at the last settlement
-        self.stage = np.zeros(len(side), dtype=np.int8)  # 1: liquidation under way
-        self.pristine = np.ones(len(side), dtype=bool)  # still in the sorted book
-        self.pending = np.zeros(len(side), dtype=bool)  # has an unfilled liquidation order
-        self.last_chunk_s = None if self.cex_waterfall else np.full(len(side), -np.inf)
-        self._sortkey = sortkey[order]
-        group, tier, key = group[order], tier[order], key[order]
-
-        ids = np.arange(2 * n_tiers)
-        self.g_start = np.searchsorted(group, ids, side="left")
-        self.g_end = np.searchsorted(group, ids, side="right")
-        keep = self.g_end > self.g_start
-        ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
-        self.g_next = self.g_start.copy()
-        self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
-        self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
-        self.g_coef = 1.0 / (1.0 - self.g_sign * table.mmr[ids % n_tiers])
-        self.g_head = self._sortkey[self.g_start]
-        n_long = int((self.side > 0).sum())  # longs come first
-        self.side_range = {1: (0, n_long), -1: (n_long, len(side))}
-
-        # distance of each liquidation price to its tier boundary, in the direction funding
-        # moves it (drift = sign of the rate), sorted per segment (see module docstring)
-        self.drift = float(np.sign(self.funding_rate))
-        self._room_sorted = self._room_order = None
-        if n_tiers > 1 and self.drift != 0.0:
-            bound = np.where(self.drift > 0, table.upper_usd[tier], table.lower_usd[tier])
-            bound = np.where((self.drift < 0) & (tier == 0), -np.inf, bound)
-            room = self.drift * (bound / self.size - key)
-            self._room_order = np.lexsort((room, group))
-            self._room_sorted = room[self._room_order]
-            self.g_room_next = self.g_start.copy()
+        self.collateral = accounts.wallet_usd.copy() if mode == "cross" else margin
+        self.reserve = accounts.wallet_usd - margin if mode == "isolated" else np.zeros(len(margin))
+        self.size, self.entry = accounts.size.astype(float), accounts.entry.astype(float)
+        n = len(self.side)
+        self.funding_ref = np.zeros(n)  # funding index at the last settlement
+        self.stage = np.zeros(n, dtype=np.int8)  # 1: liquidation under way
+        self.pending = np.zeros(n, dtype=bool)  # has an unfilled liquidation order
+        self.last_chunk_s = None if self.cex_waterfall else np.full(n, -np.inf)
+        self.used = n  # slots in use; slots beyond the sorted book hold newly opened accounts
 
         self.funding_index = np.zeros(2)  # cumulative funding paid per unit: long, short
+        self.drift = float(np.sign(self.funding_rate))
         self.open_units = np.array([self.size[self.side > 0].sum(), self.size[self.side < 0].sum()])
         self.fund_units = 0.0
         self.fund_cash = float(fund_usd)
         self._fund_empty = self.fund_cash <= 0.0
+        self.idle_usd = 0.0  # wallets left by closed accounts, dropped from the arrays
+        self.deposits_usd = 0.0  # wallets brought to the venue by newly opened accounts
+        self._opening: tuple[np.ndarray, ...] | None = None
         self._watch = _EMPTY
         self._watch_checked_price, self._watch_safe_distance = np.nan, 0.0
         self._pending_idx = _EMPTY
@@ -339,6 +328,95 @@ class PerpPopulation:
             float(np.sum(self.collateral + self.reserve - self.side * self.size * self.entry))
             + self.fund_cash
         )
+        self._sort_book(spare=0)
+
+    def _book_keys(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Sort key, tier, funding coefficient and tier-crossing room of accounts `idx`
+        (funding settled), in the frame of a zero funding index Φ (see
+        `_triggered_from_book`): key = −side·liquidation price + Φ·coef with
+        coef = 1/(1 − side·MMR), since funding Φ moves a liquidation price by Φ·coef; room =
+        the distance of the liquidation price to its tier bound in the direction funding
+        moves it (drift = sign of the rate) + the shift funding has already made, or None
+        when funding cannot cross a bound."""
+        side, size = self.side[idx], self.size[idx]
+        table, sgn = self.table, side.astype(float)
+        # liquidation price and the tier it falls in: the highest (long) / lowest (short) of
+        # the per-tier prices, since MM is the largest tier line (venues.tiers); one
+        # (accounts × tiers) array per chunk of accounts
+        liquidation, tier = np.empty(len(side)), np.empty(len(side), dtype=np.int64)
+        for lo in range(0, len(side), 1 << 16):
+            part = slice(lo, lo + (1 << 16))
+            sign, units, rows = sgn[part, None], size[part, None], idx[part]
+            wallet, entry = self.collateral[rows, None], self.entry[rows, None]
+            lines = (wallet + table.amount_usd - sign * units * entry) / (
+                units * (table.mmr - sign)
+            )
+            tier[part] = np.where(sgn[part] > 0, lines.argmax(axis=1), lines.argmin(axis=1))
+            liquidation[part] = np.take_along_axis(lines, tier[part, None], axis=1)[:, 0]
+        coef = 1.0 / (1.0 - sgn * table.mmr[tier])
+        shifted = self.funding_index[self._side_index(side)] * coef
+        key = -sgn * liquidation + shifted  # ascending = liquidated first
+        room = None
+        if len(table.mmr) > 1 and self.drift != 0.0:
+            bound = np.where(self.drift > 0, table.upper_usd[tier], table.lower_usd[tier])
+            bound = np.where((self.drift < 0) & (tier == 0), -np.inf, bound)
+            room = self.drift * (bound / size - liquidation + sgn * shifted)
+        return key, tier, coef, room
+
+    def _sort_book(self, spare: int) -> None:
+        """Sort the open positions into the book by liquidation price, per (side, tier)
+        segment, leaving `spare` empty slots after them (the tail) for accounts opened later.
+
+        Called at the start and, with no liquidation order outstanding, whenever the new
+        accounts fill the tail. Funding is settled first, so keys come from the wallets now.
+        Closed accounts leave the arrays; their wallets stay in `idle_usd`."""
+        n = self.used
+        self._settle_funding(np.arange(n))
+        live = self.size[:n] > 0
+        self.idle_usd += float(np.sum((self.collateral + self.reserve)[:n][~live]))
+        keep = np.flatnonzero(live)
+        key, tier, _, room = self._book_keys(keep)
+        n_tiers = len(self.table.mmr)
+        group = np.where(self.side[keep] > 0, 0, n_tiers) + tier
+        order = np.lexsort((key, group))
+        perm = keep[order]
+
+        m = len(perm)
+        for name in ("side", "size", "entry", "collateral", "reserve", "funding_ref", "stage"):
+            old = getattr(self, name)
+            new = np.zeros(m + spare, dtype=old.dtype)
+            new[:m] = old[perm]
+            setattr(self, name, new)
+        if self.last_chunk_s is not None:
+            self.last_chunk_s = np.concatenate([self.last_chunk_s[perm], np.full(spare, -np.inf)])
+        self.used = self.book_end = m
+        self.pending = np.zeros(m + spare, dtype=bool)
+        self.pristine = np.zeros(m + spare, dtype=bool)  # in the sorted book or the tail
+        self.pristine[:m] = self.stage[:m] == 0
+        self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
+        self._watch_changed()
+        self._sortkey, group = key[order], group[order]
+        # the tail: keys of new accounts, unsorted, and the first price that reaches one
+        self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
+        self._tail_long, self._tail_short = -np.inf, np.inf
+
+        ids = np.arange(2 * n_tiers)
+        self.g_start = np.searchsorted(group, ids, side="left")
+        self.g_end = np.searchsorted(group, ids, side="right")
+        keep = self.g_end > self.g_start
+        ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
+        self.g_next = self.g_start.copy()
+        self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
+        self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
+        self.g_coef = 1.0 / (1.0 - self.g_sign * self.table.mmr[ids % n_tiers])
+        self.g_head = self._sortkey[self.g_start]
+
+        # tier-crossing rooms sorted per segment (see module docstring)
+        self._room_sorted = self._room_order = None
+        if room is not None:
+            self._room_order = np.lexsort((room[order], group))
+            self._room_sorted = room[order][self._room_order]
+            self.g_room_next = self.g_start.copy()
 
     # ------------------------------------------------------------------ population interface
 
@@ -349,9 +427,13 @@ class PerpPopulation:
         if view.step != self._step:
             self._step = view.step
             self._pay_funding(view, price, log)
+            if self.law is not None and view.is_open[self.asset]:
+                self._open_positions()
         if not view.is_open[self.asset]:
             return  # no mark price, no liquidation engine while the venue is shut
         from_book = self._triggered_from_book(price)
+        if self.used > self.book_end:
+            from_book = np.concatenate([from_book, self._triggered_from_tail(price)])
         from_watch = self._triggered_from_watch(price)
         if len(from_book) or len(from_watch):
             triggered = np.concatenate([from_book, from_watch]) if len(from_watch) else from_book
@@ -367,6 +449,10 @@ class PerpPopulation:
         if self.fund_units != 0.0:
             owners.append(FUND)
             quantity.append(-self.fund_units)
+        if self._opening is not None:
+            _, side, size, _, _ = self._opening
+            owners.append(OPENING)
+            quantity.append(float(np.sum(side * size)))
         if not owners:
             return Orders.empty()
         return Orders(
@@ -384,8 +470,10 @@ class PerpPopulation:
                 continue
             if owner == ACCOUNTS:
                 self._settle_liquidation_orders(float(fill_price), log)
-            else:
+            elif owner == FUND:
                 self._settle_fund_offload(float(fill_price), log)
+            else:
+                self._settle_openings(float(fill_price), log)
 
     def holdings(self, n_assets: int) -> np.ndarray:
         """Net units of the asset held by accounts and the insurance fund (+ long)."""
@@ -394,7 +482,8 @@ class PerpPopulation:
         return out
 
     def cash(self) -> float:
-        """Wallets + insurance fund − cost of open positions (spot equivalent), USD."""
+        """Wallets + insurance fund − cost of open positions (spot equivalent) − deposits of
+        new accounts (their traders' cash outside the venue), USD."""
         return self._cash
 
     def cash_by_currency(self) -> dict[str, float]:
@@ -410,10 +499,14 @@ class PerpPopulation:
         cash = self.collateral + self.reserve - accrued - position * self.entry
         return {
             "units": float(position.sum() + self.fund_units),
-            "cash_usd": float(cash.sum() + self.fund_cash),
-            "accounts_equity_usd": float((cash + position * price).sum()),
+            "cash_usd": float(cash.sum() + self.fund_cash + self.idle_usd - self.deposits_usd),
+            "accounts_equity_usd": float((cash + position * price).sum() + self.idle_usd),
             "fund_equity_usd": self.fund_equity(price),
         }
+
+    def open_interest_usd(self, price: float) -> float:
+        """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
+        return 0.5 * float(self.open_units.sum()) * price
 
     def fund_equity(self, price: float) -> float:
         """Insurance fund (or vault) balance with its open position at `price`, USD."""
@@ -463,6 +556,7 @@ class PerpPopulation:
         if paid == 0.0:
             return
         self._watch_changed()
+        self._tail_funding()
         log.add(
             "perp_funding",
             population=self.name,
@@ -489,6 +583,121 @@ class PerpPopulation:
                 self.pristine[moved] = False
                 self._watch_add(moved)
                 self.g_room_next[g] = cut
+
+    # ------------------------------------------------------------------ new positions
+
+    def _open_positions(self) -> None:
+        """Queue new accounts for `rebuild_share` of the contracts missing from the input
+        (SPEC §4: open interest is a flow), drawn from the input's laws: long share, lognormal
+        sizes with the input's mean account per side, leverage and wallet buffer. The count
+        per side is rounded at random, so the units opened have the right expectation and a
+        shortfall is made up in later steps. Their market order opens them at the fill price
+        (`_settle_openings`)."""
+        if self._opening is not None or len(self._pending_idx):
+            return  # a rebuild of the book needs no liquidation order outstanding
+        gap = self.target_units - 0.5 * float(self.open_units.sum())
+        if gap <= 0.0:
+            return
+        spec, rng = self.law, self.rng
+        units = 2.0 * gap * self.rebuild_share * np.array([spec.long_share, 1.0 - spec.long_share])
+        count = np.floor(units / self.mean_units + rng.random(2)).astype(np.int64)
+        k = int(count.sum())
+        if k == 0:
+            return
+        if self.used + k > len(self.size):
+            self._sort_book(spare=max(k, 1024, self.used // 10))
+        side = np.repeat(np.array([1, -1], np.int8), count)
+        sigma = spec.size_dispersion  # lognormal sizes with the input's mean per side
+        size = np.repeat(self.mean_units, count) * np.exp(
+            sigma * rng.standard_normal(k) - 0.5 * sigma**2
+        )
+        leverage = np.asarray(spec.leverage.sample(rng, k), float)
+        slots = np.arange(self.used, self.used + k)
+        self.used += k
+        self._opening = (slots, side, size, leverage, _buffer(spec, rng, k))
+
+    def _settle_openings(self, price: float, log: EventLog) -> None:
+        """Open the queued accounts at the fill `price`: position margin size·price/leverage
+        (leverage clipped to the tier maximum), wallet = margin·(1 + buffer) deposited from
+        outside the venue (`deposits_usd`)."""
+        slots, side, size, leverage, buffer = self._opening
+        self._opening = None
+        leverage = np.clip(leverage, 1.0, self.table.max_leverage[self.table.tier(size * price)])
+        margin = size * price / leverage
+        wallet = margin * (1.0 + buffer)
+        cross = self.mode == "cross"
+        self.side[slots], self.size[slots], self.entry[slots] = side, size, price
+        self.collateral[slots] = wallet if cross else margin
+        self.reserve[slots] = 0.0 if cross else wallet - margin
+        self.funding_ref[slots] = self.funding_index[self._side_index(side)]
+        self.open_units += (size[side > 0].sum(), size[side < 0].sum())
+        self.deposits_usd += float(wallet.sum())
+        traded = float(np.sum(side * size))
+        self._units += traded
+        self._cash -= traded * price
+        tail = slots - self.book_end
+        key, _, coef, room = self._book_keys(slots)
+        self._tail_key[tail], self._tail_coef[tail] = key, coef
+        if room is not None:
+            self._tail_room[tail] = room
+        self.pristine[slots] = True
+        liquidation = -side * (key - self.funding_ref[slots] * coef)  # at Φ now
+        longs, shorts = liquidation[side > 0], liquidation[side < 0]
+        self._tail_long = max(self._tail_long, float(longs.max()) if len(longs) else -np.inf)
+        self._tail_short = min(self._tail_short, float(shorts.min()) if len(shorts) else np.inf)
+        self._log_by_side(
+            log, "perp_open", side, side * size, size * price, price,
+            "new positions at the price of the moment",
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ the tail
+
+    def _tail_view(self) -> tuple[slice, np.ndarray, np.ndarray]:
+        """Slots of the tail, their sides (±1.0) and the funding index Φ of each."""
+        tail = slice(self.book_end, self.used)
+        sign = self.side[tail].astype(float)
+        return tail, sign, np.where(sign > 0, self.funding_index[0], self.funding_index[1])
+
+    def _tail_triggers(self) -> None:
+        """The highest long and lowest short liquidation price in the tail now."""
+        tail, sign, index = self._tail_view()
+        k = self.used - self.book_end
+        liquidation = -sign * (self._tail_key[:k] - index * self._tail_coef[:k])
+        live = self.pristine[tail]
+        longs, shorts = liquidation[live & (sign > 0)], liquidation[live & (sign < 0)]
+        self._tail_long = float(longs.max()) if len(longs) else -np.inf
+        self._tail_short = float(shorts.min()) if len(shorts) else np.inf
+
+    def _triggered_from_tail(self, price: float) -> np.ndarray:
+        """New accounts the price liquidates: the book's test on unsorted keys, run only when
+        the price reaches the tail's first liquidation price."""
+        if self._tail_long < price < self._tail_short:
+            return _EMPTY
+        tail, sign, index = self._tail_view()
+        k = self.used - self.book_end
+        bound = -sign * price + index * self._tail_coef[:k]
+        key = self._tail_key[:k]
+        hit = key <= bound if self.rules.inclusive_trigger else key < bound
+        hit = self.book_end + np.flatnonzero(hit & self.pristine[tail])
+        self.pristine[hit] = False
+        self._tail_triggers()
+        return hit
+
+    def _tail_funding(self) -> None:
+        """After a funding payment: tail accounts funding pushed across a tier bound go to
+        the watch list (as in `_release_tier_crossings`); the first liquidation prices move."""
+        if self.used == self.book_end:
+            return
+        if len(self.table.mmr) > 1 and self.drift != 0.0:  # rooms exist (`_book_keys`)
+            tail, sign, index = self._tail_view()
+            k = self.used - self.book_end
+            shift = self.drift * sign * index * self._tail_coef[:k]
+            moved = self.book_end + np.flatnonzero(
+                self.pristine[tail] & (self._tail_room[:k] < shift)
+            )
+            self.pristine[moved] = False
+            self._watch_add(moved)
+        self._tail_triggers()
 
     # ------------------------------------------------------------------ triggers
 
@@ -636,8 +845,9 @@ class PerpPopulation:
                 continue
             size = self.size[bankrupt]
             bankruptcy = self.entry[bankrupt] - sign * self._wallet_balance(bankrupt) / size
-            lo, hi = self.side_range[-sign]
-            candidates = lo + np.flatnonzero((self.size[lo:hi] > 0) & ~self.pending[lo:hi])
+            n = self.used
+            opposite = (self.side[:n] == -sign) & (self.size[:n] > 0) & ~self.pending[:n]
+            candidates = np.flatnonzero(opposite)
             c_size, c_entry = self.size[candidates], self.entry[candidates]
             pnl = -sign * c_size * (price - c_entry)
             profitable = pnl > 0

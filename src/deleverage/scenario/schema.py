@@ -538,10 +538,23 @@ class FuturesBook(Model):
     notional_usd: Positive = Field(description="gross notional of open positions at the start")
     long_share: Fraction = Field(0.5, description="share of the notional held long")
     margin_cushion: Distribution = Field(
-        description="account equity at the start ÷ its initial margin (1 = exactly at initial)"
+        description="account equity ÷ its initial margin (1 = exactly at initial) when it "
+        "opened: at its entry in the asset's history, else at the start"
     )
     cash_buffer: Distribution = Field(
-        description="outside cash at the start ÷ the account's initial margin"
+        description="outside cash ÷ the account's initial margin when it opened"
+    )
+    entry_lookback: Duration = Field(
+        timedelta(days=30),
+        description="with an asset history: entry times are drawn from this window of it, "
+        "and only accounts the path since did not liquidate exist",
+    )
+    oi_rebuild_half_life: Duration | None = Field(
+        None,
+        description="open interest is a flow: each trading step new accounts open at the "
+        "price of the moment, with the input's long share, size, cushion and buffer laws, "
+        "for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below "
+        "its input; None: no new positions",
     )
     initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
@@ -706,7 +719,8 @@ class PerpBook(Model):
     )
     entry_lookback: Duration = Field(
         timedelta(days=30),
-        description="with an asset history: entries are drawn from this window of it",
+        description="with an asset history: entry times are drawn from this window of it, "
+        "and only positions the path since did not liquidate exist",
     )
     file: str | None = Field(None, description="accounts file (CSV or Parquet)")
     max_leverage: Positive | None = Field(
@@ -723,6 +737,13 @@ class PerpBook(Model):
     )
     funding_interest_pct: float = Field(0.01, description="interest rate I, % per 8 h")
     funding_clamp_pct: Annotated[float, Field(ge=0.0)] = Field(0.05, description="% per 8 h")
+    oi_rebuild_half_life: Duration | None = Field(
+        None,
+        description="open interest is a flow: each trading step new accounts open at the "
+        "price of the moment, with the input's long share, size, leverage and wallet laws, "
+        "for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below "
+        "its input; None: no new positions",
+    )
     source: str | None = None
 
     @model_validator(mode="after")
@@ -732,6 +753,8 @@ class PerpBook(Model):
             raise ValueError("give accounts, open_interest_usd and leverage, or a file")
         if self.file is not None and any(item is not None for item in generated):
             raise ValueError("give either a file or accounts/open_interest_usd/leverage")
+        if self.file is not None and self.oi_rebuild_half_life is not None:
+            raise ValueError("oi_rebuild_half_life needs generated positioning, not a file")
         return self
 
 
