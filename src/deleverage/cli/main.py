@@ -17,6 +17,7 @@ from rich.table import Table
 from deleverage.cli import detect
 from deleverage.cli.console import err, out
 from deleverage.errors import Problem, UserError
+from deleverage.results.store import TABLES
 
 app = typer.Typer(
     help="Simulate, detect and explain cross-asset liquidity crashes.",
@@ -270,7 +271,7 @@ def _records(frame) -> list[dict]:
 
 
 def _print_bands(result, db: Path | None) -> None:
-    from deleverage.results.montecarlo import hit_text
+    from deleverage.results.montecarlo import format_value, hit_text
 
     bands = result.bands_table()
     if len(bands):
@@ -285,10 +286,10 @@ def _print_bands(result, db: Path | None) -> None:
         for row in bands.itertuples(index=False):
             table.add_row(
                 row.target,
-                *(f"{v:,.4g}" for v in (row.observed, row.p10, row.median, row.p90)),
+                *(format_value(v) for v in (row.observed, row.p10, row.median, row.p90)),
                 hit_text(row.hit),
-                f"{row.band_width:,.4g}",
-                f"{abs(row.observed):,.4g}",
+                format_value(row.band_width),
+                format_value(abs(row.observed)),
                 row.unit,
             )
         out.print(table)
@@ -405,7 +406,7 @@ def runs(db: DbOption = Path("deleverage.duckdb")) -> None:
 
 @app.command()
 def export(
-    table: Annotated[str, typer.Argument(help="runs, market, events or metrics.")],
+    table: Annotated[str, typer.Argument(help=f"One of: {', '.join(TABLES)}.")],
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="Parquet file to write.")],
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     db: DbOption = Path("deleverage.duckdb"),

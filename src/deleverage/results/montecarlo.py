@@ -39,6 +39,20 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     return {name: float(np.percentile(values, q)) for name, q in QUANTILES.items()}
 
 
+def format_value(value: float) -> str:
+    """Short, readable numbers for the band tables: 2.6bn, 509.7M, 60,074, -31.3, —."""
+    if pd.isna(value):
+        return "—"
+    size = abs(value)
+    if size >= 1e9:
+        return f"{value / 1e9:.4g}bn"
+    if size >= 1e6:
+        return f"{value / 1e6:.4g}M"
+    if size >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:,.4g}"
+
+
 def hit_text(hit) -> str:
     return "—" if pd.isna(hit) else "yes" if hit else "no"
 
@@ -185,10 +199,11 @@ class MonteCarloResult:
                 f"{'median':>11}{'p90':>11}{'hit':>5}{'width':>11}{'|observed|':>11}"
             )
             for row in bands.itertuples(index=False):
+                numbers = (row.observed, row.p10, row.median, row.p90)
                 lines.append(
-                    f"{row.target:<46}{row.observed:>11.4g}{row.p10:>11.4g}{row.median:>11.4g}"
-                    f"{row.p90:>11.4g}{hit_text(row.hit):>5}{row.band_width:>11.4g}"
-                    f"{abs(row.observed):>11.4g} {row.unit}"
+                    f"{row.target:<46}{''.join(f'{format_value(v):>11}' for v in numbers)}"
+                    f"{hit_text(row.hit):>5}{format_value(row.band_width):>11}"
+                    f"{format_value(abs(row.observed)):>11} {row.unit}"
                 )
             lines.append(self.hits_line())
         amplification = self.amplification_table()
