@@ -87,7 +87,11 @@ def test_json_bands_have_exactly_the_documented_keys(small):
             "error: --workers: expected a whole number ≥ 1, found 0",
         ),
         (["--workers", "2"], "error: --workers: expected together with --paths N"),
-        (["--keep-paths"], "error: --keep-paths: expected together with --paths N"),
+        (["--no-amplification"], "error: --amplification: expected together with --paths N"),
+        (
+            ["--paths", "2", "--keep-paths"],
+            "error: --keep-paths: expected a results store, found --no-store",
+        ),
     ],
 )
 def test_bad_path_options_exit_2_with_one_clear_line(small, args, message):

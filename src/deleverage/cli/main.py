@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+import uuid
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -139,6 +142,8 @@ def run(
     for name, value in (("--paths", paths), ("--workers", workers)):
         if value is not None and value < 1:
             problems.append(Problem(name, "", f"expected a whole number ≥ 1, found {value}"))
+    if keep_paths and not store:
+        problems.append(Problem("--keep-paths", "", "expected a results store, found --no-store"))
     if paths is None:
         given = [
             name
@@ -221,20 +226,25 @@ def _run_paths(
     progress = DelayedProgress(
         f"{scenario.name} seed {seed}, {workers} worker{'s' * (workers > 1)}", 0.0, "paths"
     )
+    progress(0, paths)
+    run_id = uuid.uuid4().hex[:12]
+    store = results_store if results_store is not None else contextlib.nullcontext()
     try:
-        result = simulate_paths(
-            scenario,
-            seed,
-            paths=paths,
-            workers=workers,
-            amplification=amplification,
-            keep_paths=keep_paths,
-            check_invariants=check_invariants,
-            progress=progress,
-        )
-        progress.close()
-        if results_store is not None:
-            with results_store:
+        with store, results_store.transaction() if results_store else contextlib.nullcontext():
+            result = simulate_paths(
+                scenario,
+                seed,
+                paths=paths,
+                workers=workers,
+                amplification=amplification,
+                check_invariants=check_invariants,
+                progress=progress,
+                # Full paths stream into the open transaction instead of piling up in memory.
+                on_path=partial(results_store.write_path, run_id) if keep_paths else None,
+                run_id=run_id,
+            )
+            progress.close()
+            if results_store is not None:
                 results_store.write_paths(result)
     except KeyboardInterrupt:
         progress.close()

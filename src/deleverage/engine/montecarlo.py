@@ -12,11 +12,13 @@ the window of its first `worst_24h` target, else its maximum drawdown over the r
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -108,37 +110,35 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_all(
-    task: Callable[[int], PathOutcome],
-    paths: int,
-    workers: int,
-    progress: Callable[[int, int], None] | None,
-) -> list[PathOutcome]:
-    """`task(path)` for every path, collected by path index (never by completion order)."""
-    outcomes: list[PathOutcome | None] = [None] * paths
+def _finished_paths(
+    task: Callable[[int], PathOutcome], paths: int, workers: int
+) -> Iterator[PathOutcome]:
+    """`task(path)` for every path, yielded as paths finish (in-process when workers == 1).
+    Closing the iterator early (an error, Ctrl-C) stops the workers."""
     if workers == 1:
         for path in range(paths):
-            outcomes[path] = task(path)
-            if progress is not None:
-                progress(path + 1, paths)
-        return outcomes
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
-    futures = {}
+            yield task(path)
+        return
+    # Spawned, not forked: workers start clean (no copy of the parent's threads or locks,
+    # e.g. a live progress bar) and behave the same on Linux, macOS and Windows.
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_ignore_interrupts,
+    )
+    futures = []
     try:
-        futures = {pool.submit(task, path): path for path in range(paths)}
-        for done, future in enumerate(as_completed(futures), start=1):
-            outcomes[futures[future]] = future.result()
-            if progress is not None:
-                progress(done, paths)
+        futures = [pool.submit(task, path) for path in range(paths)]
+        for future in as_completed(futures):
+            yield future.result()
     except BaseException:
         for future in futures:
             future.cancel()
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()  # do not wait for running paths whose result is dropped
-        pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
-    return outcomes
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _aggregate(diagnostics: list[dict[str, float]]) -> dict[str, float]:
@@ -163,6 +163,8 @@ def simulate_paths(
     keep_paths: bool = False,
     check_invariants: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    on_path: Callable[[SimulationResult], None] | None = None,
+    run_id: str | None = None,
 ) -> MonteCarloResult:
     """Run paths 0 … `paths`−1 of `scenario` with one `seed` on `workers` local processes
     (1: in this process) and return the bands of every target over paths.
@@ -172,6 +174,9 @@ def simulate_paths(
     keep_paths: keep every path's full `SimulationResult` in `.path_results` (memory
         grows with paths × steps × assets; off by default).
     progress: called with (paths done, paths) as paths finish.
+    on_path: called with every full path as it finishes (in completion order), e.g. to
+        stream it to the store without keeping it in memory.
+    run_id: the id of the run (default: a fresh one).
 
     Same scenario and seed give identical results whatever `workers`."""
     if paths < 1:
@@ -186,9 +191,16 @@ def simulate_paths(
         seed,
         measures=measures,
         check_invariants=check_invariants,
-        keep=keep_paths,
+        keep=keep_paths or on_path is not None,
     )
-    outcomes = _run_all(task, paths, min(workers, paths), progress)
+    outcomes: list[PathOutcome] = [None] * paths  # by path index, never by completion order
+    with closing(_finished_paths(task, paths, min(workers, paths))) as finished:
+        for done, outcome in enumerate(finished, start=1):
+            if on_path is not None:
+                on_path(outcome.result)
+            outcomes[outcome.path] = outcome if keep_paths else replace(outcome, result=None)
+            if progress is not None:
+                progress(done, paths)
 
     observed_at = [t.window[1] if t.window else None for t in scenario.targets]
     path_targets = pd.concat(
@@ -223,4 +235,5 @@ def simulate_paths(
         wall_seconds=time.perf_counter() - started,
         workers=min(workers, paths),
         path_results=[o.result for o in outcomes] if keep_paths else None,
+        **({"run_id": run_id} if run_id else {}),
     )

@@ -7,6 +7,7 @@ Ctrl-C or a killed process leaves no partial run (DuckDB discards uncommitted wo
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS path_events AS
 class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
         self.path = Path(path)
+        self._in_transaction = False
         if read_only and not self.path.exists():
             raise UserError(
                 [Problem(str(self.path), "", "expected a results database, found no file")]
@@ -121,31 +123,49 @@ class Store:
             "amplification": _with_run(result.amplification_table(), run_id),
         }
         frames["path_targets"]["time"] = _naive_utc(frames["path_targets"]["time"])
-        parts = [(p.path, p) for p in result.path_results or []]
-        if parts:
-            frames["path_market"] = pd.concat(
-                [_with_path(p.market_frame().assign(run_id=run_id), i) for i, p in parts]
-            )
-            frames["path_events"] = pd.concat(
-                [_with_path(_events_frame(p).assign(run_id=run_id), i) for i, p in parts]
-            )
-        self._insert(frames)
+        with self.transaction():
+            for path in result.path_results or []:
+                self.write_path(run_id, path)
+            self._insert(frames)
         return run_id
+
+    def write_path(self, run_id: str, path: SimulationResult) -> None:
+        """Store one full Monte Carlo path (`path_market`, `path_events`) under `run_id`.
+        Inside `transaction()` paths stream to the file as they finish and the run still
+        appears all at once."""
+        self._insert(
+            {
+                "path_market": _with_path(path.market_frame().assign(run_id=run_id), path.path),
+                "path_events": _with_path(_events_frame(path).assign(run_id=run_id), path.path),
+            }
+        )
+
+    @contextmanager
+    def transaction(self):
+        """Everything written inside commits together, or not at all (error, Ctrl-C)."""
+        if self._in_transaction:
+            yield
+            return
+        self.connection.begin()
+        self._in_transaction = True
+        try:
+            yield
+            self.connection.commit()
+        except BaseException:
+            self.connection.rollback()
+            raise
+        finally:
+            self._in_transaction = False
 
     def _insert(self, frames: dict[str, pd.DataFrame]) -> None:
         """Insert every frame in one transaction: all or nothing."""
         con = self.connection
-        con.begin()
-        try:
+        with self.transaction():
             for table, frame in frames.items():
                 con.register("incoming", frame)
                 columns = ", ".join(f'"{c}"' for c in frame.columns)
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
                 con.unregister("incoming")
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
 
     def runs(self) -> pd.DataFrame:
         columns = {row[0] for row in self.connection.execute("DESCRIBE runs").fetchall()}
