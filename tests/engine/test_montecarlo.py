@@ -149,3 +149,24 @@ def test_plot_leaves_the_users_backend_and_figures_alone(tmp_path):
     page = mc.report(tmp_path / "mc.html").read_text()
     assert "data:image/png;base64," in page and "low BTC" in page and "amplification" in page
     assert "http" not in page.replace("http-equiv", "")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_finished_paths(workers):
+    calls = []
+    simulate_paths(
+        scenario(),
+        paths=3,
+        workers=workers,
+        amplification=False,
+        progress=lambda *a: calls.append(a),
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_channels_off_twins_report_their_own_diagnostics():
+    mc = simulate_paths(scenario(), paths=2, check_invariants=True)
+    n_steps = scenario().clock.n_steps
+    assert mc.diagnostics["invariant_checks"] == 2 * n_steps
+    assert mc.diagnostics["channels_off_invariant_checks"] == 2 * n_steps
+    assert mc.diagnostics["channels_off_max_unit_drift"] < 1e-9

@@ -85,6 +85,7 @@ def run_path(
 ) -> PathOutcome:
     """One path and, when `measures` are given, its all-channels-off twin."""
     result = simulate(scenario, seed, path=path, check_invariants=check_invariants)
+    diagnostics = dict(result.diagnostics)
     moves = moves_off = None
     if measures is not None:
         moves = np.array([m.on(result) for m in measures])
@@ -92,15 +93,11 @@ def run_path(
             moves_off = moves
         else:
             twin = scenario.model_copy(update={"channels": ALL_CHANNELS_OFF})
-            off = simulate(twin, seed, path=path)
+            off = simulate(twin, seed, path=path, check_invariants=check_invariants)
             moves_off = np.array([m.on(off) for m in measures])
+            diagnostics |= {f"channels_off_{k}": v for k, v in off.diagnostics.items()}
     return PathOutcome(
-        path,
-        result.targets_table(),
-        moves,
-        moves_off,
-        dict(result.diagnostics),
-        result if keep else None,
+        path, result.targets_table(), moves, moves_off, diagnostics, result if keep else None
     )
 
 
@@ -142,11 +139,12 @@ def _finished_paths(
 
 
 def _aggregate(diagnostics: list[dict[str, float]]) -> dict[str, float]:
-    """Counts summed over paths; drifts (`max_*`) as their maximum."""
+    """Counts summed over paths; drifts (`max_*`) as their maximum. The channels-off
+    twins' diagnostics are kept apart (`channels_off_*`)."""
     total: dict[str, float] = {}
     for one in diagnostics:
         for name, value in one.items():
-            if name.startswith("max_"):
+            if name.removeprefix("channels_off_").startswith("max_"):
                 total[name] = max(total.get(name, 0.0), float(value))
             else:
                 total[name] = total.get(name, 0.0) + float(value)

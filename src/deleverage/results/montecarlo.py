@@ -96,7 +96,7 @@ class MonteCarloResult:
             observed = float(first.observed)
             width = band["p90"] - band["p10"]
             # No band (the target is not computed by the model): neither hit nor miss.
-            hit = float(band["p10"] <= observed <= band["p90"]) if width == width else np.nan
+            hit = np.nan if np.isnan(width) else float(band["p10"] <= observed <= band["p90"])
             at, unit = first.time, first.unit
             rows.append(("targets", f"{label}:observed", observed, unit, at, "observed"))
             rows += [("targets", f"{label}:{k}", v, unit, at, "modelled") for k, v in band.items()]
@@ -160,19 +160,17 @@ class MonteCarloResult:
         columns = ["asset", "measure", "move_pct", "move_channels_off_pct", "amplification"]
         if not self.amplification:
             return pd.DataFrame(columns=columns)
-        tidy = self._tidy[self._tidy.metric.isin(["move_all_channels", "amplification"])]
-        tidy = self._tidy[self._tidy.entity.isin(tidy.entity)]
-        table = tidy.pivot(index="entity", columns="metric", values="value")
+        names = {
+            "move_all_channels": "move_pct",
+            "move_channels_off": "move_channels_off_pct",
+            "amplification": "amplification",
+        }
+        tidy = self._tidy[self._tidy.metric.isin(names)]
+        table = tidy.pivot(index="entity", columns="metric", values="value").rename(columns=names)
         measures = self.path_amplification.groupby("asset", sort=False).measure.first()
-        table = pd.DataFrame(
-            {
-                "asset": measures.index,
-                "measure": measures.to_numpy(),
-                "move_pct": table.loc[measures.index, "move_all_channels"].to_numpy(),
-                "move_channels_off_pct": table.loc[measures.index, "move_channels_off"].to_numpy(),
-                "amplification": table.loc[measures.index, "amplification"].to_numpy(),
-            }
-        )
+        table = table.loc[measures.index].assign(measure=measures)
+        table.columns.name = None
+        table = table.rename_axis("asset").reset_index()
         return table[columns]
 
     def hits_line(self) -> str:
