@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
+import uuid
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +20,7 @@ from rich.table import Table
 from deleverage.cli import detect
 from deleverage.cli.console import err, out
 from deleverage.errors import Problem, UserError
+from deleverage.results.store import TABLES
 
 app = typer.Typer(
     help="Simulate, detect and explain cross-asset liquidity crashes.",
@@ -37,8 +42,8 @@ def fail(exc: UserError) -> typer.Exit:
 class DelayedProgress:
     """A progress bar that appears only once a run has lasted more than `delay` seconds."""
 
-    def __init__(self, description: str, delay: float = 1.5):
-        self.description, self.delay = description, delay
+    def __init__(self, description: str, delay: float = 1.5, unit: str = "steps"):
+        self.description, self.delay, self.unit = description, delay, unit
         self.started = time.perf_counter()
         self.bar: Progress | None = None
         self.task = None
@@ -50,7 +55,7 @@ class DelayedProgress:
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total} steps"),
+                TextColumn(f"{{task.completed}}/{{task.total}} {self.unit}"),
                 TimeRemainingColumn(),
                 console=err,
                 transient=True,
@@ -94,22 +99,85 @@ def run(
     report: Annotated[
         Path | None, typer.Option(help="Also write an offline HTML report here.")
     ] = None,
+    paths: Annotated[
+        int | None,
+        typer.Option(
+            help="Monte Carlo: run paths 0…N−1 of the seed and report the 10/50/90% band of "
+            "every target and the amplification per asset.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Local processes for --paths (1: in this process); default: one per CPU, "
+            "at most N. Results do not depend on it.",
+            show_default=False,
+        ),
+    ] = None,
+    amplification: Annotated[
+        bool | None,
+        typer.Option(
+            "--amplification/--no-amplification",
+            help="With --paths: also run every path with all channels off and report the "
+            "amplification per asset (on by default; off halves the work).",
+            show_default=False,
+        ),
+    ] = None,
+    keep_paths: Annotated[
+        bool,
+        typer.Option(help="With --paths: also store every full path (path_market, path_events)."),
+    ] = False,
 ) -> None:
-    """Simulate SCENARIO, print a per-asset summary and store the run."""
+    """Simulate SCENARIO, print a per-asset summary and store the run.
+
+    With --paths N: a Monte Carlo run of N paths, printed as bands over paths."""
     from deleverage.engine.simulate import simulate
     from deleverage.results.store import Store
     from deleverage.scenario.loader import load_scenario
 
+    problems = []
     if output_format not in ("table", "json"):
-        raise fail(
-            UserError([Problem("--format", "", f"expected table or json, found {output_format!r}")])
-        )
+        problems.append(Problem("--format", "", f"expected table or json, found {output_format!r}"))
+    for name, value in (("--paths", paths), ("--workers", workers)):
+        if value is not None and value < 1:
+            problems.append(Problem(name, "", f"expected a whole number ≥ 1, found {value}"))
+    if keep_paths and not store:
+        problems.append(Problem("--keep-paths", "", "expected a results store, found --no-store"))
+    if paths is None:
+        given = [
+            name
+            for name, value in (
+                ("--workers", workers),
+                ("--amplification", amplification),
+                ("--keep-paths", keep_paths or None),
+            )
+            if value is not None
+        ]
+        problems += [Problem(name, "", "expected together with --paths N") for name in given]
+    if problems:
+        raise fail(UserError(problems))
     try:
         loaded = load_scenario(scenario, sets=set_ or [], channels=channels or [])
         # Open the store before simulating so a bad --db fails fast, not after the run.
         results_store = Store(db) if store else None
     except UserError as exc:
         raise fail(exc) from None
+    if paths is not None:
+        _run_paths(
+            loaded,
+            seed,
+            paths=paths,
+            workers=workers or min(paths, os.cpu_count() or 1),
+            amplification=amplification is not False,
+            keep_paths=keep_paths,
+            check_invariants=check_invariants,
+            results_store=results_store,
+            db=db,
+            output_format=output_format,
+            report=report,
+        )
+        return
     progress = DelayedProgress(f"{loaded.name} seed {seed}")
     try:
         result = simulate(loaded, seed=seed, check_invariants=check_invariants, progress=progress)
@@ -136,6 +204,132 @@ def run(
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
     _print_summary(result, db if store else None)
+
+
+def _run_paths(
+    scenario,
+    seed,
+    *,
+    paths,
+    workers,
+    amplification,
+    keep_paths,
+    check_invariants,
+    results_store,
+    db,
+    output_format,
+    report,
+) -> None:
+    """`run --paths`: simulate the paths, store them in one transaction, print the bands."""
+    from deleverage.engine.montecarlo import simulate_paths
+
+    progress = DelayedProgress(
+        f"{scenario.name} seed {seed}, {workers} worker{'s' * (workers > 1)}", 0.0, "paths"
+    )
+    progress(0, paths)
+    run_id = uuid.uuid4().hex[:12]
+    store = results_store if results_store is not None else contextlib.nullcontext()
+    try:
+        with store, results_store.transaction() if results_store else contextlib.nullcontext():
+            result = simulate_paths(
+                scenario,
+                seed,
+                paths=paths,
+                workers=workers,
+                amplification=amplification,
+                check_invariants=check_invariants,
+                progress=progress,
+                # Full paths stream into the open transaction instead of piling up in memory.
+                on_path=partial(results_store.write_path, run_id) if keep_paths else None,
+                run_id=run_id,
+            )
+            progress.close()
+            if results_store is not None:
+                results_store.write_paths(result)
+    except KeyboardInterrupt:
+        progress.close()
+        err.print("interrupted: nothing was stored")
+        raise typer.Exit(130) from None
+    finally:
+        progress.close()
+    if report is not None:
+        result.report(report)
+    if output_format == "json":
+        bands = result.bands_table()
+        payload = {
+            "run_id": result.run_id,
+            "scenario": scenario.name,
+            "seed": seed,
+            "paths": paths,
+            "scenario_hash": result.scenario_hash,
+            "stored_in": str(db) if results_store is not None else None,
+            "targets_inside_band": int(result.value("run", "targets_inside_band"))
+            if len(bands)
+            else 0,
+            "bands": _records(bands),
+            "amplification": _records(result.amplification_table()),
+            "metrics": _records(result.to_frame()),
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    _print_bands(result, db if results_store is not None else None)
+
+
+def _records(frame) -> list[dict]:
+    """Rows as JSON-ready dicts: NaN and <NA> become null, times ISO strings."""
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def _print_bands(result, db: Path | None) -> None:
+    from deleverage.results.montecarlo import format_value, hit_text
+
+    bands = result.bands_table()
+    if len(bands):
+        table = Table(
+            title=f"{result.scenario.name} — seed {result.seed}, {result.paths} paths: "
+            "observed vs modelled band",
+            title_justify="left",
+        )
+        for name in ("target", "observed", "p10", "median", "p90", "hit", "width", "|observed|"):
+            table.add_column(name, justify="left" if name == "target" else "right")
+        table.add_column("unit")
+        for row in bands.itertuples(index=False):
+            table.add_row(
+                row.target,
+                *(format_value(v) for v in (row.observed, row.p10, row.median, row.p90)),
+                hit_text(row.hit),
+                format_value(row.band_width),
+                format_value(abs(row.observed)),
+                row.unit,
+            )
+        out.print(table)
+        out.print(result.hits_line(), highlight=False)
+    amplification = result.amplification_table()
+    if len(amplification):
+        table = Table(
+            title="amplification: all channels ÷ all channels off (medians over paths)",
+            title_justify="left",
+        )
+        for name in ("asset", "amplification", "move %", "channels off %", "measured on"):
+            table.add_column(name, justify="left" if name in ("asset", "measured on") else "right")
+        for row in amplification.itertuples(index=False):
+            table.add_row(
+                row.asset,
+                f"{row.amplification:.3g}",
+                f"{row.move_pct:.2f}",
+                f"{row.move_channels_off_pct:.2f}",
+                row.measure,
+            )
+        out.print(table)
+    diagnostics = ", ".join(f"{k}={v:g}" for k, v in result.diagnostics.items())
+    out.print(f"diagnostics (all paths): {diagnostics}", highlight=False)
+    where = f" stored in {db}" if db else " (not stored)"
+    out.print(
+        f"run [bold]{result.run_id}[/bold]{where}; hash {result.scenario_hash[:12]}; "
+        f"{result.paths} paths on {result.workers} worker{'s' * (result.workers > 1)} "
+        f"in {result.wall_seconds:.1f} s",
+        highlight=False,
+    )
 
 
 def _print_summary(result, db: Path | None) -> None:
@@ -222,7 +416,7 @@ def runs(db: DbOption = Path("deleverage.duckdb")) -> None:
 
 @app.command()
 def export(
-    table: Annotated[str, typer.Argument(help="runs, market, events or metrics.")],
+    table: Annotated[str, typer.Argument(help=f"One of: {', '.join(TABLES)}.")],
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="Parquet file to write.")],
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     db: DbOption = Path("deleverage.duckdb"),

@@ -52,6 +52,21 @@ def _worst_move(prices: np.ndarray, window: int) -> tuple[float, int]:
     return float(moves[end]), end + window
 
 
+def png_base64(fig) -> str:
+    """A figure as base64 PNG, for offline HTML."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def target_label(metric: str, asset: str | None = None, window=None) -> str:
+    """How a target (or any metric over a window) is named in tables: metric, asset, window."""
+    label = f"{metric} {asset}" if asset else metric
+    if window:
+        label += f" {window[0]:%Y-%m-%d %H:%M}–{window[1]:%m-%d %H:%M}"
+    return label
+
+
 @dataclass
 class SimulationResult:
     scenario: Scenario
@@ -100,10 +115,8 @@ class SimulationResult:
             metrics.append(("traded_volume", volume, "USD", self.times[-1]))
             rows += [(asset.id, metric, value, unit, at) for metric, value, unit, at in metrics]
         for target in self.scenario.targets:
-            modelled, unit = self._modelled(target)
-            label = f"{target.metric} {target.asset}" if target.asset else target.metric
-            if target.window:
-                label += f" {target.window[0]:%Y-%m-%d %H:%M}–{target.window[1]:%m-%d %H:%M}"
+            modelled, unit = self.modelled(target.metric, target.asset, target.window, target.unit)
+            label = target_label(target.metric, target.asset, target.window)
             at = target.window[1] if target.window else None
             rows.append(("targets", f"{label}:observed", target.value, target.unit, at))
             rows.append(("targets", f"{label}:modelled", modelled, unit, at))
@@ -145,13 +158,20 @@ class SimulationResult:
             ("worst_24h", worst_24h * 100, "%", times[end_24h]),
         ]
 
-    def _modelled(self, target) -> tuple[float, str]:
-        """The modelled counterpart of an observed target (NaN where none is computed)."""
+    def modelled(
+        self,
+        metric: str,
+        asset: str | None = None,
+        window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+        unit: str = "",
+    ) -> tuple[float, str]:
+        """The modelled value and unit of `metric` (for `asset`, within the UTC `window`):
+        the counterpart of an observed target (NaN where none is computed)."""
         times = self.times
         inside = np.ones(len(times), dtype=bool)
-        if target.window:
-            inside = (times >= target.window[0]) & (times <= target.window[1])
-        if target.asset and target.metric in (
+        if window:
+            inside = (times >= window[0]) & (times <= window[1])
+        if asset and metric in (
             "start",
             "end",
             "low",
@@ -160,24 +180,24 @@ class SimulationResult:
             "worst_1h",
             "worst_24h",
         ):
-            a = self.asset_ids.index(target.asset)
+            a = self.asset_ids.index(asset)
             path = self.market["price"][inside, a]
-            for metric, value, unit, _ in self._price_metrics(path, times[inside], target.unit):
-                if metric == target.metric:
-                    return float(value), unit
+            for name, value, value_unit, _ in self._price_metrics(path, times[inside], unit):
+                if name == metric:
+                    return float(value), value_unit
         events = self.events.assign(time=times[self.events.step.to_numpy() + 1])
-        if target.metric == "liquidations_24h":  # largest 24 h of perp liquidation notional
+        if metric == "liquidations_24h":  # largest 24 h of perp liquidation notional
             rows = events[(events.kind == "perp_liquidation") & inside[events.step.to_numpy() + 1]]
             per_step = rows.groupby("time").notional_usd.sum()
             if per_step.empty:
                 return 0.0, "USD"
             return float(per_step.rolling("24h").sum().max()), "USD"
-        if target.metric == "etf_flow":  # net creations (+) or redemptions (−) in the window
+        if metric == "etf_flow":  # net creations (+) or redemptions (−) in the window
             rows = events[(events.kind == "etf_flow") & inside[events.step.to_numpy() + 1]]
-            if target.asset:
-                rows = rows[rows.asset == target.asset]
+            if asset:
+                rows = rows[rows.asset == asset]
             return float((np.sign(rows.quantity) * rows.notional_usd).sum()), "USD"
-        return float("nan"), target.unit
+        return float("nan"), unit
 
     def targets_table(self) -> pd.DataFrame:
         """Observed targets of the scenario next to their modelled values (a pivot of
@@ -264,15 +284,12 @@ class SimulationResult:
         return self.asset_table().to_html(float_format=lambda v: f"{v:.4g}")
 
     def plot(self):
-        """Figure: prices rebased to 100, and market-maker bid depth."""
-        import matplotlib
+        """Figure: prices rebased to 100, and market-maker bid depth. A bare matplotlib
+        `Figure`: the user's backend and pyplot figures are left alone."""
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, (top, bottom) = plt.subplots(
-            2, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-        )
+        fig = Figure(figsize=(10, 7))
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
         prices = self.prices()
         (prices / prices.iloc[0] * 100).plot(ax=top, lw=1)
         top.set_ylabel("price, rebased to 100 (modelled)")
@@ -287,13 +304,7 @@ class SimulationResult:
 
     def report(self, path: str | Path) -> Path:
         """Self-contained offline HTML: summary, events, diagnostics and the figure."""
-        import matplotlib.pyplot as plt
-
-        fig = self.plot()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110)
-        plt.close(fig)
-        image = base64.b64encode(buffer.getvalue()).decode()
+        image = png_base64(self.plot())
         tidy = self.to_frame()
         events = tidy[tidy.entity == "events"][["metric", "value"]]
         diagnostics = tidy[tidy.entity == "diagnostics"][["metric", "value", "unit"]]

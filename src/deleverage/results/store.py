@@ -7,6 +7,7 @@ Ctrl-C or a killed process leaves no partial run (DuckDB discards uncommitted wo
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,10 +15,22 @@ import duckdb
 import pandas as pd
 
 from deleverage.errors import Problem, UserError
+from deleverage.results.montecarlo import MonteCarloResult
 from deleverage.results.result import SimulationResult
 
 DEFAULT_DB = Path("deleverage.duckdb")
-TABLES = ("runs", "market", "events", "metrics")
+TABLES = (
+    "runs",
+    "market",
+    "events",
+    "metrics",
+    "path_targets",
+    "path_amplification",
+    "bands",
+    "amplification",
+    "path_market",
+    "path_events",
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,12 +49,31 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, seed BIGINT, scenario VARCHAR, time TIMESTAMP, entity VARCHAR,
     metric VARCHAR, value DOUBLE, unit VARCHAR, basis VARCHAR);
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS paths INTEGER DEFAULT 1;
+CREATE TABLE IF NOT EXISTS path_targets (
+    run_id VARCHAR, path INTEGER, target VARCHAR, observed DOUBLE, modelled DOUBLE,
+    unit VARCHAR, time TIMESTAMP);
+CREATE TABLE IF NOT EXISTS path_amplification (
+    run_id VARCHAR, path INTEGER, asset VARCHAR, measure VARCHAR, move_pct DOUBLE,
+    move_channels_off_pct DOUBLE, amplification DOUBLE);
+CREATE TABLE IF NOT EXISTS bands (
+    run_id VARCHAR, target VARCHAR, unit VARCHAR, observed DOUBLE, p10 DOUBLE, median DOUBLE,
+    p90 DOUBLE, hit BOOLEAN, band_width DOUBLE);
+CREATE TABLE IF NOT EXISTS amplification (
+    run_id VARCHAR, asset VARCHAR, measure VARCHAR, move_pct DOUBLE,
+    move_channels_off_pct DOUBLE, amplification DOUBLE);
+-- Full Monte Carlo paths, only on request: the market and events columns plus the path.
+CREATE TABLE IF NOT EXISTS path_market AS
+    SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM market LIMIT 0;
+CREATE TABLE IF NOT EXISTS path_events AS
+    SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM events LIMIT 0;
 """
 
 
 class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
         self.path = Path(path)
+        self._in_transaction = False
         if read_only and not self.path.exists():
             raise UserError(
                 [Problem(str(self.path), "", "expected a results database, found no file")]
@@ -67,54 +99,80 @@ class Store:
     def write(self, result: SimulationResult) -> str:
         """Store a complete run atomically; returns its run id."""
         scenario = result.scenario
-        runs = pd.DataFrame(
-            [
-                {
-                    "run_id": result.run_id,
-                    "created_at": datetime.now(UTC).replace(tzinfo=None),
-                    "scenario_name": scenario.name,
-                    "scenario_hash": result.scenario_hash,
-                    "seed": result.seed,
-                    "path": result.path,
-                    "package_version": result.package_version,
-                    "git_hash": result.git_hash,
-                    "n_steps": scenario.clock.n_steps,
-                    "step_seconds": scenario.clock.step.total_seconds(),
-                    "wall_seconds": result.wall_seconds,
-                    "parameters": json.dumps(scenario.model_dump(mode="json", by_alias=True)),
-                }
-            ]
-        )
-        events = result.events.copy()
-        events.insert(0, "run_id", result.run_id)
-        step_times = result.times.tz_localize(None)
-        events.insert(3, "time", step_times[events["step"].to_numpy() + 1] if len(events) else [])
-        metrics = result.to_frame()
-        metrics["time"] = pd.to_datetime(metrics["time"], utc=True).dt.tz_localize(None)
+        runs = _run_row(result, scenario, path=result.path, paths=1)
         frames = {
             "runs": runs,
             "market": result.market_frame(),
-            "events": events,
-            "metrics": metrics,
+            "events": _events_frame(result),
+            "metrics": _metrics_frame(result.to_frame()),
         }
-        con = self.connection
-        con.begin()
+        self._insert(frames)
+        return result.run_id
+
+    def write_paths(self, result: MonteCarloResult) -> str:
+        """Store a Monte Carlo run atomically under one run id: the run (seed, hash of the
+        scenario as given, paths), per-path targets and amplification, bands, medians, and
+        the full paths (`path_market`, `path_events`) only if the result kept them."""
+        run_id = result.run_id
+        frames = {
+            "runs": _run_row(result, result.scenario, path=None, paths=result.paths),
+            "metrics": _metrics_frame(result.to_frame()),
+            "path_targets": _with_run(result.path_targets, run_id),
+            "path_amplification": _with_run(result.path_amplification.drop(columns="time"), run_id),
+            "bands": _with_run(result.bands_table(), run_id),
+            "amplification": _with_run(result.amplification_table(), run_id),
+        }
+        frames["path_targets"]["time"] = _naive_utc(frames["path_targets"]["time"])
+        with self.transaction():
+            for path in result.path_results or []:
+                self.write_path(run_id, path)
+            self._insert(frames)
+        return run_id
+
+    def write_path(self, run_id: str, path: SimulationResult) -> None:
+        """Store one full Monte Carlo path (`path_market`, `path_events`) under `run_id`.
+        Inside `transaction()` paths stream to the file as they finish and the run still
+        appears all at once."""
+        self._insert(
+            {
+                "path_market": _with_path(path.market_frame().assign(run_id=run_id), path.path),
+                "path_events": _with_path(_events_frame(path).assign(run_id=run_id), path.path),
+            }
+        )
+
+    @contextmanager
+    def transaction(self):
+        """Everything written inside commits together, or not at all (error, Ctrl-C)."""
+        if self._in_transaction:
+            yield
+            return
+        self.connection.begin()
+        self._in_transaction = True
         try:
+            yield
+            self.connection.commit()
+        except BaseException:
+            self.connection.rollback()
+            raise
+        finally:
+            self._in_transaction = False
+
+    def _insert(self, frames: dict[str, pd.DataFrame]) -> None:
+        """Insert every frame in one transaction: all or nothing."""
+        con = self.connection
+        with self.transaction():
             for table, frame in frames.items():
                 con.register("incoming", frame)
                 columns = ", ".join(f'"{c}"' for c in frame.columns)
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
                 con.unregister("incoming")
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        return result.run_id
 
     def runs(self) -> pd.DataFrame:
+        columns = {row[0] for row in self.connection.execute("DESCRIBE runs").fetchall()}
+        paths = "paths" if "paths" in columns else "1 AS paths"  # a file from before Monte Carlo
         return self.connection.execute(
             "SELECT run_id, created_at, scenario_name, seed, substr(scenario_hash, 1, 12) AS hash,"
-            " n_steps, round(wall_seconds, 2) AS wall_s FROM runs ORDER BY created_at"
+            f" {paths}, n_steps, round(wall_seconds, 2) AS wall_s FROM runs ORDER BY created_at"
         ).df()
 
     def has_run(self, run_id: str) -> bool:
@@ -144,3 +202,53 @@ class Store:
         query = f"COPY (SELECT * FROM {table} {where}) TO '{target}' (FORMAT PARQUET)"
         self.connection.execute(query, {"run": run_id} if run_id else {})
         return out
+
+
+def _run_row(result, scenario, path: int | None, paths: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "run_id": result.run_id,
+                "created_at": datetime.now(UTC).replace(tzinfo=None),
+                "scenario_name": scenario.name,
+                "scenario_hash": result.scenario_hash,
+                "seed": result.seed,
+                "path": path,
+                "paths": paths,
+                "package_version": result.package_version,
+                "git_hash": result.git_hash,
+                "n_steps": scenario.clock.n_steps,
+                "step_seconds": scenario.clock.step.total_seconds(),
+                "wall_seconds": result.wall_seconds,
+                "parameters": json.dumps(scenario.model_dump(mode="json", by_alias=True)),
+            }
+        ]
+    ).astype({"path": "Int64"})
+
+
+def _naive_utc(times: pd.Series) -> pd.Series:
+    return pd.to_datetime(times, utc=True).dt.tz_localize(None)
+
+
+def _events_frame(result: SimulationResult) -> pd.DataFrame:
+    events = result.events.copy()
+    events.insert(0, "run_id", result.run_id)
+    step_times = result.times.tz_localize(None)
+    events.insert(3, "time", step_times[events["step"].to_numpy() + 1] if len(events) else [])
+    return events
+
+
+def _metrics_frame(tidy: pd.DataFrame) -> pd.DataFrame:
+    tidy["time"] = _naive_utc(tidy["time"])
+    return tidy
+
+
+def _with_run(frame: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.insert(0, "run_id", run_id)
+    return frame
+
+
+def _with_path(frame: pd.DataFrame, path: int) -> pd.DataFrame:
+    frame.insert(1, "path", path)
+    return frame

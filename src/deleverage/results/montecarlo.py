@@ -1,0 +1,292 @@
+"""The result of a Monte Carlo run: per-path summaries, and bands over paths (SPEC §10).
+
+One computation feeds every view: the per-path tables (`path_targets`,
+`path_amplification`) are reduced once into the tidy `to_frame()`; the band and
+amplification tables, the summary, the JSON of the CLI, the plot and the report are
+pivots of it.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deleverage.results.result import (
+    TIDY_COLUMNS,
+    SimulationResult,
+    git_hash,
+    package_version,
+    png_base64,
+)
+from deleverage.scenario.schema import Scenario
+
+BAND_KEYS = ("observed", "p10", "median", "p90", "hit", "band_width")
+QUANTILES = {"p10": 10.0, "median": 50.0, "p90": 90.0}
+
+
+def quantiles(values: np.ndarray) -> dict[str, float]:
+    """p10, median and p90 over paths (linear interpolation); NaN paths are left out."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return {name: float("nan") for name in QUANTILES}
+    return {name: float(np.percentile(values, q)) for name, q in QUANTILES.items()}
+
+
+def format_value(value: float) -> str:
+    """Short, readable numbers for the band tables: 2.6bn, 509.7M, 60,074, -31.3, —."""
+    if pd.isna(value):
+        return "—"
+    size = abs(value)
+    if size >= 1e9:
+        return f"{value / 1e9:.4g}bn"
+    if size >= 1e6:
+        return f"{value / 1e6:.4g}M"
+    if size >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:,.4g}"
+
+
+def hit_text(hit) -> str:
+    return "—" if pd.isna(hit) else "yes" if hit else "no"
+
+
+@dataclass
+class MonteCarloResult:
+    """`paths` paths of one scenario and seed (path = 0 … paths−1).
+
+    path_targets: one row per (path, target): the target's modelled value on that path,
+        computed exactly as `SimulationResult.targets_table()` does.
+    path_amplification: one row per (path, asset): the asset's move (%) with the
+        scenario's channels and with all channels off (same seed and path), and their ratio.
+        Empty when the run was made without amplification.
+    """
+
+    scenario: Scenario
+    seed: int
+    paths: int
+    scenario_hash: str
+    path_targets: pd.DataFrame  # path, target, observed, modelled, unit, time
+    path_amplification: pd.DataFrame  # path, asset, measure, move_pct, move_channels_off_pct, …
+    diagnostics: dict[str, float]
+    wall_seconds: float
+    workers: int = 1
+    path_results: list[SimulationResult] | None = None  # only with keep_paths
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    package_version: str = field(default_factory=package_version)
+    git_hash: str | None = field(default_factory=git_hash)
+
+    @property
+    def amplification(self) -> bool:
+        return not self.path_amplification.empty
+
+    @cached_property
+    def _tidy(self) -> pd.DataFrame:
+        rows = [("run", "paths", float(self.paths), "count", None, "modelled")]
+        inside = with_band = 0
+        for label, group in self.path_targets.groupby("target", sort=False):
+            first = group.iloc[0]
+            band = quantiles(group.modelled.to_numpy())
+            observed = float(first.observed)
+            width = band["p90"] - band["p10"]
+            # No band (the target is not computed by the model): neither hit nor miss.
+            hit = np.nan if np.isnan(width) else float(band["p10"] <= observed <= band["p90"])
+            at, unit = first.time, first.unit
+            rows.append(("targets", f"{label}:observed", observed, unit, at, "observed"))
+            rows += [("targets", f"{label}:{k}", v, unit, at, "modelled") for k, v in band.items()]
+            rows.append(("targets", f"{label}:band_width", width, unit, at, "modelled"))
+            rows.append(("targets", f"{label}:hit", hit, "bool", at, "modelled"))
+            with_band += not np.isnan(width)
+            inside += hit == 1.0
+        if len(self.path_targets):
+            rows.append(("run", "targets_inside_band", float(inside), "count", None, "modelled"))
+            rows.append(("run", "targets_with_band", float(with_band), "count", None, "modelled"))
+        for asset, group in self.path_amplification.groupby("asset", sort=False):
+            at = group.time.iloc[0]
+            for metric, column, unit in (
+                ("amplification", "amplification", "ratio"),
+                ("move_all_channels", "move_pct", "%"),
+                ("move_channels_off", "move_channels_off_pct", "%"),
+            ):
+                value = quantiles(group[column].to_numpy())["median"]
+                rows.append((asset, metric, value, unit, at, "modelled"))
+        for name, value in self.diagnostics.items():
+            unit = "USD" if name.endswith("_usd") else "ratio" if "drift" in name else "count"
+            rows.append(("diagnostics", name, float(value), unit, None, "modelled"))
+        frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "unit", "time", "basis"])
+        frame.insert(0, "scenario", self.scenario.name)
+        frame.insert(0, "seed", self.seed)
+        frame.insert(0, "run_id", self.run_id)
+        return frame[TIDY_COLUMNS]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis.
+        Targets: `<target>:observed|p10|median|p90|band_width|hit`; assets: median
+        `amplification`, `move_all_channels`, `move_channels_off` over paths."""
+        return self._tidy.copy()
+
+    def value(self, entity: str, metric: str) -> float:
+        tidy = self._tidy
+        return float(tidy.value[(tidy.entity == entity) & (tidy.metric == metric)].iloc[0])
+
+    def bands_table(self) -> pd.DataFrame:
+        """Per target: unit, observed, p10, median, p90, hit, band_width (a pivot of
+        `to_frame`)."""
+        tidy = self._tidy[self._tidy.entity == "targets"]
+        if tidy.empty:
+            return pd.DataFrame(columns=["target", "unit", *BAND_KEYS])
+        parts = tidy.metric.str.rsplit(":", n=1, expand=True)
+        table = tidy.assign(target=parts[0], key=parts[1]).pivot(
+            index="target", columns="key", values="value"
+        )
+        observed = parts[1] == "observed"
+        table["unit"] = pd.Series(tidy.unit[observed].to_numpy(), index=parts[0][observed])
+        table["hit"] = table["hit"].astype("boolean")  # <NA>: no band to compare with
+        order = list(dict.fromkeys(parts[0]))
+        table = table.loc[order, ["unit", *BAND_KEYS]]
+        table.columns.name = None
+        return table.rename_axis("target").reset_index()
+
+    def amplification_table(self) -> pd.DataFrame:
+        """Per asset: what the move is measured on, and the medians over paths of the move
+        with all channels, with all channels off, and of their ratio (a pivot of
+        `to_frame`)."""
+        columns = ["asset", "measure", "move_pct", "move_channels_off_pct", "amplification"]
+        if not self.amplification:
+            return pd.DataFrame(columns=columns)
+        names = {
+            "move_all_channels": "move_pct",
+            "move_channels_off": "move_channels_off_pct",
+            "amplification": "amplification",
+        }
+        tidy = self._tidy[self._tidy.metric.isin(names)]
+        table = tidy.pivot(index="entity", columns="metric", values="value").rename(columns=names)
+        measures = self.path_amplification.groupby("asset", sort=False).measure.first()
+        table = table.loc[measures.index].assign(measure=measures)
+        table.columns.name = None
+        table = table.rename_axis("asset").reset_index()
+        return table[columns]
+
+    def hits_line(self) -> str:
+        inside, with_band = (
+            self.value("run", "targets_inside_band"),
+            self.value("run", "targets_with_band"),
+        )
+        line = f"{inside:.0f} of {with_band:.0f} observed targets inside their 10–90% band"
+        if missing := len(self.scenario.targets) - with_band:
+            line += f" ({missing:.0f} not computed by the model)"
+        return line
+
+    def summary(self) -> str:
+        """Plain text: the band of every target and the amplification per asset (the CLI
+        renders the same tables with Rich)."""
+        lines = [
+            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
+            f"paths {self.paths}  hash {self.scenario_hash[:12]}"
+        ]
+        bands = self.bands_table()
+        if len(bands):
+            lines.append(
+                f"{'target (modelled band vs observed)':<46}{'observed':>11}{'p10':>11}"
+                f"{'median':>11}{'p90':>11}{'hit':>5}{'width':>11}{'|observed|':>11}"
+            )
+            for row in bands.itertuples(index=False):
+                numbers = (row.observed, row.p10, row.median, row.p90)
+                lines.append(
+                    f"{row.target:<46}{''.join(f'{format_value(v):>11}' for v in numbers)}"
+                    f"{hit_text(row.hit):>5}{format_value(row.band_width):>11}"
+                    f"{format_value(abs(row.observed)):>11} {row.unit}"
+                )
+            lines.append(self.hits_line())
+        amplification = self.amplification_table()
+        if len(amplification):
+            lines.append(
+                f"{'asset':<8}{'amplification':>14}{'move %':>10}{'channels off %':>16}  measure"
+                " (medians over paths)"
+            )
+            for row in amplification.itertuples(index=False):
+                lines.append(
+                    f"{row.asset:<8}{row.amplification:>14.3g}{row.move_pct:>10.2f}"
+                    f"{row.move_channels_off_pct:>16.2f}  {row.measure}"
+                )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.bands_table().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+
+    def plot(self):
+        """Figure: each target's 10–90% band and median over paths beside its observed value,
+        all divided by |observed| (so the observed value sits at ±1); below, the median
+        amplification per asset. A bare matplotlib `Figure`: the user's backend and pyplot
+        figures are left alone."""
+        from matplotlib.figure import Figure
+
+        bands = self.bands_table()
+        amplification = self.amplification_table()
+        n_panels = 1 + bool(len(amplification))
+        fig = Figure(figsize=(10, 2 + 0.45 * max(len(bands), 1) + 3 * (n_panels - 1)))
+        axes = fig.subplots(n_panels, 1, squeeze=False)[:, 0]
+        top = axes[0]
+        scale = bands.observed.abs().replace(0.0, 1.0).to_numpy(dtype=float)
+        y = np.arange(len(bands))[::-1]
+        low, high = bands.p10.to_numpy(float) / scale, bands.p90.to_numpy(float) / scale
+        top.hlines(y, low, high, lw=6, color="tab:blue", alpha=0.5, label="modelled p10–p90")
+        top.plot(
+            bands["median"].to_numpy(float) / scale,
+            y,
+            "|",
+            ms=14,
+            color="tab:blue",
+            label="modelled median",
+        )
+        top.plot(bands.observed.to_numpy(float) / scale, y, "D", color="black", label="observed")
+        top.set_yticks(y, bands.target.tolist(), fontsize=8)
+        top.axvline(0.0, color="grey", lw=0.5)
+        top.set_xlabel("value ÷ |observed|")
+        top.set_title(
+            f"{self.scenario.name} — run {self.run_id}, seed {self.seed}, {self.paths} paths\n"
+            + (self.hits_line() if len(bands) else "no targets")
+        )
+        top.legend(fontsize=8, loc="best")
+        if len(amplification):
+            bottom = axes[1]
+            bottom.bar(amplification.asset, amplification.amplification, color="tab:red")
+            bottom.axhline(1.0, color="grey", lw=0.8)
+            bottom.set_ylabel("amplification (median)\nall channels ÷ all off")
+        fig.tight_layout()
+        return fig
+
+    def report(self, path: str | Path) -> Path:
+        """Self-contained offline HTML: bands, amplification, diagnostics and the figure."""
+        image = png_base64(self.plot())
+        tidy = self.to_frame()
+        diagnostics = tidy[tidy.entity == "diagnostics"][["metric", "value", "unit"]]
+        number = lambda v: f"{v:.4g}"  # noqa: E731
+        body = (
+            f"<h1>deleverage Monte Carlo run {html.escape(self.run_id)}</h1>"
+            f"<p>scenario <b>{html.escape(self.scenario.name)}</b>, seed {self.seed}, "
+            f"{self.paths} paths, hash <code>{self.scenario_hash}</code>, version "
+            f"{html.escape(self.package_version)}. Bands and amplification are modelled; "
+            "observed values come from the scenario's targets.</p>"
+            f"<img alt='bands' src='data:image/png;base64,{image}'/>"
+            f"<h2>Targets: observed vs modelled band</h2>"
+            f"{self.bands_table().to_html(index=False, float_format=number)}"
+            f"<h2>Amplification (medians over paths)</h2>"
+            f"{self.amplification_table().to_html(index=False, float_format=number)}"
+            f"<h2>Diagnostics (summed over paths; drifts are maxima)</h2>"
+            f"{diagnostics.to_html(index=False)}"
+        )
+        out = Path(path)
+        out.write_text(
+            f"<!doctype html><meta charset='utf-8'><title>deleverage {self.run_id}</title>"
+            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
+            f"table{{border-collapse:collapse}}td,th{{padding:2px 8px}}</style>{body}",
+            encoding="utf-8",
+        )
+        return out

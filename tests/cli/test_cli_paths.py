@@ -1,0 +1,137 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+import yaml
+from tests.conftest import base_raw
+from tests.engine.test_montecarlo import CRASH, STOPS, VOL_PRIOR, targets
+from typer.testing import CliRunner
+
+from deleverage.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def small(write_scenario):
+    raw = base_raw(shocks=CRASH, populations=[STOPS], uncertain=[VOL_PRIOR], targets=targets())
+    return str(write_scenario(raw))
+
+
+def test_paths_prints_the_band_table_and_stores_one_run(small, tmp_path):
+    db = tmp_path / "r.duckdb"
+    result = runner.invoke(app, ["run", small, "--paths", "3", "--workers", "2", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    for text in ("observed", "p10", "median", "p90", "|observed|", "low BTC", "amplification"):
+        assert text in result.stdout
+    assert "observed targets inside their 10–90% band" in result.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        run_id, seed, paths, path = con.execute(
+            "SELECT run_id, seed, paths, path FROM runs"
+        ).fetchone()
+        assert (seed, paths, path) == (0, 3, None) and run_id in result.stdout
+        per_path = con.execute("SELECT count(*), count(DISTINCT path) FROM path_targets").fetchone()
+        assert per_path == (9, 3)  # 3 targets × 3 paths
+        assert con.execute("SELECT count(*) FROM bands").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM path_amplification").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM amplification").fetchone() == (1,)
+        for full in ("market", "path_market", "path_events"):  # full paths only on request
+            assert con.execute(f"SELECT count(*) FROM {full}").fetchone() == (0,)
+    listed = runner.invoke(app, ["runs", "--db", str(db)])
+    assert listed.exit_code == 0 and run_id in listed.stdout and "paths" in listed.stdout
+
+
+def test_keep_paths_stores_every_full_path_under_the_run_id(small, tmp_path):
+    db = tmp_path / "r.duckdb"
+    args = ["run", small, "--paths", "2", "--keep-paths", "--no-amplification", "--db", str(db)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        (run_id,) = con.execute("SELECT run_id FROM runs").fetchone()
+        rows = con.execute(
+            "SELECT path, count(*), min(run_id) FROM path_market GROUP BY path ORDER BY path"
+        ).fetchall()
+        assert [(p, r) for p, _, r in rows] == [(0, run_id), (1, run_id)]
+        assert rows[0][1] == (576 + 1) * 1  # every step of the one asset
+        assert con.execute("SELECT count(*) FROM path_amplification").fetchone() == (0,)
+    assert "amplification" not in result.stdout
+
+
+def test_json_bands_have_exactly_the_documented_keys(small):
+    result = runner.invoke(app, ["run", small, "--paths", "2", "--no-store", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["paths"] == 2 and payload["stored_in"] is None
+    keys = {"target", "unit", "observed", "p10", "median", "p90", "hit", "band_width"}
+    assert [set(band) for band in payload["bands"]] == [keys] * 3
+    hits = [band["hit"] for band in payload["bands"]]
+    assert all(isinstance(h, bool) for h in hits[:2]) and hits[2] is None  # mystery: no band
+    assert {"asset", "measure", "move_pct", "move_channels_off_pct", "amplification"} == set(
+        payload["amplification"][0]
+    )
+    band_cells = [m for m in payload["metrics"] if m["entity"] == "targets"]
+    assert {m["basis"] for m in band_cells} == {"observed", "modelled"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--paths", "0"], "error: --paths: expected a whole number ≥ 1, found 0"),
+        (
+            ["--paths", "2", "--workers", "0"],
+            "error: --workers: expected a whole number ≥ 1, found 0",
+        ),
+        (["--workers", "2"], "error: --workers: expected together with --paths N"),
+        (["--no-amplification"], "error: --amplification: expected together with --paths N"),
+        (
+            ["--paths", "2", "--keep-paths"],
+            "error: --keep-paths: expected a results store, found --no-store",
+        ),
+    ],
+)
+def test_bad_path_options_exit_2_with_one_clear_line(small, args, message):
+    result = runner.invoke(app, ["run", small, "--no-store", *args])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == message and result.stdout == ""
+
+
+def test_interrupting_a_monte_carlo_run_stores_nothing(tmp_path):
+    raw = base_raw(
+        clock={"start": "2026-01-01T00:00:00Z", "end": "2026-03-01T00:00:00Z", "step": "1min"}
+    )
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "r.duckdb"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deleverage",
+            "run",
+            str(path),
+            "--paths",
+            "4",
+            "--workers",
+            "2",
+            "--db",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    time.sleep(4.0)
+    assert process.poll() is None, process.communicate()
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the workers too
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"nothing was stored" in stderr and b"Traceback" not in stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table in ("runs", "path_targets", "bands", "metrics"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
