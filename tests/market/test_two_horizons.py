@@ -15,9 +15,9 @@ ADV, SIGMA, Y, DEPTH = 2e10, 0.03, 0.7, 1e8  # BTC-like: $100M within 1% (facts 
 NOON = pd.Timestamp("2026-01-05 12:00", tz="UTC")
 
 
-def _raw(flow_usd: float, duration: str, end="2026-01-07T00:00:00Z", makers=None):
+def _raw(flow_usd: float, duration: str, end="2026-01-07T00:00:00Z", makers=None, **market):
     raw = base_raw(
-        market={"noise_scale": 0.0, **({"market_makers": makers} if makers else {})},
+        market={"noise_scale": 0.0, **({"market_makers": makers} if makers else {}), **market},
         shocks=[
             {
                 "type": "flow",
@@ -38,8 +38,9 @@ def _raw(flow_usd: float, duration: str, end="2026-01-07T00:00:00Z", makers=None
 
 def test_a_five_minute_sweep_of_the_visible_depth_moves_the_price_by_the_visible_band():
     """Selling exactly the USD resting within 1% moves the price 1% through the visible
-    book, plus the latent book's square-root move for the same amount (tiny)."""
-    result = simulate(build(_raw(-DEPTH, "5min")), seed=0)
+    book, plus the latent book's square-root move for the same amount (tiny), measured at
+    the instant after the sweep (no time passes between cascade rounds here)."""
+    result = simulate(build(_raw(-DEPTH, "5min", round_seconds="0s")), seed=0)
     after = result.prices()["BTC"][NOON + pd.Timedelta("5min")]
     latent = Y * SIGMA * np.sqrt(DEPTH / ADV)
     assert np.isclose(-np.log(after / 100_000.0), 0.01 + latent, rtol=1e-9)
@@ -132,7 +133,7 @@ def test_the_same_sweep_moves_a_thinner_weekend_book_further():
     depth goes √2 further into the book."""
 
     def move(start: str) -> float:
-        raw = _raw(-DEPTH, "5min", end="2026-01-12T00:00:00Z")
+        raw = _raw(-DEPTH, "5min", end="2026-01-12T00:00:00Z", round_seconds="0s")
         raw["shocks"][0]["start"] = start
         raw["assets"][0]["liquidity"]["weekend_depth_multiplier"] = 0.5
         prices = simulate(build(raw), seed=0).prices()["BTC"]
@@ -142,3 +143,15 @@ def test_the_same_sweep_moves_a_thinner_weekend_book_further():
     latent = Y * SIGMA * np.sqrt(DEPTH / ADV)
     assert np.isclose(move("2026-01-09T12:00:00Z"), 0.01 + latent, rtol=1e-6)
     assert np.isclose(move("2026-01-10T12:00:00Z"), 0.01 * np.sqrt(2) + latent, rtol=1e-6)
+
+
+def test_the_visible_book_refills_between_cascade_rounds():
+    """Rounds inside a step are `round_seconds` apart: the sweep's visible displacement has
+    refilled for 10 s (half-life 30 s) by the time the step's last round looks at it."""
+
+    def visible_move(round_seconds: str) -> float:
+        raw = _raw(-DEPTH, "5min", round_seconds=round_seconds)
+        after = simulate(build(raw), seed=0).prices()["BTC"][NOON + pd.Timedelta("5min")]
+        return -np.log(after / 100_000.0) - Y * SIGMA * np.sqrt(DEPTH / ADV)
+
+    assert np.isclose(visible_move("10s"), visible_move("0s") * 0.5 ** (10 / 30), rtol=1e-6)

@@ -44,6 +44,7 @@ class MarketParams:
     asset_settles: np.ndarray  # (A, T) bool: the venue settles in the step
     step_hours: float
     max_rounds: int
+    round_steps: float  # time between cascade rounds, in steps
     mm_feedback: bool  # channel mm_retreat: desks cut depth on volatility and inventory
 
     @property
@@ -115,6 +116,7 @@ class MarketParams:
             asset_settles=calendar.settlement[venue_of],
             step_hours=clock.step.total_seconds() / 3600.0,
             max_rounds=scenario.market.max_rounds,
+            round_steps=scenario.market.round_seconds / clock.step,
             mm_feedback=scenario.channels.mm_retreat,
         )
 

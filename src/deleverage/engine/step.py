@@ -75,6 +75,23 @@ class StepRecord:
     round_limit_hit: bool = False
 
 
+def _refill_visible(state: MarketState, params: MarketParams, is_open, steps: float) -> None:
+    """The visible book refills from the latent one over `steps` steps of time, more slowly
+    while the desks are away (half-life ÷ their depth multiplier)."""
+    if not params.has_visible.any():
+        return
+    makers = state.makers
+    side = np.where(state.visible_displacement < 0, makers.visible_bid, makers.visible_ask)
+    side = np.maximum(side, makers.visible_floor)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = np.where(
+            is_open & params.has_visible,
+            0.5 ** (steps * side / params.visible_half_life_steps),
+            1.0,
+        )
+    state.visible_displacement = state.visible_displacement * kept
+
+
 def _exogenous_move(state: MarketState, params: MarketParams, inputs: StepInputs, is_open) -> None:
     x, log_ref = book.refill(
         state.displacement,
@@ -82,15 +99,7 @@ def _exogenous_move(state: MarketState, params: MarketParams, inputs: StepInputs
         np.where(is_open, params.resolved, 0.0),
         params.permanent,
     )
-    # the visible book refills from the latent one, slower while the desks are away
-    makers = state.makers
-    side = np.where(state.visible_displacement < 0, makers.visible_bid, makers.visible_ask)
-    side = np.maximum(side, makers.visible_floor)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kept = np.where(
-            is_open & params.has_visible, 0.5 ** (side / params.visible_half_life_steps), 1.0
-        )
-    state.visible_displacement = state.visible_displacement * kept
+    _refill_visible(state, params, is_open, 1.0)
     log_ref -= np.where(is_open, params.pull, 0.0) * (log_ref - state.log_anchor)
     state.pending_jump += inputs.jumps
     log_ref += np.where(is_open, inputs.noise * params.noise_sd + state.pending_jump, 0.0)
@@ -192,6 +201,8 @@ def step(
     net_total = np.zeros(n_assets)
     for r in range(params.max_rounds + 1):
         log.round = r
+        if r > 0:  # forced sellers react seconds later: the visible book has partly refilled
+            _refill_visible(state, params, is_open, params.round_steps)
         price = state.price
         view = MarketView(
             k,

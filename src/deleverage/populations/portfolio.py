@@ -54,6 +54,7 @@ def ewma_end(initial: float, values: np.ndarray, open_steps: np.ndarray, decay: 
 class TargetPortfolio(ABC):
     kind = "target_portfolio"
     trade_event = "rebalance"
+    worked = False  # rebalances worked as a percent-of-volume order (see `_work`)
 
     def __init__(
         self,
@@ -84,6 +85,10 @@ class TargetPortfolio(ABC):
         self._last_rebalance = -self.rebalance_steps
         self._pending: np.ndarray | None = None  # target units, NaN where reached
         self._orders = Orders.empty()
+        self._capped = np.zeros(0, dtype=bool)  # per order: worked over more steps
+        # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
+        adv = np.array([a.adv_usd for a in ctx.scenario.assets])
+        self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
 
     @property
     def realized_vol(self) -> np.ndarray:
@@ -133,8 +138,22 @@ class TargetPortfolio(ABC):
         wanted = view.is_open & ~np.isnan(self._pending)
         trade = np.where(wanted, self._pending - self.units, 0.0)
         self._pending[wanted & (trade == 0.0)] = np.nan  # already there
+        trade, capped = self._work(trade, view)
         funds, assets = np.nonzero(trade)
         self._orders = Orders(assets, trade[funds, assets], funds)
+        self._capped = capped[funds, assets]
+
+    def _work(self, trade: np.ndarray, view: MarketView) -> tuple[np.ndarray, np.ndarray]:
+        """Populations that `work` their rebalances trade at most the participation rate of
+        each asset's normal volume a step (pro rata over funds). Returns the trades of this
+        step and where a remainder is left for later steps."""
+        if not self.worked:
+            return trade, np.zeros(trade.shape, dtype=bool)
+        gross = np.abs(trade).sum(axis=0) * view.unit_usd
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(gross > self._volume_cap_usd, self._volume_cap_usd / gross, 1.0)
+        capped = (scale < 1.0)[None, :] & (trade != 0.0)
+        return np.where(capped, trade * scale, trade), capped
 
     def orders(self) -> Orders:
         return self._orders
@@ -148,9 +167,10 @@ class TargetPortfolio(ABC):
         fill_price = price[filled]
         np.add.at(self.units, (funds, assets), quantity)
         np.add.at(self.cash_usd, funds, -quantity * fill_price)
+        reached = ~self._capped[filled]
         self._orders = Orders.empty()
         if self._pending is not None:
-            self._pending[funds, assets] = np.nan
+            self._pending[funds[reached], assets[reached]] = np.nan
             if np.isnan(self._pending).all():
                 self._pending = None
         for a in np.unique(assets):

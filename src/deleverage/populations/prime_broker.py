@@ -59,6 +59,12 @@ class PrimeBrokerPopulation(FundBookPopulation):
         self.peak = price.copy()
 
         equity, units = draw_portfolios(spec, price, ctx.rng)
+        # A fund in call at the start would already have met it: drawn books above the
+        # broker's requirement start cut back to the level a call restores (SPEC §4).
+        exchange = np.array([(assets[c].maintenance_margin_pct or 0.0) / 100.0 for c in columns])
+        requirement = units @ (price * np.maximum(self.base_haircut, exchange))
+        allowed = spec.margin_target * equity
+        units = units * np.minimum(1.0, allowed / requirement)[:, None]
         cash = (equity - units @ price)[:, None]  # the broker loan, negative
         self.book = FundBook(columns, np.zeros(len(columns), dtype=np.int64), units, cash)
         self.defaulted = np.zeros(spec.funds, dtype=bool)

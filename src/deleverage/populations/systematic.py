@@ -38,7 +38,10 @@ def _banded(target: np.ndarray, held: np.ndarray, band: float) -> np.ndarray | N
 
 
 class _WeightedFunds(TargetPortfolio):
-    """Funds with portfolio weights, equal capital and their own volatility estimates."""
+    """Funds with portfolio weights, equal capital and their own volatility estimates. Their
+    rebalances are worked at `market.participation_rate` of normal volume a step."""
+
+    worked = True
 
     def __init__(self, spec: VolTargetFunds | TrendFollowers, ctx: BuildContext):
         hours = spec.vol_half_life.total_seconds() / 3600

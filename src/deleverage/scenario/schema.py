@@ -340,6 +340,19 @@ class Market(Model):
         1.0, description="multiplies the exogenous noise; 0 switches it off"
     )
     max_rounds: Annotated[int, Field(ge=1, le=1000)] = 50
+    round_seconds: Duration = Field(
+        timedelta(seconds=10),
+        description="time between cascade rounds inside a step: forced sellers react to a new "
+        "price within seconds (mark prices update every 1-3 s, facts 1.2.10, 1.5.8); the "
+        "visible book refills for this long between rounds",
+    )
+    participation_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.1,
+        description="vol-target and trend funds work their rebalances like a percent-of-volume "
+        "algorithm: at most this share of the asset's normal volume a step, all funds of a "
+        "population together (forced sellers, value buyers and ETF creations, spread over "
+        "their session, are not capped)",
+    )
 
 
 # --------------------------------------------------------------------------- distributions
