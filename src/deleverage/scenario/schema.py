@@ -728,7 +728,9 @@ class PerpBook(Model):
         None, description="wallet beyond the position margin ÷ position margin; None: 0"
     )
     entry_spread: Annotated[float, Field(ge=0.0)] = Field(
-        0.05, description="lognormal σ of entry prices around the initial price"
+        0.05,
+        description="without an asset history: lognormal σ of entry prices around the "
+        "initial price (accounts need only be solvent at the start)",
     )
     entry_lookback: Duration = Field(
         timedelta(days=30),
