@@ -228,9 +228,10 @@ def _run_paths(
     )
     progress(0, paths)
     run_id = uuid.uuid4().hex[:12]
-    store = results_store if results_store is not None else contextlib.nullcontext()
+    nothing = contextlib.nullcontext()
     try:
-        with store, results_store.transaction() if results_store else contextlib.nullcontext():
+        # One transaction for the whole run: an error or Ctrl-C leaves nothing in the store.
+        with results_store or nothing, results_store.transaction() if results_store else nothing:
             result = simulate_paths(
                 scenario,
                 seed,
