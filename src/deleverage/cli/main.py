@@ -102,6 +102,7 @@ def run(
     paths: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             help="Monte Carlo: run paths 0…N−1 of the seed and report the 10/50/90% band of "
             "every target and the amplification per asset.",
             show_default=False,
@@ -110,6 +111,7 @@ def run(
     workers: Annotated[
         int | None,
         typer.Option(
+            metavar="W",
             help="Local processes for --paths (1: in this process); default: one per CPU, "
             "at most N. Results do not depend on it.",
             show_default=False,
@@ -120,13 +122,16 @@ def run(
         typer.Option(
             "--amplification/--no-amplification",
             help="With --paths: also run every path with all channels off and report the "
-            "amplification per asset (on by default; off halves the work).",
+            "amplification per asset (on by default; off skips those runs).",
             show_default=False,
         ),
     ] = None,
     keep_paths: Annotated[
         bool,
-        typer.Option(help="With --paths: also store every full path (path_market, path_events)."),
+        typer.Option(
+            "--keep-paths",
+            help="With --paths: also store every full path (path_market, path_events).",
+        ),
     ] = False,
 ) -> None:
     """Simulate SCENARIO, print a per-asset summary and store the run.
