@@ -7,7 +7,8 @@ number of workers or on the order in which paths finish (they are collected by i
 
 Amplification (SPEC §6): each path is run a second time with the same seed and path and
 all channels off (shocks only). The move compared is the asset's worst 24 h return inside
-the window of its first `worst_24h` target, else its maximum drawdown over the run.
+the window of its first `worst_24h` or `return` target (its crash window), else its maximum
+drawdown over the run.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ class Measure:
 
 
 def amplification_measures(scenario: Scenario) -> list[Measure]:
-    """Per asset: the window of its first `worst_24h` target, else max drawdown over the run."""
+    """Per asset: the worst 24 h inside the window of its first price-move target (`worst_24h`
+    or `return`: its crash window), else max drawdown over the run."""
     measures = []
     for asset in scenario.assets:
         windows = [
-            t.window for t in scenario.targets if t.asset == asset.id and t.metric == "worst_24h"
+            t.window
+            for t in scenario.targets
+            if t.asset == asset.id and t.metric in ("worst_24h", "return") and t.window
         ]
         if windows:
             measures.append(Measure(asset.id, "worst_24h", windows[0]))

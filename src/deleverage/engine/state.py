@@ -20,6 +20,14 @@ def half_life_share(step: timedelta, half_life: timedelta) -> float:
     return 1.0 - 0.5 ** (step / half_life)
 
 
+def _ema_weight(elapsed: timedelta, window: timedelta) -> float:
+    """Weight of the newest value after `elapsed` in an EMA with the centre of mass of a
+    simple moving average over `window` (α = 2/(N + 1) per point, continuous-time)."""
+    if window.total_seconds() == 0:
+        return 1.0
+    return 1.0 - float(np.exp(-2.0 * elapsed / window))
+
+
 @dataclass(frozen=True)
 class MarketParams:
     """Everything about the market that a run never changes."""
@@ -34,8 +42,9 @@ class MarketParams:
     pull: np.ndarray  # (A,) pull toward the fundamental anchor per open step
     latent_depth: np.ndarray  # (A,) Λ of the latent book at the initial prices, units
     has_visible: np.ndarray  # (A,) bool: the asset has a visible book near mid
-    visible_depth: np.ndarray  # (A,) Λ of the visible book at rest, initial prices (NaN: none)
+    visible_units: np.ndarray  # (A,) units within the band at rest, initial prices (NaN: none)
     visible_band: np.ndarray  # (A,) log-distance of the visible depth input (NaN: none)
+    visible_shape: np.ndarray  # (A,) cumulative visible depth ∝ distance^shape
     visible_half_life_steps: np.ndarray  # (A,) refill half-life of the visible book, steps
     weekend_depth: np.ndarray  # (A, T) visible depth multiplier of the day (1 on weekdays)
     duration: np.ndarray  # (A,) modified duration of bonds (NaN otherwise)
@@ -45,6 +54,8 @@ class MarketParams:
     step_hours: float
     max_rounds: int
     round_steps: float  # time between cascade rounds, in steps
+    mark_weight_round: float  # EMA weight of the mark's wick per cascade round
+    mark_weight_step: float  # the same over a whole step
     mm_feedback: bool  # channel mm_retreat: desks cut depth on volatility and inventory
 
     @property
@@ -106,8 +117,9 @@ class MarketParams:
                 np.where(usd_base, 1.0, price0),
             ),
             has_visible=has_visible,
-            visible_depth=book.visible_depth_units(depth_usd, band, unit_usd0),
+            visible_units=depth_usd / unit_usd0,
             visible_band=band,
+            visible_shape=np.array([np.nan if v is None else v.shape for v in visible]),
             visible_half_life_steps=refill_seconds / clock.step.total_seconds(),
             weekend_depth=np.where(weekend[None, :], weekend_multiplier[:, None], 1.0),
             duration=np.array([a.duration_years or np.nan for a in assets]),
@@ -117,6 +129,10 @@ class MarketParams:
             step_hours=clock.step.total_seconds() / 3600.0,
             max_rounds=scenario.market.max_rounds,
             round_steps=scenario.market.round_seconds / clock.step,
+            mark_weight_round=_ema_weight(
+                scenario.market.round_seconds, scenario.market.mark_price_window
+            ),
+            mark_weight_step=_ema_weight(clock.step, scenario.market.mark_price_window),
             mm_feedback=scenario.channels.mm_retreat,
         )
 
@@ -130,10 +146,18 @@ class MarketState:
     log_anchor: np.ndarray  # (A,) fundamental anchor (for a pull toward value)
     displacement: np.ndarray  # (A,) latent book's transient impact (log units)
     visible_displacement: np.ndarray  # (A,) visible book's extra displacement (log units)
+    mark_wick: np.ndarray  # (A,) the visible displacement as the mark price sees it (EMA)
     pending_jump: np.ndarray  # (A,) jumps waiting for a closed venue to open
     initial_margin_pct: np.ndarray  # (A,) exchange initial margin in force (NaN: none)
     maintenance_margin_pct: np.ndarray  # (A,)
     makers: MarketMakers
+
+    @property
+    def mark_price(self) -> np.ndarray:
+        return np.exp(self.log_reference) * np.exp(self.displacement + self.mark_wick)
+
+    def update_mark(self, weight: float) -> None:
+        self.mark_wick = self.mark_wick + weight * (self.visible_displacement - self.mark_wick)
 
     @property
     def price(self) -> np.ndarray:
@@ -150,6 +174,7 @@ class MarketState:
             log_anchor=log_price0.copy(),
             displacement=np.zeros(len(params.price0)),
             visible_displacement=np.zeros(len(params.price0)),
+            mark_wick=np.zeros(len(params.price0)),
             pending_jump=np.zeros(len(params.price0)),
             initial_margin_pct=pct(a.initial_margin_pct for a in scenario.assets),
             maintenance_margin_pct=pct(a.maintenance_margin_pct for a in scenario.assets),

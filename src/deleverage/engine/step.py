@@ -120,7 +120,7 @@ def _execute(state: MarketState, params: MarketParams, net, reference, depth, in
             state.displacement, net, reference, lam_bid, lam_ask, inputs.gap
         )
         return average
-    visible = params.visible_depth * params.weekend_depth[:, k] * unit0 / unit
+    visible = params.visible_units * params.weekend_depth[:, k] * unit0 / unit
     y, z, average = book.execute_layers(
         state.displacement,
         state.visible_displacement,
@@ -131,6 +131,8 @@ def _execute(state: MarketState, params: MarketParams, net, reference, depth, in
         np.where(layered, visible * depth.visible_bid, 1.0),
         np.where(layered, visible * depth.visible_ask, 1.0),
         np.where(layered, inputs.gap, 0.0),
+        np.where(layered, params.visible_band, 1.0),
+        np.where(layered, params.visible_shape, 1.0),
     )
     if not layered.all():
         single, single_average = book.execute(
@@ -147,7 +149,8 @@ def _recorded_depth(params: MarketParams, depth, gap, k) -> tuple[np.ndarray, np
     multipliers where an asset has no visible book."""
     with np.errstate(invalid="ignore"):
         band = params.visible_band
-        shape = np.maximum(band - gap, 0.0) ** 2 / band**2 * params.weekend_depth[:, k]
+        shape = (np.maximum(band - gap, 0.0) / band) ** params.visible_shape
+        shape = shape * params.weekend_depth[:, k]
     layered = params.has_visible
     return (
         np.where(layered, depth.visible_bid * shape, depth.latent_bid),
@@ -203,6 +206,9 @@ def step(
         log.round = r
         if r > 0:  # forced sellers react seconds later: the visible book has partly refilled
             _refill_visible(state, params, is_open, params.round_steps)
+            state.update_mark(params.mark_weight_round)
+        else:
+            state.update_mark(params.mark_weight_step)
         price = state.price
         view = MarketView(
             k,
@@ -215,6 +221,7 @@ def step(
             state.maintenance_margin_pct,
             params.implied_yield(price),
             params.unit_usd(price),
+            state.mark_price if params.has_visible.any() else None,
         )
         for population in populations:
             population.mark(view, log)

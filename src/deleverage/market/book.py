@@ -93,19 +93,40 @@ def refill(
 # ----------------------------------------------------------------- two horizons (SPEC §3.2)
 #
 # With a visible book the price is reference·e^(y + z): y is the displacement of the latent
-# book (calibrated to the daily square-root law, as above) and z that of the thin visible
-# book near mid. Every unit traded walks both at once, so a sweep within minutes moves the
-# price by the visible amount while a slow metaorder, whose visible deficit refills between
-# steps, pays the latent square-root cost (Donier, Bonart, Mastromatteo & Bouchaud 2015).
+# book (calibrated to the daily square-root law, as above) and z that of the visible book
+# near mid. Every unit traded walks both at once, so a sweep within minutes moves the price
+# by the visible amount while a metaorder spread over hours, whose visible deficit refills
+# between steps, pays the latent square-root cost (Donier, Bonart, Mastromatteo & Bouchaud
+# 2015). Unlike the latent profile, resting depth is concentrated near mid: the cumulative
+# depth within distance x grows as x^β with β ≈ 0.5-0.67 on BTC books (Amberdata, Binance
+# BTC/FDUSD 2025: $3.5M within 10 bp, $16.5M within 100 bp; CoinDesk Research Nov 2025:
+# $10M within 0.5%, $14M within 1%; docs/scenarios/feb-2026.md §2.5), so small orders barely
+# move the price and large ones go through the book — convex impact.
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(24)
 _T = 0.5 * (_NODES + 1.0)  # Gauss–Legendre on [0, 1]
 _W = 0.5 * _WEIGHTS
 
 
-def visible_depth_units(depth_usd: np.ndarray, band: np.ndarray, unit_usd: np.ndarray):
-    """Λ of a linear visible profile holding `depth_usd` within log-distance `band` of mid."""
-    return 2.0 * depth_usd / band**2 / unit_usd
+def visible_units_to(z, within_bid, within_ask, gap, band, shape):
+    """Signed units absorbed moving the visible book from mid to displacement z. Each side
+    holds `within_*` units within log-distance `band` of its edge (beyond an empty `gap`):
+    the cumulative depth grows as (x/band)^shape inside the band, and beyond it with the
+    latent book's linear density (Tóth et al. 2011), joined with a continuous slope."""
+    r = np.maximum(np.abs(z) - gap, 0.0) / band
+    within = np.where(z >= 0, within_ask, within_bid)
+    near = r ** np.where(r <= 1.0, shape, 1.0)
+    far = 1.0 + 0.5 * shape * (r * r - 1.0)
+    return np.sign(z) * within * np.where(r <= 1.0, near, far)
+
+
+def visible_displacement_for(units, within_bid, within_ask, gap, band, shape):
+    """Inverse of `visible_units_to` (for units ≠ 0 the price jumps across the gap)."""
+    within = np.where(units >= 0, within_ask, within_bid)
+    n = np.abs(units) / within
+    near = n ** (1.0 / shape)
+    far = np.sqrt(np.maximum(1.0 + 2.0 / shape * (n - 1.0), 1.0))
+    return np.sign(units) * (gap + band * np.where(n <= 1.0, near, far))
 
 
 def execute_layers(
@@ -115,29 +136,30 @@ def execute_layers(
     reference_price: np.ndarray,
     latent_bid: np.ndarray,
     latent_ask: np.ndarray,
-    visible_bid: np.ndarray,
-    visible_ask: np.ndarray,
+    within_bid: np.ndarray,
+    within_ask: np.ndarray,
     gap: np.ndarray,
+    band: np.ndarray,
+    shape: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Walk the latent and visible books together by the net signed `quantity` (units).
 
-    The empty `gap` (market makers' retreat) is in the visible book. Returns the new latent
-    and visible displacements and the average execution price: the volume-weighted price
-    along the walk, ∫ e^(y(u)+z(u)) du / q, by 24-point Gauss–Legendre in t with u = q·t²
-    (smooth through the square-root start of each walk)."""
+    `within_*` are the visible units within `band` of each side's edge; the empty `gap`
+    (market makers' retreat) is in the visible book. Returns the new latent and visible
+    displacements and the average execution price: the volume-weighted price along the
+    walk, ∫ e^(y(u)+z(u)) du / q, by 24-point Gauss–Legendre in t with u = q·t² (smooth
+    through the square-root start of the latent walk)."""
     no_gap = np.zeros_like(gap)
     latent0 = units_to(y0, latent_bid, latent_ask, no_gap)
-    visible0 = units_to(z0, visible_bid, visible_ask, gap)
+    visible = (within_bid, within_ask, gap, band, shape)
+    visible0 = visible_units_to(z0, *visible)
     trading = quantity != 0
     y1 = np.where(trading, displacement_for(latent0 + quantity, latent_bid, latent_ask, no_gap), y0)
-    z1 = np.where(trading, displacement_for(visible0 + quantity, visible_bid, visible_ask, gap), z0)
+    z1 = np.where(trading, visible_displacement_for(visible0 + quantity, *visible), z0)
     u = quantity[:, None] * _T**2  # (A, nodes)
-    lb, la, vb, va, g = (
-        v[:, None] for v in (latent_bid, latent_ask, visible_bid, visible_ask, gap)
-    )
-    path = displacement_for(latent0[:, None] + u, lb, la, 0.0) + displacement_for(
-        visible0[:, None] + u, vb, va, g
-    )
+    columns = [v[:, None] for v in visible]
+    path = displacement_for(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None], 0.0)
+    path = path + visible_displacement_for(visible0[:, None] + u, *columns)
     # ∫₀^q e^{x(u)} du = q ∫₀¹ e^{x(q t²)} 2t dt; the average is that ÷ q
     relative = np.exp(path) @ (2.0 * _T * _W)
     start, end = y0 + z0, y1 + z1

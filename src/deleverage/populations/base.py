@@ -51,6 +51,13 @@ class MarketView:
     maintenance_margin_pct: np.ndarray  # (A,) exchange maintenance margin, % (NaN: none)
     yield_pct: np.ndarray  # (A,) bond yields in % p.a. (NaN for non-bonds)
     unit_usd: np.ndarray  # (A,) USD value of one unit: the price, or 1 for a USD/xxx pair
+    mark_price: np.ndarray | None = None  # (A,) exchanges' mark price; None: the price
+
+    @property
+    def mark(self) -> np.ndarray:
+        """The mark price that margin and liquidation use (facts 1.1.6): the price with the
+        visible book's transient wick smoothed over the exchange's window."""
+        return self.price if self.mark_price is None else self.mark_price
 
 
 @dataclass(frozen=True)

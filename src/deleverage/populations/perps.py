@@ -3,9 +3,11 @@
 One asset, one venue rule set (`binance-like`, `bybit-like` or `hyperliquid-like`; see
 `deleverage.venues`), cross or isolated margin, up to millions of accounts.
 
-Mark price. The engine has one price per asset, so the mark, index, oracle and last prices
-are all the simulated price (facts 1.1.6, 1.2.10 and 1.5.8 tell them apart; here there is
-nothing to tell apart). The funding premium (facts 1.1.3) is therefore zero and funding is
+Mark price. Margin and liquidation use the engine's mark price (facts 1.1.6, 1.2.10, 1.5.8):
+the one simulated price with the visible book's transient wick smoothed over the exchange's
+window (`market.mark_price_window`), so a sweep that the book refills within seconds does
+not liquidate by itself. Fills are at the market price. There is no separate index or
+oracle: the funding premium (facts 1.1.3) is zero and funding is
 the interest rate: F = clamp(I, ±0.05%) = 0.01% per 8 h paid by longs to shorts (1.1.1-1.1.2),
 every 8 h (binance-like) or hourly at 1/8 of it (hyperliquid-like, 1.5.7). Payments are
 transfers inside the population: the rate applies to the matched interest min(long, short),
@@ -21,8 +23,8 @@ price. `holdings` (net units of accounts and fund) and `cash` (wallets + fund �
 positions − deposits of new accounts) are ledgers updated by exactly those trades. A loss
 beyond an account's collateral lands on the fund or on ADL counterparties, never nowhere.
 
-Open interest is a flow (SPEC §4; `oi_rebuild_half_life`). At each trading step, new accounts
-open for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below
+Open interest is a flow (SPEC §4; `oi_rebuild_half_life`). Every hour of trading, new accounts
+open for the share 1 − 0.5^(1 h/half-life) of the contracts (units) the book holds below
 its input, with the input's long share, sizes, leverage and wallet buffers. Their opening
 trades are one market order through `orders` (longs buy, shorts sell, the net goes to the
 market), so they enter at the fill price of the moment; their wallets are deposits from
@@ -45,11 +47,13 @@ Liquidation (facts 1.1.7), while the venue trades:
   counterparties, not the vault, absorb the deficit. A market fill worse than bankruptcy
   leaves a deficit that the vault covers. All cascade rounds of a step happen at the step's
   start time, so the remainder of a chunked position waits for the next step (≥ 1 min).
-- The fund offloads every taken-over position to the market with a market order in the
-  same round. ADL counterparties that run out leave the rest to the fund, whatever its
-  capacity. With the `insurance_adl` channel off the fund has unlimited capacity, takes
-  every bankrupt position, and no ADL happens (its balance may go negative: the loss is
-  still accounted for).
+- The fund works taken-over positions off to the market at most `market.participation_rate`
+  of the asset's normal volume a step (1.2.7: "according to a preset algorithm"); what it
+  still holds counts against its capacity, so a cascade beyond it goes to ADL. ADL
+  counterparties that run out leave the rest to the fund, whatever its capacity. With the
+  `insurance_adl` channel off the fund has unlimited capacity, takes every bankrupt
+  position, and no ADL happens (its balance may go negative: the loss is still accounted
+  for).
 
 Speed (SPEC §9, §11). Untouched accounts live in a book sorted by liquidation price, in one
 segment per (side, maintenance tier at the liquidation price); the accounts a price
@@ -275,6 +279,16 @@ class PerpPopulation:
         )
         self.step_seconds = ctx.step_hours * 3600.0
         price0 = float(ctx.price0[self.asset])
+        # The fund works its taken-over positions off like a percent-of-volume order
+        # (facts 1.2.7: offloaded "according to a preset algorithm"), so a cascade beyond its
+        # capacity goes to ADL rather than onto the book at once.
+        self._offload_cap_usd = (
+            scenario.market.participation_rate
+            * scenario.assets[self.asset].adv_usd
+            / float(ctx.steps_per_day[self.asset])
+        )
+        self._offload_left_usd = self._offload_cap_usd
+        self._last_mark = price0
         if spec.file is not None:
             accounts = read_accounts(Path(spec.file))
         else:
@@ -285,7 +299,11 @@ class PerpPopulation:
         self.rng, self.law = ctx.rng, spec if spec.oi_rebuild_half_life is not None else None
         if self.law is not None:
             half_life_s = spec.oi_rebuild_half_life.total_seconds()
-            self.rebuild_share = 1.0 - 0.5 ** (self.step_seconds / half_life_s)
+            # new accounts arrive in hourly batches (the same expected flow, far fewer book
+            # re-sorts and opening rounds than one batch a step)
+            self.rebuild_every = max(1, round(3600.0 / self.step_seconds))
+            interval_s = self.rebuild_every * self.step_seconds
+            self.rebuild_share = 1.0 - 0.5 ** (interval_s / half_life_s)
             self.target_units = spec.open_interest_usd / price0
             shares = np.array([spec.long_share, 1.0 - spec.long_share])
             counts = np.array([np.sum(accounts.side > 0), np.sum(accounts.side < 0)])
@@ -423,11 +441,14 @@ class PerpPopulation:
     def mark(self, view: MarketView, log: EventLog) -> None:
         if not self.enabled:
             return
-        price = float(view.price[self.asset])
+        price = float(view.mark[self.asset])  # margin and liquidation use the mark price
+        self._last_mark = price
         if view.step != self._step:
             self._step = view.step
+            self._offload_left_usd = self._offload_cap_usd
             self._pay_funding(view, price, log)
-            if self.law is not None and view.is_open[self.asset]:
+            due = self.law is not None and view.step % self.rebuild_every == 0
+            if due and view.is_open[self.asset]:
                 self._open_positions()
         if not view.is_open[self.asset]:
             return  # no mark price, no liquidation engine while the venue is shut
@@ -446,9 +467,10 @@ class PerpPopulation:
         if len(self._pending_idx):
             owners.append(ACCOUNTS)
             quantity.append(-float(np.sum(self.side[self._pending_idx] * self._pending_qty)))
-        if self.fund_units != 0.0:
+        offload = self._offload_units()
+        if offload != 0.0:
             owners.append(FUND)
-            quantity.append(-self.fund_units)
+            quantity.append(-offload)
         if self._opening is not None:
             _, side, size, _, _ = self._opening
             owners.append(OPENING)
@@ -943,10 +965,17 @@ class PerpPopulation:
                 fee=fee[mask],
             )  # fmt: skip
 
+    def _offload_units(self) -> float:
+        """Units of the fund's position it sells (+) or buys back (−) this round: all of it,
+        up to what is left of this step's participation in the asset's normal volume."""
+        limit = self._offload_left_usd / self._last_mark
+        return float(np.clip(self.fund_units, -limit, limit))
+
     def _settle_fund_offload(self, price: float, log: EventLog) -> None:
-        units = self.fund_units
+        units = self._offload_units()
+        self._offload_left_usd = max(self._offload_left_usd - abs(units) * self._last_mark, 0.0)
         self.fund_cash += units * price
-        self.fund_units = 0.0
+        self.fund_units -= units
         self._units -= units
         self._cash += units * price
         log.add(

@@ -186,12 +186,17 @@ class SimulationResult:
                 if name == metric:
                     return float(value), value_unit
         events = self.events.assign(time=times[self.events.step.to_numpy() + 1])
-        if metric == "liquidations_24h":  # largest 24 h of perp liquidation notional
+        if metric in ("liquidations_24h", "liquidated_accounts_24h"):
+            # largest 24 h of perp liquidations: notional, or liquidation events (an account
+            # de-risked in several orders counts once per order, as exchange feeds report them)
             rows = events[(events.kind == "perp_liquidation") & inside[events.step.to_numpy() + 1]]
-            per_step = rows.groupby("time").notional_usd.sum()
+            column, unit = (
+                ("notional_usd", "USD") if metric == "liquidations_24h" else ("count", "accounts")
+            )
+            per_step = rows.groupby("time")[column].sum()
             if per_step.empty:
-                return 0.0, "USD"
-            return float(per_step.rolling("24h").sum().max()), "USD"
+                return 0.0, unit
+            return float(per_step.rolling("24h").sum().max()), unit
         if metric == "etf_flow":  # net creations (+) or redemptions (−) in the window
             rows = events[(events.kind == "etf_flow") & inside[events.step.to_numpy() + 1]]
             if asset:

@@ -188,6 +188,12 @@ class VisibleDepth(Model):
 
     usd: Positive = Field(description="USD resting on one side within band_pct of mid")
     band_pct: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    shape: Annotated[float, Field(gt=0.0, le=2.0)] = Field(
+        2.0,
+        description="cumulative depth within x of mid ∝ x^shape inside the band: 2 is the "
+        "latent book's linear density (the default, where nothing is measured); BTC books "
+        "measure 0.5-0.67 (docs/scenarios/feb-2026.md §2.5)",
+    )
     source: str | None = None
 
 
@@ -345,6 +351,13 @@ class Market(Model):
         description="time between cascade rounds inside a step: forced sellers react to a new "
         "price within seconds (mark prices update every 1-3 s, facts 1.2.10, 1.5.8); the "
         "visible book refills for this long between rounds",
+    )
+    mark_price_window: Duration = Field(
+        timedelta(seconds=30),
+        description="window over which exchanges smooth the basis into the mark price that "
+        "margin and liquidation use (facts 1.1.6, 1.2.10: 30 one-second points since "
+        "2025-09-18; 1.5.8: a 150 s EMA): the visible book's wick enters it as an EMA with "
+        "the same centre of mass",
     )
     participation_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.1,
@@ -754,9 +767,9 @@ class PerpBook(Model):
     funding_clamp_pct: Annotated[float, Field(ge=0.0)] = Field(0.05, description="% per 8 h")
     oi_rebuild_half_life: Duration | None = Field(
         None,
-        description="open interest is a flow: each trading step new accounts open at the "
+        description="open interest is a flow: every hour of trading new accounts open at the "
         "price of the moment, with the input's long share, size, leverage and wallet laws, "
-        "for the share 1 − 0.5^(step/half-life) of the contracts (units) the book holds below "
+        "for the share 1 − 0.5^(1 h/half-life) of the contracts (units) the book holds below "
         "its input; None: no new positions",
     )
     source: str | None = None
