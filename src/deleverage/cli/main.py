@@ -39,6 +39,19 @@ def fail(exc: UserError) -> typer.Exit:
     return typer.Exit(2)
 
 
+@contextlib.contextmanager
+def _interruptible(progress):
+    """Ctrl-C ends the command with one line and exit 130; the progress bar always closes."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        progress.close()
+        err.print("interrupted: nothing was stored")
+        raise typer.Exit(130) from None
+    finally:
+        progress.close()
+
+
 class DelayedProgress:
     """A progress bar that appears only once a run has lasted more than `delay` seconds."""
 
@@ -184,14 +197,8 @@ def run(
         )
         return
     progress = DelayedProgress(f"{loaded.name} seed {seed}")
-    try:
+    with _interruptible(progress):
         result = simulate(loaded, seed=seed, check_invariants=check_invariants, progress=progress)
-    except KeyboardInterrupt:
-        progress.close()
-        err.print("interrupted: nothing was stored")
-        raise typer.Exit(130) from None
-    finally:
-        progress.close()
     if results_store is not None:
         with results_store:
             results_store.write(result)
@@ -234,7 +241,7 @@ def _run_paths(
     progress(0, paths)
     run_id = uuid.uuid4().hex[:12]
     nothing = contextlib.nullcontext()
-    try:
+    with _interruptible(progress):
         # One transaction for the whole run: an error or Ctrl-C leaves nothing in the store.
         with results_store or nothing, results_store.transaction() if results_store else nothing:
             result = simulate_paths(
@@ -252,12 +259,6 @@ def _run_paths(
             progress.close()
             if results_store is not None:
                 results_store.write_paths(result)
-    except KeyboardInterrupt:
-        progress.close()
-        err.print("interrupted: nothing was stored")
-        raise typer.Exit(130) from None
-    finally:
-        progress.close()
     if report is not None:
         result.report(report)
     if output_format == "json":

@@ -17,7 +17,6 @@ import multiprocessing
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
@@ -121,25 +120,16 @@ def _finished_paths(
             yield task(path)
         return
     # Spawned, not forked: workers start clean (no copy of the parent's threads or locks,
-    # e.g. a live progress bar) and behave the same on Linux, macOS and Windows.
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_ignore_interrupts,
-    )
-    futures = []
+    # e.g. a live progress bar) and behave the same on Linux, macOS and Windows. A plain
+    # process pool: `terminate` stops it at once and leaves no management thread that could
+    # complain about cancelled work after Ctrl-C.
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_interrupts)
     try:
-        futures = [pool.submit(task, path) for path in range(paths)]
-        for future in as_completed(futures):
-            yield future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()  # do not wait for running paths whose result is dropped
-        raise
+        yield from pool.imap_unordered(task, range(paths))
+        pool.close()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.terminate()  # no-op after a clean close; stops running paths otherwise
+        pool.join()
 
 
 def _aggregate(diagnostics: list[dict[str, float]]) -> dict[str, float]:

@@ -189,7 +189,8 @@ def step(
     log.step, log.round = k, 0
     n_assets = len(params.price0)
     is_open = params.asset_open[:, k]
-    log_price_start = state.log_reference + state.displacement + state.visible_displacement
+    # desks read volatility off the price net of their own visible book's wick and refill
+    log_latent_start = state.log_reference + state.displacement
     index = {a: i for i, a in enumerate(params.asset_ids)}
 
     _exogenous_move(state, params, inputs, is_open)
@@ -257,7 +258,8 @@ def step(
     record.rounds = log.round
 
     price = state.price
-    makers.observe(np.log(price) - log_price_start, is_open, net_total * params.unit_usd(price))
+    log_latent = state.log_reference + state.displacement
+    makers.observe(log_latent - log_latent_start, is_open, net_total * params.unit_usd(price))
     investors.take_lay_off(makers.lay_off(price, is_open), price)
     depth_bid, depth_ask = _recorded_depth(params, depth, inputs.gap, k)
     record.values = {

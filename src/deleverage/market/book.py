@@ -103,30 +103,35 @@ def refill(
 # $10M within 0.5%, $14M within 1%; docs/scenarios/feb-2026.md §2.5), so small orders barely
 # move the price and large ones go through the book — convex impact.
 
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(24)
-_T = 0.5 * (_NODES + 1.0)  # Gauss–Legendre on [0, 1]
-_W = 0.5 * _WEIGHTS
-
 
 def visible_units_to(z, within_bid, within_ask, gap, band, shape):
     """Signed units absorbed moving the visible book from mid to displacement z. Each side
     holds `within_*` units within log-distance `band` of its edge (beyond an empty `gap`):
-    the cumulative depth grows as (x/band)^shape inside the band, and beyond it with the
-    latent book's linear density (Tóth et al. 2011), joined with a continuous slope."""
+    the cumulative depth grows as (x/band)^shape inside the band and as (x/band)² beyond it
+    (facts 3.2.6-3.2.7: BTC depth within 2% is 3-5× the depth within 1%)."""
     r = np.maximum(np.abs(z) - gap, 0.0) / band
     within = np.where(z >= 0, within_ask, within_bid)
-    near = r ** np.where(r <= 1.0, shape, 1.0)
-    far = 1.0 + 0.5 * shape * (r * r - 1.0)
-    return np.sign(z) * within * np.where(r <= 1.0, near, far)
+    return np.sign(z) * within * np.where(r <= 1.0, r ** np.where(r <= 1.0, shape, 1.0), r * r)
 
 
 def visible_displacement_for(units, within_bid, within_ask, gap, band, shape):
     """Inverse of `visible_units_to` (for units ≠ 0 the price jumps across the gap)."""
     within = np.where(units >= 0, within_ask, within_bid)
     n = np.abs(units) / within
-    near = n ** (1.0 / shape)
-    far = np.sqrt(np.maximum(1.0 + 2.0 / shape * (n - 1.0), 1.0))
-    return np.sign(units) * (gap + band * np.where(n <= 1.0, near, far))
+    r = np.where(n <= 1.0, np.minimum(n, 1.0) ** (1.0 / shape), np.sqrt(np.maximum(n, 1.0)))
+    return np.sign(units) * (gap + band * r)
+
+
+def _segments(quantity: np.ndarray, *starts: np.ndarray) -> np.ndarray:
+    """Break points of each walk [0, q]: 0, where a layer's units cross zero, and q."""
+    points = [np.zeros_like(quantity), quantity]
+    for start in starts:  # a layer at units u0 crosses zero after −u0 units
+        crossing = -start
+        inside = (crossing - 0.0) * (quantity - crossing) > 0
+        points.append(np.where(inside, crossing, quantity))
+    points = np.stack(points, axis=1)
+    order = np.argsort(np.abs(points), axis=1)
+    return np.take_along_axis(points, order, axis=1)
 
 
 def execute_layers(
@@ -146,9 +151,10 @@ def execute_layers(
 
     `within_*` are the visible units within `band` of each side's edge; the empty `gap`
     (market makers' retreat) is in the visible book. Returns the new latent and visible
-    displacements and the average execution price: the volume-weighted price along the
-    walk, ∫ e^(y(u)+z(u)) du / q, by 24-point Gauss–Legendre in t with u = q·t² (smooth
-    through the square-root start of the latent walk)."""
+    displacements and the average execution price, the volume-weighted price along the
+    walk ∫ e^(y(u)+z(u)) du / q: 16-point Gauss–Legendre on each piece between the points
+    where a layer crosses mid, with u = a + (b − a)(3t² − 2t³), smooth through the
+    square-root ends of each piece."""
     no_gap = np.zeros_like(gap)
     latent0 = units_to(y0, latent_bid, latent_ask, no_gap)
     visible = (within_bid, within_ask, gap, band, shape)
@@ -156,14 +162,25 @@ def execute_layers(
     trading = quantity != 0
     y1 = np.where(trading, displacement_for(latent0 + quantity, latent_bid, latent_ask, no_gap), y0)
     z1 = np.where(trading, visible_displacement_for(visible0 + quantity, *visible), z0)
-    u = quantity[:, None] * _T**2  # (A, nodes)
     columns = [v[:, None] for v in visible]
-    path = displacement_for(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None], 0.0)
-    path = path + visible_displacement_for(visible0[:, None] + u, *columns)
-    # ∫₀^q e^{x(u)} du = q ∫₀¹ e^{x(q t²)} 2t dt; the average is that ÷ q
-    relative = np.exp(path) @ (2.0 * _T * _W)
+    points = _segments(quantity, latent0, visible0)  # (A, 4)
+    total = np.zeros_like(quantity)
+    for k in range(points.shape[1] - 1):
+        a, b = points[:, k : k + 1], points[:, k + 1 : k + 2]
+        u = a + (b - a) * _SMOOTH  # (A, nodes)
+        path = displacement_for(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None], 0.0)
+        path = path + visible_displacement_for(visible0[:, None] + u, *columns)
+        total += ((b - a)[:, 0]) * (np.exp(path) @ _SMOOTH_W)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = total / quantity
     start, end = y0 + z0, y1 + z1
     low = reference_price * np.exp(np.minimum(start, end))
     high = reference_price * np.exp(np.maximum(start, end))
     average = np.where(trading, reference_price * relative, reference_price * np.exp(start))
     return y1, z1, np.clip(average, low, high)
+
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
+_T = 0.5 * (_NODES + 1.0)  # Gauss–Legendre on [0, 1]
+_SMOOTH = 3 * _T**2 - 2 * _T**3  # u(t) with du/dt = 0 at both ends
+_SMOOTH_W = 0.5 * _WEIGHTS * 6 * _T * (1 - _T)  # weights × du/dt

@@ -127,11 +127,13 @@ class MarketMakers:
         target_ask = fast * ask_room / (1.0 + buying / self.imbalance_tolerance)
         self.visible_bid = self._drop_or_recover(self.visible_bid, target_bid)
         self.visible_ask = self._drop_or_recover(self.visible_ask, target_ask)
+        # the floor bounds the product: desks that retreat on a shock still leave the
+        # thinnest book ever seen (facts 3.2.1), not a fraction of it
         return Depth(
             latent_bid,
             latent_ask,
-            np.maximum(self.visible_bid, self.visible_floor) * retreat,
-            np.maximum(self.visible_ask, self.visible_floor) * retreat,
+            np.maximum(self.visible_bid * retreat, self.visible_floor),
+            np.maximum(self.visible_ask * retreat, self.visible_floor),
         )
 
     def _drop_or_recover(self, now: np.ndarray, target: np.ndarray) -> np.ndarray:

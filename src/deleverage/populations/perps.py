@@ -289,6 +289,7 @@ class PerpPopulation:
         )
         self._offload_left_usd = self._offload_cap_usd
         self._last_mark = price0
+        self._queued_offload = 0.0
         if spec.file is not None:
             accounts = read_accounts(Path(spec.file))
         else:
@@ -467,10 +468,10 @@ class PerpPopulation:
         if len(self._pending_idx):
             owners.append(ACCOUNTS)
             quantity.append(-float(np.sum(self.side[self._pending_idx] * self._pending_qty)))
-        offload = self._offload_units()
-        if offload != 0.0:
+        self._queued_offload = self._offload_units()
+        if self._queued_offload != 0.0:
             owners.append(FUND)
-            quantity.append(-offload)
+            quantity.append(-self._queued_offload)
         if self._opening is not None:
             _, side, size, _, _ = self._opening
             owners.append(OPENING)
@@ -967,13 +968,14 @@ class PerpPopulation:
 
     def _offload_units(self) -> float:
         """Units of the fund's position it sells (+) or buys back (−) this round: all of it,
-        up to what is left of this step's participation in the asset's normal volume."""
+        up to what is left of this step's participation in the asset's normal volume (sized
+        at the mark; a fill away from the mark uses up the allowance at its own price)."""
         limit = self._offload_left_usd / self._last_mark
         return float(np.clip(self.fund_units, -limit, limit))
 
     def _settle_fund_offload(self, price: float, log: EventLog) -> None:
-        units = self._offload_units()
-        self._offload_left_usd = max(self._offload_left_usd - abs(units) * self._last_mark, 0.0)
+        units = self._queued_offload  # the quantity of the order that was filled
+        self._offload_left_usd = max(self._offload_left_usd - abs(units) * price, 0.0)
         self.fund_cash += units * price
         self.fund_units -= units
         self._units -= units

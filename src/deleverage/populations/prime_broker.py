@@ -63,8 +63,9 @@ class PrimeBrokerPopulation(FundBookPopulation):
         # broker's requirement start cut back to the level a call restores (SPEC §4).
         exchange = np.array([(assets[c].maintenance_margin_pct or 0.0) / 100.0 for c in columns])
         requirement = units @ (price * np.maximum(self.base_haircut, exchange))
-        allowed = spec.margin_target * equity
-        units = units * np.minimum(1.0, allowed / requirement)[:, None]
+        in_call = requirement > equity
+        cut = np.where(in_call, spec.margin_target * equity / requirement, 1.0)
+        units = units * cut[:, None]
         cash = (equity - units @ price)[:, None]  # the broker loan, negative
         self.book = FundBook(columns, np.zeros(len(columns), dtype=np.int64), units, cash)
         self.defaulted = np.zeros(spec.funds, dtype=bool)
