@@ -122,13 +122,13 @@ def visible_displacement_for(units, within_bid, within_ask, gap, band, shape):
     return np.sign(units) * (gap + band * r)
 
 
-def _segments(quantity: np.ndarray, *starts: np.ndarray) -> np.ndarray:
-    """Break points of each walk [0, q]: 0, where a layer's units cross zero, and q."""
+def _segments(quantity: np.ndarray, *breaks: np.ndarray) -> np.ndarray:
+    """Break points of each walk [0, q] in traded units: 0, q, and each of `breaks` (units
+    after which the integrand has a kink or a square-root end) that falls inside."""
     points = [np.zeros_like(quantity), quantity]
-    for start in starts:  # a layer at units u0 crosses zero after −u0 units
-        crossing = -start
-        inside = (crossing - 0.0) * (quantity - crossing) > 0
-        points.append(np.where(inside, crossing, quantity))
+    for at in breaks:
+        inside = at * (quantity - at) > 0
+        points.append(np.where(inside, at, quantity))
     points = np.stack(points, axis=1)
     order = np.argsort(np.abs(points), axis=1)
     return np.take_along_axis(points, order, axis=1)
@@ -153,8 +153,8 @@ def execute_layers(
     (market makers' retreat) is in the visible book. Returns the new latent and visible
     displacements and the average execution price, the volume-weighted price along the
     walk ∫ e^(y(u)+z(u)) du / q: 16-point Gauss–Legendre on each piece between the points
-    where a layer crosses mid, with u = a + (b − a)(3t² − 2t³), smooth through the
-    square-root ends of each piece."""
+    where a layer crosses mid or the visible walk leaves its band, with
+    u = a + (b − a)(3t² − 2t³), smooth through the square-root ends of each piece."""
     no_gap = np.zeros_like(gap)
     latent0 = units_to(y0, latent_bid, latent_ask, no_gap)
     visible = (within_bid, within_ask, gap, band, shape)
@@ -163,7 +163,8 @@ def execute_layers(
     y1 = np.where(trading, displacement_for(latent0 + quantity, latent_bid, latent_ask, no_gap), y0)
     z1 = np.where(trading, visible_displacement_for(visible0 + quantity, *visible), z0)
     columns = [v[:, None] for v in visible]
-    points = _segments(quantity, latent0, visible0)  # (A, 4)
+    # pieces end where a layer crosses mid and where the visible walk leaves its band
+    points = _segments(quantity, -latent0, -visible0, within_ask - visible0, -within_bid - visible0)
     total = np.zeros_like(quantity)
     for k in range(points.shape[1] - 1):
         a, b = points[:, k : k + 1], points[:, k + 1 : k + 2]
