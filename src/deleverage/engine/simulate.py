@@ -73,15 +73,10 @@ def _history_vol(scenario: Scenario) -> np.ndarray:
 def _market_makers(scenario: Scenario, params: MarketParams) -> MarketMakers:
     spec, clock = scenario.market.market_makers, scenario.clock
     adv = np.array([a.adv_usd for a in scenario.assets])
-    venues = scenario.venue_index()
-    hours = np.array(
-        [scenario.venues[venues[a.venue]].session.hours_per_day for a in scenario.assets]
-    )
-    steps_per_day = hours * 3600.0 / clock.step.total_seconds()
     return MarketMakers.create(
         np.array([a.daily_vol for a in scenario.assets]),
         adv,
-        steps_per_day,
+        params.steps_per_day,
         vol_decay=0.5 ** (clock.step / spec.vol_half_life),
         vol_sensitivity=spec.vol_sensitivity,
         depth_floor=spec.depth_floor,

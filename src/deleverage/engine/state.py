@@ -33,9 +33,11 @@ class MarketParams:
     """Everything about the market that a run never changes."""
 
     asset_ids: list[str]
+    asset_index: dict[str, int]  # asset id -> column
     currency_of: list[str]  # quote currency per asset
     price0: np.ndarray  # (A,) initial prices
     usd_base: np.ndarray  # (A,) bool: a USD/xxx pair (one unit is one dollar)
+    steps_per_day: np.ndarray  # (A,) steps in one trading day of the asset's venue
     noise_sd: np.ndarray  # (A,) log-price noise per open step (a driven step has none)
     resolved: np.ndarray  # (A,) share of book displacement resolved per open step
     permanent: np.ndarray  # (A,) share of resolved displacement that stays in the price
@@ -94,9 +96,11 @@ class MarketParams:
         weekend_multiplier = np.array([a.liquidity.weekend_depth_multiplier for a in assets])
         return cls(
             asset_ids=[a.id for a in assets],
+            asset_index=scenario.asset_index(),
             currency_of=[a.currency for a in assets],
             price0=price0,
             usd_base=usd_base,
+            steps_per_day=steps_per_day,
             noise_sd=noise_sd,
             resolved=np.array(
                 [half_life_share(clock.step, a.liquidity.resilience_half_life) for a in assets]
@@ -114,7 +118,7 @@ class MarketParams:
                 adv,
                 vol,
                 np.array([a.liquidity.impact_y for a in assets]),
-                np.where(usd_base, 1.0, price0),
+                unit_usd0,
             ),
             has_visible=has_visible,
             visible_units=depth_usd / unit_usd0,

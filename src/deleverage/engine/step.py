@@ -191,10 +191,9 @@ def step(
     is_open = params.asset_open[:, k]
     # desks read volatility off the price net of their own visible book's wick and refill
     log_latent_start = state.log_reference + state.displacement
-    index = {a: i for i, a in enumerate(params.asset_ids)}
 
     _exogenous_move(state, params, inputs, is_open)
-    _announce(state, inputs, index, log)
+    _announce(state, inputs, params.asset_index, log)
 
     reference = np.exp(state.log_reference)
     makers = state.makers

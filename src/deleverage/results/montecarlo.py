@@ -23,6 +23,7 @@ from deleverage.results.result import (
     git_hash,
     package_version,
     png_base64,
+    write_html_page,
 )
 from deleverage.scenario.schema import Scenario
 
@@ -282,11 +283,4 @@ class MonteCarloResult:
             f"<h2>Diagnostics (summed over paths; drifts are maxima)</h2>"
             f"{diagnostics.to_html(index=False)}"
         )
-        out = Path(path)
-        out.write_text(
-            f"<!doctype html><meta charset='utf-8'><title>deleverage {self.run_id}</title>"
-            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
-            f"table{{border-collapse:collapse}}td,th{{padding:2px 8px}}</style>{body}",
-            encoding="utf-8",
-        )
-        return out
+        return write_html_page(path, self.run_id, body)

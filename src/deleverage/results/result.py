@@ -59,6 +59,18 @@ def png_base64(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def write_html_page(path: str | Path, run_id: str, body: str) -> Path:
+    """Write a self-contained offline HTML page (no network, no CDN) around `body`."""
+    out = Path(path)
+    out.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>deleverage {html.escape(run_id)}</title>"
+        f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
+        f"table{{border-collapse:collapse}}td,th{{padding:2px 8px}}</style>{body}",
+        encoding="utf-8",
+    )
+    return out
+
+
 def target_label(metric: str, asset: str | None = None, window=None) -> str:
     """How a target (or any metric over a window) is named in tables: metric, asset, window."""
     label = f"{metric} {asset}" if asset else metric
@@ -323,11 +335,4 @@ class SimulationResult:
             f"<h2>Events</h2>{events.to_html(index=False)}"
             f"<h2>Diagnostics</h2>{diagnostics.to_html(index=False)}"
         )
-        out = Path(path)
-        out.write_text(
-            f"<!doctype html><meta charset='utf-8'><title>deleverage {self.run_id}</title>"
-            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
-            f"table{{border-collapse:collapse}}td,th{{padding:2px 8px}}</style>{body}",
-            encoding="utf-8",
-        )
-        return out
+        return write_html_page(path, self.run_id, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +13,19 @@ class SeriesError(ValueError):
 
 
 def read_series(path: Path, column: str, time_column: str) -> pd.Series:
-    """Return the numeric column `column` indexed by UTC time, sorted, duplicates dropped."""
+    """Return the numeric column `column` indexed by UTC time, sorted, duplicates dropped.
+    A file is parsed once per content version (the loader, the engine and every population
+    that reads an asset's history ask for it); each caller gets its own copy."""
     if not path.is_file():
         raise SeriesError(f"expected a readable file, found no file at {path}")
+    stat = path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    return _parse(str(path.resolve()), version, column, time_column).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(name: str, version: tuple[int, int], column: str, time_column: str) -> pd.Series:
+    path = Path(name)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
@@ -22,10 +33,10 @@ def read_series(path: Path, column: str, time_column: str) -> pd.Series:
             frame = pd.read_csv(path)
     except Exception as exc:  # parser errors come in many types; all mean "unreadable"
         raise SeriesError(f"expected CSV or Parquet, could not read {path.name}: {exc}") from exc
-    for name in (time_column, column):
-        if name not in frame.columns:
+    for wanted in (time_column, column):
+        if wanted not in frame.columns:
             raise SeriesError(
-                f"expected a column {name!r} in {path.name}, found columns {list(frame.columns)}"
+                f"expected a column {wanted!r} in {path.name}, found columns {list(frame.columns)}"
             )
     times = pd.to_datetime(frame[time_column], utc=True, errors="coerce")
     values = pd.to_numeric(frame[column], errors="coerce")
