@@ -237,10 +237,13 @@ def test_funding_is_paid_by_longs_to_shorts_and_conserved(tmp_path, rules, time,
 # --------------------------------------------------------------------------- sorted check
 
 
-@pytest.mark.parametrize("rebuild", [None, "6h"])
-def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monkeypatch, rebuild):
+@pytest.mark.parametrize("rebuild, holding", [(None, None), ("6h", None), ("6h", "12h")])
+def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(
+    monkeypatch, rebuild, holding
+):
     # with open interest as a flow, new accounts join the book and it is re-sorted as they
-    # fill its spare slots, after funding has moved every liquidation price
+    # fill its spare slots, after funding has moved every liquidation price; with turnover,
+    # accounts anywhere in the book close and the re-sort merges the book with the rest
     spec = {
         "type": "perp_book",
         "name": "perps",
@@ -254,6 +257,7 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monke
         "insurance_fund_usd": 1e13,  # no ADL: accounts not liquidated stay as they were
         "funding_interest_pct": 2.0,  # large funding pushes prices across tier bounds
         "oi_rebuild_half_life": rebuild,
+        "holding_half_life": holding,
     }
     scenario = build(base_raw(populations=[spec]))
     ctx = BuildContext(scenario, {"BTC": 0}, np.array([PRICE]), np.random.default_rng(3), True, 1.0)
@@ -287,6 +291,7 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(monke
     assert len(pop._watch) > 0  # some accounts went through the watch list
     if rebuild:
         assert _kind(log, "perp_open")["count"].sum() > 5_000  # several re-sorts
+    assert (_kind(log, "perp_close")["count"].sum() > 5_000) == (holding is not None)
     sheet = pop.balance_sheet(price)
     assert pop.holdings(1)[0] == pytest.approx(sheet["units"], rel=1e-9, abs=1e-9)
     assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
@@ -369,7 +374,7 @@ def test_funding_that_pushes_a_liquidation_price_across_a_tier_bound_is_tracked(
 # --------------------------------------------------------------------------- engine
 
 
-def _crash_scenario(rules="binance-like", rebuild=None, **channels):
+def _crash_scenario(rules="binance-like", rebuild=None, holding=None, **channels):
     perps = {
         "type": "perp_book",
         "name": "perps",
@@ -381,6 +386,7 @@ def _crash_scenario(rules="binance-like", rebuild=None, **channels):
         "wallet_buffer": {"dist": "uniform", "low": 0.0, "high": 1.0},
         "insurance_fund_usd": 2e7,
         "oi_rebuild_half_life": rebuild,
+        "holding_half_life": holding,
     }
     shocks = [
         {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"BTC": -0.12}},
@@ -400,10 +406,13 @@ def _crash_scenario(rules="binance-like", rebuild=None, **channels):
         ("binance-like", None, {"insurance_adl": False}),
         ("binance-like", "6h", {}),  # open interest as a flow: new accounts buy and sell
         ("hyperliquid-like", "2h", {}),
+        ("binance-like", ("6h", "4h"), {}),  # and traders close positions at market
+        ("hyperliquid-like", ("2h", "4h"), {}),
     ],
 )
 def test_units_and_cash_are_conserved_through_a_crash(rules, rebuild, channels):
-    scenario = _crash_scenario(rules, rebuild, **channels)
+    rebuild, holding = rebuild if isinstance(rebuild, tuple) else (rebuild, None)
+    scenario = _crash_scenario(rules, rebuild, holding=holding, **channels)
     result = simulate(scenario, seed=1, check_invariants=True)
     assert result.diagnostics["max_unit_drift"] < 1e-9
     turnover = float(np.nansum(result.market["volume_usd"]))
@@ -630,6 +639,40 @@ def test_open_interest_emptied_by_a_fall_rebuilds_with_its_half_life_at_the_pric
     sheet = pop.balance_sheet(path[-1])
     assert pop.holdings(1)[0] == pytest.approx(sheet["units"], rel=1e-9)
     assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
+
+
+def test_traders_close_positions_with_their_half_life_and_new_ones_replace_them():
+    # no price move: nobody is liquidated; each hour every open account closes with
+    # probability 1 − 0.5^(1 h/12 h), takes its equity away, and the next batch reopens the
+    # contracts closed at the price of the moment, so open interest stays at its input
+    pop, log = _flow_book(holding_half_life="12h"), EventLog()
+    n0, target = int(np.sum(pop.size > 0)), 1e9 / PRICE
+    for step in range(12 * 12 + 1):  # 12 h of 5-minute steps
+        _round_trip(pop, PRICE + 1 + (step % 2), step, log)  # ticks of noise: new entries
+    live = pop.size[: pop.used] > 0
+    original_left = np.sum(live & (pop.entry[: pop.used] == PRICE)) / n0
+    assert len(_kind(log, "perp_liquidation")) == 0
+    assert original_left == pytest.approx(0.5, abs=0.03)  # 12 batches at 1 − 0.5^(1/12)
+    # replaced by the next hourly batch: contracts held + closed awaiting it = the input
+    held = 0.5 * (pop.open_units.sum() + pop._closed_units.sum())
+    assert held == pytest.approx(target, rel=0.02)
+    closed = _kind(log, "perp_close")
+    longs = closed[closed.side == "long"]["count"].sum() / closed["count"].sum()
+    assert longs == pytest.approx(0.5, abs=0.02)  # either side closes alike (long share 0.5)
+    assert pop.deposits_usd < 0  # closing accounts took out more than new ones brought
+    sheet = pop.balance_sheet(PRICE)
+    assert pop.holdings(1)[0] == pytest.approx(sheet["units"], rel=1e-9, abs=1e-9)
+    assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
+
+
+def test_turnover_needs_a_rebuild_to_replace_what_traders_close():
+    spec = {
+        "type": "perp_book", "name": "perps", "asset": "BTC", "accounts": 10,
+        "open_interest_usd": 1e6, "leverage": {"dist": "fixed", "value": 5.0},
+        "holding_half_life": "2d",
+    }  # fmt: skip
+    with pytest.raises(ScenarioError, match="holding_half_life needs oi_rebuild_half_life"):
+        build(base_raw(populations=[spec]))
 
 
 # --------------------------------------------------------------------------- calm days

@@ -30,6 +30,15 @@ def entry_window(ctx: BuildContext, asset_id: str, lookback: timedelta) -> np.nd
     return (window if len(window) else history.iloc[-1:]).to_numpy(float)
 
 
+def entry_ages(ctx: BuildContext, asset_id: str, lookback: timedelta) -> np.ndarray:
+    """Seconds from each point of `entry_window` to the clock start."""
+    history = ctx.history(asset_id)
+    start = pd.Timestamp(ctx.scenario.clock.start)
+    window = history[history.index > start - lookback]
+    times = (window if len(window) else history.iloc[-1:]).index
+    return np.asarray((start - times).total_seconds(), float)
+
+
 def extremes_since(window: np.ndarray, price0: float) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and highest price from each point of `window` to the start (at `price0`)."""
     low = np.minimum.accumulate(window[::-1])[::-1]

@@ -29,6 +29,12 @@ its input, with the input's long share, sizes, leverage and wallet buffers. Thei
 trades are one market order through `orders` (longs buy, shorts sell, the net goes to the
 market), so they enter at the fill price of the moment; their wallets are deposits from
 outside the venue (`deposits_usd`). Contracts, not dollars: a price move alone opens nothing.
+Traders also close positions (`holding_half_life`): every hour each open account not under
+liquidation closes at market with the probability of its half-life and takes its equity off
+the venue; the next batch of new accounts replaces the contracts closed. Without it a
+position lives until it is liquidated, so after a long one-way drift every account left sits
+at a liquidation level the drift has not reached yet: a front of levels that each new low
+cuts into, where a real book has turned over (the calm-day check in the tests).
 
 Liquidation (facts 1.1.7), while the venue trades:
 - binance-like: at margin ratio MM / margin balance ≥ 100% (1.2.5), an account above the
@@ -79,7 +85,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
-from deleverage.populations.entries import entry_window, extremes_since
+from deleverage.populations.entries import entry_ages, entry_window, extremes_since
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import PerpBook
 from deleverage.venues import binance, hyperliquid, perp_rules
@@ -87,8 +93,9 @@ from deleverage.venues.funding import funding_rate, settlements_between
 from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
 from deleverage.venues.tiers import TierTable
 
-# order owners: the accounts' liquidation orders, the fund's offload, new positions
-ACCOUNTS, FUND, OPENING = 0, 1, 2
+# order owners: the accounts' liquidation orders, the fund's offload, new positions, and
+# positions their traders close
+ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -165,6 +172,7 @@ def generate_accounts(
     price0: float,
     rng: np.random.Generator,
     entry_history: np.ndarray | None = None,
+    entry_weights: np.ndarray | None = None,
 ) -> Accounts:
     """Accounts from positioning inputs (see `PerpBook`), all alive at the start.
 
@@ -174,12 +182,14 @@ def generate_accounts(
 
     With `entry_history` (the asset's observed prices over `entry_lookback`, oldest first,
     ending at the start) each account's entry time is one of its points and its entry price
-    the price then. Survivorship (SPEC §4): a position whose liquidation condition —
-    margin balance ≤ maintenance margin by the venue's tiers (facts 1.2.1, 1.3.2, 1.5.1) —
-    the path since its entry met does not exist; it redraws entry time and leverage. The
-    condition is monotone in price, so it is checked at the lowest (long) or highest (short)
-    price since entry. The path is only as fine as the history: daily closes miss intraday
-    extremes, so some accounts a wick would have liquidated survive.
+    the price then, drawn with `entry_weights` when given (the age law of positions their
+    traders close, `holding_half_life`) or uniformly. Survivorship (SPEC §4): a position
+    whose liquidation condition — margin balance ≤ maintenance margin by the venue's tiers
+    (facts 1.2.1, 1.3.2, 1.5.1) — the path since its entry met does not exist; it redraws
+    entry time and leverage. The condition is monotone in price, so it is checked at the
+    lowest (long) or highest (short) price since entry. The path is only as fine as the
+    history: daily closes miss intraday extremes, so some accounts a wick would have
+    liquidated survive.
 
     Without a history, entries are lognormal around the initial price (σ = `entry_spread`)
     and only solvency at the initial price is required. Either way an account whose 100
@@ -210,7 +220,11 @@ def generate_accounts(
         if k == 0:
             break
         if entry_history is not None:
-            when = rng.integers(0, len(entry_history), k)
+            when = (
+                rng.integers(0, len(entry_history), k)
+                if entry_weights is None
+                else rng.choice(len(entry_history), k, p=entry_weights)
+            )
             entry[redraw] = entry_history[when]
             worst = np.where(side[redraw] > 0, low[when], high[when])
         else:
@@ -226,6 +240,29 @@ def generate_accounts(
     leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
     margin = size * entry / leverage
     return Accounts(side, size, entry, margin * (1.0 + buffer), leverage)
+
+
+def _merge_by_group(
+    first: np.ndarray, second: np.ndarray, group: np.ndarray, key: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """Merge two index arrays, each in (group, key) order, into one in that order (ties:
+    `first` before `second`), in O(len) per group."""
+    out = []
+    a_cut = np.searchsorted(group[first], np.arange(n_groups + 1), side="left")
+    b_cut = np.searchsorted(group[second], np.arange(n_groups + 1), side="left")
+    for g in range(n_groups):
+        a = first[a_cut[g] : a_cut[g + 1]]
+        b = second[b_cut[g] : b_cut[g + 1]]
+        if not len(b) or not len(a):
+            out.append(a if len(a) else b)
+            continue
+        at = np.searchsorted(key[a], key[b], side="right") + np.arange(len(b))
+        merged = np.empty(len(a) + len(b), dtype=np.int64)
+        is_b = np.zeros(len(merged), dtype=bool)
+        is_b[at] = True
+        merged[is_b], merged[~is_b] = b, a
+        out.append(merged)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def _buffer(spec: PerpBook, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -294,10 +331,16 @@ class PerpPopulation:
             accounts = read_accounts(Path(spec.file))
         else:
             history = entry_window(ctx, spec.asset, spec.entry_lookback)
-            accounts = generate_accounts(spec, self.table, price0, ctx.rng, history)
+            weights = None
+            if history is not None and spec.holding_half_life is not None:
+                ages = entry_ages(ctx, spec.asset, spec.entry_lookback)
+                weights = 0.5 ** (ages / spec.holding_half_life.total_seconds())
+                weights /= weights.sum()
+            accounts = generate_accounts(spec, self.table, price0, ctx.rng, history, weights)
         self._setup(accounts, spec.margin_mode, spec.insurance_fund_usd)
         # open interest as a flow: the contracts (units) the input holds, per side
         self.rng, self.law = ctx.rng, spec if spec.oi_rebuild_half_life is not None else None
+        self.close_share = 0.0
         if self.law is not None:
             half_life_s = spec.oi_rebuild_half_life.total_seconds()
             # new accounts arrive in hourly batches (the same expected flow, far fewer book
@@ -310,6 +353,13 @@ class PerpPopulation:
             counts = np.array([np.sum(accounts.side > 0), np.sum(accounts.side < 0)])
             side_units = 2.0 * self.target_units * shares
             self.mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
+            # positions their traders close: a share per hourly batch, replaced by new ones
+            hold = spec.holding_half_life
+            self.close_share = (
+                0.0 if hold is None else 1.0 - 0.5 ** (interval_s / hold.total_seconds())
+            )
+        self._closing: np.ndarray | None = None
+        self._closed_units = np.zeros(2)  # long, short units closed since the last opening
 
     # ------------------------------------------------------------------ build
 
@@ -334,7 +384,9 @@ class PerpPopulation:
         self.fund_cash = float(fund_usd)
         self._fund_empty = self.fund_cash <= 0.0
         self.idle_usd = 0.0  # wallets left by closed accounts, dropped from the arrays
-        self.deposits_usd = 0.0  # wallets brought to the venue by newly opened accounts
+        # wallets brought to the venue by newly opened accounts, net of the equity taken out
+        # by accounts their traders closed
+        self.deposits_usd = 0.0
         self._opening: tuple[np.ndarray, ...] | None = None
         self._watch = _EMPTY
         self._watch_checked_price, self._watch_safe_distance = np.nan, 0.0
@@ -387,18 +439,47 @@ class PerpPopulation:
         segment, leaving `spare` empty slots after them (the tail) for accounts opened later.
 
         Called at the start and, with no liquidation order outstanding, whenever the new
-        accounts fill the tail. Funding is settled first, so keys come from the wallets now.
-        Closed accounts leave the arrays; their wallets stay in `idle_usd`."""
-        n = self.used
-        self._settle_funding(np.arange(n))
+        accounts fill the tail. Keys, tiers and rooms live in the
+        frame of a zero funding index, so those of untouched accounts (the book and the tail)
+        are kept and only touched accounts are keyed again; the book, already in order, is
+        merged with the rest segment by segment (O(n), no full sort); touched accounts settle
+        their funding first, so their keys come from their wallets now. Closed accounts leave
+        the arrays; their wallets stay in `idle_usd`."""
+        n, n_tiers = self.used, len(self.table.mmr)
         live = self.size[:n] > 0
         self.idle_usd += float(np.sum((self.collateral + self.reserve)[:n][~live]))
-        keep = np.flatnonzero(live)
-        key, tier, _, room = self._book_keys(keep)
-        n_tiers = len(self.table.mmr)
-        group = np.where(self.side[keep] > 0, 0, n_tiers) + tier
-        order = np.lexsort((key, group))
-        perm = keep[order]
+        key, tier = np.empty(n), np.zeros(n, dtype=np.int64)
+        room = np.empty(n) if n_tiers > 1 and self.drift != 0.0 else None
+        kept = np.zeros(n, dtype=bool)  # untouched: keys known
+        if hasattr(self, "_sortkey"):
+            end = self.book_end
+            kept[:] = live & self.pristine[:n]
+            key[:end], tier[:end] = self._sortkey, self._sorted_group % n_tiers
+            key[end:], tier[end:] = self._tail_key[: n - end], self._tail_tier[: n - end]
+            if room is not None:
+                room[self._room_order] = self._room_sorted
+                room[end:] = self._tail_room[: n - end]
+        fresh = np.flatnonzero(live & ~kept)
+        self._settle_funding(fresh)
+        key[fresh], tier[fresh], _, fresh_room = self._book_keys(fresh)
+        if room is not None:
+            room[fresh] = fresh_room
+        group = np.where(self.side[:n] > 0, 0, n_tiers) + tier
+        # the old book's untouched accounts are in (group, key) order already
+        book = np.flatnonzero(kept[: getattr(self, "book_end", 0)])
+        in_book = np.zeros(n, dtype=bool)
+        in_book[book] = True
+        rest = np.flatnonzero(live & ~in_book)
+        rest = rest[np.lexsort((key[rest], group[rest]))]
+        perm = _merge_by_group(book, rest, group, key, 2 * n_tiers)
+        if room is not None:  # the same merge for the rooms' order
+            new_position = np.empty(n, dtype=np.int64)
+            new_position[perm] = np.arange(len(perm))
+            old_order = self._room_order[kept[self._room_order]] if len(book) else book
+            rest_order = new_position[rest[np.lexsort((room[rest], group[rest]))]]
+            room_perm = _merge_by_group(
+                new_position[old_order], rest_order, group[perm], room[perm], 2 * n_tiers
+            )
 
         m = len(perm)
         for name in ("side", "size", "entry", "collateral", "reserve", "funding_ref", "stage"):
@@ -414,14 +495,15 @@ class PerpPopulation:
         self.pristine[:m] = self.stage[:m] == 0
         self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
         self._watch_changed()
-        self._sortkey, group = key[order], group[order]
+        self._sortkey, self._sorted_group = key[perm], group[perm]
         # the tail: keys of new accounts, unsorted, and the first price that reaches one
         self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
+        self._tail_tier = np.zeros(spare, dtype=np.int64)
         self._tail_long, self._tail_short = -np.inf, np.inf
 
         ids = np.arange(2 * n_tiers)
-        self.g_start = np.searchsorted(group, ids, side="left")
-        self.g_end = np.searchsorted(group, ids, side="right")
+        self.g_start = np.searchsorted(self._sorted_group, ids, side="left")
+        self.g_end = np.searchsorted(self._sorted_group, ids, side="right")
         keep = self.g_end > self.g_start
         ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
         self.g_next = self.g_start.copy()
@@ -433,8 +515,7 @@ class PerpPopulation:
         # tier-crossing rooms sorted per segment (see module docstring)
         self._room_sorted = self._room_order = None
         if room is not None:
-            self._room_order = np.lexsort((room[order], group))
-            self._room_sorted = room[order][self._room_order]
+            self._room_order, self._room_sorted = room_perm, room[perm][room_perm]
             self.g_room_next = self.g_start.copy()
 
     # ------------------------------------------------------------------ population interface
@@ -450,7 +531,8 @@ class PerpPopulation:
             self._pay_funding(view, price, log)
             due = self.law is not None and view.step % self.rebuild_every == 0
             if due and view.is_open[self.asset]:
-                self._open_positions()
+                self._open_positions()  # first: it may re-sort the book's slots
+                self._queue_closes()
         if not view.is_open[self.asset]:
             return  # no mark price, no liquidation engine while the venue is shut
         from_book = self._triggered_from_book(price)
@@ -476,6 +558,9 @@ class PerpPopulation:
             _, side, size, _, _ = self._opening
             owners.append(OPENING)
             quantity.append(float(np.sum(side * size)))
+        if self._closing is not None:
+            owners.append(CLOSING)
+            quantity.append(-float(np.sum(self.side[self._closing] * self.size[self._closing])))
         if not owners:
             return Orders.empty()
         return Orders(
@@ -495,8 +580,10 @@ class PerpPopulation:
                 self._settle_liquidation_orders(float(fill_price), log)
             elif owner == FUND:
                 self._settle_fund_offload(float(fill_price), log)
-            else:
+            elif owner == OPENING:
                 self._settle_openings(float(fill_price), log)
+            else:
+                self._settle_closes(float(fill_price), log)
 
     def holdings(self, n_assets: int) -> np.ndarray:
         """Net units of the asset held by accounts and the insurance fund (+ long)."""
@@ -616,19 +703,23 @@ class PerpPopulation:
         per side is rounded at random, so the units opened have the right expectation and a
         shortfall is made up in later steps. Their market order opens them at the fill price
         (`_settle_openings`)."""
-        if self._opening is not None or len(self._pending_idx):
-            return  # a rebuild of the book needs no liquidation order outstanding
-        gap = self.target_units - 0.5 * float(self.open_units.sum())
-        if gap <= 0.0:
+        if self._opening is not None or self._closing is not None or len(self._pending_idx):
+            return  # a rebuild of the book needs no order of accounts outstanding
+        gap = max(self.target_units - 0.5 * float(self.open_units.sum()), 0.0)
+        replace = float(self._closed_units.sum())  # contracts their traders closed
+        if gap <= 0.0 and replace <= 0.0:
             return
+        self._closed_units[:] = 0.0
         spec, rng = self.law, self.rng
-        units = 2.0 * gap * self.rebuild_share * np.array([spec.long_share, 1.0 - spec.long_share])
+        units = (2.0 * gap * self.rebuild_share + replace) * np.array(
+            [spec.long_share, 1.0 - spec.long_share]
+        )
         count = np.floor(units / self.mean_units + rng.random(2)).astype(np.int64)
         k = int(count.sum())
         if k == 0:
             return
         if self.used + k > len(self.size):
-            self._sort_book(spare=max(k, 1024, self.used // 10))
+            self._sort_book(spare=max(k, 1024, self.used // 3))
         side = np.repeat(np.array([1, -1], np.int8), count)
         sigma = spec.size_dispersion  # lognormal sizes with the input's mean per side
         size = np.repeat(self.mean_units, count) * np.exp(
@@ -638,6 +729,49 @@ class PerpPopulation:
         slots = np.arange(self.used, self.used + k)
         self.used += k
         self._opening = (slots, side, size, leverage, _buffer(spec, rng, k))
+
+    def _queue_closes(self) -> None:
+        """Traders close positions (`holding_half_life`): each open account not under
+        liquidation closes with probability `close_share` this hour — slots drawn uniformly
+        with replacement, k ~ Binomial(slots, share), so each slot is drawn with probability
+        ≈ share whether or not it is open; the open ones close with one market order."""
+        if not self.close_share or self._closing is not None or len(self._pending_idx):
+            return
+        k = int(self.rng.binomial(self.used, self.close_share))
+        if k == 0:
+            return
+        idx = np.sort(self.rng.integers(0, self.used, k))
+        idx = idx[np.flatnonzero(np.diff(idx, prepend=-1))]  # each slot once
+        idx = idx[(self.size[idx] > 0) & (self.stage[idx] == 0) & ~self.pending[idx]]
+        if len(idx):
+            # out of the liquidation engine's reach until the close fills (a step later
+            # when the round limit cuts the cascade)
+            self._closing, self.pending[idx], self.pristine[idx] = idx, True, False
+            side, size = self.side[idx], self.size[idx]
+            self._closed_units += (size[side > 0].sum(), size[side < 0].sum())
+
+    def _settle_closes(self, price: float, log: EventLog) -> None:
+        """Close the queued accounts at the fill `price`: their equity leaves the venue (net
+        deposits fall); a loss beyond it, possible only on a fill past bankruptcy, is the
+        fund's, as after a market liquidation."""
+        idx, self._closing = self._closing, None
+        self.pending[idx] = False
+        side, size = self.side[idx], self.size[idx]
+        self._settle_funding(idx)
+        equity = self.collateral[idx] + self.reserve[idx] + side * size * (price - self.entry[idx])
+        deficit = np.maximum(-equity, 0.0)
+        self.fund_cash -= float(deficit.sum())
+        self.deposits_usd -= float(np.maximum(equity, 0.0).sum())
+        traded = -side * size
+        self._units += float(traded.sum())
+        self._cash -= float(traded.sum()) * price
+        self._close(idx)
+        self.reserve[idx] = 0.0
+        self.pristine[idx] = False
+        self._log_by_side(
+            log, "perp_close", side, traded, size * price, price,
+            "positions their traders closed at market; equity withdrawn",
+        )  # fmt: skip
 
     def _settle_openings(self, price: float, log: EventLog) -> None:
         """Open the queued accounts at the fill `price`: position margin size·price/leverage
@@ -659,8 +793,8 @@ class PerpPopulation:
         self._units += traded
         self._cash -= traded * price
         tail = slots - self.book_end
-        key, _, coef, room = self._book_keys(slots)
-        self._tail_key[tail], self._tail_coef[tail] = key, coef
+        key, tier, coef, room = self._book_keys(slots)
+        self._tail_key[tail], self._tail_coef[tail], self._tail_tier[tail] = key, coef, tier
         if room is not None:
             self._tail_room[tail] = room
         self.pristine[slots] = True

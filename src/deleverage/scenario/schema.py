@@ -772,6 +772,15 @@ class PerpBook(Model):
         "for the share 1 − 0.5^(1 h/half-life) of the contracts (units) the book holds below "
         "its input; None: no new positions",
     )
+    holding_half_life: Duration | None = Field(
+        None,
+        description="positions are closed by their traders, not only by liquidation: every "
+        "hour of trading each open account closes at market with probability "
+        "1 − 0.5^(1 h/half-life) and takes its equity off the venue; new accounts drawn from "
+        "the same laws replace the contracts closed, at the price of the moment (needs "
+        "oi_rebuild_half_life). Ages of the accounts alive at the start follow the same law. "
+        "None: positions live until liquidated",
+    )
     source: str | None = None
 
     @model_validator(mode="after")
@@ -783,6 +792,10 @@ class PerpBook(Model):
             raise ValueError("give either a file or accounts/open_interest_usd/leverage")
         if self.file is not None and self.oi_rebuild_half_life is not None:
             raise ValueError("oi_rebuild_half_life needs generated positioning, not a file")
+        if self.holding_half_life is not None and self.oi_rebuild_half_life is None:
+            raise ValueError(
+                "holding_half_life needs oi_rebuild_half_life (closed contracts are replaced)"
+            )
         return self
 
 
