@@ -80,9 +80,9 @@ def _bad_files(tmp_path) -> dict[str, tuple[list[str], str]]:
             [write("lv.csv", "date,symbol,volume\n2026-01-05,QQQ,1\n")],
             "value column",
         ),
-        "same asset twice": (
-            [ok, _csv(tmp_path / "btc2.csv", synthetic_prices(320)[["BTC"]])],
-            "expected each asset id once",
+        "same asset from sources that disagree": (
+            [ok, _csv(tmp_path / "btc2.csv", synthetic_prices(320, seed=9)[["BTC"]])],
+            "expected sources within 2% of each other",
         ),
         "bad window": ([ok, "--window", "2021-01-01"], "expected START:END (dates)"),
         "window outside the data": (
@@ -120,7 +120,7 @@ MALFORMED = (
     "conflicting duplicates",
     "non-positive price",
     "long file without value column",
-    "same asset twice",
+    "same asset from sources that disagree",
     "bad window",
     "window outside the data",
     "unknown group",

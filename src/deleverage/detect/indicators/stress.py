@@ -77,3 +77,28 @@ def ciss(subindices: pd.DataFrame, lam: float = 0.93) -> pd.DataFrame:
     for k, (i, j) in enumerate(pairs):
         out[f"rho_{names[i]}~{names[j]}"] = rho_out[:, k]
     return out
+
+
+def stress_alarm(
+    stress: pd.DataFrame,
+    turbulence: pd.Series,
+    cocrash: pd.DataFrame | None,
+    rank: float,
+    min_periods: int,
+) -> pd.DataFrame:
+    """Add the fast component and the yes/no alarm to the stress table.
+
+    turbulence_rank = recursive ECDF of turbulence (its rank among all bars so far, a
+    same-day reading, while the CISS averages 20-bar volatilities and lags).
+    alarm = 1 when turbulence_rank ≥ rank, or when the co-crash flag fires: the
+    Mahalanobis distance discounts a joint fall along the usual correlation, which is
+    exactly what a co-crash is. NaN before turbulence has min_periods ranks.
+    """
+    out = stress.reindex(turbulence.index).copy()
+    ranked = recursive_ecdf(turbulence, min_periods)
+    hit = ranked >= rank
+    if cocrash is not None:
+        hit |= cocrash["flag"].reindex(turbulence.index) == 1.0
+    out["turbulence_rank"] = ranked
+    out["alarm"] = hit.astype(float).where(ranked.notna())
+    return out
