@@ -36,8 +36,10 @@ def main() -> None:
     ind = compute_all(panel, DetectParams())
     flag = ind.cocrash["flag"]
     s = score(flag)
-    print(f"panel {panel.prices.index[0].date()} .. {panel.prices.index[-1].date()}, "
-          f"{len(panel.prices)} bars, {time.perf_counter() - t0:.1f} s")
+    print(
+        f"panel {panel.prices.index[0].date()} .. {panel.prices.index[-1].date()}, "
+        f"{len(panel.prices)} bars, {time.perf_counter() - t0:.1f} s"
+    )
     for split in ("dev", "held_out", None):
         f, n = s.recall(split)
         a, y = s.alarms(split)
@@ -53,18 +55,19 @@ def main() -> None:
             continue
         i = idx.searchsorted(pd.Timestamp(day, tz="UTC"))
         delay = "-"
-        if alarm is not None:
+        if alarm is not None and alarm.iloc[i + MATCH[0] : i + 10].isna().any():
+            delay = "not computed (warm-up)"
+        elif alarm is not None:
             on = alarm.iloc[i + MATCH[0] : i + 10].to_numpy() == 1
             delay = str(int(on.argmax()) + MATCH[0]) if on.any() else "none in 9"
         print(f"{day}  {split:8}  {'yes' if s.found[day] else 'no':5}  {delay}")
     labelled = [pd.Timestamp(d, tz="UTC") for d, _, _ in CRASH_DAYS]
-    outside = [
-        t for t in flag_episodes(flag)
-        if all(abs((t - d).days) > 5 for d in labelled)
-    ]
+    outside = [t for t in flag_episodes(flag) if all(abs((t - d).days) > 5 for d in labelled)]
     calm = {y for y, _ in CALM_YEARS}
-    print(f"flag episodes outside the labels (±5 days): {len(outside)}, "
-          f"of which in calm years: {sum(t.year in calm for t in outside)}")
+    print(
+        f"flag episodes outside the labels (±5 days): {len(outside)}, "
+        f"of which in calm years: {sum(t.year in calm for t in outside)}"
+    )
     print("  " + ", ".join(str(t.date()) for t in outside))
 
 

@@ -59,7 +59,8 @@ def detect_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            help=f"Write the output here instead of the terminal (html defaults to {DEFAULT_HTML}); a missing folder is created."
+            help=f"Write the output here instead of the terminal (html defaults to "
+            f"{DEFAULT_HTML}); a missing folder is created."
         ),
     ] = None,
     asset: Annotated[

@@ -401,8 +401,12 @@ def merge_sources(parts: list[tuple[str, pd.Series]], label: str, key: str):
                 diff = np.abs(np.log(a / b)) if (a > 0).all() and (b > 0).all() else np.abs(a - b)
             gap = float(np.median(diff))
             if gap > MAX_SOURCE_GAP:
-                found = f"{ranked[0][0]} and {name} differ by median {gap:.1%} on {len(common)} bars"
-                problem = Problem(label, key, f"sources within {MAX_SOURCE_GAP:.0%} of each other", found)
+                found = (
+                    f"{ranked[0][0]} and {name} differ by median {gap:.1%} on {len(common)} bars"
+                )
+                problem = Problem(
+                    label, key, f"sources within {MAX_SOURCE_GAP:.0%} of each other", found
+                )
                 return None, [], [problem]
         added = s.index.difference(merged.index)
         counts.append(f"{name} fills {len(added)} of its {len(s)} bars")

@@ -378,7 +378,9 @@ def _metals(b: _Builder) -> None:
         b.untestable(n, "repeated_legs", claim, "no safe_haven (metals) assets")
     else:
         # Margin calls are settled daily, so a leg is a UTC day with a metals tail loss.
-        hits = b.tails["safe_haven"].loc[b.crash_bars] if b.tails else b.crash_bars < b.crash_bars[0]
+        hits = (
+            b.tails["safe_haven"].loc[b.crash_bars] if b.tails else b.crash_bars < b.crash_bars[0]
+        )
         hits = pd.Series(np.asarray(hits, dtype=bool), index=b.crash_bars)
         days = sorted({t.date() for t in hits[hits].index})
         b.add(
@@ -434,21 +436,24 @@ def _crypto(b: _Builder) -> None:
             "daily weekday bars fold weekend moves into Monday; needs intraday data",
         )
     else:
-        # "Shut" = no other asset's price moved in the bar (closed venue or stale quote).
+        # "Shut" = no other asset has a new price in the bar, and none is inside a data
+        # gap: a stale price carried over a hole in the data is missing, not a closure.
         crash = b.crash_bars
-        shut = (b.ind.returns.loc[crash, others] == 0).all(axis=1)
+        fresh = b.panel.fresh.loc[crash, others]
+        missing = b.panel.gaps().loc[crash, others].any(axis=1)
+        shut = ~fresh.any(axis=1) & ~missing
         loss = b.ind.returns.loc[crash, members].mean(axis=1)
-        total = float(loss[loss < 0].sum())
-        share = float(loss[shut & (loss < 0)].sum() / total) if total < 0 else np.nan
-        b.add(
-            n,
-            "closed_hours",
-            claim,
-            share * 100,
-            "%",
-            f"{share:.0%} of crypto's falling-bar loss came while others were shut",
-            np.nan if np.isnan(share) else (1.0 if share > 0.5 else -1.0),
-        )
+        falling = loss < 0
+        total = float(loss[falling].sum())
+        share = float(loss[shut & falling].sum() / total) if total < 0 else np.nan
+        unknown = float(loss[missing & falling].sum() / total) if total < 0 else 0.0
+        detail = f"{share:.0%} of crypto's falling-bar loss came while others were shut"
+        if unknown > 0:
+            detail += f"; {unknown:.0%} came while another market's data were missing"
+        verdict = np.nan if np.isnan(share) else (1.0 if share > 0.5 else -1.0)
+        if verdict == -1.0 and share + unknown > 0.5:
+            verdict = np.nan  # the missing bars could decide it
+        b.add(n, "closed_hours", claim, share * 100, "%", detail, verdict)
 
 
 def _co_moves(b: _Builder) -> int:

@@ -149,8 +149,9 @@ def compute_all(panel: Panel, params: DetectParams) -> Indicators:
         notes.append(
             f"daily closes are asynchronous (e.g. Tokyo ~06:00, COMEX ~18:30, New York "
             f"~21:00, crypto 24:00 UTC): co-crash lets groups' tail losses be "
-            f"{p.tail_tolerance} bar(s) apart; lead–lag uses overlapping {sync}-bar returns; spillovers use one-bar returns and can make a "
-            f"later-closing market look like a receiver"
+            f"{p.tail_tolerance} bar(s) apart; lead–lag uses overlapping {sync}-bar "
+            f"returns; spillovers use one-bar returns and can make a later-closing "
+            f"market look like a receiver"
         )
     else:
         ll_returns = common_sampling(returns, panel.fresh)

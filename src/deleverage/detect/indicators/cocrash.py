@@ -22,7 +22,6 @@ import math
 import numpy as np
 import pandas as pd
 
-
 VOL_WARMUP_DAYS = 20  # observations (in trading days) before a volatility is trusted
 
 
@@ -77,10 +76,9 @@ def co_crash(
             seen = observed[ident].reindex(returns.index, fill_value=False)
             per_day = 1.0 if daily else bars_per_day(seen)
             q = min(quantile, quantile / per_day)
-            warmup = max(min_periods, math.ceil(5.0 / q))  # ≥ 5 expected tail bars
             r = returns[ident].where(seen)
             vol_periods = math.ceil(VOL_WARMUP_DAYS * per_day)
-            threshold = tail_threshold(r, q, halflife_days * per_day, warmup, vol_periods)
+            threshold = tail_threshold(r, q, halflife_days * per_day, min_periods, vol_periods)
             ready = threshold.ffill().notna()
             multiple = (r / threshold).where(threshold < 0).fillna(0.0).clip(lower=0.0)
             out[f"{ident}_threshold"] = threshold
