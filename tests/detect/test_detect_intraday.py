@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deleverage.detect import DataError, detect
 from deleverage.detect.indicators import DetectParams, compute_all
 from deleverage.detect.indicators.cocrash import in_tail
-from deleverage.detect.loaders import load_panel
+from deleverage.detect.loaders import load_panel, merge_sources
 from deleverage.detect.narratives import Evidence, _strength
 
 
@@ -124,3 +126,39 @@ def test_untestable_evidence_counts_as_missing_in_the_strength():
     # leader at worst (1+1+1-1)/4 = 0.5, runner-up 0.25: a lead of 0.25
     one_missing = _ev("a", [1.0, 1.0, 1.0, np.nan]) + _ev("b", [1.0, 0.0, 0.0, 0.0])
     assert _strength(one_missing, "a", "b") == "moderate"
+
+
+def test_hourly_co_crash_and_alarm_do_not_look_ahead():
+    raw = _hourly(100, seed=8)
+    wide = pd.DataFrame(
+        {"gold": _equity_hours(raw["a"], None), "ndx": _equity_hours(raw["b"], None)}
+    ).reindex(raw.index)
+    wide["btc"] = raw["c"]
+    full = load_panel([wide])
+    params = DetectParams(min_history=120)
+    short, long = compute_all(full.head(1900), params), compute_all(full, params)
+    for name in ("cocrash", "stress"):
+        a, b = getattr(short, name), getattr(long, name)
+        pd.testing.assert_frame_equal(a, b.loc[a.index], check_exact=True)
+        assert a["flag" if name == "cocrash" else "alarm"].notna().any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 59), min_size=1, max_size=60, unique=True),
+    st.lists(st.integers(0, 59), min_size=1, max_size=60, unique=True),
+    st.floats(-0.01, 0.01),
+)
+def test_merged_sources_cover_every_timestamp_and_prefer_the_larger_source(a, b, shift):
+    index = pd.date_range("2025-01-01", periods=60, freq="h", tz="UTC")
+    level = pd.Series(100.0 + np.arange(60.0), index=index)
+    first = level.iloc[sorted(a)]
+    second = level.iloc[sorted(b)] * np.exp(shift)  # within the 2% agreement band
+    merged, notes, problems = merge_sources([("x", first), ("y", second)], "f", "k")
+    assert not problems and len(notes) == 1
+    primary, other = (first, second) if len(first) >= len(second) else (second, first)
+    assert merged.index.equals(first.index.union(second.index))
+    assert merged.index.is_monotonic_increasing
+    np.testing.assert_array_equal(merged.loc[primary.index], primary)
+    rest = other.index.difference(primary.index)
+    np.testing.assert_array_equal(merged.loc[rest], other.loc[rest])

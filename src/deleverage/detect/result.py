@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deleverage.detect.indicators import DetectParams, Indicators
+from deleverage.detect.indicators.cocrash import episodes
 from deleverage.detect.loaders import Panel
 from deleverage.detect.narratives import NARRATIVES, NarrativeReport, stamp, verdict_word
 
@@ -357,6 +358,28 @@ class DetectResult:
             ]
         )
         stress.append(["co-crash bars in the whole sample", str(len(days)), "-"])
+        if self.indicators.cocrash is not None:
+            ranked = episodes(self.indicators.cocrash).head(5)
+            stress.append(
+                [
+                    "most severe co-crash episodes (whole sample)",
+                    ", ".join(stamp(t) for t in ranked["peak"]) or "none",
+                    ", ".join(_fmt(v) for v in ranked["severity"]) or "-",
+                ]
+            )
+        alarm = self.indicators.stress["alarm"]
+        inside_alarm = alarm[(alarm.index >= w0) & (alarm.index <= w1)].dropna()
+        if len(inside_alarm):
+            stress.append(
+                [
+                    "stress alarm (turbulence top 5% or co-crash): window end",
+                    stamp(inside_alarm.index[-1]),
+                    "yes" if inside_alarm.iloc[-1] == 1 else "no",
+                ]
+            )
+            stress.append(
+                ["  bars with the alarm on in the window", "-", str(int(inside_alarm.sum()))]
+            )
         out = [Section(f"Stress in the window ({self.label})", ("measure", "bar", "value"), stress)]
 
         peak, trough = self.narratives.crash

@@ -11,8 +11,9 @@ COMEX, New York and crypto are hours apart, so one shock lands in adjacent bars)
 Every value at bar t uses bars up to t only.
 
 On intraday bars the tail probability and the half-life are scaled to the bar: an
-asset observed on k bars per trading day gets quantile / k per bar and a half-life
-of halflife_days · k bars, so a tail loss is as rare per day as on daily closes.
+asset observed on k bars per trading day (counted over the first min_periods bars)
+gets quantile / k per bar and a half-life of halflife_days · k bars, so a tail loss
+is as rare per day as on daily closes.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def co_crash(
     for members in groups.values():
         for ident in members:
             seen = observed[ident].reindex(returns.index, fill_value=False)
-            per_day = 1.0 if daily else bars_per_day(seen)
+            # bars per day from the warm-up only, so that appending data moves nothing
+            per_day = 1.0 if daily else bars_per_day(seen.iloc[:min_periods])
             q = min(quantile, quantile / per_day)
             r = returns[ident].where(seen)
             vol_periods = math.ceil(VOL_WARMUP_DAYS * per_day)
