@@ -15,14 +15,20 @@ within the tolerance) holds no crash to explain, and nothing is favoured.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from deleverage.detect.indicators import DetectParams, Indicators, groups_of, risk_return
-from deleverage.detect.indicators.cocrash import in_tail
-from deleverage.detect.indicators.transforms import expanding_quantile, expanding_rms
+from deleverage.detect.indicators.cocrash import (
+    VOL_WARMUP_DAYS,
+    bars_per_day,
+    in_tail,
+    tail_threshold,
+)
+from deleverage.detect.indicators.transforms import expanding_rms
 from deleverage.detect.loaders import Panel
 
 NARRATIVES = {
@@ -121,8 +127,17 @@ def _onset(panel: Panel, group: str, members: list[str], bar: pd.Timestamp, valu
     return Onset(group, bar, min(i[0] for i in intervals), max(i[1] for i in intervals), value)
 
 
-def _first_tail(x: pd.Series, window: pd.Index, params: DetectParams) -> pd.Timestamp | None:
-    threshold = expanding_quantile(x, params.tail_quantile, params.min_history)
+def _first_tail(
+    x: pd.Series, window: pd.Index, params: DetectParams, per_day: float
+) -> pd.Timestamp | None:
+    """First bar of `window` where x is in its lower tail (the co-crash rule)."""
+    threshold = tail_threshold(
+        x,
+        min(params.tail_quantile, params.tail_quantile / per_day),
+        params.tail_halflife_days * per_day,
+        params.min_history,
+        math.ceil(VOL_WARMUP_DAYS * per_day),
+    )
     hits = window[(x.loc[window] <= threshold.loc[window]).to_numpy()]
     return hits[0] if len(hits) else None
 
@@ -183,7 +198,6 @@ class _Builder:
                 / (pd.Series(vol).where(lambda v: v > 0) * np.sqrt(len(self.crash_bars))),
             }
         )
-        self.one_bar = one_bar
 
     def add(self, narrative, code, claim, observed, unit, detail, verdict):
         self.evidence.append(
@@ -291,7 +305,9 @@ def _carry(b: _Builder) -> None:
         b.untestable(n, "yen_first", claim, "no USDJPY series")
     else:
         lead_in = b.bars[b.bars <= b.trough_bar]
-        bar = _first_tail(b.ind.returns["USDJPY"], lead_in, b.params)
+        seen = b.panel.observed()["USDJPY"]
+        per_day = 1.0 if b.panel.daily else bars_per_day(seen.iloc[: b.params.min_history])
+        bar = _first_tail(b.ind.returns["USDJPY"].where(seen), lead_in, b.params, per_day)
         risk = [o for g, o in b.onsets.items() if g in ("tech", "speculative")]
         if bar is None:
             b.add(n, "yen_first", claim, np.nan, "", "no yen tail rally in the window", -1.0)
@@ -378,10 +394,8 @@ def _metals(b: _Builder) -> None:
         b.untestable(n, "repeated_legs", claim, "no safe_haven (metals) assets")
     else:
         # Margin calls are settled daily, so a leg is a UTC day with a metals tail loss.
-        hits = (
-            b.tails["safe_haven"].loc[b.crash_bars] if b.tails else b.crash_bars < b.crash_bars[0]
-        )
-        hits = pd.Series(np.asarray(hits, dtype=bool), index=b.crash_bars)
+        tails = b.tails.get("safe_haven", pd.Series(False, index=b.ind.returns.index))
+        hits = tails.loc[b.crash_bars]
         days = sorted({t.date() for t in hits[hits].index})
         b.add(
             n,

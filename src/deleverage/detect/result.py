@@ -62,7 +62,6 @@ def build_frame(
     ind: Indicators,
     stylized: pd.DataFrame,
     report: NarrativeReport,
-    params: DetectParams,
     provenance: Provenance,
 ) -> pd.DataFrame:
     """The tidy long table: every number any view shows is one of its rows."""
