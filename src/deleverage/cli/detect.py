@@ -14,10 +14,12 @@ FORMATS = ("table", "json", "html")
 DEFAULT_HTML = Path("detect-report.html")
 HELP = (
     "How stressed were markets, when did liquidity vanish, who led, and which story fits. "
-    "Computes a CISS-style stress index, turbulence, absorption ratio, co-crash flags, "
+    "Computes a CISS-style stress index, turbulence, a yes/no stress alarm, absorption "
+    "ratio, co-crash flags (every group with a member in its own tail within one bar), "
     "Diebold–Yilmaz spillovers, lead–lag, a carry-unwind indicator and stylized facts, then "
-    "scores rival explanations over the window. Nothing looks ahead. Bad input: one line per "
-    "problem on stderr and exit code 2."
+    "scores rival explanations over the window, or says there is no crash in it. Several "
+    "sources of one asset are merged (most observations first). Nothing looks ahead. Bad "
+    "input: one line per problem on stderr and exit code 2."
 )
 
 
