@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -46,6 +47,14 @@ def good(tmp_path) -> list[str]:
     ]
 
 
+def _dst_parquet(path) -> str:
+    # naive hourly times through 2021-03-14 02:00, which does not exist in New York
+    times = pd.date_range("2021-03-13", periods=48, freq="h")
+    frame = pd.DataFrame({"time": times, "btc": 100.0 + np.arange(48.0)})
+    frame.to_parquet(path)
+    return str(path)
+
+
 def _bad_files(tmp_path) -> dict[str, tuple[list[str], str]]:
     """Malformed inputs: (CLI args, text the error line must contain)."""
 
@@ -80,9 +89,9 @@ def _bad_files(tmp_path) -> dict[str, tuple[list[str], str]]:
             [write("lv.csv", "date,symbol,volume\n2026-01-05,QQQ,1\n")],
             "value column",
         ),
-        "same asset twice": (
-            [ok, _csv(tmp_path / "btc2.csv", synthetic_prices(320)[["BTC"]])],
-            "expected each asset id once",
+        "same asset from sources that disagree": (
+            [ok, _csv(tmp_path / "btc2.csv", synthetic_prices(320, seed=9)[["BTC"]])],
+            "expected sources within 2% of each other",
         ),
         "bad window": ([ok, "--window", "2021-01-01"], "expected START:END (dates)"),
         "window outside the data": (
@@ -107,6 +116,18 @@ def _bad_files(tmp_path) -> dict[str, tuple[list[str], str]]:
         "unknown format": ([ok, "--format", "xml"], "expected one of table, json, html"),
         "unknown time zone": ([ok, "--tz", "Mars/Olympus"], "expected an IANA time zone"),
         "bad bar length": ([ok, "--freq", "often"], "expected a bar length"),
+        "infinite price": (
+            [write("inf.csv", "date,gold\n2026-01-05,1\n2026-01-06,inf\n")],
+            "expected finite numbers",
+        ),
+        "DST gap in a Parquet file with --tz": (
+            [_dst_parquet(tmp_path / "dst.parquet"), "--tz", "America/New_York"],
+            "expected unambiguous local times in America/New_York",
+        ),
+        "--out below a file": (
+            [ok, "--out", str(tmp_path / "ok_btc.csv" / "r.txt")],
+            "--out",
+        ),
     }
 
 
@@ -120,7 +141,7 @@ MALFORMED = (
     "conflicting duplicates",
     "non-positive price",
     "long file without value column",
-    "same asset twice",
+    "same asset from sources that disagree",
     "bad window",
     "window outside the data",
     "unknown group",
@@ -132,6 +153,9 @@ MALFORMED = (
     "unknown format",
     "unknown time zone",
     "bad bar length",
+    "infinite price",
+    "DST gap in a Parquet file with --tz",
+    "--out below a file",
 )
 
 
@@ -266,3 +290,23 @@ def test_demo_runs_on_the_feb_2026_preset():
         "tech_earnings_repricing",
         "crypto_native_deleveraging",
     }
+
+
+def test_out_into_a_missing_folder_creates_it(good, tmp_path):
+    for fmt, name in (("table", "a/b/r.txt"), ("json", "c/r.json"), ("html", "d/e/r.html")):
+        target = tmp_path / name
+        res = invoke(*good, "--format", fmt, "--out", str(target))
+        assert res.exit_code == 0, res.output
+        assert target.is_file() and target.stat().st_size > 0
+
+
+def test_a_constant_price_series_runs_without_a_traceback(good, tmp_path):
+    flat = synthetic_prices(320, seed=5)[["GOLD"]].rename(columns={"GOLD": "close"})
+    flat["close"] = 1900.0
+    files = [f for f in good if not f.endswith("gold.csv")]
+    files.append(_csv(tmp_path / "gold_flat.csv", flat))
+    res = invoke(*files, "--format", "json")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    gold = [r for r in payload["rows"] if r["entity"] == "GOLD" and r["metric"] == "tail_threshold"]
+    assert gold == []  # a price that never moves has no tail, and nothing breaks

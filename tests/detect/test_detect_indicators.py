@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from deleverage.detect.indicators.carry import carry_indicator
-from deleverage.detect.indicators.cocrash import co_crash, group_returns
+from deleverage.detect.indicators.cocrash import co_crash, episodes
 from deleverage.detect.indicators.leadlag import common_sampling, lead_lag
 from deleverage.detect.indicators.stress import ciss, market_subindices
 from deleverage.detect.indicators.stylized import stylized_facts
@@ -132,28 +132,74 @@ def test_absorption_ratio_counts_a_flat_asset_as_uncorrelated():
     assert absorption_ratio(r, window=3).iloc[-1] == pytest.approx(2 / 3)
 
 
-def test_co_crash_flags_when_every_group_is_in_its_tail():
-    past = [-4.0, -2.0, 1.0, 3.0]
-    r = pd.DataFrame(
-        {"A": [*past, -5, -4.5], "B": [*past, -3, -1], "D": [*past, -3, -1], "C": [*past, -10, -8]}
+def _calm_returns(n: int = 700, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        0.01 * rng.standard_normal((n, 4)),
+        columns=["A", "B", "D", "C"],
+        index=pd.date_range("2020-01-01", periods=n, freq="D", tz="UTC"),
     )
-    groups = {"safe_haven": ["A"], "tech": ["B", "D"], "speculative": ["C"]}
-    got = co_crash(r, groups, bars=1, quantile=0.25, min_periods=4)
-    # bar 4: thresholds -2.5 each; losses 2x, 1.2x, 4x the threshold
-    assert got["safe_haven_threshold"].iloc[4] == pytest.approx(-2.5)
-    assert got["severity"].iloc[4] == pytest.approx(1.2)
-    assert got["flag"].iloc[4] == 1.0
-    # bar 5: thresholds -4, -3, -4 from five past values; tech only -1 -> no flag
-    assert got["tech_threshold"].iloc[5] == pytest.approx(-3.0)
-    assert got["severity"].iloc[5] == pytest.approx(1 / 3)
-    assert got["flag"].iloc[5] == 0.0
-    assert got["flag"].iloc[:4].isna().all()
 
 
-def test_group_returns_sum_bars_then_average_members():
-    r = pd.DataFrame({"a": [0.1, 0.2, 0.3], "b": [0.0, -0.2, 0.1]})
-    got = group_returns(r, {"g": ["a", "b"]}, bars=2)
-    np.testing.assert_allclose(got["g"], [np.nan, 0.05, 0.2])
+GROUPS = {"safe_haven": ["A"], "tech": ["B", "D"], "speculative": ["C"]}
+
+
+def _co_crash(r: pd.DataFrame, tolerance: int = 1, halflife: float = 50.0) -> pd.DataFrame:
+    observed = pd.DataFrame(True, index=r.index, columns=r.columns)
+    return co_crash(
+        r,
+        observed,
+        GROUPS,
+        quantile=0.01,
+        halflife_days=halflife,
+        tolerance=tolerance,
+        min_periods=100,
+        daily=True,
+    )
+
+
+def test_one_member_crashing_puts_its_group_in_the_tail():
+    r = _calm_returns()
+    # tech: D crashes while B rises, so the group average (-3%) would dilute it
+    r.iloc[600] = {"A": -0.08, "B": 0.02, "D": -0.08, "C": -0.1}
+    got = _co_crash(r)
+    assert got["flag"].iloc[600] == 1.0
+    assert got["tech_tail"].iloc[600] == pytest.approx(-0.08 / got["D_threshold"].iloc[600])
+    assert got["severity"].iloc[600] >= 1.0
+    assert got["flag"].iloc[:100].isna().all()  # no threshold before the history
+
+
+def test_groups_may_be_one_bar_apart_but_not_two():
+    r = _calm_returns()
+    r.loc[r.index[600], "A"] = -0.08
+    r.loc[r.index[601], ["D", "C"]] = [-0.08, -0.1]
+    r.loc[r.index[650], "A"] = -0.08
+    r.loc[r.index[652], ["D", "C"]] = [-0.08, -0.1]
+    one = _co_crash(r, tolerance=1)
+    assert one["flag"].iloc[601] == 1.0
+    assert one["flag"].iloc[650:653].eq(0.0).all()
+    assert _co_crash(r, tolerance=2)["flag"].iloc[652] == 1.0
+
+
+def test_thresholds_forget_old_volatility():
+    r = _calm_returns(900)
+    r.iloc[100:400] *= 5.0  # a turbulent year, then calm again
+    shock = {"A": -0.05, "B": -0.05, "D": 0.0, "C": -0.05}
+    r.iloc[850] = shock
+    # with a short memory the calm spell sets the scale: a 5σ loss is a tail loss
+    assert _co_crash(r, halflife=50.0)["flag"].iloc[850] == 1.0
+    # remembering the turbulent year (half-life ~ forever) the same loss is ordinary
+    assert _co_crash(r, halflife=1e6)["flag"].iloc[850] == 0.0
+
+
+def test_severity_ranks_the_larger_crash_first():
+    r = _calm_returns()
+    r.iloc[600] = {"A": -0.06, "B": -0.06, "D": -0.06, "C": -0.06}
+    r.iloc[650] = {"A": -0.12, "B": -0.1, "D": -0.1, "C": -0.15}
+    got = _co_crash(r)
+    table = episodes(got)
+    assert list(table["peak"][:2]) == [r.index[650], r.index[600]]
+    assert table["severity"].iloc[0] > table["severity"].iloc[1] >= 1.0
 
 
 def test_lead_lag_finds_the_series_that_moves_first():

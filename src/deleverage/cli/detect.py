@@ -14,10 +14,12 @@ FORMATS = ("table", "json", "html")
 DEFAULT_HTML = Path("detect-report.html")
 HELP = (
     "How stressed were markets, when did liquidity vanish, who led, and which story fits. "
-    "Computes a CISS-style stress index, turbulence, absorption ratio, co-crash flags, "
+    "Computes a CISS-style stress index, turbulence, a yes/no stress alarm, absorption "
+    "ratio, co-crash flags (every group with a member in its own tail within one bar), "
     "Diebold–Yilmaz spillovers, lead–lag, a carry-unwind indicator and stylized facts, then "
-    "scores rival explanations over the window. Nothing looks ahead. Bad input: one line per "
-    "problem on stderr and exit code 2."
+    "scores rival explanations over the window, or says there is no crash in it. Several "
+    "sources of one asset are merged (most observations first). Nothing looks ahead. Bad "
+    "input: one line per problem on stderr and exit code 2."
 )
 
 
@@ -59,7 +61,8 @@ def detect_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            help=f"Write the output here instead of the terminal (html defaults to {DEFAULT_HTML})."
+            help=f"Write the output here instead of the terminal (html defaults to "
+            f"{DEFAULT_HTML}); a missing folder is created."
         ),
     ] = None,
     asset: Annotated[
@@ -127,6 +130,12 @@ def detect_command(
             )
         else:
             mapping[key.strip()] = spec.strip()
+    target = out or (DEFAULT_HTML if output_format == "html" else None)
+    if target is not None:
+        blocker = next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None or Path(target).is_dir():
+            found = f"{blocker} is a file" if blocker else f"{target} is a folder"
+            problems.append(f"--out: {target}: expected a file path in a folder; found {found}")
     if problems:
         raise _fail(problems)
     try:
@@ -139,8 +148,10 @@ def detect_command(
             result = detect(files, window, assets=mapping, tz=tz, freq=freq)
     except DataError as exc:
         raise _fail([str(p) for p in exc.problems]) from None
+    if target is not None:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)  # a new folder is made
     if output_format == "html":
-        path = result.report(out or DEFAULT_HTML)
+        path = result.report(target)
         console.print(f"wrote {path} ({result.label} data)", highlight=False)
     elif output_format == "json":
         text = result.to_json()

@@ -135,5 +135,5 @@ def detect(
     report = score_narratives(panel, ind, _resolve_window(window, ind, params, panel.daily), params)
     grouped = [i for members in groups_of(panel).values() for i in members]
     stylized = stylized_facts(ind.returns, grouped if len(grouped) >= 2 else None)
-    frame = build_frame(panel, ind, stylized, report, params, provenance)
+    frame = build_frame(panel, ind, stylized, report, provenance)
     return DetectResult(provenance, panel, ind, report, frame, params)

@@ -27,6 +27,13 @@ KEY_COLUMNS = ("symbol", "asset", "ticker", "coin", "instrument", "series")
 # Preferred value column when a file holds one series in several columns (OHLC, fixes).
 VALUE_COLUMNS = ("close", "adj_close", "price", "value", "settle", "usd", "usd_pm", "usd_am")
 IGNORED_COLUMNS = ("open", "high", "low", "volume", "source", "quote_volume", "trade_count")
+SOURCE_COLUMNS = ("source", "provider", "vendor")
+# Sources of one asset may differ by this much (median |log ratio| where they overlap)
+# before they count as two different series: close times and fixes differ a little.
+MAX_SOURCE_GAP = 0.02
+# No observation for longer than this is a data gap (marked missing), not a shut
+# market: the longest regular closure is a holiday weekend (~3.7 days for US stocks).
+MAX_CLOSED = pd.Timedelta(days=4)
 MISSING_MARKERS = ("", ".", "-", "na", "n/a", "nan", "null", "none", "#n/a")
 _OFFSET = re.compile(r"(?:z|[+-]\d\d:?\d\d)$", re.IGNORECASE)
 
@@ -46,7 +53,9 @@ class Panel:
 
     prices: UTC DatetimeIndex (a daily bar is stamped at 00:00 UTC of its date),
     one column per asset id, prices or yields in % p.a. fresh: True where the
-    value was observed in that bar rather than carried forward.
+    value was observed in that bar rather than carried forward. gap: True where the
+    carried value sits in a data gap (no observation for longer than MAX_CLOSED, longer
+    than any weekend or holiday), i.e. missing rather than a shut market.
     """
 
     prices: pd.DataFrame
@@ -54,6 +63,23 @@ class Panel:
     fresh: pd.DataFrame
     daily: bool
     repairs: tuple[str, ...] = ()
+    gap: pd.DataFrame | None = None
+
+    def gaps(self) -> pd.DataFrame:
+        """The gap mask (all False when none was recorded)."""
+        if self.gap is None:
+            return pd.DataFrame(False, index=self.prices.index, columns=self.prices.columns)
+        return self.gap
+
+    def observed(self) -> pd.DataFrame:
+        """On the returns' bars: True where the return is a real observation.
+
+        False where the value was carried forward (a shut market or a holiday), inside
+        a data gap, and on the first bar after a gap (its return spans the gap).
+        """
+        gap = self.gaps()
+        after_gap = gap.shift(1, fill_value=False) & ~gap
+        return (self.fresh & ~gap & ~after_gap).iloc[1:]
 
     def returns(self) -> pd.DataFrame:
         """Per-bar log returns (prices) or changes in percentage points (yields)."""
@@ -65,8 +91,9 @@ class Panel:
 
     def head(self, n: int) -> Panel:
         """The first n bars, as if the data had ended there."""
+        gap = None if self.gap is None else self.gap.iloc[:n]
         return Panel(
-            self.prices.iloc[:n], self.assets, self.fresh.iloc[:n], self.daily, self.repairs
+            self.prices.iloc[:n], self.assets, self.fresh.iloc[:n], self.daily, self.repairs, gap
         )
 
     def span(self, start: str | None = None, end: str | None = None) -> Panel:
@@ -79,6 +106,7 @@ class Panel:
             self.fresh.loc[keep],
             self.daily,
             (*self.repairs, note),
+            None if self.gap is None else self.gap.loc[keep],
         )
 
     def bar_interval(self, ident: str, time: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -165,7 +193,12 @@ def _parse_times(raw: pd.Series, tz: str | None, label: str, col: str, frame_kin
         return raw.dt.tz_convert("UTC"), False, []
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         clock = (raw != raw.dt.normalize()).any()
-        return raw.dt.tz_localize(tz or "UTC").dt.tz_convert("UTC"), tz is None and clock, []
+        try:
+            local = raw.dt.tz_localize(tz or "UTC")
+        except (ValueError, TypeError) as exc:  # DST gaps/folds in a local zone
+            problem = Problem(label, col, f"unambiguous local times in {tz}", str(exc))
+            return raw.dt.tz_localize("UTC"), False, [problem]
+        return local.dt.tz_convert("UTC"), tz is None and clock, []
     text = raw.astype(str).str.strip()
     has_offset = text.str.contains(_OFFSET).to_numpy()
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
@@ -271,6 +304,7 @@ def read_source(
     frame = frame.reset_index(drop=True)
     time_col, layout, ignored_cols = _layout(frame, stem, label, keys)
     ignored = f"; ignored columns {', '.join(ignored_cols)}" if ignored_cols else ""
+    source_col = _find([str(c) for c in frame.columns], SOURCE_COLUMNS)
     repairs = []
     times, assumed_utc, problems = _parse_times(frame[time_col], tz, label, time_col, kind)
     if assumed_utc:
@@ -286,12 +320,26 @@ def read_source(
         if bad:
             continue
         s = pd.Series(values.to_numpy(), index=pd.DatetimeIndex(times[mask]), name=spec.id)
-        s = s[s.notna() & s.index.notna()]
+        keep = (s.notna() & s.index.notna()).to_numpy()
+        s = s[keep]
         if n_missing:
             repairs.append(f"{label}: {key}: {n_missing} missing values skipped")
         groups = f"group {spec.group or '-'}, market {spec.market or '-'}, {spec.kind}"
         repairs.append(f"{label}: {key} read as {spec.id} ({groups}){ignored}")
-        series, notes, issues = _clean(s, spec, label, key)
+        origin = frame[source_col][mask][keep] if source_col else None
+        if origin is not None and origin.nunique() > 1:
+            parts = []
+            for name_src in pd.unique(origin):
+                part, notes, issues = _clean(
+                    s[(origin == name_src).to_numpy()], spec, label, f"{key} [{name_src}]"
+                )
+                repairs += notes
+                problems += issues
+                if part is not None:
+                    parts.append((str(name_src), part))
+            series, notes, issues = merge_sources(parts, label, key)
+        else:
+            series, notes, issues = _clean(s, spec, label, key)
         repairs += notes
         problems += issues
         if series is not None:
@@ -321,11 +369,53 @@ def _clean(s: pd.Series, spec: AssetSpec, label: str, key: str):
             n = int(s.index.duplicated().sum())
             notes.append(f"{label}: {key}: {n} exact duplicate rows dropped")
         s = s[~s.index.duplicated()]
-    if spec.kind == "price" and (s <= 0).any():
+    if not np.isfinite(s.to_numpy()).all():
+        bad = s[~np.isfinite(s.to_numpy())]
+        found = f"{bad.iloc[0]} at {bad.index[0].isoformat()} ({len(bad)} such)"
+        problems.append(Problem(label, key, "finite numbers", found))
+    elif spec.kind == "price" and (s <= 0).any():
         first = s[s <= 0]
         found = f"{first.iloc[0]} at {first.index[0].isoformat()} ({len(first)} such)"
         problems.append(Problem(label, key, "prices > 0 (or map it as a yield)", found))
     return s, notes, problems
+
+
+def merge_sources(parts: list[tuple[str, pd.Series]], label: str, key: str):
+    """One series from several sources of the same asset, by a stated rule.
+
+    The source with the most observations is primary (ties: the first given); at a
+    timestamp where it has no value the next source in that order fills it. Where
+    sources overlap, their median |log ratio| must stay within MAX_SOURCE_GAP, or they
+    are two different series (a problem, not a guess).
+    """
+    if len(parts) == 1:
+        return parts[0][1], [], []
+    ranked = sorted(parts, key=lambda p: -len(p[1]))
+    merged = ranked[0][1]
+    counts = []
+    for name, s in ranked[1:]:
+        common = merged.index.intersection(s.index)
+        if len(common):
+            a, b = merged.loc[common].to_numpy(), s.loc[common].to_numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                diff = np.abs(np.log(a / b)) if (a > 0).all() and (b > 0).all() else np.abs(a - b)
+            gap = float(np.median(diff))
+            if gap > MAX_SOURCE_GAP:
+                found = (
+                    f"{ranked[0][0]} and {name} differ by median {gap:.1%} on {len(common)} bars"
+                )
+                problem = Problem(
+                    label, key, f"sources within {MAX_SOURCE_GAP:.0%} of each other", found
+                )
+                return None, [], [problem]
+        added = s.index.difference(merged.index)
+        counts.append(f"{name} fills {len(added)} of its {len(s)} bars")
+        merged = pd.concat([merged, s.loc[added]]).sort_index()
+    note = (
+        f"{label}: {key}: {len(parts)} sources; {ranked[0][0]} ({len(ranked[0][1])} bars) "
+        f"is primary, {'; '.join(counts)} (rule: most observations first, others fill gaps)"
+    )
+    return merged, [note], []
 
 
 # ---------------------------------------------------------------------------- aligning
@@ -396,6 +486,18 @@ def _intraday(series: list[Series], step: pd.Timedelta | None, repairs: list[str
     return by_bar, calendar, start, end
 
 
+def _data_gaps(observed: pd.DatetimeIndex, calendar: pd.DatetimeIndex) -> pd.Series:
+    """True at bars whose last and next observations are more than MAX_CLOSED apart."""
+    times = observed.as_unit("ns").asi8
+    after = np.searchsorted(times, calendar.as_unit("ns").asi8, side="left")
+    before = np.searchsorted(times, calendar.as_unit("ns").asi8, side="right") - 1
+    prev = times[np.clip(before, 0, len(times) - 1)]
+    nxt = times[np.clip(after, 0, len(times) - 1)]
+    known = (before >= 0) & (after < len(times))
+    wide = (nxt - prev) > MAX_CLOSED.value
+    return pd.Series(known & wide, index=calendar)
+
+
 def _stamp(t: pd.Timestamp) -> str:
     return str(t.date()) if t == t.normalize() else t.isoformat()
 
@@ -403,16 +505,22 @@ def _stamp(t: pd.Timestamp) -> str:
 def align(series: list[Series], freq: str | None = None, repairs=()) -> Panel:
     """Put every series on one UTC bar calendar (daily if any series is daily)."""
     repairs = list(repairs)
-    seen: dict[str, str] = {}
     problems = []
+    by_id: dict[str, list[Series]] = {}
     for s in series:
-        if s.spec.id in seen:
-            found = f"also from {seen[s.spec.id]}"
-            problems.append(
-                Problem(s.source, s.spec.id, "each asset id once (rename with --asset)", found)
-            )
-        seen[s.spec.id] = s.source
-    if not series:
+        by_id.setdefault(s.spec.id, []).append(s)
+    series = []
+    for ident, same in by_id.items():
+        if len(same) == 1:
+            series.append(same[0])
+            continue
+        parts = [(s.source, s.values) for s in same]
+        merged, notes, issues = merge_sources(parts, " + ".join(p[0] for p in parts), ident)
+        repairs += notes
+        problems += issues
+        if merged is not None:
+            series.append(Series(same[0].spec, merged, " + ".join(p[0] for p in parts)))
+    if not series and not problems:
         problems.append(Problem("input", "assets", "at least one price series", "none"))
     if problems:
         raise DataError(problems)
@@ -442,9 +550,15 @@ def align(series: list[Series], freq: str | None = None, repairs=()) -> Panel:
             f"calendar: common span {_stamp(start)} .. {_stamp(end)} kept (starts with "
             f"{', '.join(late)}; ends with {', '.join(early)})"
         )
-    prices, fresh = {}, {}
+    prices, fresh, gaps = {}, {}, {}
     for k, v in by_bar.items():
         fresh[k] = v.reindex(calendar).notna()
+        gaps[k] = _data_gaps(v.index, calendar) & ~fresh[k]
+        if gaps[k].any():
+            repairs.append(
+                f"{k}: {int(gaps[k].sum())} bars inside data gaps longer than "
+                f"{MAX_CLOSED.days} days marked missing (not a shut market)"
+            )
         # Carry the last observation at or before each bar (also from before the span).
         prices[k] = v.reindex(v.index.union(calendar)).ffill().reindex(calendar)
         filled = int((~fresh[k]).sum())
@@ -456,7 +570,14 @@ def align(series: list[Series], freq: str | None = None, repairs=()) -> Panel:
             )
     prices = pd.DataFrame(prices, index=calendar)
     assets = {s.spec.id: s.spec for s in series}
-    return Panel(prices, assets, pd.DataFrame(fresh, index=calendar), daily, tuple(repairs))
+    return Panel(
+        prices,
+        assets,
+        pd.DataFrame(fresh, index=calendar),
+        daily,
+        tuple(repairs),
+        pd.DataFrame(gaps, index=calendar),
+    )
 
 
 def load_panel(

@@ -6,20 +6,29 @@ relative to its own volatility, which way the yen and the dollar went, which mar
 transmitted shocks to the others. Every prediction becomes one piece of evidence with
 a verdict: +1 supports, +0.5 partly (e.g. tied first), 0 inconclusive, −1
 contradicts, NaN untestable with the data given. A narrative's score is the mean of
-its testable verdicts (−1..1); the data favour the top score, strongly when it leads
-the runner-up by ≥ 0.5, moderately by ≥ 0.25, weakly otherwise.
+its testable verdicts (−1..1); the data favour the top score. Strength counts
+untestable predictions as missing: the leader's score with each of them against it
+must beat the runner-up's with each of them for it, by ≥ 0.5 (strong), ≥ 0.25
+(moderate) or > 0 (weak). A window without a co-crash bar (every group in its tail
+within the tolerance) holds no crash to explain, and nothing is favoured.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from deleverage.detect.indicators import DetectParams, Indicators, groups_of, risk_return
-from deleverage.detect.indicators.cocrash import group_returns
-from deleverage.detect.indicators.transforms import expanding_quantile, expanding_rms
+from deleverage.detect.indicators.cocrash import (
+    VOL_WARMUP_DAYS,
+    bars_per_day,
+    in_tail,
+    tail_threshold,
+)
+from deleverage.detect.indicators.transforms import expanding_rms
 from deleverage.detect.loaders import Panel
 
 NARRATIVES = {
@@ -87,6 +96,12 @@ class NarrativeReport:
     scores: pd.Series
     favoured: str | None
     strength: str
+    co_moves: int = -1  # co-crash bars in the window; -1 = fewer than two groups
+
+    @property
+    def no_crash(self) -> bool:
+        """True when the window holds no tail co-move: there is no crash to explain."""
+        return self.co_moves == 0
 
     def table(self) -> pd.DataFrame:
         """One row per narrative: score and counts of each verdict, best first."""
@@ -112,10 +127,25 @@ def _onset(panel: Panel, group: str, members: list[str], bar: pd.Timestamp, valu
     return Onset(group, bar, min(i[0] for i in intervals), max(i[1] for i in intervals), value)
 
 
-def _first_tail(x: pd.Series, window: pd.Index, params: DetectParams) -> pd.Timestamp | None:
-    threshold = expanding_quantile(x, params.tail_quantile, params.min_history)
+def _first_tail(
+    x: pd.Series, window: pd.Index, params: DetectParams, per_day: float
+) -> pd.Timestamp | None:
+    """First bar of `window` where x is in its lower tail (the co-crash rule)."""
+    threshold = tail_threshold(
+        x,
+        min(params.tail_quantile, params.tail_quantile / per_day),
+        params.tail_halflife_days * per_day,
+        params.min_history,
+        math.ceil(VOL_WARMUP_DAYS * per_day),
+    )
     hits = window[(x.loc[window] <= threshold.loc[window]).to_numpy()]
     return hits[0] if len(hits) else None
+
+
+def group_tail_bars(ind: Indicators, members: list[str]) -> pd.Series:
+    """True on bars where any member of a group is in its own tail (the co-crash rule)."""
+    hits = [in_tail(ind.cocrash, m, ind.returns[m]) for m in members]
+    return pd.concat(hits, axis=1).any(axis=1)
 
 
 def _change_pct(level: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> float:
@@ -131,7 +161,9 @@ class _Builder:
         self.bars = r.index[(r.index >= window[0]) & (r.index <= window[1])]
         self.groups = groups_of(panel)
         self.evidence: list[Evidence] = []
-        one_bar = group_returns(r, self.groups, 1)
+        one_bar = pd.DataFrame(
+            {g: r[m].mean(axis=1, skipna=False) for g, m in self.groups.items()}, index=r.index
+        )
         # The crash is the peak-to-trough of an equal-weight basket of the groups (of every
         # asset when no group is given).
         basket = (one_bar if self.groups else r).mean(axis=1).loc[self.bars]
@@ -146,10 +178,14 @@ class _Builder:
         if len(self.crash_bars) == 0:
             self.crash_bars = self.bars
         self.onsets = {}
-        for g, members in self.groups.items():
-            bar = _first_tail(one_bar[g], self.crash_bars, params)
-            if bar is not None:
-                self.onsets[g] = _onset(panel, g, members, bar, float(one_bar[g].loc[bar]))
+        self.tails = {}
+        if ind.cocrash is not None:
+            for g, members in self.groups.items():
+                self.tails[g] = group_tail_bars(ind, members)
+                hits = self.crash_bars[self.tails[g].loc[self.crash_bars].to_numpy()]
+                if len(hits):
+                    worst = float(r.loc[hits[0], members].min())
+                    self.onsets[g] = _onset(panel, g, members, hits[0], worst)
         vol = {
             g: expanding_rms(one_bar[g], params.min_history).loc[self.crash_bars[0]]
             for g in self.groups
@@ -158,10 +194,10 @@ class _Builder:
         self.group_moves = pd.DataFrame(
             {
                 "return": moved,
-                "vol_units": moved / (pd.Series(vol) * np.sqrt(len(self.crash_bars))),
+                "vol_units": moved
+                / (pd.Series(vol).where(lambda v: v > 0) * np.sqrt(len(self.crash_bars))),
             }
         )
-        self.one_bar = one_bar
 
     def add(self, narrative, code, claim, observed, unit, detail, verdict):
         self.evidence.append(
@@ -203,7 +239,10 @@ class _Builder:
         claim = f"{name} have the largest crash loss in units of their own volatility"
         if group not in self.groups:
             return self.untestable(narrative, "largest_loss", claim, f"no {name} assets")
-        units = self.group_moves["vol_units"]
+        units = self.group_moves["vol_units"].dropna()
+        if group not in units.index:
+            why = f"{name} did not move before the crash (no volatility to scale by)"
+            return self.untestable(narrative, "largest_loss", claim, why)
         worst = units.idxmin()
         detail = ", ".join(f"{GROUP_LABELS[g]} {u:+.1f}σ" for g, u in units.items())
         self.add(
@@ -266,7 +305,9 @@ def _carry(b: _Builder) -> None:
         b.untestable(n, "yen_first", claim, "no USDJPY series")
     else:
         lead_in = b.bars[b.bars <= b.trough_bar]
-        bar = _first_tail(b.ind.returns["USDJPY"], lead_in, b.params)
+        seen = b.panel.observed()["USDJPY"]
+        per_day = 1.0 if b.panel.daily else bars_per_day(seen.iloc[: b.params.min_history])
+        bar = _first_tail(b.ind.returns["USDJPY"].where(seen), lead_in, b.params, per_day)
         risk = [o for g, o in b.onsets.items() if g in ("tech", "speculative")]
         if bar is None:
             b.add(n, "yen_first", claim, np.nan, "", "no yen tail rally in the window", -1.0)
@@ -353,9 +394,8 @@ def _metals(b: _Builder) -> None:
         b.untestable(n, "repeated_legs", claim, "no safe_haven (metals) assets")
     else:
         # Margin calls are settled daily, so a leg is a UTC day with a metals tail loss.
-        x = b.one_bar["safe_haven"]
-        threshold = expanding_quantile(x, b.params.tail_quantile, b.params.min_history)
-        hits = x.loc[b.crash_bars] <= threshold.loc[b.crash_bars]
+        tails = b.tails.get("safe_haven", pd.Series(False, index=b.ind.returns.index))
+        hits = tails.loc[b.crash_bars]
         days = sorted({t.date() for t in hits[hits].index})
         b.add(
             n,
@@ -410,21 +450,62 @@ def _crypto(b: _Builder) -> None:
             "daily weekday bars fold weekend moves into Monday; needs intraday data",
         )
     else:
-        # "Shut" = no other asset's price moved in the bar (closed venue or stale quote).
+        # "Shut" = no other asset has a new price in the bar, and none is inside a data
+        # gap: a stale price carried over a hole in the data is missing, not a closure.
         crash = b.crash_bars
-        shut = (b.ind.returns.loc[crash, others] == 0).all(axis=1)
+        fresh = b.panel.fresh.loc[crash, others]
+        missing = b.panel.gaps().loc[crash, others].any(axis=1)
+        shut = ~fresh.any(axis=1) & ~missing
         loss = b.ind.returns.loc[crash, members].mean(axis=1)
-        total = float(loss[loss < 0].sum())
-        share = float(loss[shut & (loss < 0)].sum() / total) if total < 0 else np.nan
-        b.add(
-            n,
-            "closed_hours",
-            claim,
-            share * 100,
-            "%",
-            f"{share:.0%} of crypto's falling-bar loss came while others were shut",
-            np.nan if np.isnan(share) else (1.0 if share > 0.5 else -1.0),
-        )
+        falling = loss < 0
+        total = float(loss[falling].sum())
+        share = float(loss[shut & falling].sum() / total) if total < 0 else np.nan
+        unknown = float(loss[missing & falling].sum() / total) if total < 0 else 0.0
+        detail = f"{share:.0%} of crypto's falling-bar loss came while others were shut"
+        if unknown > 0:
+            detail += f"; {unknown:.0%} came while another market's data were missing"
+        verdict = np.nan if np.isnan(share) else (1.0 if share > 0.5 else -1.0)
+        if verdict == -1.0 and share + unknown > 0.5:
+            verdict = np.nan  # the missing bars could decide it
+        b.add(n, "closed_hours", claim, share * 100, "%", detail, verdict)
+
+
+def _co_moves(b: _Builder) -> int:
+    """Co-crash bars in the window: every group in its tail within the tolerance."""
+    if b.ind.cocrash is None:
+        return -1
+    return int((b.ind.cocrash["flag"].loc[b.bars] == 1.0).sum())
+
+
+def _bounds(evidence, key: str) -> tuple[float, float]:
+    """A narrative's score if every untestable prediction had gone against / for it."""
+    verdicts = np.array([e.verdict for e in evidence if e.narrative == key])
+    return (
+        float(np.nan_to_num(verdicts, nan=-1.0).mean()),
+        float(np.nan_to_num(verdicts, nan=1.0).mean()),
+    )
+
+
+def _strength(evidence, favoured: str, runner: str | None) -> str:
+    """How firmly the leader beats the runner-up, with untestable evidence as missing.
+
+    The lead is the leader's worst case minus the runner-up's best case (missing
+    evidence could go either way): strong ≥ 0.5, moderate ≥ 0.25, weak > 0; a lead
+    that missing evidence could erase is "weak" if the testable scores differ, else
+    "tied".
+    """
+    low, _ = _bounds(evidence, favoured)
+    lead_now = _mean_testable([e.verdict for e in evidence if e.narrative == favoured])
+    if runner is None:
+        return "strong" if low - (-1.0) >= 0.5 else "weak"
+    _, high = _bounds(evidence, runner)
+    gap = low - high
+    if gap >= 0.5:
+        return "strong"
+    if gap >= 0.25:
+        return "moderate"
+    runner_now = _mean_testable([e.verdict for e in evidence if e.narrative == runner])
+    return "weak" if gap > 0 or lead_now > runner_now else "tied"
 
 
 def _mean_testable(verdicts: list[float]) -> float:
@@ -446,13 +527,14 @@ def score_narratives(
         {k: _mean_testable([e.verdict for e in b.evidence if e.narrative == k]) for k in NARRATIVES}
     )
     ranked = scores.dropna().sort_values(ascending=False)
+    co_moves = _co_moves(b)
     favoured, strength = None, "none of the narratives is supported"
-    if len(ranked) and ranked.iloc[0] > 0:
+    if co_moves == 0:
+        strength = "no crash in this window"
+    elif len(ranked) and ranked.iloc[0] > 0:
         favoured = str(ranked.index[0])
-        gap = ranked.iloc[0] - (ranked.iloc[1] if len(ranked) > 1 else -1.0)
-        strength = (
-            "strong" if gap >= 0.5 else "moderate" if gap >= 0.25 else "weak" if gap > 0 else "tied"
-        )
+        runner = str(ranked.index[1]) if len(ranked) > 1 else None
+        strength = _strength(b.evidence, favoured, runner)
     return NarrativeReport(
         window,
         (b.peak_bar, b.trough_bar),
@@ -463,4 +545,5 @@ def score_narratives(
         scores,
         favoured,
         strength,
+        co_moves,
     )

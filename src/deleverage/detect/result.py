@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deleverage.detect.indicators import DetectParams, Indicators
+from deleverage.detect.indicators.cocrash import episodes
 from deleverage.detect.loaders import Panel
 from deleverage.detect.narratives import NARRATIVES, NarrativeReport, stamp, verdict_word
 
@@ -61,7 +62,6 @@ def build_frame(
     ind: Indicators,
     stylized: pd.DataFrame,
     report: NarrativeReport,
-    params: DetectParams,
     provenance: Provenance,
 ) -> pd.DataFrame:
     """The tidy long table: every number any view shows is one of its rows."""
@@ -71,6 +71,8 @@ def build_frame(
         if col.startswith("rho_"):
             add(_series_rows(ind.stress[col], col[4:], "stress_correlation", "corr"))
     add(_series_rows(ind.stress.get("ciss", pd.Series(dtype=float)), "all", "ciss", "index 0-1"))
+    add(_series_rows(ind.stress["turbulence_rank"], "all", "turbulence_rank", "share of past bars"))
+    add(_series_rows(ind.stress["alarm"], "all", "stress_alarm", "0/1"))
     add(
         _series_rows(
             ind.stress.get("co_movement_share", pd.Series(dtype=float)),
@@ -87,11 +89,13 @@ def build_frame(
         add(_series_rows(ind.turbulence[ident], ident, "turbulence_contribution", chi2))
     add(_series_rows(ind.absorption, "all", "absorption_ratio", "fraction of variance"))
     if ind.cocrash is not None:
-        bars = params.sync(panel)
         for col in ind.cocrash.columns:
-            if col.endswith("_return") or col.endswith("_threshold"):
-                group, _, what = col.rpartition("_")
-                add(_series_rows(ind.cocrash[col], group, f"{bars}bar_{what}", "log return"))
+            entity, _, what = col.rpartition("_")
+            if what == "threshold":
+                add(_series_rows(ind.cocrash[col], entity, "tail_threshold", "log return"))
+            elif what == "tail":
+                unit = "multiple of tail threshold"
+                add(_series_rows(ind.cocrash[col], entity, "tail_multiple", unit))
         add(_series_rows(ind.cocrash["flag"], "all", "co_crash_flag", "0/1"))
         add(
             _series_rows(
@@ -283,6 +287,11 @@ class DetectResult:
     def verdict_sentence(self) -> str:
         """Which narrative the data favour, and how strongly, in one sentence."""
         n = self.narratives
+        if n.no_crash:
+            return (
+                "No crash in this window: on no bar were all groups (safe haven, tech, "
+                "speculative) in their tails together, so no narrative is favoured."
+            )
         if n.favoured is None:
             return "No narrative scores above zero: the data favour none of them."
         best = n.scores[n.favoured]
@@ -348,6 +357,28 @@ class DetectResult:
             ]
         )
         stress.append(["co-crash bars in the whole sample", str(len(days)), "-"])
+        if self.indicators.cocrash is not None:
+            ranked = episodes(self.indicators.cocrash).head(5)
+            stress.append(
+                [
+                    "most severe co-crash episodes (whole sample)",
+                    ", ".join(stamp(t) for t in ranked["peak"]) or "none",
+                    ", ".join(_fmt(v) for v in ranked["severity"]) or "-",
+                ]
+            )
+        alarm = self.indicators.stress["alarm"]
+        inside_alarm = alarm[(alarm.index >= w0) & (alarm.index <= w1)].dropna()
+        if len(inside_alarm):
+            stress.append(
+                [
+                    "stress alarm (turbulence top 5% or co-crash): window end",
+                    stamp(inside_alarm.index[-1]),
+                    "yes" if inside_alarm.iloc[-1] == 1 else "no",
+                ]
+            )
+            stress.append(
+                ["  bars with the alarm on in the window", "-", str(int(inside_alarm.sum()))]
+            )
         out = [Section(f"Stress in the window ({self.label})", ("measure", "bar", "value"), stress)]
 
         peak, trough = self.narratives.crash
@@ -484,6 +515,8 @@ class DetectResult:
             },
             "favoured": n.favoured,
             "strength": n.strength,
+            "no_crash": n.no_crash,
+            "co_crash_bars_in_window": n.co_moves,
             "scores": {k: (None if math.isnan(v) else v) for k, v in n.scores.items()},
             "evidence": [
                 {

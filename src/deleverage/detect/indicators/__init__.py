@@ -11,7 +11,7 @@ from deleverage.detect.indicators.carry import carry_indicator
 from deleverage.detect.indicators.cocrash import co_crash
 from deleverage.detect.indicators.leadlag import common_sampling, lead_lag
 from deleverage.detect.indicators.spillover import rolling_spillovers
-from deleverage.detect.indicators.stress import ciss, market_subindices
+from deleverage.detect.indicators.stress import ciss, market_subindices, stress_alarm
 from deleverage.detect.indicators.stylized import stylized_facts
 from deleverage.detect.indicators.turbulence import absorption_ratio, turbulence
 from deleverage.detect.loaders import Panel
@@ -23,15 +23,24 @@ RISK_GROUPS = ("tech", "speculative")  # what a yen-funded carry book holds (SPE
 class DetectParams:
     """Tuning of every indicator. Counts are in bars of the panel (days on daily data).
 
-    sync_bars: horizon of co-crash and lead–lag returns; None = 2 on daily closes
-    (asynchronous closes), 1 on intraday bars.
+    sync_bars: horizon of lead–lag returns; None = 2 on daily closes (asynchronous
+    closes), 1 on intraday bars.
+    tail_quantile: co-crash tail probability per trading day of each asset's
+    standardised returns (scaled per bar on intraday data); tail_halflife_days: memory
+    of the volatility that standardises them; tail_tolerance: bars by which the
+    groups' tail losses may differ. Set on the development half of the labelled
+    episodes in docs/detect.md (2011–2020 and the calm year 2017).
+    alarm_rank: the stress alarm fires when turbulence is in this top share of its
+    own history (0.95: its worst 5% of bars), or when the co-crash flag fires.
     """
 
     min_history: int = 250
     vol_window: int = 20
     cmax_window: int = 250
     ewma_lambda: float = 0.93
-    tail_quantile: float = 0.05
+    tail_quantile: float = 0.075
+    tail_halflife_days: float = 250.0
+    tail_tolerance: int = 1
     sync_bars: int | None = None
     spillover_window: int = 200
     var_lags: int = 2
@@ -42,6 +51,7 @@ class DetectParams:
     carry_bars: int = 5
     corr_window: int = 60
     regime_threshold: float = 1.0
+    alarm_rank: float = 0.95
 
     def sync(self, panel: Panel) -> int:
         return self.sync_bars or (2 if panel.daily else 1)
@@ -119,7 +129,16 @@ def compute_all(panel: Panel, params: DetectParams) -> Indicators:
     sync = p.sync(panel)
     cocrash = None
     if len(groups) >= 2:
-        cocrash = co_crash(returns, groups, sync, p.tail_quantile, p.min_history)
+        cocrash = co_crash(
+            returns,
+            panel.observed(),
+            groups,
+            quantile=p.tail_quantile,
+            halflife_days=p.tail_halflife_days,
+            tolerance=p.tail_tolerance,
+            min_periods=p.min_history,
+            daily=panel.daily,
+        )
         if len(groups) < 3:
             notes.append(f"co-crash uses the groups present: {', '.join(groups)}")
     else:
@@ -129,9 +148,10 @@ def compute_all(panel: Panel, params: DetectParams) -> Indicators:
         ll_returns = returns
         notes.append(
             f"daily closes are asynchronous (e.g. Tokyo ~06:00, COMEX ~18:30, New York "
-            f"~21:00, crypto 24:00 UTC): co-crash and lead–lag use overlapping "
-            f"{sync}-bar returns; spillovers use one-bar returns and can make a "
-            f"later-closing market look like a receiver"
+            f"~21:00, crypto 24:00 UTC): co-crash lets groups' tail losses be "
+            f"{p.tail_tolerance} bar(s) apart; lead–lag uses overlapping {sync}-bar "
+            f"returns; spillovers use one-bar returns and can make a later-closing "
+            f"market look like a receiver"
         )
     else:
         ll_returns = common_sampling(returns, panel.fresh)
@@ -157,11 +177,13 @@ def compute_all(panel: Panel, params: DetectParams) -> Indicators:
             ]
     else:
         notes.append("carry indicator needs USDJPY and risk assets (tech/speculative groups)")
+    turb = turbulence(returns, p.min_history)
+    stress = stress_alarm(stress, turb["turbulence"], cocrash, p.alarm_rank, p.min_history)
     return Indicators(
         returns,
         subindices,
         stress,
-        turbulence(returns, p.min_history),
+        turb,
         absorption_ratio(returns, p.absorption_window, p.absorption_fraction),
         cocrash,
         spill,

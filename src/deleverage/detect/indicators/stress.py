@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from deleverage.detect.indicators.transforms import drawdown, recursive_ecdf
 
@@ -56,24 +57,54 @@ def ciss(subindices: pd.DataFrame, lam: float = 0.93) -> pd.DataFrame:
     s = subindices.to_numpy(dtype=float)
     n_bars, n = s.shape
     w = np.full(n, 1.0 / n)
-    cov = np.eye(n) / 12.0
     index = np.full(n_bars, np.nan)
     share = np.full(n_bars, np.nan)
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     rho_out = np.full((n_bars, len(pairs)), np.nan)
-    for t in range(n_bars):
-        if np.isnan(s[t]).any():
-            continue
-        dev = s[t] - 0.5
-        cov = lam * cov + (1.0 - lam) * np.outer(dev, dev)
-        sd = np.sqrt(np.diag(cov))
-        rho = cov / np.outer(sd, sd)
-        ws = w * s[t]
-        index[t] = ws @ rho @ ws
-        share[t] = 1.0 - (ws @ ws) / index[t] if index[t] > 0 else 0.0
-        rho_out[t] = [rho[i, j] for i, j in pairs]
+    valid = ~np.isnan(s).any(axis=1)
+    if valid.any():
+        # Σ over the valid bars only (a bar with a missing sub-index leaves Σ as it was):
+        # a first-order linear recursion, run by lfilter with Σ_start = I/12.
+        dev = s[valid] - 0.5
+        outer = (dev[:, :, None] * dev[:, None, :]).reshape(len(dev), n * n)
+        start = (np.eye(n) / 12.0).reshape(n * n)
+        cov, _ = lfilter([1.0 - lam], [1.0, -lam], outer, axis=0, zi=lam * start[None, :])
+        cov = cov.reshape(len(dev), n, n)
+        sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+        rho = cov / (sd[:, :, None] * sd[:, None, :])
+        ws = w * s[valid]
+        value = np.einsum("ti,tij,tj->t", ws, rho, ws)
+        index[valid] = value
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share[valid] = np.where(value > 0, 1.0 - (ws * ws).sum(axis=1) / value, 0.0)
+        rho_out[valid] = np.stack([rho[:, i, j] for i, j in pairs], axis=1) if pairs else 0.0
     names = list(subindices.columns)
     out = pd.DataFrame({"ciss": index, "co_movement_share": share}, index=subindices.index)
     for k, (i, j) in enumerate(pairs):
         out[f"rho_{names[i]}~{names[j]}"] = rho_out[:, k]
+    return out
+
+
+def stress_alarm(
+    stress: pd.DataFrame,
+    turbulence: pd.Series,
+    cocrash: pd.DataFrame | None,
+    rank: float,
+    min_periods: int,
+) -> pd.DataFrame:
+    """Add the fast component and the yes/no alarm to the stress table.
+
+    turbulence_rank = recursive ECDF of turbulence (its rank among all bars so far, a
+    same-day reading, while the CISS averages 20-bar volatilities and lags).
+    alarm = 1 when turbulence_rank ≥ rank, or when the co-crash flag fires: the
+    Mahalanobis distance discounts a joint fall along the usual correlation, which is
+    exactly what a co-crash is. NaN before turbulence has min_periods ranks.
+    """
+    out = stress.reindex(turbulence.index).copy()
+    ranked = recursive_ecdf(turbulence, min_periods)
+    hit = ranked >= rank
+    if cocrash is not None:
+        hit |= cocrash["flag"].reindex(turbulence.index) == 1.0
+    out["turbulence_rank"] = ranked
+    out["alarm"] = hit.astype(float).where(ranked.notna())
     return out

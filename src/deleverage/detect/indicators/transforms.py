@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
-
 import numpy as np
 import pandas as pd
 
@@ -13,36 +11,19 @@ def recursive_ecdf(x: pd.Series, min_periods: int) -> pd.Series:
 
     The recursive order-statistic transform of the CISS (Hollo, Kremer and Lo Duca
     2012, eq. 2), in (0, 1]; NaN until min_periods valid values have been seen.
+    O(n log n) (pandas' skip-list expanding rank).
     """
-    seen: list[float] = []
-    out = np.full(len(x), np.nan)
-    for t, value in enumerate(x.to_numpy(dtype=float)):
-        if np.isnan(value):
-            continue
-        insort(seen, value)
-        if len(seen) >= min_periods:
-            out[t] = bisect_right(seen, value) / len(seen)
-    return pd.Series(out, index=x.index, name=x.name)
-
-
-def _quantile_sorted(seen: list[float], q: float) -> float:
-    # Same as numpy's default ("linear") quantile of the sorted sample.
-    pos = q * (len(seen) - 1)
-    lo = int(np.floor(pos))
-    hi = min(lo + 1, len(seen) - 1)
-    return seen[lo] + (seen[hi] - seen[lo]) * (pos - lo)
+    ranks = x.astype(float).expanding(min_periods=max(min_periods, 1)).rank(method="max", pct=True)
+    return ranks.where(x.notna()).rename(x.name)
 
 
 def expanding_quantile(x: pd.Series, q: float, min_periods: int) -> pd.Series:
-    """q-quantile of x over bars strictly before t (today is judged against the past)."""
-    seen: list[float] = []
-    out = np.full(len(x), np.nan)
-    for t, value in enumerate(x.to_numpy(dtype=float)):
-        if len(seen) >= min_periods:
-            out[t] = _quantile_sorted(seen, q)
-        if not np.isnan(value):
-            insort(seen, value)
-    return pd.Series(out, index=x.index, name=x.name)
+    """q-quantile of x over bars strictly before t (today is judged against the past).
+
+    Linear interpolation between order statistics (numpy's default); O(n log n).
+    """
+    past = x.astype(float).expanding(min_periods=max(min_periods, 1)).quantile(q)
+    return past.shift(1).rename(x.name)
 
 
 def expanding_rms(x: pd.Series, min_periods: int) -> pd.Series:
