@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -126,7 +127,14 @@ def test_interrupting_a_monte_carlo_run_stores_nothing(tmp_path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
     )
-    time.sleep(4.0)
+    # interrupt once the run is under way (its worker pool exists), however loaded the
+    # machine: an interrupt while Python still imports is not the command's to handle
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline and len(children.read_text().split()) < 2:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    time.sleep(1.0)
     assert process.poll() is None, process.communicate()
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the workers too
     _, stderr = process.communicate(timeout=60)

@@ -123,7 +123,13 @@ def _finished_paths(
     # e.g. a live progress bar) and behave the same on Linux, macOS and Windows. A plain
     # process pool: `terminate` stops it at once and leaves no management thread that could
     # complain about cancelled work after Ctrl-C.
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_interrupts)
+    # Workers ignore Ctrl-C from birth: an ignored signal stays ignored across the exec of
+    # a spawned interpreter, so an interrupt while a worker still imports prints nothing.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_interrupts)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         yield from pool.imap_unordered(task, range(paths))
         pool.close()
