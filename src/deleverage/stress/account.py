@@ -37,7 +37,7 @@ import numpy as np
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.pecking import TIER_RANK
 from deleverage.results.events import EventLog
-from deleverage.stress.loader import currencies, venue_rules
+from deleverage.stress.loader import currencies, exchange_margins, venue_rules
 from deleverage.stress.schema import BrokerMargin, Portfolio
 from deleverage.venues import hyperliquid
 from deleverage.venues.funding import INTEREST_8H, funding_rate, settlements_between
@@ -82,6 +82,10 @@ class UserBook:
         self.kinds = np.array([{"exchange": EXCHANGE, "broker": BROKER, "perp": PERP}[
             p.margin.type] for p in positions])  # fmt: skip
         self.margins = [p.margin for p in positions]
+        self.fallback_pct = [
+            exchange_margins(scenario, p.margin, p.asset) if p.margin.type == "exchange" else None
+            for p in positions
+        ]
         self.venues = [p.venue for p in positions]
         money = currencies(scenario)
         quote = [scenario.assets[a].currency for a in self.asset]
@@ -185,10 +189,9 @@ class UserBook:
         for k, margin in enumerate(self.margins):
             a = self.asset[k]
             if margin.type == "exchange":
-                m = view.maintenance_margin_pct[a]
-                i = view.initial_margin_pct[a]
-                m = margin.maintenance_pct if np.isnan(m) else m
-                i = (margin.initial_pct or m) if np.isnan(i) else i
+                m, i = view.maintenance_margin_pct[a], view.initial_margin_pct[a]
+                if np.isnan(m) or np.isnan(i):  # the schedule gives none yet
+                    i, m = self.fallback_pct[k]
                 maintenance[k], initial[k] = m / 100.0, i / 100.0
             elif margin.type == "broker":
                 notional = abs(self.units[k] + self.pending[k]) * view.unit_usd[a]
@@ -244,9 +247,13 @@ class UserBook:
                 now - self.step_seconds, now, self.rules[k].funding_interval_hours
             )
             if count:
-                paid = count * self.funding[k] * self.units[k] * view.mark[self.asset[k]]
+                mark = view.mark[self.asset[k]]
+                paid = count * self.funding[k] * self.units[k] * mark
                 self.collateral[k] -= paid  # longs pay shorts (outside the book: the venue)
                 self.venue_usd += paid
+                log.add("perp_funding", population=self.name, venue=self.venues[k],
+                        asset=self.asset_ids[self.asset[k]], count=count, notional_usd=paid,
+                        price=mark)  # fmt: skip
 
     def _held_shortfall(self, view: MarketView) -> None:
         """Cash short of maintenance if the starting book were held untouched: the extra

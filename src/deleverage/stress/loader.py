@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from deleverage.errors import Problem, ScenarioError, UserError
 from deleverage.scenario.loader import _problems_from_validation, _read_raw
 from deleverage.scenario.schema import PerpBook, Scenario
-from deleverage.stress.schema import Portfolio
+from deleverage.stress.schema import ExchangeMargin, Portfolio
 from deleverage.venues import PerpRules, perp_rules
 
 PERP_RULE_SETS = ("binance-like", "bybit-like", "hyperliquid-like")
@@ -32,6 +32,29 @@ def currencies(scenario: Scenario) -> dict[str, str | None]:
         if asset.currency != "USD":
             found.setdefault(asset.currency, asset.id)
     return found
+
+
+def exchange_margins(
+    scenario: Scenario, margin: ExchangeMargin, asset_id: str
+) -> tuple[float, float] | None:
+    """(initial, maintenance) % that stand in while the venue's schedule gives none: the
+    position's own, else those of the scenario's futures book on the asset (its accounts'
+    terms); None when neither gives a maintenance rate."""
+    if margin.maintenance_pct is not None:
+        return margin.initial_pct or margin.maintenance_pct, margin.maintenance_pct
+    asset = scenario.assets[scenario.asset_index()[asset_id]]
+    if asset.maintenance_margin_pct is not None:
+        return (
+            asset.initial_margin_pct or asset.maintenance_margin_pct,
+            asset.maintenance_margin_pct,
+        )
+    for book in scenario.populations:
+        if book.type == "futures_book" and book.asset == asset_id and book.maintenance_margin_pct:
+            return (
+                book.initial_margin_pct or book.maintenance_margin_pct,
+                book.maintenance_margin_pct,
+            )
+    return None
 
 
 def venue_rules(scenario: Scenario, asset_id: str) -> tuple[PerpRules, PerpBook | None]:
@@ -113,12 +136,9 @@ def _semantic_problems(
             bad(f"{at}.entry_price", "expected no entry_price: it is used by perps only, found "
                 f"{position.entry_price:g}")  # fmt: skip
         if margin.type == "exchange":
-            schedule = asset.maintenance_margin_pct is not None or any(
-                s.type == "margin_change" and s.asset == asset.id for s in scenario.shocks
-            )
-            if not schedule and margin.maintenance_pct is None:
+            if exchange_margins(scenario, margin, asset.id) is None:
                 bad(f"{at}.margin", f"expected maintenance_pct: {asset.id} has no exchange "
-                    "margin in the scenario, found none")  # fmt: skip
+                    "margin at the start in the scenario, found none")  # fmt: skip
             if (margin.initial_pct or 100.0) < (margin.maintenance_pct or 0.0):
                 bad(f"{at}.margin.maintenance_pct", "expected at most initial_pct, found "
                     f"{margin.maintenance_pct:g} > {margin.initial_pct:g}")  # fmt: skip

@@ -33,7 +33,8 @@ from deleverage.errors import Problem, UserError
 from deleverage.results.result import SimulationResult
 from deleverage.scenario.loader import scenario_hash
 from deleverage.scenario.schema import Scenario
-from deleverage.stress.account import NEVER, PERP, UserBook
+from deleverage.stress.account import NEVER, PERP, UserBook, broker_requirement
+from deleverage.stress.loader import exchange_margins
 from deleverage.stress.result import BookPaths, BreakingShock, StressResult
 from deleverage.stress.schema import Portfolio
 
@@ -116,12 +117,9 @@ def liquidity_costs(scenario: Scenario, portfolio: Portfolio) -> pd.DataFrame:
         if margin.type == "perp":
             released = notional / margin.leverage + margin.wallet_usd
         elif margin.type == "broker":
-            from deleverage.stress.account import broker_requirement
-
             released = broker_requirement(notional, margin)
         else:
-            pct = asset.initial_margin_pct or margin.initial_pct or margin.maintenance_pct
-            released = notional * pct / 100.0
+            released = notional * exchange_margins(scenario, margin, p.asset)[0] / 100.0
         rows.append((p.asset, p.margin.type, notional, cost, released, cost / released))
     frame = pd.DataFrame(
         rows,
