@@ -100,13 +100,13 @@ def _semantic_problems(
     for j, position in enumerate(portfolio.positions):
         at = f"positions[{j}]"
         asset = assets.get(position.asset)
+        if position.asset in held:
+            bad(f"{at}.asset", f"expected one position per asset, found {position.asset!r} twice")
+        held[position.asset] = position.quantity  # stops and the order refer to it by name
         if asset is None:
             bad(f"{at}.asset", f"expected a scenario asset ({', '.join(assets)}), found "
                 f"{position.asset!r}")  # fmt: skip
             continue
-        if position.asset in held:
-            bad(f"{at}.asset", f"expected one position per asset, found {position.asset!r} twice")
-        held[position.asset] = position.quantity
         venue = venues.get(position.venue)
         if venue is None:
             bad(f"{at}.venue", f"expected a scenario venue ({', '.join(venues)}), found "
