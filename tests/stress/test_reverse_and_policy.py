@@ -40,7 +40,7 @@ def test_scaling_a_news_shock_scales_its_jump():
     assert scale_shocks(scenario, 0.5, "news").shocks[0].returns == {"BTC": -0.04}
 
 
-def test_meeting_calls_from_the_reserve_survives_where_the_cash_policy_is_liquidated():
+def test_meeting_calls_from_the_reserve_survives_where_the_cash_policy_is_liquidated(tmp_path):
     scenario = crash_market()
     bare = stress(margined_btc(scenario, 100.0, response="cash"), scenario, paths=2)
     covered = stress(margined_btc(scenario, 100.0, response="cash", reserve=1e7), scenario, paths=2)
@@ -60,6 +60,8 @@ def test_meeting_calls_from_the_reserve_survives_where_the_cash_policy_is_liquid
     assert "P(liquidation)" in summary and "extra cash" in summary
     frame = bare.to_frame()
     assert {"static", "endogenous"} <= set(frame["mode"])
+    page = bare.report(tmp_path / "stress.html").read_text()
+    assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
 
 
 @settings(max_examples=100, deadline=None)

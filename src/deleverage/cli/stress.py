@@ -60,6 +60,10 @@ def stress_command(
             show_default=False,
         ),
     ] = None,
+    scale: Annotated[
+        float,
+        typer.Option(help="Stress the book this many times larger (positions, cash, loans)."),
+    ] = 1.0,
     max_scale: Annotated[float, typer.Option(help="Reverse stress: largest scale tried.")] = 4.0,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     report: Annotated[Path | None, typer.Option(help="Also write an offline HTML report.")] = None,
@@ -68,7 +72,7 @@ def stress_command(
     from deleverage.errors import Problem, UserError
     from deleverage.scenario.loader import load_scenario
     from deleverage.stress import find_breaking_shock as search
-    from deleverage.stress import load_portfolio, scale_shocks, stress
+    from deleverage.stress import load_portfolio, scale_shocks, stress, validate_portfolio
 
     problems = []
     if output_format not in ("table", "json"):
@@ -76,6 +80,8 @@ def stress_command(
     for name, value in (("--paths", paths), ("--workers", workers)):
         if value is not None and value < 1:
             problems.append(Problem(name, "", f"expected a whole number ≥ 1, found {value}"))
+    if not scale > 0:
+        problems.append(Problem("--scale", "", f"expected a number > 0, found {scale}"))
     if not max_scale > 0:
         problems.append(Problem("--max-scale", "", f"expected a number > 0, found {max_scale}"))
     if problems:
@@ -84,6 +90,8 @@ def stress_command(
     try:
         loaded = load_scenario(scenario, sets=set_ or [], channels=channels or [])
         book = load_portfolio(portfolio, loaded)
+        if scale != 1.0:  # checked again at its size: leverage limits depend on notional
+            book = validate_portfolio(book.scaled(scale).model_dump(), portfolio.name, loaded)
         if find_breaking_shock is not None:
             scale_shocks(loaded, 1.0, shock)
     except UserError as exc:

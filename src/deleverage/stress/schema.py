@@ -138,3 +138,18 @@ class Portfolio(Model):
     positions: list[Position] = Field(min_length=1)
     stops: list[Stop] = Field(default_factory=list)
     response: Response = Response()
+
+    def scaled(self, factor: float) -> Portfolio:
+        """The same book `factor` times larger: positions, cash, loans, stops, reserve and
+        cross wallets; leverage, haircuts and triggers unchanged."""
+        raw = self.model_dump()
+        raw["cash"] = {name: amount * factor for name, amount in raw["cash"].items()}
+        for item in raw["borrowing"]:
+            item["amount"] *= factor
+        for item in raw["positions"] + raw["stops"]:
+            item["quantity"] *= factor
+        for item in raw["positions"]:
+            if item["margin"]["type"] == "perp":
+                item["margin"]["wallet_usd"] *= factor
+        raw["response"]["reserve_usd"] *= factor
+        return Portfolio.model_validate(raw)
