@@ -173,8 +173,8 @@ class UserBook:
         """Equity, maintenance and initial requirement of the margined account, USD."""
         main = self.kinds != PERP
         notional = np.abs(units) * unit_usd[self.asset]
-        equity = float((cash - debt) @ self.usd_per(price) + (units * unit_usd[self.asset])[main]
-                       @ np.ones(main.sum()))  # fmt: skip
+        value = (units * unit_usd[self.asset])[main].sum()
+        equity = float((cash - debt) @ self.usd_per(price) + value)
         maintenance, initial = rates
         return (
             equity,

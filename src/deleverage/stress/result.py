@@ -168,9 +168,9 @@ class StressResult:
             f"{self.extra_cash_95():,.0f} USD"
         )
         order = ", ".join(
-            f"{r.asset} ({r.cost_per_margin:.3f})" for r in self.cut_order.itertuples()
+            f"{r.asset} ({100 * r.cost_per_margin:.2f}%)" for r in self.cut_order.itertuples()
         )
-        lines.append(f"cut first (impact cost per USD of margin released): {order}")
+        lines.append(f"cut first (impact cost ÷ margin released): {order}")
         if self.breaking is not None:
             lines.append(self.breaking.summary())
         return "\n".join(lines)
