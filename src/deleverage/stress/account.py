@@ -351,7 +351,9 @@ class UserBook:
 
     def _margin_call(self, view: MarketView, log: EventLog) -> None:
         main = self.kinds != PERP
-        if self.liquidating or not np.any(self.units[main] + self.pending[main]):
+        if self.liquidating or view.step == self._called:
+            return  # one call a step: the response to it is what the next step sees
+        if not np.any(self.units[main] + self.pending[main]):
             return
         price, unit_usd = view.price, view.unit_usd
         # decisions on the projected account: pending orders filled at the price of now
@@ -361,8 +363,8 @@ class UserBook:
         rates = self._rates(view)
         equity, maintenance, initial = self._main(price, unit_usd, units, cash, self.debt, rates)
         self.record["requirement_usd"][view.step] = maintenance
-        if equity >= maintenance or view.step == self._called:
-            return  # one call a step: the response to it is what the next step sees
+        if equity >= maintenance:
+            return
         self._called = view.step
         if self.first_call == NEVER:
             self.first_call = view.step
