@@ -157,3 +157,19 @@ def test_perp_leverage_is_accepted_exactly_up_to_the_tier_maximum(leverage, quan
     else:
         with pytest.raises(PortfolioError, match="expected at most"):
             validate_portfolio(raw, "book.yaml", market)
+
+
+def test_the_command_prints_static_and_endogenous_side_by_side(tmp_path, market_file):
+    import json
+
+    book = tmp_path / "book.yaml"
+    book.write_text(yaml.safe_dump(GOOD, sort_keys=False))
+    args = ["stress", str(book), "--scenario", str(market_file), "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    modes = {m["mode"] for m in payload["metrics"]}
+    assert {"static", "endogenous"} <= modes and payload["equity_usd"] > 0
+    unknown = runner.invoke(app, [*args[:4], "--find-breaking-shock", "tsunami"])
+    assert unknown.exit_code == 2
+    assert "--find-breaking-shock: tsunami: expected a scalable shock" in unknown.stderr
