@@ -95,3 +95,17 @@ def test_the_haircut_schedule_is_continuous_and_increasing(a, b):
         0.25 * (high - low) + 1e-6
     )
     assert broker_requirement(1e7, margin) == pytest.approx(1.5e6)
+
+
+def test_a_resting_stop_sells_in_the_crash_before_the_broker_calls():
+    scenario = crash_market()
+    plain = margined_btc(scenario, 100.0, response="cash")
+    raw = plain.model_dump()
+    raw["stops"] = [{"asset": "BTC", "trigger": 95_000.0, "quantity": -100.0}]
+    stopped = type(plain).model_validate(raw)
+    result, with_stop = run_book(scenario, stopped, path=0)
+    _, without = run_book(scenario, plain, path=0)
+    stops = result.events[(result.events.kind == "stop_loss") & (result.events.population == "me")]
+    assert len(stops) == 1 and stops.quantity.iloc[0] == -100.0 and stops.price.iloc[0] <= 95_000
+    assert with_stop.units[0] == 0.0 and with_stop.first_call == -1
+    assert without.first_call != -1

@@ -286,8 +286,10 @@ class UserBook:
             if not (hit and view.is_open[a]):
                 keep.append(((a, trigger, quantity), k))
                 continue
-            held = self.units[k] + self.pending[k]
+            held = 0.0 if self.venue_owned[k] else self.units[k] + self.pending[k]
             size = np.sign(quantity) * min(abs(quantity), max(-np.sign(quantity) * held, 0.0))
+            if size == 0.0:
+                continue  # nothing left to stop out: the stop is cancelled
             self.pending[k] += size
             log.add("stop_loss", population=self.name, asset=self.asset_ids[a], quantity=size,
                     notional_usd=abs(size) * view.unit_usd[a], price=price,
