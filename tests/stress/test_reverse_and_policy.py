@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from stress_helpers import crash_market, margined_btc
 
@@ -70,6 +70,7 @@ def test_meeting_calls_from_the_reserve_survives_where_the_cash_policy_is_liquid
     ranks=st.lists(st.integers(0, 3), min_size=6, max_size=6),
     share=st.floats(0.0, 1.0),
 )
+@example(capacity=[0.5, 1e-88], ranks=[1, 0, 0, 0, 0, 0], share=1e-88)  # tiny before huge
 def test_ordered_sales_raise_the_need_lowest_rank_first(capacity, ranks, share):
     capacity = np.array(capacity)
     rank = np.array(ranks[: len(capacity)])

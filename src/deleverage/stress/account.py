@@ -62,7 +62,7 @@ def ordered_sales(capacity: np.ndarray, rank: np.ndarray, need: float) -> np.nda
     proportional within a rank (the pecking order of `populations.pecking`)."""
     groups = np.unique(rank)
     per_group = np.array([capacity[rank == g].sum() for g in groups])
-    before = np.cumsum(per_group) - per_group
+    before = np.concatenate([[0.0], np.cumsum(per_group)[:-1]])  # exact: no cancellation
     raised = np.clip(need - before, 0.0, per_group)
     share = np.divide(raised, per_group, out=np.zeros_like(raised), where=per_group > 0.0)
     return share[np.searchsorted(groups, rank)]
