@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from deleverage.cli import detect
+from deleverage.cli import detect, stress
 from deleverage.cli.console import err, out
 from deleverage.errors import Problem, UserError
 from deleverage.results.store import TABLES
@@ -440,3 +440,4 @@ def export(
 
 
 detect.register(app)
+stress.register(app)

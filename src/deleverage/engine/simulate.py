@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time as wallclock
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -140,8 +140,10 @@ def simulate(
     path: int = 0,
     check_invariants: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    extra: Sequence[Callable[[BuildContext], Population]] = (),
 ) -> SimulationResult:
-    """Run one path of `scenario`. Same scenario and seed give bit-identical results."""
+    """Run one path of `scenario`. Same scenario and seed give bit-identical results.
+    `extra` builds accounts from outside the scenario (e.g. a user's book, `stress`)."""
     started = wallclock.perf_counter()
     scenario = sample_uncertain(scenario, rng_stream(seed, path, "uncertain"))
     clock, channels = scenario.clock, scenario.channels
@@ -170,6 +172,11 @@ def simulate(
             params.step_hours,
         )
         populations.append(builder(spec, context))
+    for j, build in enumerate(extra):
+        rng = rng_stream(seed, path, f"extra:{j}")
+        populations.append(
+            build(BuildContext(scenario, index, price0, rng, True, params.step_hours))
+        )
 
     log = EventLog()
     noise_rng = rng_stream(seed, path, "noise")

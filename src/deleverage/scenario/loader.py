@@ -184,8 +184,7 @@ def _render_path(raw: Any, loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Scenario
+def _allowed_keys(loc: tuple[Any, ...], model: Any = Scenario) -> list[str]:
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
             continue
@@ -212,14 +211,16 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _problems_from_validation(source: str, raw: dict, exc: ValidationError) -> list[Problem]:
+def _problems_from_validation(
+    source: str, raw: dict, exc: ValidationError, model: type[BaseModel] = Scenario
+) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         path = _render_path(raw, loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(loc)
+            allowed = _allowed_keys(loc, model)
             hint = f"expected one of: {', '.join(allowed)}" if allowed else "expected a known key"
             message = f"unknown key; {hint}"
         elif kind == "missing":

@@ -1,0 +1,287 @@
+"""Stress a portfolio inside a scenario (SPEC §8): each path twice, with the same seed and
+path, so both see the same shocks and noise:
+
+- endogenous: the book is one more account in the market; its forced sales walk the same
+  books as everyone else's, and everyone's forced sales move the prices it is marked at;
+- static: the market runs without the book, which is revalued along that path (its rules
+  still apply, its orders fill at the price of the moment without impact).
+
+The extra cash that survives the scenario is the largest shortfall below maintenance of
+the book held untouched on the static path. It is the endogenous answer too: with that cash
+posted the book never sells, so the market it meets is the market without it.
+
+Reverse stress (`find_breaking_shock`) scales a named shock (or all) and finds, per path,
+the smallest scale at which the book is liquidated (bisection, same seed and path at every
+scale); the scale that breaks the book in half of the paths is the median of those, given
+with a confidence interval from order statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from deleverage.engine.montecarlo import _finished_paths
+from deleverage.engine.simulate import initial_prices, simulate
+from deleverage.errors import Problem, UserError
+from deleverage.results.result import SimulationResult
+from deleverage.scenario.loader import scenario_hash
+from deleverage.scenario.schema import Scenario
+from deleverage.stress.account import NEVER, PERP, UserBook, broker_requirement
+from deleverage.stress.loader import exchange_margins
+from deleverage.stress.result import BookPaths, BreakingShock, StressResult
+from deleverage.stress.schema import Portfolio
+
+SCALABLE = {
+    "news": "returns",
+    "policy": "returns",
+    "earnings": "sensitivity",
+    "rate": "change_bp",
+    "fx": "change",
+    "flow": "notional_usd",
+    "mm_retreat": "depth_multiplier",
+}
+
+
+def run_book(
+    scenario: Scenario,
+    portfolio: Portfolio,
+    seed: int = 0,
+    *,
+    path: int = 0,
+    static: bool = False,
+    check_invariants: bool = False,
+) -> tuple[SimulationResult, UserBook]:
+    """One path with the book in the market (or, `static`, revalued beside it)."""
+    built: list[UserBook] = []
+
+    def build(ctx):
+        built.append(UserBook(portfolio, ctx, static=static))
+        return built[-1]
+
+    result = simulate(scenario, seed, path=path, check_invariants=check_invariants, extra=[build])
+    return result, built[0]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of the book sends back."""
+
+    equity: np.ndarray  # (T,) USD after each step
+    first_call: int  # step, NEVER if none
+    liquidation: int  # first forced liquidation (broker or venue), NEVER if none
+    held_shortfall: float  # USD: the largest shortfall of the untouched book (static runs)
+    equity0: float  # USD at the start prices of the path
+
+
+def _outcome(book: UserBook) -> Outcome:
+    perps = book.perp_liquidation[book.kinds == PERP]
+    steps = [s for s in (book.liquidation, *perps) if s != NEVER]
+    return Outcome(
+        equity=book.record["equity_usd"],
+        first_call=book.first_call,
+        liquidation=min(steps) if steps else NEVER,
+        held_shortfall=float(book.record["held_shortfall_usd"].max()),
+        equity0=book.equity0,
+    )
+
+
+def stress_path(
+    scenario: Scenario, portfolio: Portfolio, seed: int, path: int
+) -> tuple[int, Outcome, Outcome]:
+    _, endogenous = run_book(scenario, portfolio, seed, path=path)
+    _, static = run_book(scenario, portfolio, seed, path=path, static=True)
+    return path, _outcome(endogenous), _outcome(static)
+
+
+def liquidity_costs(scenario: Scenario, portfolio: Portfolio) -> pd.DataFrame:
+    """The order in which to cut positions: cheapest first by the cost of selling the
+    whole position into the latent book (square-root law of the engine's book, facts 3.1.5:
+    the walk reaches x = Y·σ·√(Q/ADV), the average fill is ⅔ of the way) per dollar of
+    margin it releases."""
+    index, price0 = scenario.asset_index(), initial_prices(scenario)
+    rows = []
+    for p in portfolio.positions:
+        asset = scenario.assets[index[p.asset]]
+        unit_usd = 1.0 if asset.currency != "USD" else price0[index[p.asset]]
+        notional = abs(p.quantity) * unit_usd
+        reach = asset.liquidity.impact_y * asset.daily_vol * np.sqrt(notional / asset.adv_usd)
+        cost = notional * (1.0 - np.exp(-2.0 / 3.0 * reach))
+        margin = p.margin
+        if margin.type == "perp":
+            released = notional / margin.leverage + margin.wallet_usd
+        elif margin.type == "broker":
+            released = broker_requirement(notional, margin)
+        else:
+            released = notional * exchange_margins(scenario, margin, p.asset)[0] / 100.0
+        rows.append((p.asset, p.margin.type, notional, cost, released, cost / released))
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "asset",
+            "margin",
+            "notional_usd",
+            "cost_usd",
+            "margin_released_usd",
+            "cost_per_margin",
+        ],
+    )
+    return frame.sort_values("cost_per_margin", kind="stable", ignore_index=True)
+
+
+def stress(
+    portfolio: Portfolio,
+    scenario: Scenario,
+    *,
+    paths: int = 1,
+    seed: int = 0,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> StressResult:
+    """Stress `portfolio` in `scenario` over paths 0 … `paths`−1 of `seed`: endogenous and
+    static side by side. Results do not depend on `workers`."""
+    if paths < 1:
+        raise ValueError(f"paths: expected a whole number ≥ 1, found {paths}")
+    started = time.perf_counter()
+    task = partial(stress_path, scenario, portfolio, seed)
+    outcomes: list = [None] * paths
+    for done, (path, endo, stat) in enumerate(_finished_paths(task, paths, min(workers, paths)), 1):
+        outcomes[path] = (endo, stat)
+        if progress is not None:
+            progress(done, paths)
+    return StressResult(
+        scenario=scenario,
+        portfolio=portfolio,
+        seed=seed,
+        paths=paths,
+        scenario_hash=scenario_hash(scenario),
+        times=_step_ends(scenario),
+        equity0=outcomes[0][0].equity0,
+        endogenous=_stack([o[0] for o in outcomes]),
+        static=_stack([o[1] for o in outcomes]),
+        held_shortfall=np.array([o[1].held_shortfall for o in outcomes]),
+        cut_order=liquidity_costs(scenario, portfolio),
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _step_ends(scenario: Scenario) -> pd.DatetimeIndex:
+    clock = scenario.clock
+    return pd.date_range(clock.start, periods=clock.n_steps, freq=clock.step) + clock.step
+
+
+def _stack(outcomes: list[Outcome]) -> BookPaths:
+    return BookPaths(
+        equity=np.vstack([o.equity for o in outcomes]),
+        first_call=np.array([o.first_call for o in outcomes]),
+        liquidation=np.array([o.liquidation for o in outcomes]),
+    )
+
+
+# --------------------------------------------------------------------------- reverse stress
+
+
+def scale_shocks(scenario: Scenario, scale: float, name: str | None = None) -> Scenario:
+    """The scenario with the size of shock `name` (its label or type; None: every shock
+    whose size is a number) multiplied by `scale`. A depth multiplier m becomes m**scale."""
+    shocks, matched = [], False
+    for shock in scenario.shocks:
+        hit = name is None or name in (shock.label, shock.type)
+        field = SCALABLE.get(shock.type)
+        if not hit or field is None:
+            shocks.append(shock)
+            continue
+        matched = True
+        value = getattr(shock, field)
+        if isinstance(value, dict):
+            value = {k: v * scale for k, v in value.items()}
+        elif field == "depth_multiplier":
+            value = value**scale
+        else:
+            value = value * scale
+        update = {field: value}
+        if shock.type == "mm_retreat":
+            update["gap_pct"] = shock.gap_pct * scale
+        shocks.append(shock.model_copy(update=update))
+    if not matched:
+        names = sorted({s.label or s.type for s in scenario.shocks if s.type in SCALABLE})
+        known = ", ".join(names) or "none"
+        message = f"expected a scalable shock label or type ({known}), found none"
+        raise UserError([Problem("--find-breaking-shock", name or "all", message)])
+    return scenario.model_copy(update={"shocks": shocks})
+
+
+def _liquidated(scenario: Scenario, portfolio: Portfolio, seed: int, path: int) -> bool:
+    _, book = run_book(scenario, portfolio, seed, path=path)
+    return _outcome(book).liquidation != NEVER
+
+
+def breaking_scale(
+    scenario: Scenario,
+    portfolio: Portfolio,
+    seed: int,
+    name: str | None,
+    max_scale: float,
+    tolerance: float,
+    path: int,
+) -> tuple[int, float]:
+    """The smallest scale in [0, max_scale] at which `path` liquidates the book (inf if none
+    does), to `tolerance`, by bisection (a path is taken to break at every larger scale)."""
+
+    def breaks(s: float) -> bool:
+        return _liquidated(scale_shocks(scenario, s, name), portfolio, seed, path)
+
+    if not breaks(max_scale):
+        return path, float("inf")
+    if breaks(0.0):
+        return path, 0.0
+    low, high = 0.0, max_scale
+    while high - low > tolerance:
+        mid = 0.5 * (low + high)
+        low, high = (low, mid) if breaks(mid) else (mid, high)
+    return path, high
+
+
+def find_breaking_shock(
+    portfolio: Portfolio,
+    scenario: Scenario,
+    *,
+    shock: str | None = None,
+    paths: int = 20,
+    seed: int = 0,
+    max_scale: float = 4.0,
+    tolerance: float = 0.05,
+    confidence: float = 0.9,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> BreakingShock:
+    """The scale of `shock` (None: all shocks) at which the book is liquidated in ≥ 50% of
+    paths: the median of the per-path breaking scales, with the order-statistic interval
+    that holds the median with probability ≥ `confidence`."""
+    scale_shocks(scenario, 1.0, shock)  # a name that matches nothing fails before any run
+    task = partial(breaking_scale, scenario, portfolio, seed, shock, max_scale, tolerance)
+    scales = np.full(paths, np.nan)
+    for done, (path, value) in enumerate(_finished_paths(task, paths, min(workers, paths)), 1):
+        scales[path] = value
+        if progress is not None:
+            progress(done, paths)
+    ordered = np.sort(scales)
+    # order statistics (j, k) around the median: P(X_(j) ≤ median ≤ X_(k)) ≥ confidence
+    # (1-based j, n − j + 1); with too few paths for the confidence: the extremes
+    j = max(int(stats.binom.ppf((1.0 - confidence) / 2.0, paths, 0.5)), 1)
+    return BreakingShock(
+        shock=shock or "all",
+        scales=scales,
+        median=float(np.median(ordered)),
+        low=float(ordered[j - 1]),
+        high=float(ordered[paths - j]),
+        confidence=confidence,
+        max_scale=max_scale,
+        tolerance=tolerance,
+    )
