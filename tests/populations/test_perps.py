@@ -112,27 +112,41 @@ def test_a_gap_through_bankruptcy_goes_to_the_fund_then_to_adl_in_ranking_order(
     adl = _kind(log, "perp_adl")
     assert adl["count"].sum() == 2
     assert adl.notional_usd.sum() == pytest.approx(0.3 * 96_000 + 0.4 * 95_000, abs=0.005)
-    assert _kind(log, "insurance_fund_depleted")["count"].sum() == 2
+    assert _kind(log, "insurance_fund_at_capacity")["count"].sum() == 2
+    assert _kind(log, "insurance_fund_depleted").empty  # the fund kept positive equity
     assert _total_equity(pop, gap) == pytest.approx(before, abs=0.01)  # nothing vanished
 
 
-def test_hyperliquid_adl_ranks_by_profit_times_leverage(tmp_path):
+@pytest.mark.parametrize("adl_price", [None, "bankruptcy"])
+def test_hyperliquid_adl_ranks_by_profit_times_leverage_and_fills_at_the_mark(tmp_path, adl_price):
     rows = [
         ("long", 1.0, 100_000, 40),  # margin 2,500: account value −7,500 at 90,000
         ("short", 1.0, 100_000, 10),  # 10,000 margin: (100/90)·(90,000/20,000) = 5.0
         ("short", 1.0, 100_000, 20),  # 5,000 margin: (100/90)·(90,000/15,000) = 6.67
         ("short", 2.0, 95_000, 10),  # 19,000: (95/90)·(180,000/29,000) = 6.55
     ]
-    pop = _population(tmp_path, rows, rules="hyperliquid-like", insurance_fund_usd=1e6)
+    extra = {} if adl_price is None else {"adl_price": adl_price}
+    pop = _population(tmp_path, rows, rules="hyperliquid-like", insurance_fund_usd=1e6, **extra)
     log = EventLog()
+    before = _total_equity(pop, 90_000.0)
     pop.mark(_view(90_000.0), log)
-    # the bankrupt long (account value < 0, facts 1.5.5) closes 1 unit at its bankruptcy
-    # price 97,500 against the highest score: the 20x short (5,000 + 2,500 realized)
+    # the bankrupt long (account value < 0, facts 1.5.5) closes 1 unit against the highest
+    # score, the 20x short. By default at the mark 90,000 (facts 1.5.5: "closed at the
+    # previous oracle/mark price"): the short realizes its full 10,000 and the vault covers
+    # the long's 7,500 deficit. With adl_price bankruptcy: at 97,500, the short absorbs it.
     frame = pd.DataFrame({"size": pop.size, "collateral": pop.collateral, "side": pop.side})
     closed = frame[(frame.side < 0) & (frame["size"] == 0)]
     assert len(closed) == 1
-    assert closed.collateral.iloc[0] == pytest.approx(5_000 + 2_500, abs=0.005)
-    assert len(_kind(log, "perp_takeover")) == 0  # the vault did not absorb the deficit
+    cover = _kind(log, "insurance_fund_cover")
+    if adl_price is None:
+        assert closed.collateral.iloc[0] == pytest.approx(5_000 + 10_000, abs=0.005)
+        assert cover.notional_usd.sum() == pytest.approx(7_500, abs=0.005)
+        assert pop.fund_cash == pytest.approx(1e6 - 7_500, abs=0.005)
+    else:
+        assert closed.collateral.iloc[0] == pytest.approx(5_000 + 2_500, abs=0.005)
+        assert cover.empty and pop.fund_cash == 1e6
+    assert len(_kind(log, "perp_takeover")) == 0  # the vault took no position
+    assert _total_equity(pop, 90_000.0) == pytest.approx(before, abs=0.01)
 
 
 def test_insurance_adl_off_means_the_fund_takes_everything(tmp_path):
@@ -153,7 +167,7 @@ def test_without_profitable_counterparties_the_fund_takes_the_rest(tmp_path):
     log = EventLog()
     before = _total_equity(pop, 90_000.0)
     pop.mark(_view(90_000.0), log)
-    exhausted = _kind(log, "insurance_fund_depleted")
+    exhausted = _kind(log, "perp_takeover")
     assert exhausted.detail.str.contains("exhausted").any()
     assert pop.fund_units == pytest.approx(0.4)
     assert pop.fund_equity(90_000.0) == pytest.approx(2_000 - 0.4 * 10_000, abs=0.005)

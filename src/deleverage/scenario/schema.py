@@ -763,6 +763,12 @@ class PerpBook(Model):
     fund_capacity: Positive | None = Field(
         None, description="max taken-over notional ÷ fund size; default 1 (binance-like)"
     )
+    adl_price: Literal["bankruptcy", "mark"] | None = Field(
+        None,
+        description="price at which ADL closes counterparties; default per rules: bankruptcy "
+        "on binance-like and bybit-like (facts 1.2.8: counterparties absorb the deficit), mark "
+        "on hyperliquid-like (facts 1.5.5: the vault covers the deficit)",
+    )
     funding_interest_pct: float = Field(0.01, description="interest rate I, % per 8 h")
     funding_clamp_pct: Annotated[float, Field(ge=0.0)] = Field(0.05, description="% per 8 h")
     oi_rebuild_half_life: Duration | None = Field(
