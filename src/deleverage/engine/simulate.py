@@ -94,7 +94,12 @@ def _market_makers(scenario: Scenario, params: MarketParams) -> MarketMakers:
 
 class Invariants:
     """Conservation of each asset's units and of cash per currency across all agents
-    (SPEC §10): totals at every step against the start, relative to the gross traded."""
+    (SPEC §10): totals at every step against the start, relative to the gross traded; and
+    each population's own balance sheet: a population that keeps trade ledgers apart from
+    its account arrays (`recomputed_totals`) must find the same units and cash in both, so
+    money moved inside it (fees, funding, takeovers, ADL) cannot vanish unseen."""
+
+    TOLERANCE = 1e-9  # relative drift beyond which `broken` reports a violation
 
     def __init__(self, params: MarketParams, makers: MarketMakers, populations: list[Population]):
         self.params, self.makers, self.populations = params, makers, populations
@@ -125,12 +130,33 @@ class Invariants:
         traded = np.array(
             [tape.cash[[c == name for c in currency_of]].sum() for name in self.currencies]
         )
+        n_assets = len(self.params.price0)
+        for population in self.populations:
+            if not hasattr(population, "recomputed_totals"):
+                continue
+            own_units, own_cash = population.recomputed_totals(n_assets)
+            self.max_unit_drift = max(
+                self.max_unit_drift,
+                float(np.max(np.abs(own_units - population.holdings(n_assets)) / scale)),
+            )
+            ledger = population.cash_by_currency()
+            for currency, amount in own_cash.items():
+                drift[self.currencies.index(currency)] += abs(amount - ledger.get(currency, 0.0))
         usd = float(drift[self.currencies.index("USD")])
         self.max_cash_drift_usd = max(self.max_cash_drift_usd, usd)
         self.max_cash_drift_ratio = max(
             self.max_cash_drift_ratio, float(np.max(drift / (1.0 + traded)))
         )
         self.checks += 1
+
+    @classmethod
+    def broken(cls, diagnostics: dict) -> str | None:
+        """A description of the violated invariant in a run's diagnostics, or None."""
+        for key, value in diagnostics.items():
+            measured = key.endswith(("max_unit_drift", "max_cash_drift_ratio"))
+            if measured and not value <= cls.TOLERANCE:
+                return f"{key} = {value:.3g} exceeds {cls.TOLERANCE:g}"
+        return None
 
 
 def simulate(

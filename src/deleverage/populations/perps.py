@@ -533,6 +533,15 @@ class PerpPopulation:
             "fund_equity_usd": self.fund_equity(price),
         }
 
+    def recomputed_totals(self, n_assets: int) -> tuple[np.ndarray, dict[str, float]]:
+        """`holdings` and `cash_by_currency` recomputed from the account and fund arrays
+        (the ledgers see only trades with the market; fees, funding, takeovers and ADL move
+        money inside the arrays): the engine's invariant check compares the two."""
+        sheet = self.balance_sheet(self._last_mark)
+        units = np.zeros(n_assets)
+        units[self.asset] = sheet["units"]
+        return units, {self.currency: sheet["cash_usd"]}
+
     def open_interest_usd(self, price: float) -> float:
         """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
         return 0.5 * float(self.open_units.sum()) * price
