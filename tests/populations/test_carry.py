@@ -306,11 +306,11 @@ def test_repaying_yen_through_the_market_strengthens_the_yen_further():
 @pytest.mark.parametrize(
     ("change", "where", "message"),
     [
-        ({"rate_asset": "GOLD"}, "populations[carry].rate_asset", "bond"),
-        ({"fx_asset": "BTC", "weights": {"ETH": 1.0}}, "populations[carry].fx_asset", "yen"),
-        ({"weights": {"BTC": 0.5, "USDJPY": 0.5}}, "populations[carry]", "funding pair"),
-        ({"buffer_leverage": 3.0}, "populations[carry]", "target_leverage ≤ buffer_leverage"),
-        ({"weights": {"BTC": 1.0, "DOGE": 1.0}}, "populations[carry].weights", "'DOGE'"),
+        ({"rate_asset": "GOLD"}, "populations.carry.rate_asset", "bond"),
+        ({"fx_asset": "BTC", "weights": {"ETH": 1.0}}, "populations.carry.fx_asset", "yen"),
+        ({"weights": {"BTC": 0.5, "USDJPY": 0.5}}, "populations.carry", "funding pair"),
+        ({"buffer_leverage": 3.0}, "populations.carry", "target_leverage ≤ buffer_leverage"),
+        ({"weights": {"BTC": 1.0, "DOGE": 1.0}}, "populations.carry.weights", "'DOGE'"),
     ],
 )
 def test_a_mis_specified_carry_fund_is_a_scenario_error_naming_the_key(change, where, message):

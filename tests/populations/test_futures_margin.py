@@ -197,7 +197,7 @@ def test_a_book_without_margins_on_its_asset_or_itself_is_a_scenario_error():
     bare = {k: v for k, v in SILVER.items() if not k.endswith("margin_pct")}
     with pytest.raises(ScenarioError) as caught:
         build(_raw() | {"assets": [bare]})
-    assert any(p.path == "populations[ag].initial_margin_pct" for p in caught.value.problems)
+    assert any(p.path == "populations.ag.initial_margin_pct" for p in caught.value.problems)
     build(
         _raw(book={**BOOK, "initial_margin_pct": 9.0, "maintenance_margin_pct": 9.0})
         | {"assets": [bare]}

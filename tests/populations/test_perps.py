@@ -174,7 +174,9 @@ def test_without_profitable_counterparties_the_fund_takes_the_rest(tmp_path):
     assert _total_equity(pop, 90_000.0) == pytest.approx(before, abs=0.01)
 
 
-def test_binance_derisks_one_tier_with_an_ioc_then_the_fund_takes_over(tmp_path):
+def test_binance_derisks_one_tier_with_an_ioc_and_the_fund_takes_over_at_a_second_breach(
+    tmp_path,
+):
     # 2 units at 100,000 and 50x: notional 200,000 (tier 2), margin 4,000
     rows = [("long", 2.0, 100_000, 50), ("short", 2.0, 100_000, 2)]
     pop = _population(tmp_path, rows, insurance_fund_usd=1e6)
@@ -188,13 +190,20 @@ def test_binance_derisks_one_tier_with_an_ioc_then_the_fund_takes_over(tmp_path)
     fund_before = pop.fund_cash
     pop.apply_fills(orders, np.array([True]), np.array([fill]), log)
     realized = 4_000 - expected_units * 1_700
-    left = realized - (2 - expected_units) * 1_700
-    fee = min(0.01 * expected_units * fill, left)  # 1% default fee, never below zero margin
-    assert pop.fund_cash - fund_before == pytest.approx(fee, abs=0.005)
+    left = realized - (2 - expected_units) * 1_700  # 600
+    # the 1% fee takes only the margin above what the remaining 50,000 needs: MM 0.4% + its
+    # own 1% liquidation fee = 700 > 600, so none (facts 1.2.5, 1.4.1)
+    keep = (0.004 + 0.01) * (2 - expected_units) * fill
+    fee = min(0.01 * expected_units * fill, max(left - keep, 0.0))
+    assert fee == 0.0 and pop.fund_cash - fund_before == pytest.approx(fee, abs=0.005)
     assert pop.cash() == pytest.approx(pop.balance_sheet(fill)["cash_usd"], abs=1e-6)
-    pop.mark(_view(fill, step=2), log)  # still at 100%: takeover at the bankruptcy price
-    assert _kind(log, "perp_takeover")["count"].sum() == 1
-    assert _kind(log, "perp_liquidation")["count"].sum() == 1  # one liquidation, two stages
+    pop.mark(_view(fill, step=2), log)  # 600 > MM 200: compliant, the liquidation stops
+    assert _kind(log, "perp_takeover").empty
+    pop.mark(_view(97_200.0, step=3), log)  # 600 − 0.5086·1,100 = 40 < MM 198: second breach
+    assert _kind(log, "perp_takeover")["count"].sum() == 1  # at the bankruptcy price
+    # the compliant account's later breach is a new liquidation; in tier 1 it has no lower
+    # tier to drop to, so the fund takes it over at once
+    assert _kind(log, "perp_liquidation")["count"].sum() == 2
 
 
 def test_hyperliquid_liquidates_large_positions_in_chunks_with_a_cooldown(tmp_path):
@@ -367,12 +376,13 @@ def _round_trip_at(pop, price, step, time, log):
 def test_funding_that_pushes_a_liquidation_price_across_a_tier_bound_is_tracked(
     tmp_path, price, liquidated
 ):
-    # 0.5 long at 100,000 with 209.96 margin: tier-1 liquidation price 99,980, notional
-    # 49,990 just under the 50,000 bound. 0.05% funding at 08:00 (F clamped at +0.05%) moves
-    # it above the bound, where the tier-2 line (0.5%, amount 50) is the maintenance margin.
-    rows = [("long", 0.5, 100_000, 100_000 * 0.5 / 209.96), ("short", 0.5, 100_000, 2)]
+    # 0.5 long at 100,600 with 509.96 margin (98.6x, within tier 2's 100x at 50,300):
+    # tier-1 liquidation price 99,980, notional 49,990 just under the 50,000 bound. 0.05%
+    # funding at 08:00 (F clamped at +0.05%) moves it above the bound, where the tier-2 line
+    # (0.5%, amount 50) is the maintenance margin.
+    rows = [("long", 0.5, 100_600, 100_600 * 0.5 / 509.96), ("short", 0.5, 100_000, 2)]
     pop = _population(tmp_path, rows, funding_interest_pct=0.05, insurance_fund_usd=1e6)
-    balance = 209.96 - 0.0005 * price * 0.5 + 0.5 * (price - 100_000)
+    balance = 509.96 - 0.0005 * price * 0.5 + 0.5 * (price - 100_600)
     assert (balance <= 0.5 * price * 0.005 - 50) == liquidated  # facts 1.2.1, tier 2
     assert balance > 0.5 * price * 0.004  # the tier-1 line alone would not liquidate
     log = EventLog()
@@ -488,8 +498,8 @@ def test_a_bad_accounts_file_or_a_venue_without_perp_rules_is_reported(tmp_path)
     with pytest.raises(ScenarioError) as error:
         build(base_raw(populations=[spec]))
     text = str(error.value)
-    assert "populations[perps].file" in text and "wallet_usd" in text
-    assert "populations[perps].margin_rules" in text  # the venue has margin_rules: none
+    assert "populations.perps.file" in text and "wallet_usd" in text
+    assert "populations.perps.margin_rules" in text  # the venue has margin_rules: none
 
 
 def test_a_bybit_like_venue_margins_accounts_with_bybit_deductions(tmp_path):
@@ -519,7 +529,7 @@ def _book_on_history(closes, *, rules="binance-like", mode="cross", **extra):
         "accounts": 20_000,
         "open_interest_usd": 1e9,
         "long_share": 0.6,
-        "leverage": {"dist": "uniform", "low": 2, "high": 50},
+        "leverage": {"dist": "uniform", "low": 2, "high": 40},
         "wallet_buffer": {"dist": "lognormal", "median": 0.3, "sigma": 1.0},
         "entry_lookback": f"{len(closes)}d",
     }

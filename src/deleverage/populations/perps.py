@@ -110,6 +110,7 @@ class Accounts:
     entry: np.ndarray
     wallet_usd: np.ndarray
     leverage: np.ndarray
+    clipped: int = 0  # generated accounts whose leverage draw was clipped to [1, tier max]
 
     @property
     def position_margin(self) -> np.ndarray:
@@ -229,9 +230,11 @@ def generate_accounts(
         )  # fmt: skip
         redraw = redraw[~ok]
     entry[redraw] = price0  # at entry = price, leverage ≤ tier maximum is always solvent
-    leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
+    allowed = table.max_leverage[table.tier(size * entry)]
+    clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+    leverage = np.clip(leverage, 1.0, allowed)
     margin = size * entry / leverage
-    return Accounts(side, size, entry, margin * (1.0 + buffer), leverage)
+    return Accounts(side, size, entry, margin * (1.0 + buffer), leverage, clipped)
 
 
 def _buffer(spec: PerpBook, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -302,6 +305,7 @@ class PerpPopulation:
             history = entry_window(ctx, spec.asset, spec.entry_lookback)
             accounts = generate_accounts(spec, self.table, price0, ctx.rng, history)
         self._setup(accounts, spec.margin_mode, spec.insurance_fund_usd)
+        self._clipped = accounts.clipped  # logged at the first mark
         # open interest as a flow: the contracts (units) the input holds, per side
         self.rng, self.law = ctx.rng, spec if spec.oi_rebuild_half_life is not None else None
         if self.law is not None:
@@ -450,6 +454,9 @@ class PerpPopulation:
             return
         price = float(view.mark[self.asset])  # margin and liquidation use the mark price
         self._last_mark = price
+        if self._clipped:
+            self._log_clipped(log, self._clipped, "at the start")
+            self._clipped = 0
         if view.step != self._step:
             self._step = view.step
             self._offload_left_usd = self._offload_cap_usd
@@ -660,7 +667,11 @@ class PerpPopulation:
         outside the venue (`deposits_usd`)."""
         slots, side, size, leverage, buffer = self._opening
         self._opening = None
-        leverage = np.clip(leverage, 1.0, self.table.max_leverage[self.table.tier(size * price)])
+        allowed = self.table.max_leverage[self.table.tier(size * price)]
+        clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+        if clipped:
+            self._log_clipped(log, clipped, "among new positions")
+        leverage = np.clip(leverage, 1.0, allowed)
         margin = size * price / leverage
         wallet = margin * (1.0 + buffer)
         cross = self.mode == "cross"
@@ -1068,6 +1079,17 @@ class PerpPopulation:
         self._fund_empty = empty
 
     # ------------------------------------------------------------------ events
+
+    def _log_clipped(self, log: EventLog, count: int, when: str) -> None:
+        """Leverage draws outside [1, the tier's maximum] are clipped to it, and counted."""
+        log.add(
+            "perp_leverage_clipped",
+            population=self.name,
+            venue=self.venue_id,
+            asset=self.asset_id,
+            count=count,
+            detail=f"leverage draws clipped to [1, tier maximum] {when}",
+        )
 
     def _log_by_side(
         self,

@@ -39,6 +39,12 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"expected a positive duration such as '30s' or '1h', found {value}")
+    return value
+
+
 def _parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value)
@@ -66,10 +72,11 @@ def _utc(value: datetime) -> datetime:
 def _check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
+        shown = name if len(name) <= 40 else name[:37] + "..."
         raise ValueError(
-            f"expected an IANA time zone such as 'America/New_York', found {name!r}"
-        ) from exc
+            f"expected an IANA time zone such as 'America/New_York', found {shown!r}"
+        ) from None
     return name
 
 
@@ -94,6 +101,7 @@ def _parse_clock_time(value: object) -> object:
 Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
+    AfterValidator(_positive_duration),
     PlainSerializer(_format_duration, return_type=str),
 ]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
@@ -111,7 +119,20 @@ WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """Immutable, no unknown keys, and no NaN or infinite number anywhere (a YAML 1e999 or
+    .nan is an error, not a NaN result)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        """A copy; with `update`, validated again like a file (pydantic's own copy skips
+        validation, so an update could bring back every mistake the schema refuses)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if not update:
+            return copied
+        return type(self).model_validate(copied.model_dump(by_alias=True, round_trip=True))
 
 
 # --------------------------------------------------------------------------- clock
@@ -131,6 +152,11 @@ class Clock(Model):
         if not timedelta(minutes=1) <= self.step <= timedelta(days=1):
             raise ValueError(
                 f"step must be between 1min and 1d, found {_format_duration(self.step)}"
+            )
+        if self.step > self.end - self.start:
+            raise ValueError(
+                f"expected a step no longer than the window, found step "
+                f"{_format_duration(self.step)} for {self.end - self.start}"
             )
         return self
 
@@ -839,6 +865,15 @@ class EarningsShock(_Shock):
     crowding: Fraction = 0.0
     crowding_amplifier: Annotated[float, Field(ge=0.0)] = 1.0
 
+    @model_validator(mode="after")
+    def _nonzero_expectation(self) -> EarningsShock:
+        expected = "whisper" if self.whisper is not None else "consensus"
+        if getattr(self, expected) == 0.0:
+            raise ValueError(
+                f"expected a nonzero {expected}: the surprise is measured relative to it"
+            )
+        return self
+
     @property
     def surprise(self) -> float:
         expected = self.whisper if self.whisper is not None else self.consensus
@@ -936,6 +971,10 @@ class DriverShock(_Shock):
             raise ValueError("give exactly one of 'file' or 'points'")
         if self.file is not None and self.column is None:
             raise ValueError("'column' is required with 'file'")
+        if self.kind == "price" and self.points is not None:
+            bad = [value for _, value in self.points if not value > 0.0]
+            if bad:
+                raise ValueError(f"expected positive prices in points, found {bad[0]!r}")
         return self
 
 
@@ -989,6 +1028,12 @@ class Target(Model):
     unit: str
     window: tuple[UtcTime, UtcTime] | None = None
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _window_order(self) -> Target:
+        if self.window is not None and not self.window[0] < self.window[1]:
+            raise ValueError("expected a window [start, end) with start before end")
+        return self
 
 
 class Scenario(Model):
