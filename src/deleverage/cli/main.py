@@ -202,8 +202,13 @@ def run(
         )
         return
     progress = DelayedProgress(f"{loaded.name} seed {seed}")
-    with _interruptible(progress):
-        result = simulate(loaded, seed=seed, check_invariants=check_invariants, progress=progress)
+    try:
+        with _interruptible(progress):
+            result = simulate(
+                loaded, seed=seed, check_invariants=check_invariants, progress=progress
+            )
+    except UserError as exc:  # an `uncertain` draw beyond the checked support
+        raise fail(exc) from None
     _require_invariants(result.diagnostics, check_invariants)
     if store:  # the store is open for writing only to commit the finished run
         _commit(db, lambda results_store: results_store.write(result), result.run_id)

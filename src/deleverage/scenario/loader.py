@@ -366,15 +366,17 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
 
 
 def _support(law: Any) -> tuple[float, float]:
-    """The range a prior draws from in practice: its bounds, or ±8 standard deviations
-    (8σ: a draw beyond it has probability < 1e-15)."""
+    """The range a prior draws from in practice: its bounds, or ±6 standard deviations (a
+    draw beyond has probability 2e-9; one that lands there and is invalid stops the run
+    with a clear `ScenarioError`)."""
     if law.dist in ("uniform", "triangular"):
-        return law.low, law.high
+        return float(law.low), float(law.high)
     if law.dist == "normal":
-        return law.mean - 8.0 * law.sd, law.mean + 8.0 * law.sd
+        return float(law.mean - 6.0 * law.sd), float(law.mean + 6.0 * law.sd)
     if law.dist == "lognormal":
-        return law.median * np.exp(-8.0 * law.sigma), law.median * np.exp(8.0 * law.sigma)
-    return law.value, law.value
+        spread = np.exp(6.0 * law.sigma)
+        return float(law.median / spread), float(law.median * spread)
+    return float(law.value), float(law.value)
 
 
 def _check_driven_window(shock: Any, path: str, scenario: Scenario, base: Path, bad) -> None:
@@ -516,6 +518,16 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
                 )
         if shock.type == "driver":
             _check_driven_window(shock, path, scenario, base, bad)
+        if shock.type == "flow" and shock.asset in assets:
+            # a programme beyond ten days of the asset's whole volume is outside what the
+            # impact laws describe (facts 3.1: calibrated up to Q/V of order 1)
+            adv = scenario.assets[assets[shock.asset]].adv_usd
+            if abs(shock.notional_usd) > 10.0 * adv:
+                bad(
+                    f"{path}.notional_usd",
+                    f"expected at most 10 × the asset's adv_usd ({10.0 * adv:.4g}), found "
+                    f"{shock.notional_usd:.4g}",
+                )
 
     for j, target in enumerate(scenario.targets):
         if target.asset is not None:
