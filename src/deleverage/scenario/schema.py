@@ -627,6 +627,12 @@ class FuturesBook(Model):
     )
     initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    call_timing: Literal["continuous", "settlement"] = Field(
+        "continuous",
+        description="continuous: called and, if the buffer cannot pay, liquidated the moment "
+        "equity falls below maintenance; settlement: calls computed at each daily settlement "
+        "and due by the next one (how clearing members work; facts 2.1-2.2)",
+    )
     initial_margin_multiplier: Annotated[float, Field(ge=1.0)] = Field(
         1.0,
         description="the accounts' initial margin ÷ the schedule's: 1.1 for heightened-risk-"
