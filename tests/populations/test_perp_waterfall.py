@@ -123,8 +123,9 @@ def test_the_fee_on_a_partial_derisking_does_not_force_a_takeover(tmp_path):
     long = int(np.flatnonzero(pop.side > 0)[0])
     left = pop.size[long]
     assert left * price == pytest.approx(50_000.0)
-    fee = _kind(log, "perp_market_liquidation").detail.str.extract(r"([\d.]+) USD")[0]
-    assert fee.astype(float).sum() == pytest.approx(900.0 - (0.004 + 0.01) * 50_000, abs=0.01)
+    fee = _kind(log, "perp_market_liquidation").fee_usd  # a column, not detail text
+    assert fee.sum() == pytest.approx(900.0 - (0.004 + 0.01) * 50_000, abs=0.01)
+    assert fee.sum() == pytest.approx(pop.fund_cash, abs=1e-9)  # all of it to the fund
     balance, maintenance = pop.margin(np.array([long]), price)
     assert balance[0] == pytest.approx(0.014 * 50_000, abs=0.01)
     assert balance[0] > maintenance[0]  # compliant after losses and fee (facts 1.2.5)

@@ -1111,9 +1111,6 @@ class PerpPopulation:
                 continue
             units = float(quantity[mask].sum())
             usd = float(notional[mask].sum())
-            text = f"{SIDE_NAMES[sign]}: {detail}"
-            if fee is not None:
-                text += f" {float(fee[mask].sum()):.2f} USD"
             log.add(
                 kind,
                 population=self.name,
@@ -1124,5 +1121,6 @@ class PerpPopulation:
                 quantity=units,
                 notional_usd=usd,
                 price=price if price is not None else usd / abs(units),
-                detail=text,
+                fee_usd=float(fee[mask].sum()) if fee is not None else 0.0,
+                detail=f"{SIDE_NAMES[sign]}: {detail}",
             )
