@@ -54,3 +54,21 @@ def test_check_invariants_fails_the_command_and_stores_nothing(no_fee_credit, tm
     if db.exists():
         with duckdb.connect(str(db), read_only=True) as con:
             assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
+def test_plain_pytest_collects_the_suite_without_pythonpath():
+    # `pytest` alone (not `python -m pytest`) finds the package and the `tests.*` helpers
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pytest_script = Path(sys.executable).parent / "pytest"  # the console script
+    target = "tests/populations/test_perp_waterfall.py"
+    done = subprocess.run(
+        [str(pytest_script), "--collect-only", "-q", "-p", "no:cacheprovider", target],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "test_adl_closes_no_position_when_there_is_no_deficit" in done.stdout
