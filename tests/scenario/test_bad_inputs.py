@@ -314,3 +314,15 @@ def test_an_error_key_path_can_be_pasted_into_set(tmp_path):
     assert key == "assets.BTC.adv_usd"
     fixed = runner.invoke(app, ["run", str(path), "--no-store", "--set", f"{key}=2e10"])
     assert fixed.exit_code == 0, fixed.output
+
+
+def test_a_copy_with_updates_is_validated_like_a_file():
+    from pydantic import ValidationError
+    from tests.conftest import build
+
+    scenario = build(base_raw())
+    asset = scenario.assets[0]
+    with pytest.raises(ValidationError, match="daily_vol"):
+        asset.model_copy(update={"daily_vol": float("nan")})
+    assert asset.model_copy(update={"daily_vol": 0.05}).daily_vol == 0.05
+    assert asset.model_copy() == asset

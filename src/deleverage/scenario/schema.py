@@ -781,7 +781,10 @@ class PerpBook(Model):
     )
     long_share: Fraction = Field(0.5, description="share of the gross notional held long")
     leverage: Distribution | None = Field(
-        None, description="notional ÷ position margin at entry, per account (clipped to the tier)"
+        None,
+        description="notional ÷ position margin at entry, per account; bounded laws must stay "
+        "within the rule set's maximum, draws of unbounded ones are clipped to the tier and "
+        "counted (event perp_leverage_clipped)",
     )
     size_dispersion: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
         1.5, description="lognormal σ of account notionals (at most 5)"
