@@ -47,7 +47,7 @@ CASES = {
         "'DOGE'",
     ),
     "undefined_venue": (_asset(venue="moon"), "assets.BTC.venue", "'moon'"),
-    "negative_volume": (_asset(adv_usd=-5), "assets.BTC.adv_usd", "greater than 0"),
+    "negative_volume": (_asset(adv_usd=-5), "assets.BTC.adv_usd", "greater than or equal to"),
     "empty_calendar": (
         _session(days=[]),
         "venues.spot.session.days",

@@ -45,6 +45,12 @@ def _positive_duration(value: timedelta) -> timedelta:
     return value
 
 
+def _nonnegative_duration(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError(f"expected a duration of 0 or more, found {value}")
+    return value
+
+
 def _parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value)
@@ -102,6 +108,13 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
     AfterValidator(_positive_duration),
+    PlainSerializer(_format_duration, return_type=str),
+]
+# round_seconds and mark_price_window may be 0 (instant rounds, no smoothing)
+DurationOrZero = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    AfterValidator(_nonnegative_duration),
     PlainSerializer(_format_duration, return_type=str),
 ]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
@@ -389,13 +402,13 @@ class Market(Model):
         1.0, description="multiplies the exogenous noise (at most 10); 0 switches it off"
     )
     max_rounds: Annotated[int, Field(ge=1, le=1000)] = 50
-    round_seconds: Duration = Field(
+    round_seconds: DurationOrZero = Field(
         timedelta(seconds=10),
         description="time between cascade rounds inside a step: forced sellers react to a new "
         "price within seconds (mark prices update every 1-3 s, facts 1.2.10, 1.5.8); the "
         "visible book refills for this long between rounds",
     )
-    mark_price_window: Duration = Field(
+    mark_price_window: DurationOrZero = Field(
         timedelta(seconds=30),
         description="window over which exchanges smooth the basis into the mark price that "
         "margin and liquidation use (facts 1.1.6, 1.2.10: 30 one-second points since "
