@@ -140,6 +140,4 @@ def test_interrupting_a_monte_carlo_run_stores_nothing(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert b"nothing was stored" in stderr and b"Traceback" not in stderr
-    with duckdb.connect(str(db), read_only=True) as con:
-        for table in ("runs", "path_targets", "bands", "metrics"):
-            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    assert not db.exists()  # the store is opened only to commit a finished run

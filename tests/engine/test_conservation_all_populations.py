@@ -66,7 +66,7 @@ def _populations(draw):
             "accounts": draw(st.integers(10, 3000)),
             "open_interest_usd": u(1e8, 2e10),
             "long_share": u(0.2, 0.8),
-            "leverage": {"dist": "uniform", "low": 2, "high": 50},
+            "leverage": {"dist": "uniform", "low": 2, "high": 40},  # ≤ hyperliquid's 40x
             "insurance_fund_usd": u(0.0, 1e9),
         },
         {

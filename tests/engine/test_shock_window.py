@@ -73,7 +73,7 @@ def test_a_shock_dated_before_the_clock_start_is_a_scenario_error(name):
     with pytest.raises(ScenarioError) as caught:
         build(base_raw(shocks=[shock]))
     assert (
-        f"test.yaml: shocks[0].{key}: expected a time inside the clock window, found 2026-01-0"
+        f"test.yaml: shocks.0.{key}: expected a time inside the clock window, found 2026-01-0"
         in str(caught.value)
     )
 
@@ -81,13 +81,13 @@ def test_a_shock_dated_before_the_clock_start_is_a_scenario_error(name):
 def test_a_margin_change_effective_after_the_end_is_a_scenario_error():
     shock = dict(SHOCKS_BEFORE_THE_START["margin_change_announced"][0])
     shock.update(announced="2026-01-05T22:00:00Z", effective="2026-01-08T22:00:00Z")
-    with pytest.raises(ScenarioError, match=r"shocks\[0\]\.effective: expected a time inside"):
+    with pytest.raises(ScenarioError, match=r"shocks\.0\.effective: expected a time inside"):
         build(base_raw(shocks=[shock]))
 
 
 def test_a_driver_whose_observations_end_before_until_reaches_the_clock_is_an_error():
     late = [["2026-01-06T12:00:00Z", 90_000.0]]
-    with pytest.raises(ScenarioError, match=r"shocks\[0\]: expected a driven window that overlaps"):
+    with pytest.raises(ScenarioError, match=r"shocks\.0: expected a driven window that overlaps"):
         build(
             base_raw(
                 shocks=[

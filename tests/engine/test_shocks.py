@@ -134,5 +134,5 @@ def test_an_uncertain_prior_on_a_missing_key_is_an_error():
     raw = base_raw(
         uncertain=[{"path": "assets.BTC.daily_volume", "prior": {"dist": "fixed", "value": 1.0}}]
     )
-    with pytest.raises(ScenarioError, match=r"uncertain\[0\]\.path"):
+    with pytest.raises(ScenarioError, match=r"uncertain\.0\.path"):
         build(raw)

@@ -190,10 +190,35 @@ def test_below_the_minimum_the_fund_defaults_and_is_liquidated():
     assert np.isclose(-orders[USDJPY], 4e9, rtol=1e-12)  # everything raised repays yen
     events = log.frame().set_index("kind")
     assert events.loc["fund_default", "count"] == 1
+    assert "bad_debt" not in events.index  # known only once the sales have filled
+    _fill(pop, _view(usdjpy=105.0).price, log)
     unpaid = 3e9 * 150.0 / 105.0 - 4e9  # the lenders' loss, recorded
+    events = log.frame().set_index("kind")
     assert np.isclose(events.loc["bad_debt", "notional_usd"], unpaid, rtol=1e-12)
     pop.mark(_view(usdjpy=100.0), log)
     assert list(log.frame().kind).count("fund_default") == 1
+    assert list(log.frame().kind).count("bad_debt") == 1
+
+
+def _fill(pop, price, log):
+    """Fill every open order at `price` (the engine's price vector)."""
+    orders = pop.orders()
+    pop.apply_fills(orders, np.ones(len(orders.asset), bool), price[orders.asset], log)
+
+
+def test_bad_debt_is_valued_at_the_prices_the_fire_sale_got():
+    pop = _population()
+    log = EventLog()
+    pop.mark(_view(usdjpy=105.0), log)  # default: 4bn of holdings sold, 4bn of yen bought
+    fills = _view(usdjpy=104.0).price
+    fills[[BTC, ETH, NDX, GOLD]] *= 0.9  # the sales fill 10% below the mark
+    _fill(pop, fills, log)
+    # 3.6bn raised, 4bn of yen bought at 104: 416bn yen repaid of 450bn, the fund 0.4bn
+    # short in dollars; left: 34bn yen at 104 plus the 0.4bn overdraft
+    unpaid = (450e9 - 4e9 * 104.0) / 104.0 + 0.4e9
+    debt = log.frame().query("kind == 'bad_debt'")
+    assert np.isclose(debt.notional_usd.iloc[0], unpaid, rtol=1e-12)
+    assert debt.price.iloc[0] == 104.0
 
 
 def test_with_the_carry_unwind_channel_off_the_funds_hold():
@@ -306,11 +331,11 @@ def test_repaying_yen_through_the_market_strengthens_the_yen_further():
 @pytest.mark.parametrize(
     ("change", "where", "message"),
     [
-        ({"rate_asset": "GOLD"}, "populations[carry].rate_asset", "bond"),
-        ({"fx_asset": "BTC", "weights": {"ETH": 1.0}}, "populations[carry].fx_asset", "yen"),
-        ({"weights": {"BTC": 0.5, "USDJPY": 0.5}}, "populations[carry]", "funding pair"),
-        ({"buffer_leverage": 3.0}, "populations[carry]", "target_leverage ≤ buffer_leverage"),
-        ({"weights": {"BTC": 1.0, "DOGE": 1.0}}, "populations[carry].weights", "'DOGE'"),
+        ({"rate_asset": "GOLD"}, "populations.carry.rate_asset", "bond"),
+        ({"fx_asset": "BTC", "weights": {"ETH": 1.0}}, "populations.carry.fx_asset", "yen"),
+        ({"weights": {"BTC": 0.5, "USDJPY": 0.5}}, "populations.carry", "funding pair"),
+        ({"buffer_leverage": 3.0}, "populations.carry", "target_leverage ≤ buffer_leverage"),
+        ({"weights": {"BTC": 1.0, "DOGE": 1.0}}, "populations.carry.weights", "'DOGE'"),
     ],
 )
 def test_a_mis_specified_carry_fund_is_a_scenario_error_naming_the_key(change, where, message):

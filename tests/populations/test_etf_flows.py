@@ -56,7 +56,7 @@ def test_a_business_days_flow_is_the_same_whatever_the_session_length():
 def test_an_undefined_creation_venue_is_a_scenario_error():
     raw = base_raw(populations=[{**ETF, "creation_venue": "nyse"}])
     with pytest.raises(
-        ScenarioError, match=r"populations\[etf\]\.creation_venue: expected a defined venue"
+        ScenarioError, match=r"populations\.etf\.creation_venue: expected a defined venue"
     ):
         build(raw)
 

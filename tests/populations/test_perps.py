@@ -112,27 +112,41 @@ def test_a_gap_through_bankruptcy_goes_to_the_fund_then_to_adl_in_ranking_order(
     adl = _kind(log, "perp_adl")
     assert adl["count"].sum() == 2
     assert adl.notional_usd.sum() == pytest.approx(0.3 * 96_000 + 0.4 * 95_000, abs=0.005)
-    assert _kind(log, "insurance_fund_depleted")["count"].sum() == 2
+    assert _kind(log, "insurance_fund_at_capacity")["count"].sum() == 2
+    assert _kind(log, "insurance_fund_depleted").empty  # the fund kept positive equity
     assert _total_equity(pop, gap) == pytest.approx(before, abs=0.01)  # nothing vanished
 
 
-def test_hyperliquid_adl_ranks_by_profit_times_leverage(tmp_path):
+@pytest.mark.parametrize("adl_price", [None, "bankruptcy"])
+def test_hyperliquid_adl_ranks_by_profit_times_leverage_and_fills_at_the_mark(tmp_path, adl_price):
     rows = [
         ("long", 1.0, 100_000, 40),  # margin 2,500: account value −7,500 at 90,000
         ("short", 1.0, 100_000, 10),  # 10,000 margin: (100/90)·(90,000/20,000) = 5.0
         ("short", 1.0, 100_000, 20),  # 5,000 margin: (100/90)·(90,000/15,000) = 6.67
         ("short", 2.0, 95_000, 10),  # 19,000: (95/90)·(180,000/29,000) = 6.55
     ]
-    pop = _population(tmp_path, rows, rules="hyperliquid-like", insurance_fund_usd=1e6)
+    extra = {} if adl_price is None else {"adl_price": adl_price}
+    pop = _population(tmp_path, rows, rules="hyperliquid-like", insurance_fund_usd=1e6, **extra)
     log = EventLog()
+    before = _total_equity(pop, 90_000.0)
     pop.mark(_view(90_000.0), log)
-    # the bankrupt long (account value < 0, facts 1.5.5) closes 1 unit at its bankruptcy
-    # price 97,500 against the highest score: the 20x short (5,000 + 2,500 realized)
+    # the bankrupt long (account value < 0, facts 1.5.5) closes 1 unit against the highest
+    # score, the 20x short. By default at the mark 90,000 (facts 1.5.5: "closed at the
+    # previous oracle/mark price"): the short realizes its full 10,000 and the vault covers
+    # the long's 7,500 deficit. With adl_price bankruptcy: at 97,500, the short absorbs it.
     frame = pd.DataFrame({"size": pop.size, "collateral": pop.collateral, "side": pop.side})
     closed = frame[(frame.side < 0) & (frame["size"] == 0)]
     assert len(closed) == 1
-    assert closed.collateral.iloc[0] == pytest.approx(5_000 + 2_500, abs=0.005)
-    assert len(_kind(log, "perp_takeover")) == 0  # the vault did not absorb the deficit
+    cover = _kind(log, "insurance_fund_cover")
+    if adl_price is None:
+        assert closed.collateral.iloc[0] == pytest.approx(5_000 + 10_000, abs=0.005)
+        assert cover.notional_usd.sum() == pytest.approx(7_500, abs=0.005)
+        assert pop.fund_cash == pytest.approx(1e6 - 7_500, abs=0.005)
+    else:
+        assert closed.collateral.iloc[0] == pytest.approx(5_000 + 2_500, abs=0.005)
+        assert cover.empty and pop.fund_cash == 1e6
+    assert len(_kind(log, "perp_takeover")) == 0  # the vault took no position
+    assert _total_equity(pop, 90_000.0) == pytest.approx(before, abs=0.01)
 
 
 def test_insurance_adl_off_means_the_fund_takes_everything(tmp_path):
@@ -153,14 +167,16 @@ def test_without_profitable_counterparties_the_fund_takes_the_rest(tmp_path):
     log = EventLog()
     before = _total_equity(pop, 90_000.0)
     pop.mark(_view(90_000.0), log)
-    exhausted = _kind(log, "insurance_fund_depleted")
+    exhausted = _kind(log, "perp_takeover")
     assert exhausted.detail.str.contains("exhausted").any()
     assert pop.fund_units == pytest.approx(0.4)
     assert pop.fund_equity(90_000.0) == pytest.approx(2_000 - 0.4 * 10_000, abs=0.005)
     assert _total_equity(pop, 90_000.0) == pytest.approx(before, abs=0.01)
 
 
-def test_binance_derisks_one_tier_with_an_ioc_then_the_fund_takes_over(tmp_path):
+def test_binance_derisks_one_tier_with_an_ioc_and_the_fund_takes_over_at_a_second_breach(
+    tmp_path,
+):
     # 2 units at 100,000 and 50x: notional 200,000 (tier 2), margin 4,000
     rows = [("long", 2.0, 100_000, 50), ("short", 2.0, 100_000, 2)]
     pop = _population(tmp_path, rows, insurance_fund_usd=1e6)
@@ -174,13 +190,20 @@ def test_binance_derisks_one_tier_with_an_ioc_then_the_fund_takes_over(tmp_path)
     fund_before = pop.fund_cash
     pop.apply_fills(orders, np.array([True]), np.array([fill]), log)
     realized = 4_000 - expected_units * 1_700
-    left = realized - (2 - expected_units) * 1_700
-    fee = min(0.01 * expected_units * fill, left)  # 1% default fee, never below zero margin
-    assert pop.fund_cash - fund_before == pytest.approx(fee, abs=0.005)
+    left = realized - (2 - expected_units) * 1_700  # 600
+    # the 1% fee takes only the margin above what the remaining 50,000 needs: MM 0.4% + its
+    # own 1% liquidation fee = 700 > 600, so none (facts 1.2.5, 1.4.1)
+    keep = (0.004 + 0.01) * (2 - expected_units) * fill
+    fee = min(0.01 * expected_units * fill, max(left - keep, 0.0))
+    assert fee == 0.0 and pop.fund_cash - fund_before == pytest.approx(fee, abs=0.005)
     assert pop.cash() == pytest.approx(pop.balance_sheet(fill)["cash_usd"], abs=1e-6)
-    pop.mark(_view(fill, step=2), log)  # still at 100%: takeover at the bankruptcy price
-    assert _kind(log, "perp_takeover")["count"].sum() == 1
-    assert _kind(log, "perp_liquidation")["count"].sum() == 1  # one liquidation, two stages
+    pop.mark(_view(fill, step=2), log)  # 600 > MM 200: compliant, the liquidation stops
+    assert _kind(log, "perp_takeover").empty
+    pop.mark(_view(97_200.0, step=3), log)  # 600 − 0.5086·1,100 = 40 < MM 198: second breach
+    assert _kind(log, "perp_takeover")["count"].sum() == 1  # at the bankruptcy price
+    # the compliant account's later breach is a new liquidation; in tier 1 it has no lower
+    # tier to drop to, so the fund takes it over at once
+    assert _kind(log, "perp_liquidation")["count"].sum() == 2
 
 
 def test_hyperliquid_liquidates_large_positions_in_chunks_with_a_cooldown(tmp_path):
@@ -358,12 +381,13 @@ def _round_trip_at(pop, price, step, time, log):
 def test_funding_that_pushes_a_liquidation_price_across_a_tier_bound_is_tracked(
     tmp_path, price, liquidated
 ):
-    # 0.5 long at 100,000 with 209.96 margin: tier-1 liquidation price 99,980, notional
-    # 49,990 just under the 50,000 bound. 0.05% funding at 08:00 (F clamped at +0.05%) moves
-    # it above the bound, where the tier-2 line (0.5%, amount 50) is the maintenance margin.
-    rows = [("long", 0.5, 100_000, 100_000 * 0.5 / 209.96), ("short", 0.5, 100_000, 2)]
+    # 0.5 long at 100,600 with 509.96 margin (98.6x, within tier 2's 100x at 50,300):
+    # tier-1 liquidation price 99,980, notional 49,990 just under the 50,000 bound. 0.05%
+    # funding at 08:00 (F clamped at +0.05%) moves it above the bound, where the tier-2 line
+    # (0.5%, amount 50) is the maintenance margin.
+    rows = [("long", 0.5, 100_600, 100_600 * 0.5 / 509.96), ("short", 0.5, 100_000, 2)]
     pop = _population(tmp_path, rows, funding_interest_pct=0.05, insurance_fund_usd=1e6)
-    balance = 209.96 - 0.0005 * price * 0.5 + 0.5 * (price - 100_000)
+    balance = 509.96 - 0.0005 * price * 0.5 + 0.5 * (price - 100_600)
     assert (balance <= 0.5 * price * 0.005 - 50) == liquidated  # facts 1.2.1, tier 2
     assert balance > 0.5 * price * 0.004  # the tier-1 line alone would not liquidate
     log = EventLog()
@@ -483,8 +507,8 @@ def test_a_bad_accounts_file_or_a_venue_without_perp_rules_is_reported(tmp_path)
     with pytest.raises(ScenarioError) as error:
         build(base_raw(populations=[spec]))
     text = str(error.value)
-    assert "populations[perps].file" in text and "wallet_usd" in text
-    assert "populations[perps].margin_rules" in text  # the venue has margin_rules: none
+    assert "populations.perps.file" in text and "wallet_usd" in text
+    assert "populations.perps.margin_rules" in text  # the venue has margin_rules: none
 
 
 def test_a_bybit_like_venue_margins_accounts_with_bybit_deductions(tmp_path):
@@ -514,7 +538,7 @@ def _book_on_history(closes, *, rules="binance-like", mode="cross", **extra):
         "accounts": 20_000,
         "open_interest_usd": 1e9,
         "long_share": 0.6,
-        "leverage": {"dist": "uniform", "low": 2, "high": 50},
+        "leverage": {"dist": "uniform", "low": 2, "high": 40},
         "wallet_buffer": {"dist": "lognormal", "median": 0.3, "sigma": 1.0},
         "entry_lookback": f"{len(closes)}d",
     }

@@ -3,6 +3,7 @@ passed through, calls met by the pecking order — a silver margin call sells bi
 
 import numpy as np
 import pandas as pd
+import pytest
 from tests.conftest import base_raw, build
 
 from deleverage import simulate
@@ -169,3 +170,19 @@ def test_with_the_margin_calls_channel_off_the_funds_hold():
     log = EventLog()
     pop.mark(_view(PRICE * 0.5, np.array([np.nan, 50.0, 50.0, np.nan])), log)
     assert not log.rows and not pop.orders().quantity.size
+
+
+def test_a_defaulted_fund_leaves_the_broker_its_unpaid_loan_as_bad_debt_at_fill_prices():
+    pop = _population()
+    log = EventLog()
+    pop.mark(_view(PRICE * 0.84), log)  # default: the broker sells the whole 6bn book
+    orders = pop.orders()
+    fills = PRICE[orders.asset] * 0.80  # the fire sale fills below the mark
+    pop.apply_fills(orders, np.ones(len(orders.asset), bool), fills, log)
+    # 6bn of assets sold at 80% repay 4.8bn of the 5bn loan: 0.2bn is the broker's loss
+    debt = log.frame().query("kind == 'bad_debt'")
+    assert len(debt) == 1 and debt["count"].iloc[0] == 1
+    assert debt.notional_usd.iloc[0] == pytest.approx(0.2e9, rel=1e-9)
+    assert pop.book.cash[0, 0] == pytest.approx(-0.2e9, rel=1e-9)  # still owed, not vanished
+    pop.apply_fills(orders, np.zeros(len(orders.asset), bool), fills, log)
+    assert len(log.frame().query("kind == 'bad_debt'")) == 1  # logged once

@@ -185,5 +185,5 @@ def test_funds_that_keep_usd_cash_refuse_non_usd_holdings():
             "adv_usd": 1e12,
         }
     )
-    with pytest.raises(ScenarioError, match=r"populations\[cta\]\.weights: expected USD assets"):
+    with pytest.raises(ScenarioError, match=r"populations\.cta\.weights: expected USD assets"):
         build(raw)

@@ -25,10 +25,10 @@ CASES = {
     "unknown_top_level_key": (base_raw(asets=[]), "asets", "unknown key"),
     "unknown_nested_key": (
         _asset(daily_volatility=0.1),
-        "assets[BTC].daily_volatility",
+        "assets.BTC.daily_volatility",
         "unknown key",
     ),
-    "wrong_type": (_asset(daily_vol="high"), "assets[BTC].daily_vol", "'high'"),
+    "wrong_type": (_asset(daily_vol="high"), "assets.BTC.daily_vol", "'high'"),
     "bad_date": (
         base_raw(clock={"start": "2026-13-45", "end": "2026-01-07"}),
         "clock.start",
@@ -36,28 +36,28 @@ CASES = {
     ),
     "bad_time_zone": (
         _session(timezone="Mars/Olympus_Mons"),
-        "venues[spot].session.timezone",
+        "venues.spot.session.timezone",
         "Mars",
     ),
     "undefined_asset": (
         base_raw(
             shocks=[{"type": "news", "time": "2026-01-05T12:00:00Z", "returns": {"DOGE": -0.1}}]
         ),
-        "shocks[0].returns",
+        "shocks.0.returns",
         "'DOGE'",
     ),
-    "undefined_venue": (_asset(venue="moon"), "assets[BTC].venue", "'moon'"),
-    "negative_volume": (_asset(adv_usd=-5), "assets[BTC].adv_usd", "greater than 0"),
+    "undefined_venue": (_asset(venue="moon"), "assets.BTC.venue", "'moon'"),
+    "negative_volume": (_asset(adv_usd=-5), "assets.BTC.adv_usd", "greater than or equal to"),
     "empty_calendar": (
         _session(days=[]),
-        "venues[spot].session.days",
+        "venues.spot.session.days",
         "at least 1 item(s), found []",
     ),
     "unreadable_driver_file": (
         base_raw(
             shocks=[{"type": "driver", "asset": "BTC", "file": "missing.csv", "column": "close"}]
         ),
-        "shocks[0].file",
+        "shocks.0.file",
         "no file",
     ),
     "end_before_start": (
@@ -78,15 +78,15 @@ CASES = {
     ),
     "unknown_shock_type": (
         base_raw(shocks=[{"type": "meteor", "time": "2026-01-05T12:00:00Z"}]),
-        "shocks[0]",
+        "shocks.0",
         "meteor",
     ),
-    "duplicate_asset": (base_raw(assets=base_raw()["assets"] * 2), "assets[BTC].id", "twice"),
+    "duplicate_asset": (base_raw(assets=base_raw()["assets"] * 2), "assets.BTC.id", "twice"),
     "time_outside_clock": (
         base_raw(
             shocks=[{"type": "news", "time": "2027-01-05T12:00:00Z", "returns": {"BTC": -0.1}}]
         ),
-        "shocks[0].time",
+        "shocks.0.time",
         "inside the clock",
     ),
 }
@@ -154,4 +154,4 @@ def test_several_problems_are_all_reported(write_scenario):
     raw = _asset(adv_usd=-1, daily_vol=-2, venue="moon")
     result = runner.invoke(app, ["run", str(write_scenario(raw)), "--no-store"])
     assert result.exit_code == 2
-    assert sum("assets[BTC]" in line for line in result.stderr.splitlines()) >= 2
+    assert sum("assets.BTC" in line for line in result.stderr.splitlines()) >= 2

@@ -47,7 +47,7 @@ def test_nothing_after_the_clock_start_is_visible_to_populations():
 
 
 def test_a_history_that_starts_after_the_clock_is_an_error():
-    with pytest.raises(ScenarioError, match=r"assets\[BTC\]\.history: expected data on or before"):
+    with pytest.raises(ScenarioError, match=r"assets\.BTC\.history: expected data on or before"):
         build(_with_history([["2026-01-06T00:00:00Z", 1.0]]))
 
 

@@ -151,10 +151,9 @@ def run(
 
     With --paths N: a Monte Carlo run of N paths, printed as bands over paths."""
     from deleverage.engine.simulate import simulate
-    from deleverage.results.store import Store
     from deleverage.scenario.loader import load_scenario
 
-    problems = []
+    problems: list[Problem] = []
     if output_format not in ("table", "json"):
         problems.append(Problem("--format", "", f"expected table or json, found {output_format!r}"))
     for name, value in (("--paths", paths), ("--workers", workers)):
@@ -173,14 +172,21 @@ def run(
             if value is not None
         ]
         problems += [Problem(name, "", "expected together with --paths N") for name in given]
-    if problems:
-        raise fail(UserError(problems))
+    if not 0 <= seed < 2**63:
+        problems.append(
+            Problem("--seed", "", f"expected a whole number in [0, 2^63), found {seed}")
+        )
+    # Every input is checked before the work: a bad --db, --report or scenario fails fast.
+    if store:
+        problems += results_db_problems(db)
+    if report is not None:
+        problems += output_path_problems(report, "--report", (".html", ".htm"))
     try:
         loaded = load_scenario(scenario, sets=set_ or [], channels=channels or [])
-        # Open the store before simulating so a bad --db fails fast, not after the run.
-        results_store = Store(db) if store else None
     except UserError as exc:
-        raise fail(exc) from None
+        problems += exc.problems
+    if problems:
+        raise fail(UserError(problems))
     if paths is not None:
         _run_paths(
             loaded,
@@ -190,18 +196,22 @@ def run(
             amplification=amplification is not False,
             keep_paths=keep_paths,
             check_invariants=check_invariants,
-            results_store=results_store,
-            db=db,
+            db=db if store else None,
             output_format=output_format,
             report=report,
         )
         return
     progress = DelayedProgress(f"{loaded.name} seed {seed}")
-    with _interruptible(progress):
-        result = simulate(loaded, seed=seed, check_invariants=check_invariants, progress=progress)
-    if results_store is not None:
-        with results_store:
-            results_store.write(result)
+    try:
+        with _interruptible(progress):
+            result = simulate(
+                loaded, seed=seed, check_invariants=check_invariants, progress=progress
+            )
+    except UserError as exc:  # an `uncertain` draw beyond the checked support
+        raise fail(exc) from None
+    _require_invariants(result.diagnostics, check_invariants)
+    if store:  # the store is open for writing only to commit the finished run
+        _commit(db, lambda results_store: results_store.write(result), result.run_id)
     if report is not None:
         result.report(report)
     if output_format == "json":
@@ -227,23 +237,26 @@ def _run_paths(
     amplification,
     keep_paths,
     check_invariants,
-    results_store,
     db,
     output_format,
     report,
 ) -> None:
-    """`run --paths`: simulate the paths, store them in one transaction, print the bands."""
+    """`run --paths`: simulate the paths, store them in one transaction, print the bands.
+    The store is open during the simulation only with --keep-paths (full paths stream into
+    the open transaction instead of piling up in memory)."""
     from deleverage.engine.montecarlo import simulate_paths
+    from deleverage.results.store import Store
 
     progress = DelayedProgress(
         f"{scenario.name} seed {seed}, {workers} worker{'s' * (workers > 1)}", 0.0, "paths"
     )
     progress(0, paths)
     run_id = uuid.uuid4().hex[:12]
+    streaming = Store(db) if keep_paths else None
     nothing = contextlib.nullcontext()
     with _interruptible(progress):
         # One transaction for the whole run: an error or Ctrl-C leaves nothing in the store.
-        with results_store or nothing, results_store.transaction() if results_store else nothing:
+        with streaming or nothing, streaming.transaction() if streaming else nothing:
             result = simulate_paths(
                 scenario,
                 seed,
@@ -252,13 +265,15 @@ def _run_paths(
                 amplification=amplification,
                 check_invariants=check_invariants,
                 progress=progress,
-                # Full paths stream into the open transaction instead of piling up in memory.
-                on_path=partial(results_store.write_path, run_id) if keep_paths else None,
+                on_path=partial(streaming.write_path, run_id) if streaming else None,
                 run_id=run_id,
             )
             progress.close()
-            if results_store is not None:
-                results_store.write_paths(result)
+            _require_invariants(result.diagnostics, check_invariants)
+            if streaming is not None:
+                streaming.write_paths(result)
+    if db is not None and streaming is None:
+        _commit(db, lambda results_store: results_store.write_paths(result), run_id)
     if report is not None:
         result.report(report)
     if output_format == "json":
@@ -269,7 +284,7 @@ def _run_paths(
             "seed": seed,
             "paths": paths,
             "scenario_hash": result.scenario_hash,
-            "stored_in": str(db) if results_store is not None else None,
+            "stored_in": str(db) if db is not None else None,
             "targets_inside_band": int(result.value("run", "targets_inside_band"))
             if len(bands)
             else 0,
@@ -279,7 +294,86 @@ def _run_paths(
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    _print_bands(result, db if results_store is not None else None)
+    _print_bands(result, db)
+
+
+def _commit(db: Path, write, run_id: str) -> None:
+    """Open the store, write in one transaction, close. Ctrl-C before the commit stores
+    nothing; after it, the run is stored and its id is said so."""
+    from deleverage.results.store import Store
+
+    stored = False
+    try:
+        with Store(db) as results_store:
+            write(results_store)
+            stored = True
+    except UserError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        where = f"run {run_id} is stored in {db}" if stored else "nothing was stored"
+        err.print(f"interrupted: {where}")
+        raise typer.Exit(130) from None
+
+
+def results_db_problems(db: Path) -> list[Problem]:
+    """A --db that can take a run: an existing deleverage results file (DuckDB, with our
+    tables), or a new file in an existing folder. Checked without writing anything."""
+    import duckdb
+
+    if not db.exists():
+        if not db.parent.is_dir():
+            return [Problem("--db", str(db), "expected a file in an existing folder")]
+        return []
+    if not db.is_file():
+        return [Problem("--db", str(db), "expected a DuckDB results file, found a folder")]
+    try:
+        with db.open("rb") as handle:
+            header = handle.read(12)
+    except OSError as exc:
+        return [Problem("--db", str(db), f"expected a readable file: {exc.strerror}")]
+    if header[8:12] != b"DUCK":
+        found = "an empty file" if not header else "another kind of file"
+        return [Problem("--db", str(db), f"expected a DuckDB results database, found {found}")]
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        return [Problem("--db", str(db), f"expected a results database not in use: {first}")]
+    if tables and "runs" not in tables:
+        return [
+            Problem(
+                "--db",
+                str(db),
+                f"expected a deleverage results database, found other tables "
+                f"({', '.join(sorted(tables)[:5])})",
+            )
+        ]
+    return []
+
+
+def output_path_problems(path: Path, option: str, suffixes: tuple[str, ...]) -> list[Problem]:
+    """An output file the command can write once its work is done."""
+    problems = []
+    if path.suffix.lower() not in suffixes:
+        expected = " or ".join(suffixes)
+        problems.append(Problem(option, str(path), f"expected a {expected} file name"))
+    if path.is_dir():
+        problems.append(Problem(option, str(path), "expected a file name, found a folder"))
+    elif not path.parent.is_dir():
+        problems.append(Problem(option, str(path), "expected a file in an existing folder"))
+    return problems
+
+
+def _require_invariants(diagnostics: dict, checked: bool) -> None:
+    """With --check-invariants, a broken conservation law ends the command with exit 1 and
+    nothing stored: the numbers would not mean what they say."""
+    from deleverage.engine.simulate import Invariants
+
+    broken = Invariants.broken(diagnostics) if checked else None
+    if broken is not None:
+        err.print(f"[red]error:[/red] invariant broken, nothing stored: {broken}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _records(frame) -> list[dict]:
@@ -431,7 +525,10 @@ def export(
     """Export a results table (or one run of it) to Parquet."""
     from deleverage.results.store import Store
 
+    problems = output_path_problems(out_path, "OUT", (".parquet", ".pq"))
     try:
+        if problems:
+            raise UserError(problems)
         with Store(db, read_only=True) as store:
             path = store.export(table, out_path, run_id)
     except UserError as exc:

@@ -94,14 +94,26 @@ def _market_makers(scenario: Scenario, params: MarketParams) -> MarketMakers:
 
 class Invariants:
     """Conservation of each asset's units and of cash per currency across all agents
-    (SPEC §10): totals at every step against the start, relative to the gross traded."""
+    (SPEC §10): totals at every step against the start, relative to the gross traded; and
+    each population's own balance sheet: a population that keeps trade ledgers apart from
+    its account arrays (`recomputed_totals`) must find the same units and cash in both, so
+    money moved inside it (fees, funding, takeovers, ADL) cannot vanish unseen.
+
+    A balance sheet costs a pass over every account, so it is recomputed every
+    `LEDGER_EVERY` steps and once more when the drifts are read: money that vanished stays
+    missing, so a later check still sees it."""
+
+    TOLERANCE = 1e-9  # relative drift beyond which `broken` reports a violation
+    LEDGER_EVERY = 64  # steps between balance-sheet recomputations
 
     def __init__(self, params: MarketParams, makers: MarketMakers, populations: list[Population]):
         self.params, self.makers, self.populations = params, makers, populations
         self.currencies = sorted({"USD", *params.currency_of})
         self.units_start, self.cash_start = self.totals()
-        self.max_unit_drift = self.max_cash_drift_usd = self.max_cash_drift_ratio = 0.0
+        self._unit_drift = self._cash_drift_usd = self._cash_drift_ratio = 0.0
         self.checks = 0
+        self._ledgers = [p for p in populations if hasattr(p, "recomputed_totals")]
+        self._ledger_due: tuple[np.ndarray, np.ndarray] | None = None  # (scale, traded)
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         n_assets = len(self.params.price0)
@@ -117,20 +129,65 @@ class Invariants:
     def check(self, tape: TradeTape) -> None:
         units, cash = self.totals()
         scale = 1.0 + np.abs(self.units_start) + tape.units
-        self.max_unit_drift = max(
-            self.max_unit_drift, float(np.max(np.abs(units - self.units_start) / scale))
-        )
-        drift = np.abs(cash - self.cash_start)
         currency_of = self.params.currency_of
         traded = np.array(
             [tape.cash[[c == name for c in currency_of]].sum() for name in self.currencies]
         )
-        usd = float(drift[self.currencies.index("USD")])
-        self.max_cash_drift_usd = max(self.max_cash_drift_usd, usd)
-        self.max_cash_drift_ratio = max(
-            self.max_cash_drift_ratio, float(np.max(drift / (1.0 + traded)))
+        self._record(
+            np.abs(units - self.units_start) / scale, np.abs(cash - self.cash_start), traded
         )
         self.checks += 1
+        self._ledger_due = (scale, traded)
+        if self.checks % self.LEDGER_EVERY == 0:
+            self._check_ledgers()
+
+    def _record(self, unit_drift: np.ndarray, cash_drift: np.ndarray, traded: np.ndarray) -> None:
+        self._unit_drift = max(self._unit_drift, float(np.max(unit_drift, initial=0.0)))
+        usd = float(cash_drift[self.currencies.index("USD")])
+        self._cash_drift_usd = max(self._cash_drift_usd, usd)
+        self._cash_drift_ratio = max(
+            self._cash_drift_ratio, float(np.max(cash_drift / (1.0 + traded)))
+        )
+
+    def _check_ledgers(self) -> None:
+        """Each ledger population's units and cash against its recomputed balance sheet."""
+        if self._ledger_due is None:
+            return
+        scale, traded = self._ledger_due
+        self._ledger_due = None
+        n_assets = len(self.params.price0)
+        for population in self._ledgers:
+            own_units, own_cash = population.recomputed_totals(n_assets)
+            cash_drift = np.zeros(len(self.currencies))
+            ledger = population.cash_by_currency()
+            for currency, amount in own_cash.items():
+                cash_drift[self.currencies.index(currency)] = abs(amount - ledger.get(currency, 0))
+            unit_drift = np.abs(own_units - population.holdings(n_assets)) / scale
+            self._record(unit_drift, cash_drift, traded)
+
+    @property
+    def max_unit_drift(self) -> float:
+        self._check_ledgers()
+        return self._unit_drift
+
+    @property
+    def max_cash_drift_usd(self) -> float:
+        self._check_ledgers()
+        return self._cash_drift_usd
+
+    @property
+    def max_cash_drift_ratio(self) -> float:
+        self._check_ledgers()
+        return self._cash_drift_ratio
+
+    @classmethod
+    def broken(cls, diagnostics: dict) -> str | None:
+        """A description of the violated invariant in a run's diagnostics, or None."""
+        for key, value in diagnostics.items():
+            measured = key.endswith(("max_unit_drift", "max_cash_drift_ratio"))
+            if measured and not value <= cls.TOLERANCE:
+                return f"{key} = {value:.3g} exceeds {cls.TOLERANCE:g}"
+        return None
 
 
 def simulate(

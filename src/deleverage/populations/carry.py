@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -90,6 +90,8 @@ class CarryFundsPopulation(FundBookPopulation):
         self.book = FundBook(columns, quote, units, cash, currencies)
         self.threshold = spec.carry_to_vol_threshold.sample(ctx.rng, n)
         self.defaulted = np.zeros(n, dtype=bool)
+        self.settled = np.zeros(n, dtype=bool)  # defaulted, book sold, bad debt logged
+        self._last_fill_fx = None  # USDJPY of the funds' last yen purchase
         self.unwound = np.zeros(n, dtype=bool)
         self.desk_usd = np.zeros(n)  # dollars each fund delivered to the outside FX desk
         self.desk_yen = np.zeros(n)  # and yen it received (fx_feedback off)
@@ -193,17 +195,37 @@ class CarryFundsPopulation(FundBookPopulation):
                     notional_usd=float(amount[funds].sum()),
                     detail=detail,
                 )
-        if default.any():
-            unpaid = float((loan - repay)[default].sum())
-            if unpaid > 0.0:
-                log.add(
-                    "bad_debt",
-                    population=self.name,
-                    asset=self.asset_ids[self.fx],
-                    count=np.count_nonzero(default & (loan > repay)),
-                    notional_usd=unpaid,
-                    detail="yen loan left unpaid by defaulted funds",
-                )
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        """Settle the fills. A defaulted fund whose holdings and yen purchase have all
+        filled leaves its lenders what its dollars do not cover: bad debt valued at the
+        prices the sales actually got and the USDJPY of its yen purchase."""
+        fx_fill = price[filled & (orders.owner == self.fx)]
+        super().apply_fills(orders, filled, price, log)
+        if len(fx_fill):
+            self._last_fill_fx = float(fx_fill[0])
+        done = self.defaulted & ~self.settled & ~(self.book.pending != 0.0).any(axis=1)
+        done &= ~(self.book.units[:, : self.fx] != 0.0).any(axis=1)
+        if not done.any():
+            return
+        self.settled |= done
+        fx = self._last_fill_fx or self._last_fx
+        cash, units = self.book.cash[done], self.book.units[done]
+        dollars = cash[:, USD] + units[:, self.fx] - self.desk_usd[done]
+        equity = dollars + (cash[:, JPY] + self.desk_yen[done]) / fx
+        unpaid = np.maximum(-equity, 0.0)
+        if unpaid.any():
+            log.add(
+                "bad_debt",
+                population=self.name,
+                asset=self.asset_ids[self.fx],
+                count=np.count_nonzero(unpaid),
+                notional_usd=float(unpaid.sum()),
+                price=fx,
+                detail="yen loan left unpaid by defaulted funds, at the fill prices",
+            )
 
     def _repay(self, repay_usd: np.ndarray, fx_price: float, log: EventLog) -> None:
         """Buy back `repay_usd` worth of yen: sell that many units of the pair."""

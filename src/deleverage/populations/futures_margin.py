@@ -22,6 +22,13 @@ market order (longs buy, shorts sell) at the fill price of the moment. Their equ
 buffer are deposits from outside (`deposits_usd`), so cash still moves only with trades.
 They take free slots at the end of the arrays (doubled when full).
 
+Call timing (`call_timing`). `continuous` (the default): an account is called the moment
+its equity at the market price falls below maintenance and is liquidated at once if its
+buffer cannot pay. `settlement`: as clearing members work, calls are computed at each daily
+settlement from the settlement price (facts 2.1: one-day horizon; 2.2: margin changes take
+effect after the close); a call the buffer cannot pay is due by the next settlement, and
+the account is liquidated then only if it is still below maintenance.
+
 Speed: equity − maintenance = cash + price · slope with slope = position − m·|position|, so
 each account has one call price (−cash / slope: a floor for longs, a cap for shorts). A
 round costs O(1) while the price stays between the highest floor and the lowest cap; a
@@ -84,6 +91,8 @@ class FuturesPopulation:
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
+        self.call_timing = spec.call_timing
+        self.call_due = np.zeros(n, dtype=bool)  # settlement timing: call unmet, due next
 
         # open interest as a flow: contracts (units) of the input, mean account per side
         self.rng, self.law, self.used = rng, spec, n
@@ -151,12 +160,17 @@ class FuturesPopulation:
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         price = float(view.price[self.asset])
-        if view.settlement[self.asset] and view.step != self._settled_step:
+        settling = bool(view.settlement[self.asset]) and view.step != self._settled_step
+        if settling:
             self._settle(price, log)
             self._settled_step = view.step
         if not self.enabled:
             return
         initial, maintenance = self.margins_pct(view)
+        if self.call_timing == "settlement":
+            if settling:
+                self._settlement_calls(price, initial * self.initial_multiplier, maintenance, log)
+            return
         if self.law.oi_rebuild_half_life is not None and view.step != self._opened_step:
             self._opened_step = view.step
             if view.is_open[self.asset]:
@@ -240,6 +254,54 @@ class FuturesPopulation:
             )
         self._refresh_call_prices(called)
 
+    def _settlement_calls(
+        self, price: float, initial: float, maintenance: float, log: EventLog
+    ) -> None:
+        """`call_timing: settlement`: at a settlement, accounts below maintenance are called
+        back to initial margin; the buffer pays what it can at once, and a call it cannot
+        pay is due by the next settlement. One due since the last settlement and still
+        below maintenance now is liquidated at market."""
+        position = self.position
+        notional = np.abs(position) * price
+        equity = self.cash_usd + position * price
+        below = (position != 0.0) & (self.pending == 0.0) & (equity < maintenance / 100 * notional)
+        overdue = np.flatnonzero(below & self.call_due)
+        fresh = np.flatnonzero(below & ~self.call_due)
+        need = initial / 100.0 * notional[fresh] - equity[fresh]
+        can_pay = self.buffer_usd[fresh] >= need
+        met = fresh[can_pay]
+        self.buffer_usd[met] -= need[can_pay]
+        self.cash_usd[met] += need[can_pay]
+        self.call_due[:] = False
+        self.call_due[fresh[~can_pay]] = True
+        self.pending[overdue] = -position[overdue]
+        self._pending_total += float(self.pending[overdue].sum())
+        if len(fresh):
+            log.add(
+                "margin_call",
+                population=self.name,
+                venue=self.venue,
+                asset=self.asset_id,
+                count=len(fresh),
+                quantity=float(position[fresh].sum()),
+                notional_usd=float(need.sum()),
+                price=price,
+                detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
+                f"{len(fresh) - len(met)} due by the next settlement; maintenance {maintenance}%",
+            )
+        if len(overdue):
+            log.add(
+                "liquidation",
+                population=self.name,
+                venue=self.venue,
+                asset=self.asset_id,
+                count=len(overdue),
+                quantity=float(self.pending[overdue].sum()),
+                notional_usd=float(notional[overdue].sum()),
+                price=price,
+                detail="call unmet by the settlement it was due",
+            )
+
     def _open_positions(self, initial_pct: float) -> None:
         """Queue new accounts for `rebuild_share` of the contracts missing from the input;
         counts per side are rounded at random so the units opened have the right
@@ -269,7 +331,8 @@ class FuturesPopulation:
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
         for name, fill in (("position", 0.0), ("cash_usd", 0.0), ("buffer_usd", 0.0),
-                           ("pending", 0.0), ("floor", -np.inf), ("cap", np.inf)):  # fmt: skip
+                           ("pending", 0.0), ("floor", -np.inf), ("cap", np.inf),
+                           ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
 
     def _settle_openings(self, price: float, log: EventLog) -> None:

@@ -42,16 +42,22 @@ Liquidation (facts 1.1.7), while the venue trades:
   tier-drop of 1.3.3, 1.4.1); it pays the liquidation fee to the insurance fund. If it is
   still at or above 100% at the next check, or could not de-risk, the fund takes the
   position over at the bankruptcy price (keeping the remaining margin) while its
-  taken-over notional stays within `fund_capacity` × fund size (1.2.7); past that, the
-  position is auto-deleveraged against the opposite positions ranked by LeveragePnL, at
-  its bankruptcy price, no fee (1.2.8).
+  taken-over notional stays within `fund_capacity` × fund size (1.2.7). Past that, ADL
+  only ever shares a deficit: a position with margin left at the mark is sent to the book
+  as one market order (fee capped by its margin; a fill worse than bankruptcy is covered by
+  the fund, 1.3.3), and a position already in deficit is auto-deleveraged against the
+  opposite positions ranked by LeveragePnL, at its bankruptcy price, no fee (1.2.8), so the
+  counterparties absorb exactly its deficit. The fee on a partial de-risking takes only the
+  margin above the remaining position's maintenance margin and liquidation fee (1.4.1), so
+  that the account can be compliant "after losses and fee" (1.2.5).
 - hyperliquid-like: below maintenance (1.5.1), a market order for the position, 20% first
   when it is above $100k and the rest after a 30 s cooldown (1.5.3); below 2/3 of
   maintenance the liquidator vault takes position and margin over (1.5.4); at negative
   account value the position is auto-deleveraged against opposite positions ranked by
-  (mark/entry)·(notional/account value) (1.5.5), at its bankruptcy price so that the
-  counterparties, not the vault, absorb the deficit. A market fill worse than bankruptcy
-  leaves a deficit that the vault covers. All cascade rounds of a step happen at the step's
+  (mark/entry)·(notional/account value) (1.5.5), at the mark price: the vault covers the
+  deficit (`adl_price: bankruptcy` makes the counterparties absorb it instead, as on the
+  centralized venues). A market fill worse than bankruptcy leaves a deficit that the vault
+  covers. All cascade rounds of a step happen at the step's
   start time, so the remainder of a chunked position waits for the next step (≥ 1 min).
 - The fund works taken-over positions off to the market at most `market.participation_rate`
   of the asset's normal volume a step (1.2.7: "according to a preset algorithm"); what it
@@ -111,6 +117,7 @@ class Accounts:
     entry: np.ndarray
     wallet_usd: np.ndarray
     leverage: np.ndarray
+    clipped: int = 0  # generated accounts whose leverage draw was clipped to [1, tier max]
 
     @property
     def position_margin(self) -> np.ndarray:
@@ -237,9 +244,11 @@ def generate_accounts(
         )  # fmt: skip
         redraw = redraw[~ok]
     entry[redraw] = price0  # at entry = price, leverage ≤ tier maximum is always solvent
-    leverage = np.clip(leverage, 1.0, table.max_leverage[table.tier(size * entry)])
+    allowed = table.max_leverage[table.tier(size * entry)]
+    clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+    leverage = np.clip(leverage, 1.0, allowed)
     margin = size * entry / leverage
-    return Accounts(side, size, entry, margin * (1.0 + buffer), leverage)
+    return Accounts(side, size, entry, margin * (1.0 + buffer), leverage, clipped)
 
 
 def _merge_by_group(
@@ -300,7 +309,7 @@ class PerpPopulation:
         fee = None if spec.liquidation_fee_pct is None else spec.liquidation_fee_pct / 100.0
         self.rules = perp_rules(
             rules_name, max_leverage=spec.max_leverage, liquidation_fee=fee,
-            fund_capacity=spec.fund_capacity,
+            fund_capacity=spec.fund_capacity, adl_price=spec.adl_price,
         )  # fmt: skip
         self.cex_waterfall = self.rules.name in ("binance-like", "bybit-like")
         self.table = self.rules.table
@@ -338,6 +347,7 @@ class PerpPopulation:
                 weights /= weights.sum()
             accounts = generate_accounts(spec, self.table, price0, ctx.rng, history, weights)
         self._setup(accounts, spec.margin_mode, spec.insurance_fund_usd)
+        self._clipped = accounts.clipped  # logged at the first mark
         # open interest as a flow: the contracts (units) the input holds, per side
         self.rng, self.law = ctx.rng, spec if spec.oi_rebuild_half_life is not None else None
         self.close_share = 0.0
@@ -525,6 +535,9 @@ class PerpPopulation:
             return
         price = float(view.mark[self.asset])  # margin and liquidation use the mark price
         self._last_mark = price
+        if self._clipped:
+            self._log_clipped(log, self._clipped, "at the start")
+            self._clipped = 0
         if view.step != self._step:
             self._step = view.step
             self._offload_left_usd = self._offload_cap_usd
@@ -613,6 +626,15 @@ class PerpPopulation:
             "accounts_equity_usd": float((cash + position * price).sum() + self.idle_usd),
             "fund_equity_usd": self.fund_equity(price),
         }
+
+    def recomputed_totals(self, n_assets: int) -> tuple[np.ndarray, dict[str, float]]:
+        """`holdings` and `cash_by_currency` recomputed from the account and fund arrays
+        (the ledgers see only trades with the market; fees, funding, takeovers and ADL move
+        money inside the arrays): the engine's invariant check compares the two."""
+        sheet = self.balance_sheet(self._last_mark)
+        units = np.zeros(n_assets)
+        units[self.asset] = sheet["units"]
+        return units, {self.currency: sheet["cash_usd"]}
 
     def open_interest_usd(self, price: float) -> float:
         """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
@@ -779,7 +801,11 @@ class PerpPopulation:
         outside the venue (`deposits_usd`)."""
         slots, side, size, leverage, buffer = self._opening
         self._opening = None
-        leverage = np.clip(leverage, 1.0, self.table.max_leverage[self.table.tier(size * price)])
+        allowed = self.table.max_leverage[self.table.tier(size * price)]
+        clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+        if clipped:
+            self._log_clipped(log, clipped, "among new positions")
+        leverage = np.clip(leverage, 1.0, allowed)
         margin = size * price / leverage
         wallet = margin * (1.0 + buffer)
         cross = self.mode == "cross"
@@ -936,15 +962,23 @@ class PerpPopulation:
             self._take_over(idx[negative], price, log, label="liquidator vault")
 
     def _to_fund_or_adl(self, idx: np.ndarray, price: float, log: EventLog, label: str) -> None:
-        """Takeover while the fund has capacity, ADL for the positions beyond it."""
+        """Takeover while the fund has capacity (facts 1.2.7). Beyond it, ADL only shares a
+        deficit (facts 1.1.7, 1.2.8): a position whose margin balance at the mark is still
+        positive goes to the book as a market order for all of it (its margin left after the
+        fee stays its own; a fill worse than bankruptcy is covered by the fund, 1.3.3), and
+        only positions already in deficit are auto-deleveraged."""
         overflow = self._take_over(idx, price, log, label=label)
-        if len(overflow):
-            self._log_by_side(
-                log, "insurance_fund_depleted", self.side[overflow],
-                -self.side[overflow] * self.size[overflow], self.size[overflow] * price, price,
-                "fund at capacity (facts 1.2.7): positions go to ADL",
-            )  # fmt: skip
-            self._deleverage(overflow, price, log)
+        if not len(overflow):
+            return
+        balance, _ = self.margin(overflow, price)
+        solvent, bankrupt = overflow[balance >= 0.0], overflow[balance < 0.0]
+        self._log_by_side(
+            log, "insurance_fund_at_capacity", self.side[overflow],
+            -self.side[overflow] * self.size[overflow], self.size[overflow] * price, price,
+            "fund at capacity (facts 1.2.7): solvent positions to the book, deficits to ADL",
+        )  # fmt: skip
+        self._send(solvent, self.size[solvent], partial=False)
+        self._deleverage(bankrupt, price, log)
 
     def _send(self, idx: np.ndarray, quantity: np.ndarray, partial: bool) -> None:
         """Queue market orders reducing positions `idx` by `quantity` units."""
@@ -987,6 +1021,7 @@ class PerpPopulation:
             self.fund_units += float(np.sum(side * size))
             self.fund_cash -= float(np.sum(side * size * bankruptcy))
             self._close(take)
+            self._check_fund(price, log)
             self._log_by_side(
                 log, "perp_takeover", side, side * size, size * bankruptcy, None,
                 f"{label} at the bankruptcy price",
@@ -994,8 +1029,9 @@ class PerpPopulation:
         return idx[n:]
 
     def _deleverage(self, idx: np.ndarray, price: float, log: EventLog) -> None:
-        """Close bankrupt positions `idx` at their bankruptcy prices against the ranked
-        profitable opposite positions (facts 1.2.8, 1.5.5); the fund takes what is left."""
+        """Close bankrupt positions `idx` (margin balance < 0 at the mark) against the ranked
+        profitable opposite positions (facts 1.2.8, 1.5.5), at their bankruptcy prices or at
+        the mark (`rules.adl_price`); the fund takes what is left."""
         for sign in (1, -1):
             bankrupt = idx[self.side[idx] == sign]
             if not len(bankrupt):
@@ -1021,7 +1057,11 @@ class PerpPopulation:
             else:
                 score = hyperliquid.adl_score(-sign, price, c_entry, c_size * price, wallet + pnl)
             ranked = candidates[rank_counterparties(score, c_size, float(size.sum()))]
-            closed, value, unmatched = adl_match(size, bankruptcy, self.size[ranked])
+            # counterparties close at the bankruptcy price (facts 1.2.8), absorbing the
+            # deficit, or at the mark (1.5.5), the fund (vault) covering the deficit
+            at_mark = self.rules.adl_price == "mark"
+            fill = np.full(len(size), price) if at_mark else bankruptcy
+            closed, value, unmatched = adl_match(size, fill, self.size[ranked])
             self._settle_funding(ranked)
             self.collateral[ranked] += -sign * (value - closed * self.entry[ranked])
             full = closed >= self.size[ranked]
@@ -1043,24 +1083,42 @@ class PerpPopulation:
                     detail=f"{SIDE_NAMES[-sign]} positions deleveraged against bankrupt "
                     f"{SIDE_NAMES[sign]} positions",
                 )
+            # the last bankrupt positions in order are the unmatched ones
+            covered = np.clip(size.sum() - unmatched - (np.cumsum(size) - size), 0.0, size)
+            tail = size - covered
+            if at_mark:  # the fund pays the deficit of the units closed at the mark
+                deficit = float(np.sum(covered * sign * (bankruptcy - price)))
+                self.fund_cash -= deficit
+                if deficit > 0.0:
+                    log.add(
+                        "insurance_fund_cover",
+                        population=self.name,
+                        venue=self.venue_id,
+                        asset=self.asset_id,
+                        side=SIDE_NAMES[sign],
+                        count=int(np.count_nonzero(covered)),
+                        notional_usd=deficit,
+                        price=price,
+                        detail=f"{SIDE_NAMES[sign]}: deficit of positions deleveraged at the mark",
+                    )
             if unmatched > 0:
-                # the last bankrupt positions in order are the unmatched ones
-                covered = np.clip(size.sum() - unmatched - (np.cumsum(size) - size), 0.0, size)
-                tail = size - covered
                 self.fund_units += sign * float(tail.sum())
                 self.fund_cash -= sign * float(np.sum(tail * bankruptcy))
                 log.add(
-                    "insurance_fund_depleted",
+                    "perp_takeover",
                     population=self.name,
                     venue=self.venue_id,
                     asset=self.asset_id,
+                    side=SIDE_NAMES[sign],
                     count=int(np.count_nonzero(tail)),
                     quantity=sign * float(tail.sum()),
                     notional_usd=float(np.sum(tail * bankruptcy)),
-                    price=price,
-                    detail="ADL counterparties exhausted: the fund takes the rest",
+                    price=float(np.sum(tail * bankruptcy) / tail.sum()),
+                    detail=f"{SIDE_NAMES[sign]}: ADL counterparties exhausted: the fund takes "
+                    "the rest at the bankruptcy price, beyond its capacity",
                 )
             self._close(bankrupt)
+        self._check_fund(price, log)
 
     # ------------------------------------------------------------------ fills
 
@@ -1077,7 +1135,16 @@ class PerpPopulation:
         for sign, column in ((1, 0), (-1, 1)):
             self.open_units[column] -= quantity[side == sign].sum()
         left = self.collateral[idx] + side * remaining * (price - self.entry[idx])
-        fee = np.minimum(self.rules.liquidation_fee * quantity * price, np.maximum(left, 0.0))
+        # The fee (to the fund) takes at most the margin left. On a partial de-risking it
+        # takes only the margin above what the remaining position needs: its maintenance
+        # margin plus the fee of its own liquidation (OKX triggers at MMR + fee rate, facts
+        # 1.4.1). Otherwise a fee rate above the tier's MMR (1% against 0.4-0.5% on tiers
+        # 1-2) would turn every de-risked account into a takeover, though "liquidation stops
+        # if the account is compliant after losses and fee" (facts 1.2.5).
+        rate = self.rules.liquidation_fee
+        keep = self.table.maintenance_margin(remaining * price) + rate * remaining * price
+        cap = np.where(partial & (remaining > 0.0), np.maximum(left - keep, 0.0), np.inf)
+        fee = np.minimum(np.minimum(rate * quantity * price, cap), np.maximum(left, 0.0))
         self.collateral[idx] -= fee
         self.fund_cash += float(fee.sum())
         deficit = np.where(remaining == 0.0, np.maximum(-self.collateral[idx], 0.0), 0.0)
@@ -1089,6 +1156,7 @@ class PerpPopulation:
                 log, "insurance_fund_cover", side[covered], np.zeros(int(covered.sum())),
                 deficit[covered], price, "loss beyond collateral after a market liquidation",
             )  # fmt: skip
+            self._check_fund(price, log)
         traded = -side * quantity
         self._units += float(traded.sum())
         self._cash -= float(traded.sum()) * price
@@ -1124,20 +1192,38 @@ class PerpPopulation:
             price=price,
             detail="taken-over positions sold to the market",
         )
-        if (self.fund_cash <= 0.0) != self._fund_empty:
-            self._fund_empty = self.fund_cash <= 0.0
-            if self._fund_empty:
-                log.add(
-                    "insurance_fund_depleted",
-                    population=self.name,
-                    venue=self.venue_id,
-                    asset=self.asset_id,
-                    notional_usd=self.fund_cash,
-                    price=price,
-                    detail="fund balance at or below zero after offloading",
-                )
+        self._check_fund(price, log)
+
+    def _check_fund(self, price: float, log: EventLog) -> None:
+        """`insurance_fund_depleted` has one meaning: the fund's equity at the mark (cash +
+        its taken-over position) has fallen to zero or below; `notional_usd` is the
+        shortfall (≥ 0). Logged once each time it happens, after the fund was positive."""
+        empty = self.fund_equity(price) <= 0.0
+        if empty and not self._fund_empty:
+            log.add(
+                "insurance_fund_depleted",
+                population=self.name,
+                venue=self.venue_id,
+                asset=self.asset_id,
+                notional_usd=-self.fund_equity(price),
+                price=price,
+                detail="fund equity at or below zero: further deficits are unfunded losses "
+                "the venue carries",
+            )
+        self._fund_empty = empty
 
     # ------------------------------------------------------------------ events
+
+    def _log_clipped(self, log: EventLog, count: int, when: str) -> None:
+        """Leverage draws outside [1, the tier's maximum] are clipped to it, and counted."""
+        log.add(
+            "perp_leverage_clipped",
+            population=self.name,
+            venue=self.venue_id,
+            asset=self.asset_id,
+            count=count,
+            detail=f"leverage draws clipped to [1, tier maximum] {when}",
+        )
 
     def _log_by_side(
         self,
@@ -1159,9 +1245,6 @@ class PerpPopulation:
                 continue
             units = float(quantity[mask].sum())
             usd = float(notional[mask].sum())
-            text = f"{SIDE_NAMES[sign]}: {detail}"
-            if fee is not None:
-                text += f" {float(fee[mask].sum()):.2f} USD"
             log.add(
                 kind,
                 population=self.name,
@@ -1172,5 +1255,6 @@ class PerpPopulation:
                 quantity=units,
                 notional_usd=usd,
                 price=price if price is not None else usd / abs(units),
-                detail=text,
+                fee_usd=float(fee[mask].sum()) if fee is not None else 0.0,
+                detail=f"{SIDE_NAMES[sign]}: {detail}",
             )

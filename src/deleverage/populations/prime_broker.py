@@ -12,7 +12,10 @@ it sells by the pecking order until the requirement is `margin_target` × equity
 dollar sold releasing its haircut. Peripheral assets go first, so a silver margin call
 sells bitcoin. A fund above `default_leverage` (assets ÷ equity; Cont–Schaanning's
 minimum, facts 4.9) defaults and the broker liquidates its whole book. The broker loan is
-negative USD cash; sales repay it at their fill prices; no interest is accrued.
+negative USD cash; sales repay it at their fill prices; no interest is accrued. Once a
+defaulted fund's book is sold, the loan its sales did not repay is the broker's bad debt,
+logged (`bad_debt`) at the fill prices; it stays on the fund as negative cash, so no dollar
+vanishes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -69,6 +72,7 @@ class PrimeBrokerPopulation(FundBookPopulation):
         cash = (equity - units @ price)[:, None]  # the broker loan, negative
         self.book = FundBook(columns, np.zeros(len(columns), dtype=np.int64), units, cash)
         self.defaulted = np.zeros(spec.funds, dtype=bool)
+        self.settled = np.zeros(spec.funds, dtype=bool)  # defaulted, book sold, debt logged
         self._update_defaults(self.defaulted)
 
     def _update_defaults(self, default: np.ndarray) -> None:
@@ -76,6 +80,27 @@ class PrimeBrokerPopulation(FundBookPopulation):
         self.defaulted |= default
         self._call_bar = np.where(self.defaulted, np.inf, 0.0)
         self._default_bar = np.where(self.defaulted, np.inf, self.spec.default_leverage)
+
+    def apply_fills(
+        self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
+    ) -> None:
+        """Settle the sales; a defaulted fund whose book is now sold leaves the broker the
+        loan its sales did not repay (bad debt at the fill prices)."""
+        super().apply_fills(orders, filled, price, log)
+        done = self.defaulted & ~self.settled
+        done &= ~(self.book.units != 0.0).any(axis=1) & ~(self.book.pending != 0.0).any(axis=1)
+        if not done.any():
+            return
+        self.settled |= done
+        unpaid = np.maximum(-self.book.cash[done, 0], 0.0)
+        if unpaid.any():
+            log.add(
+                "bad_debt",
+                population=self.name,
+                count=int(np.count_nonzero(unpaid)),
+                notional_usd=float(unpaid.sum()),
+                detail="broker loan left after selling defaulted funds' books at the fill prices",
+            )
 
     def haircuts(self, view: MarketView) -> np.ndarray:
         """Margin per asset as a fraction of value: broker haircut, at least the exchange's."""

@@ -22,6 +22,7 @@ COLUMNS = (
     "quantity",
     "notional_usd",
     "price",
+    "fee_usd",
     "detail",
 )
 
@@ -44,6 +45,7 @@ class EventLog:
         quantity: float = 0.0,
         notional_usd: float = 0.0,
         price: float = float("nan"),
+        fee_usd: float = 0.0,
         detail: str = "",
     ) -> None:
         self.rows.append(
@@ -59,6 +61,7 @@ class EventLog:
                 float(quantity),
                 float(notional_usd),
                 float(price),
+                float(fee_usd),
                 detail,
             )
         )

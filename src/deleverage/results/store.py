@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, seed BIGINT, scenario VARCHAR, time TIMESTAMP, entity VARCHAR,
     metric VARCHAR, value DOUBLE, unit VARCHAR, basis VARCHAR);
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS paths INTEGER DEFAULT 1;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS fee_usd DOUBLE DEFAULT 0;
 CREATE TABLE IF NOT EXISTS path_targets (
     run_id VARCHAR, path INTEGER, target VARCHAR, observed DOUBLE, modelled DOUBLE,
     unit VARCHAR, time TIMESTAMP);
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS path_market AS
     SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM market LIMIT 0;
 CREATE TABLE IF NOT EXISTS path_events AS
     SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM events LIMIT 0;
+ALTER TABLE path_events ADD COLUMN IF NOT EXISTS fee_usd DOUBLE DEFAULT 0;
 """
 
 

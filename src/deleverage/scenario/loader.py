@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import reprlib
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -60,14 +61,48 @@ def resolve_path(name_or_path: str | Path) -> Path:
     )
 
 
+MAX_ALIASES = 100  # YAML aliases (*name) in one file: enough for sharing, no "billion laughs"
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a bound on aliases, so a file of nested aliases cannot
+    expand into billions of nodes when validated or shown in an error."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
+            if self.aliases_seen > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(
+                    f"line {mark.line + 1}: expected at most {MAX_ALIASES} aliases, found more"
+                )
+        return super().compose_node(parent, index)
+
+
 def _read_raw(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    def problem(at: str, message: str) -> ScenarioError:
+        return ScenarioError([Problem(path.name, at, message)])
+
     try:
-        raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f"line {where.line + 1}" if where is not None else ""
-        raise ScenarioError([Problem(path.name, at, f"expected valid YAML/TOML: {exc}")]) from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise problem("", f"expected a readable file, found {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise problem("", f"expected UTF-8 text, found byte {data[exc.start]:#04x} at offset "
+                      f"{exc.start} (save the file as UTF-8)") from None  # fmt: skip
+    try:
+        if path.suffix.lower() == ".toml":
+            raw = tomllib.loads(text)
+        else:
+            raw = yaml.load(text, Loader=_SafeLoader)
+    except tomllib.TOMLDecodeError as exc:
+        raise problem("", f"expected valid TOML: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise problem(*_yaml_message(exc)) from None
+    except RecursionError:
+        raise problem("", "expected a scenario nested at most a few hundred levels deep") from None
     if not isinstance(raw, dict):
         raise ScenarioError(
             [Problem(path.name, "", f"expected a mapping at top level, found {type(raw).__name__}")]
@@ -75,13 +110,22 @@ def _read_raw(path: Path) -> dict[str, Any]:
     return raw
 
 
+def _yaml_message(exc: yaml.YAMLError) -> tuple[str, str]:
+    """One line: where (line N, column M) and what PyYAML found wrong."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return at, f"expected valid YAML: {what}" + (f" ({context})" if context else "")
+
+
 # --------------------------------------------------------------------------- overrides
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return yaml.load(text, Loader=_SafeLoader)
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -129,6 +173,17 @@ def apply_overrides(
     raw: dict[str, Any], sets: list[str] = (), channels: list[str] = ()
 ) -> dict[str, Any]:
     """Apply `--set key.path=value` and `--channels name=on|off` to a raw scenario."""
+    raw, problems = _overridden(raw, sets, channels)
+    if problems:
+        raise ScenarioError(problems)
+    return raw
+
+
+def _overridden(
+    raw: dict[str, Any], sets: list[str], channels: list[str]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The raw scenario with every well-formed override applied, and the problems of the
+    others (so that they are reported together with the scenario's own)."""
     raw = copy.deepcopy(raw)
     problems = []
     for item in sets:
@@ -152,9 +207,7 @@ def apply_overrides(
                 problems.append(Problem("--channels", part, "expected name=on or name=off"))
             else:
                 raw.setdefault("channels", {})[name] = state == "on"
-    if problems:
-        raise ScenarioError(problems)
-    return raw
+    return raw, problems
 
 
 # --------------------------------------------------------------------------- errors
@@ -173,7 +226,7 @@ def _render_path(raw: Any, loc: tuple[Any, ...]) -> str:
                     label = str(node.get("id") or node.get("name"))
             else:
                 node = None
-            out += f"[{label}]"
+            out += f".{label}" if out else label
             continue
         if isinstance(node, dict) and part not in node and isinstance(part, str):
             kinds = node.get("type")
@@ -206,8 +259,13 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 2, 4, 4, 50
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    """A short repr that never expands a large or deeply nested value."""
+    text = _SHORT.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -265,14 +323,61 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
                 f"found venue {venue.id!r} with {venue.margin_rules!r}",
             )
         )
-    if book.file is not None:
-        from deleverage.populations.perps import read_accounts  # the reader lives with its user
+    rules_name = book.margin_rules or (venue.margin_rules if venue else None)
+    from deleverage.populations.perps import read_accounts  # the reader lives with its user
+    from deleverage.venues import perp_rules
 
+    accounts = None
+    if book.file is not None:
         try:
-            read_accounts(_resolve_file(base, book.file))
+            accounts = read_accounts(_resolve_file(base, book.file))
         except ValueError as exc:
             problems.append(("file", str(exc)))
+            return problems
+    if rules_name not in perp_rule_sets:
+        return problems
+    table = perp_rules(rules_name, max_leverage=book.max_leverage).table
+    if accounts is not None:
+        allowed = table.max_leverage[table.tier(accounts.size * accounts.entry)]
+        over = np.flatnonzero(accounts.leverage > allowed)
+        if len(over):
+            row = int(over[0])
+            problems.append(
+                (
+                    "file",
+                    f"row {row + 2}: expected leverage ≤ {allowed[row]:g}x, the {rules_name} "
+                    f"maximum for its notional, found {accounts.leverage[row]:g}x "
+                    f"({len(over)} such rows)",
+                )
+            )
+    elif book.leverage is not None and book.leverage.dist in ("uniform", "triangular", "fixed"):
+        # a bounded law above the maximum is a mistake; the tails of unbounded laws are
+        # clipped to the tier's maximum, and the run logs how many (`perp_leverage_clipped`)
+        top = float(table.max_leverage.max())
+        highest = _support(book.leverage)[1]
+        if highest > top:
+            problems.append(
+                (
+                    "leverage",
+                    f"expected draws ≤ {top:g}x, the {rules_name} maximum leverage, found a "
+                    f"law reaching {highest:g}x",
+                )
+            )
     return problems
+
+
+def _support(law: Any) -> tuple[float, float]:
+    """The range a prior draws from in practice: its bounds, or ±6 standard deviations (a
+    draw beyond has probability 2e-9; one that lands there and is invalid stops the run
+    with a clear `ScenarioError`)."""
+    if law.dist in ("uniform", "triangular"):
+        return float(law.low), float(law.high)
+    if law.dist == "normal":
+        return float(law.mean - 6.0 * law.sd), float(law.mean + 6.0 * law.sd)
+    if law.dist == "lognormal":
+        spread = np.exp(6.0 * law.sigma)
+        return float(law.median / spread), float(law.median * spread)
+    return float(law.value), float(law.value)
 
 
 def _check_driven_window(shock: Any, path: str, scenario: Scenario, base: Path, bad) -> None:
@@ -285,6 +390,10 @@ def _check_driven_window(shock: Any, path: str, scenario: Scenario, base: Path, 
             bad(f"{path}.file", str(exc))
             return
         first = series.index[0].to_pydatetime()
+        if shock.kind == "price" and not (series > 0).all():
+            found = float(series[~(series > 0)].iloc[0])
+            bad(f"{path}.file", f"expected positive prices in {shock.column!r}, found {found}")
+            return
     else:
         first = min(when for when, _ in shock.points)
     start, end = scenario.clock.start, scenario.clock.end
@@ -313,7 +422,7 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         for item in items:
             value = getattr(item, key)
             if value in seen:
-                bad(f"{kind}[{value}].{key}", f"expected a unique {key}, found {value!r} twice")
+                bad(f"{kind}.{value}.{key}", f"expected a unique {key}, found {value!r} twice")
             seen.add(value)
 
     assets = scenario.asset_index()
@@ -334,20 +443,24 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
             bad(path, f"expected a time inside the clock window, found {when:%Y-%m-%d %H:%M}")
 
     for asset in scenario.assets:
-        need_venue(f"assets[{asset.id}].venue", asset.venue)
+        need_venue(f"assets.{asset.id}.venue", asset.venue)
         if asset.history is not None:
             try:
                 spec = asset.history
                 if spec.file is not None:
                     spec = spec.model_copy(update={"file": str(_resolve_file(base, spec.file))})
-                if history_series(spec, start).empty:
-                    bad(f"assets[{asset.id}].history", "expected data on or before clock.start")
+                series = history_series(spec, start)
+                if series.empty:
+                    bad(f"assets.{asset.id}.history", "expected data on or before clock.start")
+                elif not (series > 0).all():
+                    found = float(series[~(series > 0)].iloc[0])
+                    bad(f"assets.{asset.id}.history", f"expected positive prices, found {found}")
             except SeriesError as exc:
-                bad(f"assets[{asset.id}].history", str(exc))
+                bad(f"assets.{asset.id}.history", str(exc))
 
     for venue in scenario.venues:
         for j, outage in enumerate(venue.outages):
-            need_in_window(f"venues[{venue.id}].outages[{j}].start", outage.start)
+            need_in_window(f"venues.{venue.id}.outages.{j}.start", outage.start)
 
     for a, b, _ in scenario.market.correlation.pairs:
         need_asset("market.correlation.pairs", a)
@@ -357,7 +470,7 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         # Any field named `asset` or `*_asset` names one asset, `*_venue` one venue;
         # `weights`/`holdings` map assets.
         for key, value in population:
-            where = f"populations[{population.name}].{key}"
+            where = f"populations.{population.name}.{key}"
             if (key == "asset" or key.endswith("_asset")) and isinstance(value, str):
                 need_asset(where, value)
             elif key.endswith("_venue") and isinstance(value, str):
@@ -369,13 +482,13 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         if hasattr(population, "check_assets"):
             by_id = {asset.id: asset for asset in scenario.assets}
             for key, message in population.check_assets(by_id):
-                bad(f"populations[{population.name}].{key}", message)
+                bad(f"populations.{population.name}.{key}", message)
         if population.type == "perp_book":
             for key, message in _perp_book_problems(population, scenario, base):
-                bad(f"populations[{population.name}].{key}", message)
+                bad(f"populations.{population.name}.{key}", message)
 
     for i, shock in enumerate(scenario.shocks):
-        path = f"shocks[{i}]"
+        path = f"shocks.{i}"
         if shock.type in ("news", "policy"):
             for asset_id in shock.returns:
                 need_asset(f"{path}.returns", asset_id)
@@ -406,10 +519,26 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
                 )
         if shock.type == "driver":
             _check_driven_window(shock, path, scenario, base, bad)
+        if shock.type == "flow" and shock.asset in assets:
+            # a programme beyond ten days of the asset's whole volume is outside what the
+            # impact laws describe (facts 3.1: calibrated up to Q/V of order 1)
+            adv = scenario.assets[assets[shock.asset]].adv_usd
+            if abs(shock.notional_usd) > 10.0 * adv:
+                bad(
+                    f"{path}.notional_usd",
+                    f"expected at most 10 × the asset's adv_usd ({10.0 * adv:.4g}), found "
+                    f"{shock.notional_usd:.4g}",
+                )
 
     for j, target in enumerate(scenario.targets):
         if target.asset is not None:
-            need_asset(f"targets[{j}].asset", target.asset)
+            need_asset(f"targets.{j}.asset", target.asset)
+        if target.window is not None and not (start <= target.window[0] < target.window[1] <= end):
+            bad(
+                f"targets.{j}.window",
+                "expected a window inside the clock window, found "
+                f"{target.window[0]:%Y-%m-%d %H:%M} to {target.window[1]:%Y-%m-%d %H:%M}",
+            )
 
     if not problems:
         try:
@@ -443,28 +572,67 @@ def correlation_matrix(scenario: Scenario) -> np.ndarray:
 # --------------------------------------------------------------------------- public
 
 
-def validate(raw: dict[str, Any], source: str, base: Path) -> Scenario:
+def validate(
+    raw: dict[str, Any], source: str, base: Path, problems: list[Problem] = ()
+) -> Scenario:
+    """The scenario `raw` as a `Scenario`, or a `ScenarioError` with every problem: those
+    given (e.g. of overrides), the schema's, then cross-references and files."""
+    problems = list(problems)
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError(_problems_from_validation(source, raw, exc)) from None
-    problems = _semantic_problems(scenario, source, base)
+        raise ScenarioError(problems + _problems_from_validation(source, raw, exc)) from None
+    except RecursionError:
+        problems.append(Problem(source, "", "expected a scenario nested less deeply"))
+        raise ScenarioError(problems) from None
+    problems += _semantic_problems(scenario, source, base)
     for j, item in enumerate(scenario.uncertain):
-        trial = copy.deepcopy(raw)
-        try:
-            set_path(trial, item.path, item.prior.center())
-            Scenario.model_validate(trial)
-        except (KeyError, ValidationError):
-            problems.append(
-                Problem(
-                    source,
-                    f"uncertain[{j}].path",
-                    f"expected an existing key path, found {item.path!r}",
-                )
-            )
+        problems += _prior_problems(raw, item, f"uncertain.{j}", source)
     if problems:
         raise ScenarioError(problems)
     return _absolute_files(scenario, base)
+
+
+def _prior_problems(raw: dict[str, Any], item: Any, where: str, source: str) -> list[Problem]:
+    """A prior must name an existing key and every value it can draw — its centre and both
+    ends of its support (`_support`) — must give a valid scenario, so that no seed meets a
+    draw the schema refuses."""
+    for value in dict.fromkeys((item.prior.center(), *_support(item.prior))):
+        trial = copy.deepcopy(raw)
+        try:
+            set_path(trial, item.path, _as_field(trial, item.path, value))
+        except KeyError:
+            return [Problem(source, f"{where}.path", f"expected an existing key path, found "
+                            f"{item.path!r}")]  # fmt: skip
+        try:
+            Scenario.model_validate(trial)
+        except ValidationError as exc:
+            if any(err["type"] == "extra_forbidden" for err in exc.errors()):
+                return [Problem(source, f"{where}.path", f"expected an existing key path, "
+                                f"found {item.path!r}")]  # fmt: skip
+            first = _problems_from_validation(source, trial, exc)[0]
+            return [
+                Problem(
+                    source,
+                    f"{where}.prior",
+                    f"expected draws valid for {item.path}, found that a draw of {value:g} "
+                    f"gives {first.path}: {first.message}",
+                )
+            ]
+    return []
+
+
+def _as_field(raw: dict[str, Any], dotted: str, value: float) -> float | int:
+    """A draw in the type of the value it replaces: whole numbers (counts) are rounded."""
+    node: Any = raw
+    for part in dotted.split("."):
+        found = _child(node, part)
+        if found is None:
+            return value
+        container, key = found
+        node = container[key]
+    is_count = isinstance(node, int) and not isinstance(node, bool)
+    return round(value) if is_count else value
 
 
 def _absolute_files(scenario: Scenario, base: Path) -> Scenario:
@@ -507,8 +675,8 @@ def load_scenario(
 
     Raises `ScenarioError` listing every problem (file, key path, expected, found)."""
     path = resolve_path(name_or_path)
-    raw = apply_overrides(_read_raw(path), list(sets), list(channels))
-    return validate(raw, path.name, path.parent)
+    raw, problems = _overridden(_read_raw(path), list(sets), list(channels))
+    return validate(raw, path.name, path.parent, problems)
 
 
 def scenario_hash(scenario: Scenario) -> str:
@@ -541,5 +709,8 @@ def sample_uncertain(scenario: Scenario, rng: np.random.Generator) -> Scenario:
         return scenario
     raw = scenario.model_dump(mode="json", by_alias=True)
     for item in scenario.uncertain:
-        set_path(raw, item.path, float(item.prior.sample(rng)))
-    return Scenario.model_validate(raw)
+        set_path(raw, item.path, _as_field(raw, item.path, float(item.prior.sample(rng))))
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:  # a draw beyond the checked support (< 1e-15 per draw)
+        raise ScenarioError(_problems_from_validation("uncertain draw", raw, exc)) from None

@@ -39,6 +39,18 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"expected a positive duration such as '30s' or '1h', found {value}")
+    return value
+
+
+def _nonnegative_duration(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError(f"expected a duration of 0 or more, found {value}")
+    return value
+
+
 def _parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value)
@@ -66,10 +78,11 @@ def _utc(value: datetime) -> datetime:
 def _check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
+        shown = name if len(name) <= 40 else name[:37] + "..."
         raise ValueError(
-            f"expected an IANA time zone such as 'America/New_York', found {name!r}"
-        ) from exc
+            f"expected an IANA time zone such as 'America/New_York', found {shown!r}"
+        ) from None
     return name
 
 
@@ -94,6 +107,14 @@ def _parse_clock_time(value: object) -> object:
 Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
+    AfterValidator(_positive_duration),
+    PlainSerializer(_format_duration, return_type=str),
+]
+# round_seconds and mark_price_window may be 0 (instant rounds, no smoothing)
+DurationOrZero = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    AfterValidator(_nonnegative_duration),
     PlainSerializer(_format_duration, return_type=str),
 ]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
@@ -106,12 +127,32 @@ ClockMinutes = Annotated[
 TimeZone = Annotated[str, AfterValidator(_check_zone)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
+# An amount of dollars held or traded: positive, at most $1 quadrillion (10× world GDP)
+Usd = Annotated[float, Field(gt=0.0, le=1e15)]
+# A price in its currency's units: from a millionth to a trillion (beyond, products of
+# prices and sizes leave the range of floating point)
+Price = Annotated[float, Field(ge=1e-6, le=1e12)]
+# A log-return jump: |r| ≤ 5 is a move of ×148 or −99.3%, beyond any observed shock
+LogJump = Annotated[float, Field(ge=-5.0, le=5.0)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """Immutable, no unknown keys, and no NaN or infinite number anywhere (a YAML 1e999 or
+    .nan is an error, not a NaN result)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        """A copy; with `update`, validated again like a file (pydantic's own copy skips
+        validation, so an update could bring back every mistake the schema refuses)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if not update:
+            return copied
+        return type(self).model_validate(copied.model_dump(by_alias=True, round_trip=True))
 
 
 # --------------------------------------------------------------------------- clock
@@ -131,6 +172,11 @@ class Clock(Model):
         if not timedelta(minutes=1) <= self.step <= timedelta(days=1):
             raise ValueError(
                 f"step must be between 1min and 1d, found {_format_duration(self.step)}"
+            )
+        if self.step > self.end - self.start:
+            raise ValueError(
+                f"expected a step no longer than the window, found step "
+                f"{_format_duration(self.step)} for {self.end - self.start}"
             )
         return self
 
@@ -186,7 +232,9 @@ class VisibleDepth(Model):
     """The book a sweep within minutes meets (SPEC §3.2): USD resting on each side within
     `band_pct` of mid at rest (facts 3.2.6-3.2.7: aggregated BTC ≈ $86-150M within 1%)."""
 
-    usd: Positive = Field(description="USD resting on one side within band_pct of mid")
+    usd: Annotated[float, Field(ge=1e4, le=1e15)] = Field(
+        description="USD resting on one side within band_pct of mid (at least $10k)"
+    )
     band_pct: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     shape: Annotated[float, Field(gt=0.0, le=2.0)] = Field(
         2.0,
@@ -202,7 +250,9 @@ class Liquidity(Model):
     the square-root law on daily volume; the optional visible book is the thin part near mid
     that a fast sweep meets, refilled from the latent book at a finite rate."""
 
-    impact_y: Positive = Field(0.7, description="square-root prefactor Y (facts 3.1.5)")
+    impact_y: Annotated[float, Field(ge=0.01, le=5.0)] = Field(
+        0.7, description="square-root prefactor Y (facts 3.1.5: of order 1; 0.01 to 5)"
+    )
     resilience_half_life: Duration = Field(
         timedelta(days=1),
         description="half-life of the latent book's displacement: a day, so that a metaorder "
@@ -237,7 +287,7 @@ class History(Model):
     file: str | None = None
     column: str = "close"
     time_column: str = "date"
-    points: list[tuple[UtcTime, Positive]] | None = Field(None, min_length=1)
+    points: list[tuple[UtcTime, Price]] | None = Field(None, min_length=1)
     source: str | None = None
 
     @model_validator(mode="after")
@@ -255,10 +305,16 @@ class Asset(Model):
     tier: Literal["core", "semi_core", "peripheral"]
     venue: str
     currency: str = "USD"
-    price: Positive | None = Field(None, description="initial price in `currency` units")
+    price: Price | None = Field(None, description="initial price in `currency` units")
     history: History | None = Field(None, description="observed path before the clock start")
-    daily_vol: Positive = Field(description="daily volatility of log price (fraction)")
-    adv_usd: Positive = Field(description="average daily traded volume, USD")
+    daily_vol: Annotated[float, Field(ge=1e-4, le=1.0)] = Field(
+        description="daily volatility of log price (fraction, 1e-4 to 1: 0.01% to 100% a day)"
+    )
+    adv_usd: Annotated[float, Field(ge=1e5, le=1e15)] = Field(
+        description="average daily traded volume, USD; at least $100k: the impact laws (facts "
+        "3.1) are calibrated on liquid markets, and far thinner books let forced flows drive "
+        "the price to zero"
+    )
     block: str | None = Field(None, description="correlation block; default: the asset class")
     liquidity: Liquidity = Liquidity()
     duration_years: Positive | None = Field(None, description="modified duration, bonds only")
@@ -342,17 +398,17 @@ class MarketMakers(Model):
 class Market(Model):
     correlation: Correlation = Correlation()
     market_makers: MarketMakers = MarketMakers()
-    noise_scale: Annotated[float, Field(ge=0.0)] = Field(
-        1.0, description="multiplies the exogenous noise; 0 switches it off"
+    noise_scale: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        1.0, description="multiplies the exogenous noise (at most 10); 0 switches it off"
     )
     max_rounds: Annotated[int, Field(ge=1, le=1000)] = 50
-    round_seconds: Duration = Field(
+    round_seconds: DurationOrZero = Field(
         timedelta(seconds=10),
         description="time between cascade rounds inside a step: forced sellers react to a new "
         "price within seconds (mark prices update every 1-3 s, facts 1.2.10, 1.5.8); the "
         "visible book refills for this long between rounds",
     )
-    mark_price_window: Duration = Field(
+    mark_price_window: DurationOrZero = Field(
         timedelta(seconds=30),
         description="window over which exchanges smooth the basis into the mark price that "
         "margin and liquidation use (facts 1.1.6, 1.2.10: 30 one-second points since "
@@ -382,7 +438,7 @@ class Distribution(Model):
     mean: float | None = None
     sd: Annotated[float, Field(ge=0.0)] | None = None
     median: Positive | None = None
-    sigma: Annotated[float, Field(ge=0.0)] | None = None
+    sigma: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
     value: float | None = None
 
     @model_validator(mode="after")
@@ -405,6 +461,8 @@ class Distribution(Model):
 
     def sample(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray | float:
         """Draw `size` values (a float when size is None)."""
+        if self.dist in ("uniform", "triangular") and self.low == self.high:
+            return np.full(size, self.low) if size is not None else self.low  # incl. 0 and −0
         if self.dist == "uniform":
             return rng.uniform(self.low, self.high, size)
         if self.dist == "normal":
@@ -412,8 +470,6 @@ class Distribution(Model):
         if self.dist == "lognormal":
             return self.median * np.exp(self.sigma * rng.standard_normal(size))
         if self.dist == "triangular":
-            if self.low == self.high:
-                return np.full(size, self.low) if size is not None else self.low
             return rng.triangular(self.low, self.mode, self.high, size)
         return np.full(size, self.value) if size is not None else self.value
 
@@ -441,7 +497,7 @@ class StopLossBook(Model):
     asset: str
     side: Literal["long", "short"] = "long"
     accounts: Annotated[int, Field(ge=1, le=50_000_000)]
-    notional_usd: Positive
+    notional_usd: Usd
     stop_distance: Distribution
     source: str | None = None
 
@@ -464,7 +520,7 @@ class ValueFunds(Model):
     name: str
     asset: str
     funds: Annotated[int, Field(ge=1, le=100_000)]
-    capital_usd: Positive = Field(description="total equity at the start, split equally")
+    capital_usd: Usd = Field(description="total equity at the start, split equally")
     anchor: Positive | None = Field(
         None,
         description="value V, price units; default: the mean of the asset's history prices, "
@@ -491,7 +547,7 @@ class VolTargetFunds(Model):
     name: str
     weights: dict[str, Positive] = Field(description="portfolio weights by asset (normalized)")
     funds: Annotated[int, Field(ge=1, le=100_000)] = 1
-    capital_usd: Positive
+    capital_usd: Usd
     target_vol: Positive = Field(description="daily volatility target of the portfolio")
     max_leverage: Annotated[float, Field(ge=0.0)] = 2.0
     vol_half_life: Duration = timedelta(days=2)
@@ -512,7 +568,7 @@ class TrendFollowers(Model):
     name: str
     weights: dict[str, Positive]
     funds: Annotated[int, Field(ge=1, le=100_000)] = 1
-    capital_usd: Positive
+    capital_usd: Usd
     target_vol: Positive = Field(0.01, description="daily volatility target per asset")
     lookback: Duration = timedelta(days=10)
     max_leverage: Annotated[float, Field(ge=0.0)] = 3.0
@@ -534,7 +590,7 @@ class EtfFlows(Model):
     type: Literal["etf_flows"]
     name: str
     asset: str
-    aum_usd: Positive
+    aum_usd: Usd
     sensitivity: Annotated[float, Field(ge=0.0)] = Field(
         description="daily flow as a share of AUM per unit of trailing log return"
     )
@@ -561,7 +617,7 @@ class FuturesBook(Model):
     name: str
     asset: str
     accounts: Annotated[int, Field(ge=1, le=10_000_000)]
-    notional_usd: Positive = Field(description="gross notional of open positions at the start")
+    notional_usd: Usd = Field(description="gross notional of open positions at the start")
     long_share: Fraction = Field(0.5, description="share of the notional held long")
     margin_cushion: Distribution = Field(
         description="account equity ÷ its initial margin (1 = exactly at initial) when it "
@@ -584,6 +640,12 @@ class FuturesBook(Model):
     )
     initial_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    call_timing: Literal["continuous", "settlement"] = Field(
+        "continuous",
+        description="continuous: called and, if the buffer cannot pay, liquidated the moment "
+        "equity falls below maintenance; settlement: calls computed at each daily settlement "
+        "and due by the next one (how clearing members work; facts 2.1-2.2)",
+    )
     initial_margin_multiplier: Annotated[float, Field(ge=1.0)] = Field(
         1.0,
         description="the accounts' initial margin ÷ the schedule's: 1.1 for heightened-risk-"
@@ -621,9 +683,9 @@ class CarryFunds(Model):
     type: Literal["carry_funds"]
     name: str
     funds: Annotated[int, Field(ge=1, le=1_000_000)]
-    equity_usd: Positive = Field(description="total equity at the start")
+    equity_usd: Usd = Field(description="total equity at the start")
     weights: dict[str, Positive] = Field(description="portfolio weights by asset (normalized)")
-    weight_dispersion: Annotated[float, Field(ge=0.0)] = Field(
+    weight_dispersion: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
         0.0, description="lognormal σ of each fund's weights around the population's"
     )
     fx_asset: str = Field("USDJPY", description="the funding pair, priced in yen per dollar")
@@ -682,9 +744,9 @@ class PrimeBrokerFunds(Model):
     type: Literal["pb_funds"]
     name: str
     funds: Annotated[int, Field(ge=1, le=1_000_000)]
-    equity_usd: Positive = Field(description="total equity at the start")
+    equity_usd: Usd = Field(description="total equity at the start")
     weights: dict[str, Positive] = Field(description="portfolio weights by asset (normalized)")
-    weight_dispersion: Annotated[float, Field(ge=0.0)] = 0.0
+    weight_dispersion: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
     leverage: Distribution = Field(description="assets ÷ equity at the start, per fund")
     haircut_pct: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = Field(
         description="broker haircut per held asset at the start, % of value"
@@ -727,20 +789,23 @@ class PerpBook(Model):
     )
     margin_mode: Literal["cross", "isolated"] = "cross"
     accounts: Annotated[int, Field(ge=1, le=20_000_000)] | None = None
-    open_interest_usd: Positive | None = Field(
+    open_interest_usd: Usd | None = Field(
         None, description="one-sided open interest at the initial price, USD"
     )
     long_share: Fraction = Field(0.5, description="share of the gross notional held long")
     leverage: Distribution | None = Field(
-        None, description="notional ÷ position margin at entry, per account (clipped to the tier)"
+        None,
+        description="notional ÷ position margin at entry, per account; bounded laws must stay "
+        "within the rule set's maximum, draws of unbounded ones are clipped to the tier and "
+        "counted (event perp_leverage_clipped)",
     )
-    size_dispersion: Annotated[float, Field(ge=0.0)] = Field(
-        1.5, description="lognormal σ of account notionals"
+    size_dispersion: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+        1.5, description="lognormal σ of account notionals (at most 5)"
     )
     wallet_buffer: Distribution | None = Field(
         None, description="wallet beyond the position margin ÷ position margin; None: 0"
     )
-    entry_spread: Annotated[float, Field(ge=0.0)] = Field(
+    entry_spread: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
         0.05,
         description="without an asset history: lognormal σ of entry prices around the "
         "initial price (accounts need only be solvent at the start)",
@@ -757,11 +822,17 @@ class PerpBook(Model):
     liquidation_fee_pct: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
         None, description="% of liquidated notional to the insurance fund; default per rules"
     )
-    insurance_fund_usd: Annotated[float, Field(ge=0.0)] = Field(
+    insurance_fund_usd: Annotated[float, Field(ge=0.0, le=1e15)] = Field(
         0.0, description="insurance fund (binance-like) or liquidator vault at the start"
     )
     fund_capacity: Positive | None = Field(
         None, description="max taken-over notional ÷ fund size; default 1 (binance-like)"
+    )
+    adl_price: Literal["bankruptcy", "mark"] | None = Field(
+        None,
+        description="price at which ADL closes counterparties; default per rules: bankruptcy "
+        "on binance-like and bybit-like (facts 1.2.8: counterparties absorb the deficit), mark "
+        "on hyperliquid-like (facts 1.5.5: the vault covers the deficit)",
     )
     funding_interest_pct: float = Field(0.01, description="interest rate I, % per 8 h")
     funding_clamp_pct: Annotated[float, Field(ge=0.0)] = Field(0.05, description="% per 8 h")
@@ -824,7 +895,7 @@ class _Shock(Model):
 class NewsShock(_Shock):
     type: Literal["news"]
     time: UtcTime
-    returns: dict[str, float] = Field(description="log-return jump per asset")
+    returns: dict[str, LogJump] = Field(description="log-return jump per asset")
 
 
 class PolicyShock(NewsShock):
@@ -846,6 +917,20 @@ class EarningsShock(_Shock):
     crowding: Fraction = 0.0
     crowding_amplifier: Annotated[float, Field(ge=0.0)] = 1.0
 
+    @model_validator(mode="after")
+    def _nonzero_expectation(self) -> EarningsShock:
+        expected = "whisper" if self.whisper is not None else "consensus"
+        if getattr(self, expected) == 0.0:
+            raise ValueError(
+                f"expected a nonzero {expected}: the surprise is measured relative to it"
+            )
+        if not abs(self.log_return) <= 5.0:
+            raise ValueError(
+                f"expected a jump |sensitivity·surprise·(1 + amplifier·crowding)| ≤ 5, found "
+                f"{self.log_return:.4g}"
+            )
+        return self
+
     @property
     def surprise(self) -> float:
         expected = self.whisper if self.whisper is not None else self.consensus
@@ -862,14 +947,16 @@ class RateShock(_Shock):
     type: Literal["rate"]
     time: UtcTime
     asset: str
-    change_bp: float
+    change_bp: Annotated[float, Field(ge=-2000.0, le=2000.0)] = Field(
+        description="yield change in basis points (at most ±20 percentage points)"
+    )
 
 
 class FxShock(_Shock):
     type: Literal["fx"]
     time: UtcTime
     pair: str
-    change: float = Field(description="log-return jump of the pair (e.g. USDJPY −0.023)")
+    change: LogJump = Field(description="log-return jump of the pair (e.g. USDJPY −0.023)")
 
 
 class MarginChange(_Shock):
@@ -916,7 +1003,7 @@ class FlowShock(_Shock):
     asset: str
     start: UtcTime
     duration: Duration
-    notional_usd: float
+    notional_usd: Annotated[float, Field(ge=-1e15, le=1e15)]
     shape: Literal["uniform", "front_loaded"] = "uniform"
 
 
@@ -943,6 +1030,10 @@ class DriverShock(_Shock):
             raise ValueError("give exactly one of 'file' or 'points'")
         if self.file is not None and self.column is None:
             raise ValueError("'column' is required with 'file'")
+        if self.kind == "price" and self.points is not None:
+            bad = [value for _, value in self.points if not 1e-6 <= value <= 1e12]
+            if bad:
+                raise ValueError(f"expected positive prices (1e-6 to 1e12), found {bad[0]!r}")
         return self
 
 
@@ -996,6 +1087,12 @@ class Target(Model):
     unit: str
     window: tuple[UtcTime, UtcTime] | None = None
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _window_order(self) -> Target:
+        if self.window is not None and not self.window[0] < self.window[1]:
+            raise ValueError("expected a window [start, end) with start before end")
+        return self
 
 
 class Scenario(Model):

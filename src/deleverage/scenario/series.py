@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -38,10 +39,22 @@ def _parse(name: str, version: tuple[int, int], column: str, time_column: str) -
             raise SeriesError(
                 f"expected a column {wanted!r} in {path.name}, found columns {list(frame.columns)}"
             )
-    times = pd.to_datetime(frame[time_column], utc=True, errors="coerce")
-    values = pd.to_numeric(frame[column], errors="coerce")
-    series = pd.Series(values.to_numpy(), index=pd.DatetimeIndex(times)).dropna()
-    series = series[series.index.notna()].sort_index()
+    # every row is used or the file is refused: a row silently dropped changes results
+    raw_times = frame[time_column]
+    times = pd.to_datetime(raw_times, utc=True, errors="coerce", format="mixed")
+    values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    for bad, wanted, shown in (
+        (times.isna().to_numpy(), "a date or timestamp", raw_times),
+        (~np.isfinite(values.to_numpy()), "a finite number", frame[column]),
+    ):
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SeriesError(
+                f"{path.name} row {row + 2}: expected {wanted} in column "
+                f"{time_column if shown is raw_times else column!r}, found {shown.iloc[row]!r} "
+                f"({int(bad.sum())} such rows)"
+            )
+    series = pd.Series(values.to_numpy(), index=pd.DatetimeIndex(times)).sort_index()
     series = series[~series.index.duplicated(keep="last")]
     if series.empty:
         raise SeriesError(

@@ -19,6 +19,7 @@ class PerpRules:
     inclusive_trigger: bool  # liquidate at margin ratio = 100% (Binance) or only below (HL)
     fund_capacity: float | None  # max fund position notional / fund size; None = no cap
     backstop_share: float | None  # equity below this share of MM goes to the vault (HL)
+    adl_price: Literal["bankruptcy", "mark"]  # price at which ADL closes counterparties
 
 
 def perp_rules(
@@ -27,13 +28,18 @@ def perp_rules(
     max_leverage: float | None = None,
     liquidation_fee: float | None = None,
     fund_capacity: float | None = None,
+    adl_price: Literal["bankruptcy", "mark"] | None = None,
 ) -> PerpRules:
     """Rule set `name`; arguments left as None take the venue's documented default.
 
     `bybit-like` runs the same centralized-exchange waterfall as `binance-like` (facts 1.3.3:
     cancel, a fill-or-kill down to the lower risk limit, takeover at the bankruptcy price,
     fund, ADL) on Bybit's risk-limit tiers with deductions (1.3.1-1.3.2); the fact sheet gives
-    no Bybit fee or ADL formula, so those follow the binance-like defaults."""
+    no Bybit fee or ADL formula, so those follow the binance-like defaults.
+
+    ADL closes the ranked counterparties at the bankruptcy price on the centralized venues
+    (facts 1.2.8), so they absorb the deficit, and at the mark price on `hyperliquid-like`
+    (facts 1.5.5), where the liquidator vault covers the deficit; `adl_price` overrides it."""
     if name in ("binance-like", "bybit-like"):
         return PerpRules(
             name=name,
@@ -44,6 +50,7 @@ def perp_rules(
             inclusive_trigger=True,  # margin ratio reaches 100% (facts 1.2.5)
             fund_capacity=binance.FUND_CAPACITY if fund_capacity is None else fund_capacity,
             backstop_share=None,
+            adl_price=adl_price or "bankruptcy",
         )
     return PerpRules(
         name=name,
@@ -54,4 +61,5 @@ def perp_rules(
         inclusive_trigger=False,  # account value below maintenance (facts 1.5.3)
         fund_capacity=fund_capacity,  # the liquidator vault has no documented cap
         backstop_share=hyperliquid.BACKSTOP_SHARE,
+        adl_price=adl_price or "mark",
     )

@@ -44,8 +44,10 @@ class TierTable:
         return np.concatenate([[0.0], self.upper_usd[:-1]])
 
     def tier(self, notional_usd: np.ndarray | float) -> np.ndarray:
-        """Index of the bracket holding each notional (bounds are inclusive upper bounds)."""
-        return np.searchsorted(self.upper_usd, notional_usd, side="left")
+        """Index of the bracket holding each notional (bounds are inclusive upper bounds);
+        a notional beyond the last bound stays in the last bracket."""
+        index = np.searchsorted(self.upper_usd, notional_usd, side="left")
+        return np.minimum(index, len(self.upper_usd) - 1)
 
     def maintenance_margin(self, notional_usd: np.ndarray | float) -> np.ndarray:
         """MM = notional·MMR(tier) − amount(tier), USD (facts 1.2.1, 1.3.2)."""
