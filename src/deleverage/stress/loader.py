@@ -93,12 +93,12 @@ def _semantic_problems(
     for j, loan in enumerate(portfolio.borrowing):
         if loan.currency not in money:
             bad(
-                f"borrowing[{j}].currency",
+                f"borrowing.{j}.currency",
                 f"expected a currency the scenario prices {known}, found {loan.currency!r}",
             )
     held: dict[str, float] = {}
     for j, position in enumerate(portfolio.positions):
-        at = f"positions[{j}]"
+        at = f"positions.{j}"
         asset = assets.get(position.asset)
         if position.asset in held:
             bad(f"{at}.asset", f"expected one position per asset, found {position.asset!r} twice")
@@ -143,7 +143,7 @@ def _semantic_problems(
                 bad(f"{at}.margin.maintenance_pct", "expected at most initial_pct, found "
                     f"{margin.maintenance_pct:g} > {margin.initial_pct:g}")  # fmt: skip
     for j, stop in enumerate(portfolio.stops):
-        at = f"stops[{j}]"
+        at = f"stops.{j}"
         if stop.asset not in held:
             bad(f"{at}.asset", f"expected an asset held in positions ({', '.join(held)}), found "
                 f"{stop.asset!r}")  # fmt: skip
@@ -152,7 +152,7 @@ def _semantic_problems(
                 f"{held[stop.asset]:g}, found {stop.quantity:g}")  # fmt: skip
     for j, name in enumerate(portfolio.response.order):
         if name not in held:
-            bad(f"response.order[{j}]", f"expected an asset held in positions, found {name!r}")
+            bad(f"response.order.{j}", f"expected an asset held in positions, found {name!r}")
     return problems
 
 
