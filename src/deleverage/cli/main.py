@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from deleverage.cli import detect
+from deleverage.cli import detect, explain, report
 from deleverage.cli.console import err, out
 from deleverage.errors import Problem, UserError
 from deleverage.results.store import TABLES
@@ -440,3 +440,5 @@ def export(
 
 
 detect.register(app)
+explain.register(app)
+report.register(app)

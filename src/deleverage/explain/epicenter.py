@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from deleverage.explain.games import shock_times
+from deleverage.results.charts import shock_times
 from deleverage.results.result import SimulationResult
 
 # Sales nobody chose at that moment: triggered stops, liquidations, pecking-order sales of

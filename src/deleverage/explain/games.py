@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import pandas as pd
 
 from deleverage.engine.montecarlo import Measure, amplification_measures
 from deleverage.engine.simulate import rng_stream, simulate
 from deleverage.populations import REGISTRY
+from deleverage.results.charts import shock_name
 from deleverage.results.result import SimulationResult
 from deleverage.scenario.loader import sample_uncertain
 from deleverage.scenario.schema import Channels, Scenario
@@ -47,12 +47,6 @@ def channels_in_play(scenario: Scenario) -> list[str]:
         read.update(_EXTRA_CHANNELS.get(population.type, ()))
     on = scenario.channels.model_dump()
     return [name for name in Channels.model_fields if on[name] and name in read]
-
-
-def shock_name(scenario: Scenario, j: int) -> str:
-    shock = scenario.shocks[j]
-    what = getattr(shock, "asset", None) or ",".join(getattr(shock, "assets", [])) or ""
-    return shock.label or f"{shock.type} {what}".strip() + f" #{j}"
 
 
 def fixed_draws(scenario: Scenario, seed: int, path: int) -> Scenario:
@@ -182,22 +176,3 @@ def evaluator(
 def _indexed_value(game: Game, item: tuple[int, int]) -> tuple[int, np.ndarray]:
     i, mask = item
     return i, game.value(mask)
-
-
-def shock_times(scenario: Scenario) -> pd.DataFrame:
-    """When each shock acts: time, kind, label (one row per effect: a margin change is
-    announced and takes effect; a driver releases its asset at `until`)."""
-    rows = []
-    for j, shock in enumerate(scenario.shocks):
-        name = shock_name(scenario, j)
-        if shock.type == "margin_change":
-            rows.append((shock.effective, shock.type, f"{name} (effective)"))
-        elif shock.type == "driver":
-            if shock.until is not None:
-                rows.append((shock.until, shock.type, f"{shock.asset} released: {name}"))
-        else:
-            at = getattr(shock, "time", None) or getattr(shock, "start", None)
-            rows.append((at, shock.type, name))
-    frame = pd.DataFrame(rows, columns=["time", "kind", "label"])
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    return frame.sort_values("time", ignore_index=True)

@@ -10,10 +10,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from deleverage.results import html
+from deleverage.results.charts import waterfall_figure
 from deleverage.results.result import TIDY_COLUMNS, package_version
 from deleverage.scenario.schema import Scenario
 
@@ -268,52 +268,10 @@ class ExplainResult:
         """Waterfall per outcome: from the outcome with no player of `game` on, each
         player's Shapley value, to the outcome with all of them. A bare matplotlib `Figure`:
         the user's backend and pyplot figures are left alone."""
-        from matplotlib.figure import Figure
-
-        rows = self.attribution[self.attribution.game == game]
-        totals = self.totals[self.totals.game == game].set_index("entity")
-        entities = entities or self._moved(game)
-        n = max(len(entities), 1)
-        cols = min(n, 3)
-        fig = Figure(figsize=(4.2 * cols, 3.4 * ((n + cols - 1) // cols)), layout="constrained")
-        axes = np.atleast_1d(fig.subplots((n + cols - 1) // cols, cols, squeeze=False)).ravel()
-        for ax, entity in zip(axes, entities, strict=False):
-            part = rows[rows.entity == entity]
-            start, end = totals.at[entity, "none"], totals.at[entity, "all"]
-            scale = 1e9 if totals.at[entity, "unit"] == "USD" else 1.0
-            unit = "bn USD" if scale == 1e9 else totals.at[entity, "unit"]
-            labels = ["none", *part.player, "all"]
-            level = start / scale
-            bottoms, heights, colors = [0.0], [level], ["tab:gray"]
-            for value in part.value / scale:
-                bottoms.append(level)
-                heights.append(value)
-                colors.append("tab:red" if value < 0 else "tab:green")
-                level += value
-            bottoms.append(0.0)
-            heights.append(end / scale)
-            colors.append("tab:gray")
-            x = np.arange(len(labels))
-            ax.bar(x, heights, bottom=bottoms, color=colors)
-            if not (part.std_error == 0).all():
-                ax.errorbar(
-                    x[1:-1],
-                    np.add(bottoms[1:-1], heights[1:-1]),
-                    yerr=part.std_error / scale,
-                    fmt="none",
-                    color="black",
-                    lw=0.8,
-                )
-            ax.axhline(0.0, color="black", lw=0.5)
-            ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-            ax.set_title(f"{entity}: {part.measure.iloc[0]}"[:60], fontsize=8)
-            ax.set_ylabel(unit)
-        for ax in axes[len(entities) :]:
-            ax.axis("off")
-        fig.suptitle(
+        title = (
             f"{self.scenario.name}, seed {self.seed}: Shapley attribution over {game} (modelled)"
         )
-        return fig
+        return waterfall_figure(self.to_frame(), game, entities or self._moved(game), title)
 
     def _moved(self, game: str) -> list[str]:
         """Outcomes worth a panel: assets with a target, else every one, and liquidations."""
