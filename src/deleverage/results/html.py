@@ -1,12 +1,11 @@
-"""One way to write an offline report page (SPEC §1): inline SVG charts, each with its PNG
-as a download, escaped tables of formatted numbers, no script and no network source.
+"""One way to write an offline report page (SPEC §1): inline SVG charts, escaped tables of
+formatted numbers, no script and no network source.
 
 Used by the run, Monte Carlo and explain reports; the layout and style are those of the
 `detect` report."""
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
@@ -60,20 +59,12 @@ def svg(fig: Figure) -> str:
     return text[text.index("<svg") :]
 
 
-def png(fig: Figure, dpi: int = 110) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
 def chart(fig: Figure, name: str, caption: str) -> str:
-    """A figure: the chart as inline SVG, its caption and a PNG download of it."""
-    data = base64.b64encode(png(fig)).decode()
+    """A figure: the chart as inline SVG and its caption (`deleverage report --png DIR`
+    writes the same charts as PNG files)."""
     return (
         f"<figure id='chart-{html.escape(name)}' class='chart'>{svg(fig)}"
-        f"<figcaption>{html.escape(caption)} "
-        f"<a download='{html.escape(name)}.png' href='data:image/png;base64,{data}'>PNG</a>"
-        "</figcaption></figure>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 
