@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from deleverage.cli.console import out
@@ -23,9 +22,12 @@ PNG file."""
 TIME_COLUMNS = ("time", "date", "datetime", "datetime_utc", "timestamp")
 
 
-def read_observed(spec: str) -> tuple[str, pd.Series]:
-    """ASSET=FILE[#COLUMN]: a CSV or Parquet file with a time column (time, date, datetime,
-    datetime_utc or timestamp; UTC) and the price in COLUMN (default close)."""
+def read_observed(spec: str):
+    """ASSET=FILE[#COLUMN] → (asset, price series): a CSV or Parquet file with a time
+    column (time, date, datetime, datetime_utc or timestamp; UTC) and the price in COLUMN
+    (default close)."""
+    import pandas as pd
+
     asset, sep, rest = spec.partition("=")
     if not sep or not asset or not rest:
         raise UserError(

@@ -168,7 +168,7 @@ class ExplainResult:
                         r.measure,
                         html.number(r.move_pct, "%"),
                         html.number(r.move_channels_off_pct, "%"),
-                        html.number(r.amplification, "×"),
+                        html.ratio(r.amplification),
                     ]
                     for r in amp.itertuples(index=False)
                 ],
@@ -242,22 +242,8 @@ class ExplainResult:
         return out
 
     def summary(self) -> str:
-        """Plain-text tables (the CLI renders the same tables with Rich)."""
-        lines = [self._header()]
-        for title, columns, rows, caption in self.sections():
-            widths = (
-                [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
-                if rows
-                else [len(c) for c in columns]
-            )
-            lines.append("")
-            lines.append(title)
-            lines.append("  ".join(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True)))
-            for row in rows:
-                lines.append("  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)))
-            if caption:
-                lines.append(caption)
-        return "\n".join(lines)
+        """Plain-text tables (the same as the report, the notebook view and the CLI)."""
+        return html.text(self._header(), self.sections())
 
     def _repr_html_(self) -> str:
         parts = [html.paragraph(self._header())]

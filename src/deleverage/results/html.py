@@ -11,9 +11,12 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STYLE = (
     "body{font-family:sans-serif;max-width:1200px;margin:auto}"
@@ -44,6 +47,11 @@ def number(value, unit: str = "") -> str:
         text = f"{value:,.4g}"
     text = text.replace("-", "−")
     return f"{text} {unit}".rstrip() if unit else text
+
+
+def ratio(value) -> str:
+    """A ratio to 3 significant digits: 1.07 ×."""
+    return "—" if value is None or pd.isna(value) else f"{value:.3g} ×".replace("-", "−")
 
 
 def stamp(time) -> str:
@@ -109,3 +117,24 @@ def write_page(path: str | Path, title: str, parts: Iterable[str]) -> Path:
     out = Path(path)
     out.write_text(text, encoding="utf-8")
     return out
+
+
+def text(header: str, sections: Iterable[Sequence]) -> str:
+    """The same titled tables as plain text, for `summary()` (every result type renders its
+    `sections()` here, in the CLI with Rich, and in its HTML report)."""
+    lines = [header]
+    for title, columns, rows, caption, *rest in sections:
+        numeric = rest[0] if rest else [False] + [True] * (len(columns) - 1)
+        cells = [[str(c) for c in columns], *([str(v) for v in row] for row in rows)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+        lines += ["", title]
+        for row in cells:
+            lines.append(
+                "  ".join(
+                    f"{v:>{w}}" if n else f"{v:<{w}}"
+                    for v, w, n in zip(row, widths, numeric, strict=True)
+                ).rstrip()
+            )
+        if caption:
+            lines.append(caption)
+    return "\n".join(lines)

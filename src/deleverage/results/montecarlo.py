@@ -184,38 +184,13 @@ class MonteCarloResult:
         return line
 
     def summary(self) -> str:
-        """Plain text: the band of every target and the amplification per asset (the CLI
-        renders the same tables with Rich)."""
-        lines = [
-            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
-            f"paths {self.paths}  hash {self.scenario_hash[:12]}"
-        ]
-        bands = self.bands_table()
-        if len(bands):
-            lines.append(
-                f"{'target (modelled band vs observed)':<46}{'observed':>11}{'p10':>11}"
-                f"{'median':>11}{'p90':>11}{'hit':>5}{'width':>11}{'|observed|':>11}"
-            )
-            for row in bands.itertuples(index=False):
-                numbers = (row.observed, row.p10, row.median, row.p90)
-                lines.append(
-                    f"{row.target:<46}{''.join(f'{format_value(v):>11}' for v in numbers)}"
-                    f"{hit_text(row.hit):>5}{format_value(row.band_width):>11}"
-                    f"{format_value(abs(row.observed)):>11} {row.unit}"
-                )
-            lines.append(self.hits_line())
-        amplification = self.amplification_table()
-        if len(amplification):
-            lines.append(
-                f"{'asset':<8}{'amplification':>14}{'move %':>10}{'channels off %':>16}  measure"
-                " (medians over paths)"
-            )
-            for row in amplification.itertuples(index=False):
-                lines.append(
-                    f"{row.asset:<8}{row.amplification:>14.3g}{row.move_pct:>10.2f}"
-                    f"{row.move_channels_off_pct:>16.2f}  {row.measure}"
-                )
-        return "\n".join(lines)
+        """Plain-text tables: the band of every target, the amplification per asset and the
+        diagnostics (the same tables as the report and the notebook view)."""
+        header = (
+            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  paths "
+            f"{self.paths}  hash {self.scenario_hash[:12]}  (modelled bands)"
+        )
+        return html.text(header, self.sections())
 
     def _repr_html_(self) -> str:
         return html.paragraph(repr(self)) + "".join(html.table(*t) for t in self.sections()[:2])
@@ -229,7 +204,7 @@ class MonteCarloResult:
         ]  # fmt: skip
         amplification = [
             [r.asset, r.measure, html.number(r.move_pct, "%"),
-             html.number(r.move_channels_off_pct, "%"), html.number(r.amplification, "×")]
+             html.number(r.move_channels_off_pct, "%"), html.ratio(r.amplification)]
             for r in self.amplification_table().itertuples(index=False)
         ]  # fmt: skip
         diagnostics = [[k.replace("_", " "), html.number(v)] for k, v in self.diagnostics.items()]

@@ -248,41 +248,13 @@ class SimulationResult:
         return table.sort_values("notional_usd", ascending=False, ignore_index=True)
 
     def summary(self) -> str:
-        """Plain-text summary: assets, the largest population flows, targets (the CLI
-        renders the same tables with Rich)."""
-        table = self.asset_table()
-        lines = [
-            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
-            f"hash {self.scenario_hash[:12]}  (modelled)"
-        ]
-        lines.append(
-            f"{'asset':<8}{'start':>12}{'end':>12}{'low':>12}{'max DD %':>10}"
-            f"{'1h %':>8}{'24h %':>8}  trough (UTC)"
+        """Plain-text tables: targets, assets, the largest population flows, diagnostics
+        (the same tables as the report and the notebook view)."""
+        header = (
+            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  path "
+            f"{self.path}  hash {self.scenario_hash[:12]}  (modelled)"
         )
-        for asset_id, row in table.iterrows():
-            lines.append(
-                f"{asset_id:<8}{row['start']:>12.4g}{row['end']:>12.4g}{row['low']:>12.4g}"
-                f"{row['max_drawdown']:>10.2f}{row['worst_1h']:>8.2f}{row['worst_24h']:>8.2f}"
-                f"  {row['trough_time']:%Y-%m-%d %H:%M}"
-            )
-        activity = self.activity_table().head(12)
-        if len(activity):
-            lines.append(
-                f"{'population':<26}{'event':<32}{'accounts/funds':>15}{'notional USD':>18}"
-            )
-            for row in activity.itertuples(index=False):
-                lines.append(
-                    f"{row.population:<26}{row.event:<32}{row.count:>15,.0f}"
-                    f"{row.notional_usd:>18,.0f}"
-                )
-        targets = self.targets_table()
-        if len(targets):
-            lines.append(f"{'target (observed vs modelled)':<48}{'observed':>12}{'modelled':>12}")
-            for row in targets.itertuples(index=False):
-                lines.append(
-                    f"{row.target:<48}{row.observed:>12.4g}{row.modelled:>12.4g} {row.unit}"
-                )
-        return "\n".join(lines)
+        return html.text(header, self.sections())
 
     def _repr_html_(self) -> str:
         return html.paragraph(repr(self)) + "".join(
@@ -302,7 +274,7 @@ class SimulationResult:
                         r.target,
                         html.number(r.observed, r.unit),
                         html.number(r.modelled, r.unit),
-                        html.number(r.modelled / r.observed if r.observed else float("nan"), "×"),
+                        html.ratio(r.modelled / r.observed if r.observed else float("nan")),
                         "— (one path)",
                     ]
                     for r in self.targets_table().itertuples(index=False)
@@ -463,7 +435,7 @@ def _amplification_table(tidy: pd.DataFrame) -> str:
     table = tidy[tidy.metric.isin(names)].pivot(index="entity", columns="metric", values="value")
     rows = [
         [asset, html.number(r.move_all_channels, "%"), html.number(r.move_channels_off, "%"),
-         html.number(r.amplification, "×")]
+         html.ratio(r.amplification)]
         for asset, r in table.iterrows()
     ]  # fmt: skip
     return html.table(
