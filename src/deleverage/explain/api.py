@@ -54,7 +54,7 @@ def explain(
     channels: Sequence[str] | None = None,
     shocks_by: str = "shock",
     exact_limit: int = EXACT_LIMIT,
-    permutations: int = 32,
+    permutations: int = 16,
     workers: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExplainResult:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from deleverage.results.charts import shock_times
 from deleverage.results.result import SimulationResult
+from deleverage.results.shocks import shock_times
 
 # Sales nobody chose at that moment: triggered stops, liquidations, pecking-order sales of
 # funds in call, fund defaults.

@@ -20,8 +20,8 @@ import numpy as np
 from deleverage.engine.montecarlo import Measure, amplification_measures
 from deleverage.engine.simulate import rng_stream, simulate
 from deleverage.populations import REGISTRY
-from deleverage.results.charts import shock_name
 from deleverage.results.result import SimulationResult
+from deleverage.results.shocks import shock_name
 from deleverage.scenario.loader import sample_uncertain
 from deleverage.scenario.schema import Channels, Scenario
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 from deleverage.results import html
-from deleverage.results.charts import waterfall_figure
 from deleverage.results.result import TIDY_COLUMNS, package_version
 from deleverage.scenario.schema import Scenario
 
@@ -254,9 +253,9 @@ class ExplainResult:
         """Waterfall per outcome: from the outcome with no player of `game` on, each
         player's Shapley value, to the outcome with all of them. A bare matplotlib `Figure`:
         the user's backend and pyplot figures are left alone."""
-        title = (
-            f"{self.scenario.name}, seed {self.seed}: Shapley attribution over {game} (modelled)"
-        )
+        from deleverage.results.charts import waterfall_figure
+
+        title = f"{self.scenario.name}, seed {self.seed}: Shapley attribution over {game}"
         return waterfall_figure(self.to_frame(), game, entities or self._moved(game), title)
 
     def _moved(self, game: str) -> list[str]:

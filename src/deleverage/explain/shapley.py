@@ -95,7 +95,7 @@ def shapley(
     evaluate: Evaluate,
     *,
     exact_limit: int = EXACT_LIMIT,
-    permutations: int = 32,
+    permutations: int = 16,
     rng: np.random.Generator | None = None,
 ) -> Shapley:
     """Exact for n ≤ `exact_limit` players, else sampled over `permutations` orders."""

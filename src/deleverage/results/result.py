@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.results import html
+from deleverage.results.shocks import shock_times
 from deleverage.scenario.schema import Scenario
 
 TIDY_COLUMNS = ["run_id", "seed", "scenario", "time", "entity", "metric", "value", "unit", "basis"]
@@ -366,7 +367,7 @@ class SimulationResult:
         `explanation` (an `ExplainResult.to_frame()`) when given."""
         from deleverage.results import charts
 
-        shocks = charts.shock_times(self.scenario)
+        shocks = shock_times(self.scenario)
         out = [
             (
                 "prices",
@@ -400,7 +401,6 @@ class SimulationResult:
         """Self-contained offline HTML (inline SVG with a PNG of each chart, no script or
         network source): the charts of `figures(observed, explanation)`, then the targets,
         assets, flows, amplification, shocks and diagnostics tables."""
-        from deleverage.results import charts
 
         parts = [
             html.paragraph(
@@ -418,7 +418,7 @@ class SimulationResult:
         parts += [html.table(*section) for section in self.sections()]
         if explanation is not None and len(explanation):
             parts.append(_amplification_table(explanation))
-        shocks = charts.shock_times(self.scenario)
+        shocks = shock_times(self.scenario)
         parts.append(
             html.table(
                 "Shocks",
