@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,10 +62,15 @@ def stamp(time) -> str:
 
 
 def svg(fig: Figure) -> str:
+    """The figure as inline SVG for an HTML page: without the XML prologue, the RDF
+    metadata block and the namespace declarations (HTML's parser sets them), so the page
+    names no http address at all."""
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None})  # reproducible output
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
+    return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text)
 
 
 def chart(fig: Figure, name: str, caption: str) -> str:

@@ -218,7 +218,7 @@ class MonteCarloResult:
             ),
             (
                 "Amplification: all channels ÷ all channels off (medians over paths)",
-                ["asset", "measured on", "move", "channels off", "ratio"],
+                ["asset", "measured on", "move", "channels off", "amplification"],
                 amplification,
                 None,
                 [False, False, True, True, True],
