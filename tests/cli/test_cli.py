@@ -66,4 +66,6 @@ def test_report_writes_an_offline_html_page(tmp_path):
     result = runner.invoke(app, ["run", "feb-2026", "--no-store", "--report", str(page)])
     assert result.exit_code == 0, result.output
     text = page.read_text()
-    assert "data:image/png;base64," in text and "http" not in text.replace("http-equiv", "")
+    assert "<svg" in text and "id='chart-prices'" in text  # charts inline, as SVG
+    for needle in ("<script", "<link", 'src="http', "src='http", 'href="http', "href='http"):
+        assert needle not in text

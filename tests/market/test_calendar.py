@@ -119,3 +119,24 @@ def test_holidays_close_the_venue_all_day():
     )
     times = pd.DatetimeIndex(["2026-01-19 15:00", "2026-01-20 15:00"], tz="UTC")
     assert session_mask(session, times).tolist() == [False, True]
+
+
+def test_a_venue_whose_clocks_skip_midnight_keeps_its_dates():
+    # Beirut moves from 00:00 to 01:00 on the last Sunday of March (29 Mar 2026): there is
+    # no local midnight that day. An overnight session with a holiday on the Monday.
+    session = Session(
+        timezone="Asia/Beirut",
+        days=["sun", "mon", "tue", "wed", "thu"],
+        open="20:00",
+        close="06:00",
+        holidays=["2026-03-30"],
+    )
+    times = pd.date_range("2026-03-28 12:00", "2026-03-31 12:00", freq="30min", tz="UTC")
+    mask = session_mask(session, times)
+    local = times.tz_convert("Asia/Beirut")
+    # Sunday 29 Mar 22:00 local is a session; Monday 30 Mar is a holiday: its 20:00 start
+    # does not open, nor does the early hours it would carry into Tuesday
+    assert mask[local == pd.Timestamp("2026-03-29 22:00", tz="Asia/Beirut")].all()
+    assert not mask[(local.day == 30) & (local.hour >= 20)].any()
+    assert not mask[(local.day == 31) & (local.hour < 6)].any()
+    assert mask[(local.day == 30) & (local.hour < 6)].all()  # Sunday's session runs on

@@ -24,10 +24,12 @@ class Calendar:
 
 def session_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
     """True where the venue's regular session is open at each UTC step start."""
-    local = step_starts.tz_convert(session.timezone)
+    # wall-clock times: dates and "the day before" are calendar days, also in a zone whose
+    # clocks skip midnight on their change date
+    local = step_starts.tz_convert(session.timezone).tz_localize(None)
     minute = (local.hour * 60 + local.minute).to_numpy()
     weekday = local.day_of_week.to_numpy()
-    day = local.normalize().tz_localize(None)
+    day = local.normalize()
     holidays = pd.DatetimeIndex(pd.to_datetime(session.holidays)) if session.holidays else None
     trading_day = np.isin(weekday, [WEEKDAYS.index(d) for d in session.days])
     if holidays is not None:
@@ -35,12 +37,12 @@ def session_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
     if session.close > session.open:
         return trading_day & (minute >= session.open) & (minute < session.close)
     # Overnight session: opens on a trading day at `open`, runs past midnight to `close`.
-    previous = local - pd.Timedelta(days=1)
+    previous = day - pd.Timedelta(days=1)
     previous_trading = np.isin(
         previous.day_of_week.to_numpy(), [WEEKDAYS.index(d) for d in session.days]
     )
     if holidays is not None:
-        previous_trading &= ~previous.normalize().tz_localize(None).isin(holidays)
+        previous_trading &= ~previous.isin(holidays)
     return (trading_day & (minute >= session.open)) | (previous_trading & (minute < session.close))
 
 

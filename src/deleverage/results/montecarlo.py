@@ -8,7 +8,6 @@ pivots of it.
 
 from __future__ import annotations
 
-import html
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,14 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deleverage.results.result import (
-    TIDY_COLUMNS,
-    SimulationResult,
-    git_hash,
-    package_version,
-    png_base64,
-    write_html_page,
-)
+from deleverage.results import html
+from deleverage.results.result import TIDY_COLUMNS, SimulationResult, git_hash, package_version
 from deleverage.scenario.schema import Scenario
 
 BAND_KEYS = ("observed", "p10", "median", "p90", "hit", "band_width")
@@ -82,6 +75,12 @@ class MonteCarloResult:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     package_version: str = field(default_factory=package_version)
     git_hash: str | None = field(default_factory=git_hash)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MonteCarloResult {self.scenario.name} seed {self.seed}: {self.paths} paths, "
+            f"{len(self.scenario.targets)} targets; run {self.run_id}>"
+        )
 
     @property
     def amplification(self) -> bool:
@@ -185,41 +184,53 @@ class MonteCarloResult:
         return line
 
     def summary(self) -> str:
-        """Plain text: the band of every target and the amplification per asset (the CLI
-        renders the same tables with Rich)."""
-        lines = [
-            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
-            f"paths {self.paths}  hash {self.scenario_hash[:12]}"
-        ]
-        bands = self.bands_table()
-        if len(bands):
-            lines.append(
-                f"{'target (modelled band vs observed)':<46}{'observed':>11}{'p10':>11}"
-                f"{'median':>11}{'p90':>11}{'hit':>5}{'width':>11}{'|observed|':>11}"
-            )
-            for row in bands.itertuples(index=False):
-                numbers = (row.observed, row.p10, row.median, row.p90)
-                lines.append(
-                    f"{row.target:<46}{''.join(f'{format_value(v):>11}' for v in numbers)}"
-                    f"{hit_text(row.hit):>5}{format_value(row.band_width):>11}"
-                    f"{format_value(abs(row.observed)):>11} {row.unit}"
-                )
-            lines.append(self.hits_line())
-        amplification = self.amplification_table()
-        if len(amplification):
-            lines.append(
-                f"{'asset':<8}{'amplification':>14}{'move %':>10}{'channels off %':>16}  measure"
-                " (medians over paths)"
-            )
-            for row in amplification.itertuples(index=False):
-                lines.append(
-                    f"{row.asset:<8}{row.amplification:>14.3g}{row.move_pct:>10.2f}"
-                    f"{row.move_channels_off_pct:>16.2f}  {row.measure}"
-                )
-        return "\n".join(lines)
+        """Plain-text tables: the band of every target, the amplification per asset and the
+        diagnostics (the same tables as the report and the notebook view)."""
+        header = (
+            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  paths "
+            f"{self.paths}  hash {self.scenario_hash[:12]}  (modelled bands)"
+        )
+        return html.text(header, self.sections())
 
     def _repr_html_(self) -> str:
-        return self.bands_table().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        return html.paragraph(repr(self)) + "".join(html.table(*t) for t in self.sections()[:2])
+
+    def sections(self) -> list[tuple]:
+        """(title, columns, formatted rows, caption, numeric columns) of the report's tables."""
+        bands = [
+            [r.target, *(html.number(v, r.unit) for v in (r.observed, r.p10, r.median, r.p90)),
+             hit_text(r.hit), html.number(r.band_width, r.unit)]
+            for r in self.bands_table().itertuples(index=False)
+        ]  # fmt: skip
+        amplification = [
+            [r.asset, r.measure, html.number(r.move_pct, "%"),
+             html.number(r.move_channels_off_pct, "%"), html.ratio(r.amplification)]
+            for r in self.amplification_table().itertuples(index=False)
+        ]  # fmt: skip
+        diagnostics = [[k.replace("_", " "), html.number(v)] for k, v in self.diagnostics.items()]
+        return [
+            (
+                "Targets: observed vs modelled band",
+                ["target", "observed", "p10", "median", "p90", "hit", "band width"],
+                bands,
+                self.hits_line() if len(bands) else None,
+                [False, True, True, True, True, False, True],
+            ),
+            (
+                "Amplification: all channels ÷ all channels off (medians over paths)",
+                ["asset", "measured on", "move", "channels off", "amplification"],
+                amplification,
+                None,
+                [False, False, True, True, True],
+            ),
+            (
+                "Diagnostics (summed over paths; drifts are maxima)",
+                ["diagnostic", "value"],
+                diagnostics,
+                None,
+                [False, True],
+            ),
+        ]
 
     def plot(self):
         """Figure: each target's 10–90% band and median over paths beside its observed value,
@@ -264,23 +275,17 @@ class MonteCarloResult:
         return fig
 
     def report(self, path: str | Path) -> Path:
-        """Self-contained offline HTML: bands, amplification, diagnostics and the figure."""
-        image = png_base64(self.plot())
-        tidy = self.to_frame()
-        diagnostics = tidy[tidy.entity == "diagnostics"][["metric", "value", "unit"]]
-        number = lambda v: f"{v:.4g}"  # noqa: E731
-        body = (
-            f"<h1>deleverage Monte Carlo run {html.escape(self.run_id)}</h1>"
-            f"<p>scenario <b>{html.escape(self.scenario.name)}</b>, seed {self.seed}, "
-            f"{self.paths} paths, hash <code>{self.scenario_hash}</code>, version "
-            f"{html.escape(self.package_version)}. Bands and amplification are modelled; "
-            "observed values come from the scenario's targets.</p>"
-            f"<img alt='bands' src='data:image/png;base64,{image}'/>"
-            f"<h2>Targets: observed vs modelled band</h2>"
-            f"{self.bands_table().to_html(index=False, float_format=number)}"
-            f"<h2>Amplification (medians over paths)</h2>"
-            f"{self.amplification_table().to_html(index=False, float_format=number)}"
-            f"<h2>Diagnostics (summed over paths; drifts are maxima)</h2>"
-            f"{diagnostics.to_html(index=False)}"
-        )
-        return write_html_page(path, self.run_id, body)
+        """Self-contained offline HTML: the bands chart and every table."""
+        parts = [
+            html.paragraph(
+                f"scenario {self.scenario.name}, seed {self.seed}, {self.paths} paths, hash "
+                f"{self.scenario_hash[:12]}, version {self.package_version}. Bands and "
+                "amplification are modelled; observed values come from the scenario's targets.",
+                "label",
+            ),
+            html.chart(
+                self.plot(), "bands", "Each target's 10–90% band beside its observed value."
+            ),
+        ]
+        parts += [html.table(*section) for section in self.sections()]
+        return html.write_page(path, f"deleverage Monte Carlo run {self.run_id}", parts)

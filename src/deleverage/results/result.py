@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deleverage.results import html
+from deleverage.results.shocks import shock_times
 from deleverage.scenario.schema import Scenario
 
 TIDY_COLUMNS = ["run_id", "seed", "scenario", "time", "entity", "metric", "value", "unit", "basis"]
@@ -52,25 +51,6 @@ def _worst_move(prices: np.ndarray, window: int) -> tuple[float, int]:
     return float(moves[end]), end + window
 
 
-def png_base64(fig) -> str:
-    """A figure as base64 PNG, for offline HTML."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def write_html_page(path: str | Path, run_id: str, body: str) -> Path:
-    """Write a self-contained offline HTML page (no network, no CDN) around `body`."""
-    out = Path(path)
-    out.write_text(
-        f"<!doctype html><meta charset='utf-8'><title>deleverage {html.escape(run_id)}</title>"
-        f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
-        f"table{{border-collapse:collapse}}td,th{{padding:2px 8px}}</style>{body}",
-        encoding="utf-8",
-    )
-    return out
-
-
 def target_label(metric: str, asset: str | None = None, window=None) -> str:
     """How a target (or any metric over a window) is named in tables: metric, asset, window."""
     label = f"{metric} {asset}" if asset else metric
@@ -95,6 +75,13 @@ class SimulationResult:
     package_version: str = field(default_factory=package_version)
     git_hash: str | None = field(default_factory=git_hash)
 
+    def __repr__(self) -> str:
+        return (
+            f"<SimulationResult {self.scenario.name} seed {self.seed} path {self.path}: "
+            f"{len(self.asset_ids)} assets, {len(self.times) - 1:,} steps, "
+            f"{len(self.events):,} event rows; run {self.run_id}>"
+        )
+
     @property
     def asset_ids(self) -> list[str]:
         return [a.id for a in self.scenario.assets]
@@ -112,6 +99,7 @@ class SimulationResult:
                 "step": np.repeat(np.arange(n_rows), n_assets),
                 "time": np.repeat(self.times.tz_localize(None).to_numpy(), n_assets),
                 "asset": np.tile(self.asset_ids, n_rows),
+                "rounds": np.repeat(np.concatenate([[0], self.rounds]), n_assets),
             }
         )
         for name, values in self.market.items():
@@ -261,44 +249,93 @@ class SimulationResult:
         return table.sort_values("notional_usd", ascending=False, ignore_index=True)
 
     def summary(self) -> str:
-        """Plain-text summary: assets, the largest population flows, targets (the CLI
-        renders the same tables with Rich)."""
-        table = self.asset_table()
-        lines = [
-            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  "
-            f"hash {self.scenario_hash[:12]}  (modelled)"
-        ]
-        lines.append(
-            f"{'asset':<8}{'start':>12}{'end':>12}{'low':>12}{'max DD %':>10}"
-            f"{'1h %':>8}{'24h %':>8}  trough (UTC)"
+        """Plain-text tables: targets, assets, the largest population flows, diagnostics
+        (the same tables as the report and the notebook view)."""
+        header = (
+            f"run {self.run_id}  scenario {self.scenario.name}  seed {self.seed}  path "
+            f"{self.path}  hash {self.scenario_hash[:12]}  (modelled)"
         )
-        for asset_id, row in table.iterrows():
-            lines.append(
-                f"{asset_id:<8}{row['start']:>12.4g}{row['end']:>12.4g}{row['low']:>12.4g}"
-                f"{row['max_drawdown']:>10.2f}{row['worst_1h']:>8.2f}{row['worst_24h']:>8.2f}"
-                f"  {row['trough_time']:%Y-%m-%d %H:%M}"
-            )
-        activity = self.activity_table().head(12)
-        if len(activity):
-            lines.append(
-                f"{'population':<26}{'event':<32}{'accounts/funds':>15}{'notional USD':>18}"
-            )
-            for row in activity.itertuples(index=False):
-                lines.append(
-                    f"{row.population:<26}{row.event:<32}{row.count:>15,.0f}"
-                    f"{row.notional_usd:>18,.0f}"
-                )
-        targets = self.targets_table()
-        if len(targets):
-            lines.append(f"{'target (observed vs modelled)':<48}{'observed':>12}{'modelled':>12}")
-            for row in targets.itertuples(index=False):
-                lines.append(
-                    f"{row.target:<48}{row.observed:>12.4g}{row.modelled:>12.4g} {row.unit}"
-                )
-        return "\n".join(lines)
+        return html.text(header, self.sections())
 
     def _repr_html_(self) -> str:
-        return self.asset_table().to_html(float_format=lambda v: f"{v:.4g}")
+        return html.paragraph(repr(self)) + "".join(
+            html.table(*section) for section in self.sections()[:2]
+        )
+
+    def sections(self) -> list[tuple]:
+        """(title, columns, formatted rows, caption, numeric columns) of the report's tables."""
+        assets = self.asset_table()
+        currency = {a.id: a.currency for a in self.scenario.assets}
+        out = [
+            (
+                "Targets: observed vs modelled",
+                ["target", "observed", "modelled", "modelled ÷ observed", "hit"],
+                [
+                    [
+                        r.target,
+                        html.number(r.observed, r.unit),
+                        html.number(r.modelled, r.unit),
+                        html.ratio(r.modelled / r.observed if r.observed else float("nan")),
+                        "— (one path)",
+                    ]
+                    for r in self.targets_table().itertuples(index=False)
+                ],
+                "Observed values are the scenario's targets (sources in the scenario file); hit "
+                "or miss needs a band over paths: `deleverage run SCENARIO --paths N`.",
+                [False, True, True, True, False],
+            ),
+            (
+                "Assets (modelled)",
+                [
+                    "asset",
+                    "start",
+                    "end",
+                    "low",
+                    "max drawdown",
+                    "worst 1 h",
+                    "worst 24 h",
+                    "trough",
+                ],
+                [
+                    [
+                        asset,
+                        *(html.number(r[k], currency[asset]) for k in ("start", "end", "low")),
+                        *(
+                            html.number(r[k], "%")
+                            for k in ("max_drawdown", "worst_1h", "worst_24h")
+                        ),
+                        html.stamp(r["trough_time"]),
+                    ]
+                    for asset, r in assets.iterrows()
+                ],
+                None,
+                [False, *[True] * 6, False],
+            ),
+            (
+                "Largest population flows (modelled)",
+                ["population", "event", "accounts/funds", "notional"],
+                [
+                    [
+                        r.population,
+                        r.event.replace("_", " "),
+                        f"{r.count:,.0f}",
+                        html.number(r.notional_usd, "USD"),
+                    ]
+                    for r in self.activity_table().head(20).itertuples(index=False)
+                ],
+                None,
+                [False, False, True, True],
+            ),
+            (
+                "Diagnostics",
+                ["diagnostic", "value"],
+                [[k.replace("_", " "), html.number(float(v))] for k, v in self.diagnostics.items()],
+                "Anything capped, dropped or left waiting is counted here; drifts are the "
+                "invariant checks (0 when not checked).",
+                [False, True],
+            ),
+        ]
+        return out
 
     def plot(self):
         """Figure: prices rebased to 100, and market-maker bid depth. A bare matplotlib
@@ -319,20 +356,92 @@ class SimulationResult:
         fig.tight_layout()
         return fig
 
-    def report(self, path: str | Path) -> Path:
-        """Self-contained offline HTML: summary, events, diagnostics and the figure."""
-        image = png_base64(self.plot())
-        tidy = self.to_frame()
-        events = tidy[tidy.entity == "events"][["metric", "value"]]
-        diagnostics = tidy[tidy.entity == "diagnostics"][["metric", "value", "unit"]]
-        body = (
-            f"<h1>deleverage run {html.escape(self.run_id)}</h1>"
-            f"<p>scenario <b>{html.escape(self.scenario.name)}</b>, seed {self.seed}, "
-            f"hash <code>{self.scenario_hash}</code>, version {html.escape(self.package_version)}. "
-            "All figures are modelled.</p>"
-            f"<img alt='prices' src='data:image/png;base64,{image}'/>"
-            f"<h2>Assets</h2>{self._repr_html_()}"
-            f"<h2>Events</h2>{events.to_html(index=False)}"
-            f"<h2>Diagnostics</h2>{diagnostics.to_html(index=False)}"
+    def figures(
+        self,
+        observed: dict[str, pd.Series] | None = None,
+        explanation: pd.DataFrame | None = None,
+    ) -> list[tuple[str, object, str]]:
+        """The report's charts as (name, Figure, caption): prices with `observed` series
+        (asset id → price series with a UTC index) and shock markers, liquidations by venue
+        and side with margin calls, market depth, and the attribution waterfalls of an
+        `explanation` (an `ExplainResult.to_frame()`) when given."""
+        from deleverage.results import charts
+
+        shocks = shock_times(self.scenario)
+        out = [
+            (
+                "prices",
+                charts.prices_figure(self, shocks, observed or {}),
+                "Prices by asset: modelled (blue), observed (black) where given; dotted: shocks.",
+            ),
+            (
+                "liquidations",
+                charts.flows_figure(self, shocks),
+                "Forced liquidations per hour by venue and side; margin calls per hour.",
+            ),
+            ("depth", charts.depth_figure(self, shocks), "Market makers' bid depth."),
+        ]
+        if explanation is not None and len(explanation):
+            targeted = {t.asset for t in self.scenario.targets if t.asset} | {"liquidations"}
+            shapley = explanation[explanation.metric == "shapley"]
+            for game in dict.fromkeys(shapley.game):
+                entities = list(dict.fromkeys(shapley.entity[shapley.game == game]))
+                chosen = [e for e in entities if e in targeted] or entities
+                title = f"Shapley attribution over {game} (modelled)"
+                figure = charts.waterfall_figure(explanation, game, chosen, title)
+                out.append((f"waterfall-{game}", figure, title))
+        return out
+
+    def report(
+        self,
+        path: str | Path,
+        observed: dict[str, pd.Series] | None = None,
+        explanation: pd.DataFrame | None = None,
+    ) -> Path:
+        """Self-contained offline HTML (inline SVG with a PNG of each chart, no script or
+        network source): the charts of `figures(observed, explanation)`, then the targets,
+        assets, flows, amplification, shocks and diagnostics tables."""
+
+        parts = [
+            html.paragraph(
+                f"scenario {self.scenario.name}, seed {self.seed}, path {self.path}, hash "
+                f"{self.scenario_hash[:12]}, {len(self.times) - 1:,} steps, version "
+                f"{self.package_version}. Figures are modelled; observed series and targets are "
+                "marked observed.",
+                "label",
+            )
+        ]
+        parts += [
+            html.chart(fig, name, caption)
+            for name, fig, caption in self.figures(observed, explanation)
+        ]
+        parts += [html.table(*section) for section in self.sections()]
+        if explanation is not None and len(explanation):
+            parts.append(_amplification_table(explanation))
+        shocks = shock_times(self.scenario)
+        parts.append(
+            html.table(
+                "Shocks",
+                ["time", "kind", "shock"],
+                [[html.stamp(r.time), r.kind, r.label] for r in shocks.itertuples(index=False)],
+            )
         )
-        return write_html_page(path, self.run_id, body)
+        return html.write_page(path, f"deleverage run {self.run_id}", parts)
+
+
+def _amplification_table(tidy: pd.DataFrame) -> str:
+    """The amplification table of a stored explanation."""
+    names = ["amplification", "move_all_channels", "move_channels_off"]
+    table = tidy[tidy.metric.isin(names)].pivot(index="entity", columns="metric", values="value")
+    rows = [
+        [asset, html.number(r.move_all_channels, "%"), html.number(r.move_channels_off, "%"),
+         html.ratio(r.amplification)]
+        for asset, r in table.iterrows()
+    ]  # fmt: skip
+    return html.table(
+        "Amplification: all channels ÷ all channels off (explanation)",
+        ["asset", "move, all channels", "move, shocks only", "ratio"],
+        rows,
+        None,
+        [False, True, True, True],
+    )

@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from deleverage.errors import Problem, UserError
 from deleverage.results.montecarlo import MonteCarloResult
 from deleverage.results.result import SimulationResult
+from deleverage.scenario.schema import Scenario
 
 DEFAULT_DB = Path("deleverage.duckdb")
 TABLES = (
@@ -30,6 +32,7 @@ TABLES = (
     "amplification",
     "path_market",
     "path_events",
+    "explanations",
 )
 
 SCHEMA = """
@@ -63,12 +66,20 @@ CREATE TABLE IF NOT EXISTS bands (
 CREATE TABLE IF NOT EXISTS amplification (
     run_id VARCHAR, asset VARCHAR, measure VARCHAR, move_pct DOUBLE,
     move_channels_off_pct DOUBLE, amplification DOUBLE);
+ALTER TABLE market ADD COLUMN IF NOT EXISTS rounds INTEGER;
 -- Full Monte Carlo paths, only on request: the market and events columns plus the path.
 CREATE TABLE IF NOT EXISTS path_market AS
     SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM market LIMIT 0;
+ALTER TABLE path_market ADD COLUMN IF NOT EXISTS rounds INTEGER;
 CREATE TABLE IF NOT EXISTS path_events AS
     SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM events LIMIT 0;
 ALTER TABLE path_events ADD COLUMN IF NOT EXISTS fee_usd DOUBLE DEFAULT 0;
+-- `deleverage explain` of a stored run: its tidy table, under the explained run's id.
+CREATE TABLE IF NOT EXISTS explanations (
+    run_id VARCHAR, explain_id VARCHAR, created_at TIMESTAMP, seed BIGINT, scenario VARCHAR,
+    time TIMESTAMP, entity VARCHAR, metric VARCHAR, value DOUBLE, unit VARCHAR,
+    basis VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP, game VARCHAR,
+    player VARCHAR, venue VARCHAR, std_error DOUBLE);
 """
 
 
@@ -169,6 +180,119 @@ class Store:
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
                 con.unregister("incoming")
 
+    def write_explanation(self, result) -> str:
+        """Store an `ExplainResult` of a stored run (its tidy table) under that run's id."""
+        if result.explained_run is None or not self.has_run(result.explained_run):
+            raise UserError(
+                [Problem(str(self.path), "run_id", "expected the explanation of a stored run")]
+            )
+        frame = result.to_frame().rename(columns={"run_id": "explain_id"})
+        frame.insert(0, "run_id", result.explained_run)
+        frame.insert(2, "created_at", datetime.now(UTC).replace(tzinfo=None))
+        for column in ("time", "window_start", "window_end"):
+            frame[column] = _naive_utc(frame[column])
+        self._insert({"explanations": frame})
+        return result.explained_run
+
+    def explanation(self, run_id: str) -> pd.DataFrame:
+        """The latest stored explanation of `run_id` (tidy; empty if none)."""
+        return self.connection.execute(
+            "SELECT * EXCLUDE (run_id, created_at) RENAME (explain_id AS run_id) "
+            "FROM explanations WHERE explain_id = (SELECT explain_id FROM explanations "
+            "WHERE run_id = ? ORDER BY created_at DESC LIMIT 1)",
+            [run_id],
+        ).df()
+
+    def open_run(self, run_id: str) -> SimulationResult | MonteCarloResult:
+        """A stored run back as the result object it was written from: the same tables,
+        summary, plot and report (Monte Carlo runs without their full paths)."""
+        row = self.connection.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
+        if row.empty:
+            raise UserError(
+                [
+                    Problem(
+                        str(self.path),
+                        "run_id",
+                        f"expected a stored run (see `deleverage runs`), found {run_id!r}",
+                    )
+                ]
+            )
+        run = row.iloc[0]
+        scenario = Scenario.model_validate(json.loads(run["parameters"]))
+        metrics = self.connection.execute(
+            "SELECT metric, value FROM metrics WHERE run_id = ? AND entity = 'diagnostics'",
+            [run_id],
+        ).fetchall()
+        common = {
+            "scenario": scenario,
+            "seed": int(run["seed"]),
+            "scenario_hash": run["scenario_hash"],
+            "diagnostics": dict(metrics),
+            "wall_seconds": float(run["wall_seconds"]),
+            "run_id": run_id,
+            "package_version": run["package_version"],
+            "git_hash": run["git_hash"],
+        }
+        if pd.isna(run["path"]):
+            return self._open_paths(run, common)
+        market = self.connection.execute(
+            "SELECT * FROM market WHERE run_id = ? ORDER BY step", [run_id]
+        ).df()
+        assets = scenario.asset_index()
+        steps = market.step.to_numpy()
+        columns = market.asset.map(assets).to_numpy()
+        n_rows = int(steps.max()) + 1
+        recorded = {}
+        for name in [
+            c for c in market.columns if c not in ("run_id", "step", "time", "asset", "rounds")
+        ]:
+            values = np.full((n_rows, len(assets)), np.nan)
+            values[steps, columns] = market[name].to_numpy(float)
+            recorded[name] = values
+        times = pd.DatetimeIndex(market.time.drop_duplicates(), tz="UTC")
+        rounds = market.drop_duplicates("step").rounds.fillna(0).to_numpy(np.int32)[1:]
+        events = self.connection.execute(
+            "SELECT * EXCLUDE (run_id, time) FROM events WHERE run_id = ? ORDER BY seq", [run_id]
+        ).df()
+        events = events.astype(
+            {"seq": "int64", "step": "int64", "round": "int64", "count": "int64"}
+        )
+        return SimulationResult(
+            path=int(run["path"]),
+            times=times,
+            market=recorded,
+            rounds=rounds,
+            events=events,
+            **common,
+        )
+
+    def _open_paths(self, run, common) -> MonteCarloResult:
+        from deleverage.engine.montecarlo import amplification_measures
+
+        run_id = common["run_id"]
+        path_targets = self.connection.execute(
+            "SELECT path, target, observed, modelled, unit, time FROM path_targets "
+            "WHERE run_id = ? ORDER BY path",
+            [run_id],
+        ).df()
+        path_targets["time"] = pd.to_datetime(path_targets["time"]).dt.tz_localize("UTC")
+        amplification = self.connection.execute(
+            "SELECT path, asset, measure, move_pct, move_channels_off_pct, amplification "
+            "FROM path_amplification WHERE run_id = ? ORDER BY path",
+            [run_id],
+        ).df()
+        ends = {
+            m.asset: m.window and pd.Timestamp(m.window[1])
+            for m in amplification_measures(common["scenario"])
+        }
+        amplification["time"] = amplification.asset.map(ends)
+        return MonteCarloResult(
+            paths=int(run["paths"]),
+            path_targets=path_targets,
+            path_amplification=amplification,
+            **common,
+        )
+
     def runs(self) -> pd.DataFrame:
         columns = {row[0] for row in self.connection.execute("DESCRIBE runs").fetchall()}
         paths = "paths" if "paths" in columns else "1 AS paths"  # a file from before Monte Carlo
@@ -181,7 +305,7 @@ class Store:
         return bool(
             self.connection.execute(
                 "SELECT count(*) FROM runs WHERE run_id = ?", [run_id]
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         )
 
     def export(self, table: str, out: str | Path, run_id: str | None = None) -> Path:
@@ -254,3 +378,9 @@ def _with_run(frame: pd.DataFrame, run_id: str) -> pd.DataFrame:
 def _with_path(frame: pd.DataFrame, path: int) -> pd.DataFrame:
     frame.insert(1, "path", path)
     return frame
+
+
+def open_run(db: str | Path, run_id: str) -> SimulationResult | MonteCarloResult:
+    """Load run `run_id` from the results file `db` as a result object."""
+    with Store(db, read_only=True) as store:
+        return store.open_run(run_id)
