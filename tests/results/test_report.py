@@ -3,6 +3,7 @@ state left alone."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -90,10 +91,15 @@ def test_plots_and_reports_leave_the_backend_and_pyplot_figures_alone(report, tm
 def chromium(page: Path) -> tuple[str, list[str]]:
     """The page as headless Chromium renders it (DOM) and the console messages it logged."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "the report test needs Debian's `chromium` package (apt-get install chromium)"
+    if not browser:  # `make test` installs it in CI (CI=true, root); elsewhere it is optional
+        needed = "the report test needs Debian's `chromium` package (apt-get install chromium)"
+        pytest.fail(needed) if os.environ.get("CI") else pytest.skip(needed)
     done = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-         "--log-level=0", "--dump-dom", page.resolve().as_uri()],
+         "--log-level=0", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic",
+         f"--user-data-dir={page.parent / 'chromium-profile'}",
+         "--dump-dom", page.resolve().as_uri()],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

@@ -227,7 +227,6 @@ def _foreign_duckdb(path):
     "make, expected",
     [
         (_sqlite, "found another kind of file"),
-        (lambda p: p.write_bytes(b""), "found an empty file"),
         (_foreign_duckdb, "found other tables (customers)"),
         (lambda p: p.mkdir(), "found a folder"),
     ],
@@ -241,6 +240,16 @@ def test_a_db_that_is_not_a_results_store_is_refused_before_the_run(
     result = runner.invoke(app, ["run", str(scenario_file), "--db", str(db)])
     _assert_clean_failure(result, expected)
     assert db.stat().st_mtime_ns == before
+
+
+def test_an_empty_db_file_left_by_a_failed_create_becomes_a_new_store(scenario_file, tmp_path):
+    # a full disk can leave a 0-byte file behind; it holds no run and breaks nothing later
+    db = tmp_path / "store.duckdb"
+    db.write_bytes(b"")
+    result = runner.invoke(app, ["run", str(scenario_file), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
 
 
 def test_output_paths_are_checked_before_the_work(scenario_file, tmp_path):

@@ -331,8 +331,10 @@ def results_db_problems(db: Path) -> list[Problem]:
             header = handle.read(12)
     except OSError as exc:
         return [Problem("--db", str(db), f"expected a readable file: {exc.strerror}")]
+    if not header:
+        return []  # an empty file (a create that failed) becomes a new store
     if header[8:12] != b"DUCK":
-        found = "an empty file" if not header else "another kind of file"
+        found = "another kind of file"
         return [Problem("--db", str(db), f"expected a DuckDB results database, found {found}")]
     try:
         with duckdb.connect(str(db), read_only=True) as con:

@@ -3,6 +3,8 @@ clock, check the invariants on request, and collect the result (SPEC §3, §10).
 
 from __future__ import annotations
 
+import os
+import secrets
 import time as wallclock
 import zlib
 from collections.abc import Callable, Sequence
@@ -18,7 +20,12 @@ from deleverage.market.makers import MarketMakers
 from deleverage.populations import REGISTRY, BuildContext, EndInvestors, Population
 from deleverage.results.events import EventLog
 from deleverage.results.result import SimulationResult
-from deleverage.scenario.loader import correlation_matrix, sample_uncertain, scenario_hash
+from deleverage.scenario.loader import (
+    correlation_matrix,
+    load_scenario,
+    sample_uncertain,
+    scenario_hash,
+)
 from deleverage.scenario.schema import Scenario
 from deleverage.scenario.series import history_series
 
@@ -191,17 +198,31 @@ class Invariants:
 
 
 def simulate(
-    scenario: Scenario,
-    seed: int = 0,
+    scenario: Scenario | str | os.PathLike,
+    seed: int | None = 0,
     *,
     path: int = 0,
     check_invariants: bool = False,
     progress: Callable[[int, int], None] | None = None,
     extra: Sequence[Callable[[BuildContext], Population]] = (),
 ) -> SimulationResult:
-    """Run one path of `scenario`. Same scenario and seed give bit-identical results.
-    `extra` builds accounts from outside the scenario (e.g. a user's book, `stress`)."""
+    """Run one path of `scenario` (a `Scenario`, a preset name or a scenario file). Same
+    scenario and seed give bit-identical results; `seed=None` draws a fresh seed, recorded
+    in the result (`result.seed`) so the run can be repeated. `extra` builds accounts from
+    outside the scenario (e.g. a user's book, `stress`)."""
     started = wallclock.perf_counter()
+    if isinstance(scenario, str | os.PathLike):
+        scenario = load_scenario(scenario)
+    if not isinstance(scenario, Scenario):
+        raise TypeError(
+            f"simulate: expected a Scenario, a preset name or a scenario file path, "
+            f"found {type(scenario).__name__}"
+        )
+    if seed is None:
+        seed = secrets.randbits(63)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise ValueError(f"simulate: expected a seed in [0, 2^63), found {seed!r}")
+    seed = int(seed)
     scenario = sample_uncertain(scenario, rng_stream(seed, path, "uncertain"))
     clock, channels = scenario.clock, scenario.channels
     n_assets, n_steps = len(scenario.assets), clock.n_steps

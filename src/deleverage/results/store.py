@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.errors import Problem, UserError
+from deleverage.results.events import COLUMNS as EVENT_COLUMNS
 from deleverage.results.montecarlo import MonteCarloResult
 from deleverage.results.result import SimulationResult
 from deleverage.scenario.schema import Scenario
@@ -83,6 +84,10 @@ CREATE TABLE IF NOT EXISTS explanations (
 """
 
 
+def _empty_file(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == 0
+
+
 class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
         self.path = Path(path)
@@ -91,9 +96,16 @@ class Store:
             raise UserError(
                 [Problem(str(self.path), "", "expected a results database, found no file")]
             )
+        # an empty file holds no run: it is what a create that failed (a full disk) leaves
+        # behind, and it must not break every later run
+        fresh = not read_only and (not self.path.exists() or _empty_file(self.path))
+        if fresh and self.path.exists():
+            self.path.unlink()
         try:
             self.connection = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
+            if fresh and _empty_file(self.path):
+                self.path.unlink()
             raise UserError(
                 [Problem(str(self.path), "", f"expected a DuckDB database: {exc}")]
             ) from exc
@@ -254,7 +266,8 @@ class Store:
         events = self.connection.execute(
             "SELECT * EXCLUDE (run_id, time) FROM events WHERE run_id = ? ORDER BY seq", [run_id]
         ).df()
-        events = events.astype(
+        # columns in the event log's order, whatever order ALTERs gave the stored table
+        events = events[["seq", *EVENT_COLUMNS]].astype(
             {"seq": "int64", "step": "int64", "round": "int64", "count": "int64"}
         )
         return SimulationResult(
