@@ -61,7 +61,8 @@ def test_meeting_calls_from_the_reserve_survives_where_the_cash_policy_is_liquid
     frame = bare.to_frame()
     assert {"static", "endogenous"} <= set(frame["mode"])
     page = bare.report(tmp_path / "stress.html").read_text()
-    assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
+    assert "<figure id='chart-equity'" in page and "<svg" in page  # the shared writer
+    assert "http" not in page.replace("http-equiv", "") and "<script" not in page
 
 
 @settings(max_examples=100, deadline=None)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deleverage.results.result import git_hash, package_version, png_base64, write_html_page
+from deleverage.results import html as page
+from deleverage.results.result import git_hash, package_version
 from deleverage.scenario.schema import Scenario
 from deleverage.stress.schema import Portfolio
 
@@ -181,12 +182,10 @@ class StressResult:
     def plot(self):
         """Equity over time (median and 10-90% band) static vs endogenous, and the final
         P&L distributions."""
-        import matplotlib
+        from matplotlib.figure import Figure  # a bare figure: the user's backend is left alone
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7))
+        fig = Figure(figsize=(10, 7))
+        top, bottom = fig.subplots(2, 1)
         for name, color in zip(MODES, ("tab:blue", "tab:red"), strict=True):
             equity = self.mode(name).equity
             low, mid, high = np.nanquantile(equity, [0.1, 0.5, 0.9], axis=0)
@@ -204,16 +203,26 @@ class StressResult:
         return fig
 
     def report(self, path: str | Path) -> Path:
-        """Self-contained offline HTML: the comparison, cut order, figure."""
-        image = png_base64(self.plot())
-        number = lambda v: f"{v:,.4g}"  # noqa: E731
-        body = (
-            f"<h1>deleverage stress {html.escape(self.run_id)}</h1>"
-            f"<p>portfolio <b>{html.escape(self.portfolio.name)}</b> in scenario "
-            f"<b>{html.escape(self.scenario.name)}</b>, seed {self.seed}, {self.paths} paths, "
-            f"hash <code>{self.scenario_hash}</code>, version "
-            f"{html.escape(self.package_version)}.</p><pre>{html.escape(self.summary())}</pre>"
-            f"<img alt='equity' src='data:image/png;base64,{image}'/>"
-            f"<h2>Cut order</h2>{self.cut_order.to_html(index=False, float_format=number)}"
-        )
-        return write_html_page(path, self.run_id, body)
+        """Self-contained offline HTML (the shared report writer): the comparison, the cut
+        order and the figure as inline SVG."""
+        chart = page.chart(self.plot(), "equity", "equity band (10-90%) and final P&L, per run")
+        cut = self.cut_order
+        parts = [
+            page.paragraph(
+                f"portfolio {self.portfolio.name} in scenario {self.scenario.name}, seed "
+                f"{self.seed}, {self.paths} paths, hash {self.scenario_hash}, version "
+                f"{self.package_version}"
+            ),
+            f"<pre>{html.escape(self.summary())}</pre>",
+            chart,
+            page.table(
+                "Cut order",
+                [str(c) for c in cut.columns],
+                [
+                    [v if isinstance(v, str) else f"{v:,.4g}" for v in row]
+                    for row in cut.itertuples(index=False)
+                ],
+                numeric=[not pd.api.types.is_string_dtype(cut[c]) for c in cut.columns],
+            ),
+        ]
+        return page.write_page(path, f"deleverage stress {self.run_id}", parts)
