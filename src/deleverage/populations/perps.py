@@ -251,6 +251,13 @@ def generate_accounts(
     return Accounts(side, size, entry, margin * (1.0 + buffer), leverage, clipped)
 
 
+def _order_by_group(group: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Indices sorting by (group, key), ties kept in order: np.lexsort's result, with two
+    stable argsorts (faster on large arrays of few groups)."""
+    by_key = np.argsort(key, kind="stable")
+    return by_key[np.argsort(group[by_key], kind="stable")]
+
+
 def _merge_by_group(
     first: np.ndarray, second: np.ndarray, group: np.ndarray, key: np.ndarray, n_groups: int
 ) -> np.ndarray:
@@ -480,13 +487,13 @@ class PerpPopulation:
         in_book = np.zeros(n, dtype=bool)
         in_book[book] = True
         rest = np.flatnonzero(live & ~in_book)
-        rest = rest[np.lexsort((key[rest], group[rest]))]
+        rest = rest[_order_by_group(group[rest], key[rest])]
         perm = _merge_by_group(book, rest, group, key, 2 * n_tiers)
         if room is not None:  # the same merge for the rooms' order
             new_position = np.empty(n, dtype=np.int64)
             new_position[perm] = np.arange(len(perm))
             old_order = self._room_order[kept[self._room_order]] if len(book) else book
-            rest_order = new_position[rest[np.lexsort((room[rest], group[rest]))]]
+            rest_order = new_position[rest[_order_by_group(group[rest], room[rest])]]
             room_perm = _merge_by_group(
                 new_position[old_order], rest_order, group[perm], room[perm], 2 * n_tiers
             )
