@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from deleverage.detect.narratives import stamp
+from deleverage.results import html as page
 
 if TYPE_CHECKING:
     from deleverage.detect.result import DetectResult
@@ -128,51 +128,26 @@ def overview_figure(result: DetectResult) -> Figure:
     return fig
 
 
-def _svg(fig: Figure) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})  # reproducible output
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
-
-
-def _table(title: str, columns, rows, caption=None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows
-    )
-    cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
-    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>{cap}"
-
-
 def write_html(result: DetectResult, path: Path) -> Path:
-    """Write the self-contained report; returns the path written."""
+    """Write the self-contained report (the shared offline page writer of every report);
+    returns the path written."""
     days = result.co_crash_days()
+    title, subtitle = result.header().splitlines()[:2]
     parts = [
-        f"<h1>{html.escape(result.header().splitlines()[0])}</h1>",
-        f"<p>{html.escape(result.header().splitlines()[1])}</p>",
-        f"<p class='label'>All figures and tables show <b>{result.label}</b> data.</p>",
-        _svg(result.plot()),
+        page.paragraph(subtitle),
+        f"<p class='label'>All figures and tables show <b>{html.escape(result.label)}</b> "
+        "data.</p>",
+        page.chart(result.plot(), "overview", f"indicators and co-crash bars ({result.label})"),
     ]
-    parts += [_table(s.title, s.columns, s.rows, s.caption) for s in result.sections()]
+    parts += [page.table(s.title, s.columns, s.rows, s.caption) for s in result.sections()]
     parts.append(
-        _table(
+        page.table(
             f"Co-crash bars, whole sample ({result.label})",
             ("bar", "severity"),
             [[stamp(t), f"{v:.2f}"] for t, v in days.items()],
+            numeric=[False, True],
         )
     )
-    parts.append(_table("Notes", ("note",), [[n] for n in result.indicators.notes]))
-    parts.append(_table("Input notes and repairs", ("line",), [[r] for r in result.repairs]))
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:auto}"
-        "table{border-collapse:collapse;margin:6px 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;text-align:left}"
-        ".cap{font-style:italic}.label{color:#444}"
-    )
-    page = (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>deleverage detect ({result.label})</title><style>{style}</style></head>"
-        f"<body>{''.join(parts)}</body></html>"
-    )
-    path.write_text(page, encoding="utf-8")
-    return path
+    parts.append(page.table("Notes", ("note",), [[n] for n in result.indicators.notes]))
+    parts.append(page.table("Input notes and repairs", ("line",), [[r] for r in result.repairs]))
+    return page.write_page(path, title, parts)
