@@ -19,7 +19,7 @@ import pandas as pd
 from deleverage.populations.base import BuildContext
 
 
-def entry_window(ctx: BuildContext, asset_id: str, lookback: timedelta) -> np.ndarray | None:
+def _window(ctx: BuildContext, asset_id: str, lookback: timedelta) -> pd.Series | None:
     """The asset's observed prices over `lookback` up to the start, oldest first (the last
     point at or before the start when the window holds none); None without a history."""
     history = ctx.history(asset_id)
@@ -27,16 +27,19 @@ def entry_window(ctx: BuildContext, asset_id: str, lookback: timedelta) -> np.nd
         return None
     start = pd.Timestamp(ctx.scenario.clock.start)
     window = history[history.index > start - lookback]
-    return (window if len(window) else history.iloc[-1:]).to_numpy(float)
+    return window if len(window) else history.iloc[-1:]
+
+
+def entry_window(ctx: BuildContext, asset_id: str, lookback: timedelta) -> np.ndarray | None:
+    """Prices of `_window` (entry candidates), as an array; None without a history."""
+    window = _window(ctx, asset_id, lookback)
+    return None if window is None else window.to_numpy(float)
 
 
 def entry_ages(ctx: BuildContext, asset_id: str, lookback: timedelta) -> np.ndarray:
     """Seconds from each point of `entry_window` to the clock start."""
-    history = ctx.history(asset_id)
-    start = pd.Timestamp(ctx.scenario.clock.start)
-    window = history[history.index > start - lookback]
-    times = (window if len(window) else history.iloc[-1:]).index
-    return np.asarray((start - times).total_seconds(), float)
+    times = _window(ctx, asset_id, lookback).index
+    return np.asarray((pd.Timestamp(ctx.scenario.clock.start) - times).total_seconds(), float)
 
 
 def extremes_since(window: np.ndarray, price0: float) -> tuple[np.ndarray, np.ndarray]:
