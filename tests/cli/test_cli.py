@@ -36,6 +36,16 @@ def test_json_output_carries_every_summary_metric_and_honours_overrides(tmp_path
     payload = json.loads(result.stdout)
     start = [m for m in payload["metrics"] if m["entity"] == "BTC" and m["metric"] == "start"]
     assert start[0]["value"] == 50000 and start[0]["basis"] == "modelled"
+    assert start[0]["window_start"] is None and start[0]["window_end"] is None
+    # two silver targets that differ only by their window: the window is a column
+    silver = [m for m in payload["metrics"] if m["metric"] == "return SILVER"]
+    assert [(m["entity"], m["basis"], m["window_start"]) for m in silver] == [
+        ("targets", "observed", "2026-01-29T18:30:00.000Z"),
+        ("targets", "modelled", "2026-01-29T18:30:00.000Z"),
+        ("targets", "observed", "2026-02-04T18:30:00.000Z"),
+        ("targets", "modelled", "2026-02-04T18:30:00.000Z"),
+    ]
+    assert silver[0]["value"] == -31.35 and silver[0]["window_end"] == "2026-01-30T18:30:00.000Z"
     events = {m["metric"] for m in payload["metrics"] if m["entity"] == "events"}
     assert "stop_triggered_rows" not in events
 

@@ -69,7 +69,13 @@ def test_json_bands_have_exactly_the_documented_keys(small):
     payload = json.loads(result.stdout)
     assert payload["paths"] == 2 and payload["stored_in"] is None
     keys = {"target", "unit", "observed", "p10", "median", "p90", "hit", "band_width"}
+    keys |= {"window_start", "window_end"}
     assert [set(band) for band in payload["bands"]] == [keys] * 3
+    first = payload["bands"][0]
+    assert (first["target"], first["window_start"], first["window_end"]) == (
+        "worst_24h BTC", "2026-01-05T06:00:00.000Z", "2026-01-06T06:00:00.000Z"
+    )  # fmt: skip
+    assert payload["bands"][1]["window_start"] is None  # a target over the whole run
     hits = [band["hit"] for band in payload["bands"]]
     assert all(isinstance(h, bool) for h in hits[:2]) and hits[2] is None  # mystery: no band
     assert {"asset", "measure", "move_pct", "move_channels_off_pct", "amplification"} == set(
@@ -77,6 +83,9 @@ def test_json_bands_have_exactly_the_documented_keys(small):
     )
     band_cells = [m for m in payload["metrics"] if m["entity"] == "targets"]
     assert {m["basis"] for m in band_cells} == {"observed", "modelled"}
+    observed = [m for m in band_cells if m["basis"] == "observed"]
+    assert [m["metric"] for m in observed] == ["worst_24h BTC", "low BTC", "mystery"]
+    assert observed[0]["window_end"] == "2026-01-06T06:00:00.000Z"
 
 
 @pytest.mark.parametrize(

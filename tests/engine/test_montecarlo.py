@@ -78,7 +78,7 @@ def test_changing_a_target_value_changes_no_simulated_number():
     other = moved.bands_table().set_index("target")
     simulated = ["p10", "median", "p90", "band_width"]
     pd.testing.assert_frame_equal(bands[simulated], other[simulated])
-    assert other.loc["worst_24h BTC 2026-01-05 06:00–01-06 06:00", "observed"] == -50.0
+    assert other.loc["worst_24h BTC", "observed"] == -50.0
     assert bool(other.loc["low BTC", "hit"])  # only observed and hit follow the target
 
 
@@ -122,17 +122,46 @@ def test_every_number_of_the_summary_is_a_cell_of_the_tidy_frame():
         "value",
         "unit",
         "basis",
+        "window_start",
+        "window_end",
     ]
     assert set(tidy.basis) == {"observed", "modelled"}
-    assert set(tidy[tidy.basis == "observed"].metric.str.rsplit(":").str[-1]) == {"observed"}
+    observed = tidy[tidy.basis == "observed"]
+    assert observed.metric.tolist() == ["worst_24h BTC", "low BTC", "mystery"]  # no window
     for row in mc.bands_table().itertuples():
-        for key in ("observed", "p10", "median", "p90", "band_width"):
+        assert mc.value("targets", row.target) == row.observed
+        for key in ("p10", "median", "p90", "band_width"):
             value = mc.value("targets", f"{row.target}:{key}")
             assert value == getattr(row, key) or (np.isnan(value) and pd.isna(getattr(row, key)))
     amplification = mc.amplification_table().iloc[0]
     assert mc.value("BTC", "amplification") == amplification.amplification
     assert f"{amplification.amplification:.3g}" in mc.summary()
     assert mc.value("run", "paths") == 3
+
+
+def test_target_windows_and_basis_are_columns_not_parts_of_the_metric_name():
+    mc = simulate_paths(scenario(), seed=0, paths=2, amplification=False)
+    start, end = (pd.Timestamp(t) for t in WINDOW)
+    bands = mc.bands_table()
+    assert bands.target.tolist() == ["worst_24h BTC", "low BTC", "mystery"]
+    assert bands.window_start.tolist()[0] == start and bands.window_end.tolist()[0] == end
+    assert bands.window_start.isna().tolist() == [False, True, True]  # windowless targets
+    tidy = mc.to_frame()
+    cells = tidy[tidy.entity == "targets"]
+    assert not cells.metric.str.contains("2026|observed|modelled").any()
+    first = cells[cells.metric.str.startswith("worst_24h BTC")]
+    assert (first.window_start == start).all() and (first.window_end == end).all()
+    assert first.basis.tolist() == ["observed"] + ["modelled"] * 5
+    # two targets that differ only by their window stay two rows
+    later = ["2026-01-05T18:00:00Z", "2026-01-06T06:00:00Z"]
+    twice = [*targets(), {**targets()[0], "value": -3.0, "window": later}]
+    mc = simulate_paths(scenario(targets=twice), seed=0, paths=2, amplification=False)
+    rows = mc.bands_table()
+    assert rows.target.tolist().count("worst_24h BTC") == 2
+    assert mc.value("targets", "worst_24h BTC", "2026-01-05T18:00:00Z") == -3.0
+    one = simulate(scenario(targets=twice), seed=0).targets_table()
+    assert one.observed.tolist() == rows.observed.tolist()
+    assert one.window_start.isna().tolist() == rows.window_start.isna().tolist()
 
 
 def test_bad_path_or_worker_counts_are_refused():

@@ -20,6 +20,8 @@ def test_a_monte_carlo_run_is_stored_under_one_run_id_with_its_full_paths_on_req
     assert listed.run_id.tolist() == [run_id] and listed.paths.tolist() == [2]
     assert row == (4, None, 2, mc.scenario_hash)
     expected = mc.bands_table()
+    for column in ("window_start", "window_end"):  # stored as naive UTC
+        expected[column] = expected[column].dt.tz_localize(None)
     pd.testing.assert_frame_equal(
         bands.drop(columns="hit"), expected.drop(columns="hit"), check_dtype=False
     )

@@ -78,3 +78,29 @@ def test_results_print_as_one_short_line():
         text = repr(result)
         assert "\n" not in text and len(text) < 160 and result.run_id in text
     assert "<table>" in run._repr_html_() and "<table>" in mc._repr_html_()
+
+
+def test_target_windows_and_basis_are_stored_as_columns_and_load_back(tmp_path):
+    run = simulate(scenario(), seed=0)
+    mc = simulate_paths(scenario(), seed=0, paths=2, amplification=False)
+    db = tmp_path / "r.duckdb"
+    with Store(db) as store:
+        store.write(run)
+        store.write_paths(mc)
+        stored = store.connection.execute(
+            "SELECT run_id, metric, basis, window_start, window_end FROM metrics "
+            "WHERE entity = 'targets' ORDER BY run_id, metric, basis"
+        ).df()
+        bands = store.connection.execute("SELECT target, window_start FROM bands").df()
+    start, end = (pd.Timestamp(t).tz_localize(None) for t in TARGET["window"])
+    assert (stored.window_start == start).all() and (stored.window_end == end).all()
+    one = stored[stored.run_id == run.run_id]
+    assert one[["metric", "basis"]].values.tolist() == [
+        ["worst_24h BTC", "modelled"], ["worst_24h BTC", "observed"]
+    ]  # fmt: skip
+    assert bands.values.tolist() == [["worst_24h BTC", start]]
+    for back in (open_run(db, run.run_id), open_run(db, mc.run_id)):
+        table = back.targets_table() if back is not None and hasattr(back, "path") else None
+        table = back.bands_table() if table is None else table
+        assert table.window_start.tolist() == [pd.Timestamp(TARGET["window"][0])]
+        assert table.window_end.tolist() == [pd.Timestamp(TARGET["window"][1])]

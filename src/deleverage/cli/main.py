@@ -385,6 +385,7 @@ def _records(frame) -> list[dict]:
 
 def _print_bands(result, db: Path | None) -> None:
     from deleverage.results.montecarlo import format_value, hit_text
+    from deleverage.results.result import window_text
 
     bands = result.bands_table()
     if len(bands):
@@ -395,10 +396,13 @@ def _print_bands(result, db: Path | None) -> None:
         )
         for name in ("target", "observed", "p10", "median", "p90", "hit", "width", "|observed|"):
             table.add_column(name, justify="left" if name == "target" else "right")
+            if name == "target":
+                table.add_column("window (UTC)")
         table.add_column("unit")
         for row in bands.itertuples(index=False):
             table.add_row(
                 row.target,
+                window_text(row.window_start, row.window_end),
                 *(format_value(v) for v in (row.observed, row.p10, row.median, row.p90)),
                 hit_text(row.hit),
                 format_value(row.band_width),
@@ -436,6 +440,8 @@ def _print_bands(result, db: Path | None) -> None:
 
 
 def _print_summary(result, db: Path | None) -> None:
+    from deleverage.results.result import window_text
+
     table = Table(
         title=f"{result.scenario.name} — seed {result.seed} (modelled)", title_justify="left"
     )
@@ -475,10 +481,13 @@ def _print_summary(result, db: Path | None) -> None:
     targets = result.targets_table()
     if len(targets):
         versus = Table(title="targets: observed vs modelled", title_justify="left")
-        for name in ("target", "observed", "modelled", "unit"):
-            versus.add_column(name, justify="left" if name in ("target", "unit") else "right")
+        for name in ("target", "window (UTC)", "observed", "modelled", "unit"):
+            versus.add_column(name, justify="right" if name in ("observed", "modelled") else "left")
         for row in targets.itertuples(index=False):
-            versus.add_row(row.target, f"{row.observed:,.4g}", f"{row.modelled:,.4g}", row.unit)
+            window = window_text(row.window_start, row.window_end)
+            versus.add_row(
+                row.target, window, f"{row.observed:,.4g}", f"{row.modelled:,.4g}", row.unit
+            )
         out.print(versus)
     diagnostics = ", ".join(f"{k}={v:g}" for k, v in result.diagnostics.items())
     out.print(f"diagnostics: {diagnostics}", highlight=False)

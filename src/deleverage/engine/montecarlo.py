@@ -203,13 +203,14 @@ def simulate_paths(
     observed_at = [t.window[1] if t.window else None for t in scenario.targets]
     path_targets = pd.concat(
         [o.targets.assign(path=o.path, time=observed_at) for o in outcomes], ignore_index=True
-    )[["path", "target", "observed", "modelled", "unit", "time"]]
+    )[["path", "target", "window_start", "window_end", "observed", "modelled", "unit", "time"]]
     rows = []
     if measures is not None:
         for o in outcomes:
             for m, move, off in zip(measures, o.moves_pct, o.moves_off_pct, strict=True):
                 ratio = move / off if off != 0.0 else float("nan")
-                rows.append((o.path, m.asset, m.label, move, off, ratio, m.window and m.window[1]))
+                start, end = m.window or (None, None)
+                rows.append((o.path, m.asset, m.label, move, off, ratio, end, start))
     path_amplification = pd.DataFrame(
         rows,
         columns=[
@@ -220,6 +221,7 @@ def simulate_paths(
             "move_channels_off_pct",
             "amplification",
             "time",
+            "window_start",
         ],
     )
     return MonteCarloResult(

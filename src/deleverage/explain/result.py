@@ -16,7 +16,8 @@ from deleverage.results import html
 from deleverage.results.result import TIDY_COLUMNS, package_version
 from deleverage.scenario.schema import Scenario
 
-EXTRA_COLUMNS = ["window_start", "window_end", "game", "player", "venue", "std_error"]
+WINDOW = ["window_start", "window_end"]
+EXTRA_COLUMNS = ["game", "player", "venue", "std_error"]
 
 
 def _window(window) -> tuple:
@@ -105,7 +106,8 @@ class ExplainResult:
                  r.venue, 0.0)
             )  # fmt: skip
         frame = pd.DataFrame(
-            rows, columns=["time", "entity", "metric", "value", "unit", *EXTRA_COLUMNS]
+            rows,
+            columns=["time", "entity", "metric", "value", "unit", *WINDOW, *EXTRA_COLUMNS],
         )
         frame.insert(0, "scenario", self.scenario.name)
         frame.insert(0, "seed", self.seed)

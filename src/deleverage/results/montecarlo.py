@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from deleverage.results import html
-from deleverage.results.result import TIDY_COLUMNS, SimulationResult, git_hash, package_version
+from deleverage.results.result import (
+    TIDY_COLUMNS,
+    SimulationResult,
+    git_hash,
+    package_version,
+    utc,
+    window_text,
+)
 from deleverage.scenario.schema import Scenario
 
 BAND_KEYS = ("observed", "p10", "median", "p90", "hit", "band_width")
@@ -66,7 +73,7 @@ class MonteCarloResult:
     seed: int
     paths: int
     scenario_hash: str
-    path_targets: pd.DataFrame  # path, target, observed, modelled, unit, time
+    path_targets: pd.DataFrame  # path, target, window_start, window_end, observed, modelled, …
     path_amplification: pd.DataFrame  # path, asset, measure, move_pct, move_channels_off_pct, …
     diagnostics: dict[str, float]
     wall_seconds: float
@@ -87,71 +94,93 @@ class MonteCarloResult:
         return not self.path_amplification.empty
 
     @cached_property
-    def _tidy(self) -> pd.DataFrame:
-        rows = [("run", "paths", float(self.paths), "count", None, "modelled")]
-        inside = with_band = 0
-        for label, group in self.path_targets.groupby("target", sort=False):
+    def _bands(self) -> pd.DataFrame:
+        """Per target (metric and asset, window): the observed value and the band of the
+        modelled values over paths."""
+        rows = []
+        keys = ["target", "window_start", "window_end"]
+        for (label, start, end), group in self.path_targets.groupby(keys, sort=False, dropna=False):
             first = group.iloc[0]
             band = quantiles(group.modelled.to_numpy())
-            observed = float(first.observed)
             width = band["p90"] - band["p10"]
             # No band (the target is not computed by the model): neither hit nor miss.
-            hit = np.nan if np.isnan(width) else float(band["p10"] <= observed <= band["p90"])
-            at, unit = first.time, first.unit
-            rows.append(("targets", f"{label}:observed", observed, unit, at, "observed"))
-            rows += [("targets", f"{label}:{k}", v, unit, at, "modelled") for k, v in band.items()]
-            rows.append(("targets", f"{label}:band_width", width, unit, at, "modelled"))
-            rows.append(("targets", f"{label}:hit", hit, "bool", at, "modelled"))
-            with_band += not np.isnan(width)
-            inside += hit == 1.0
-        if len(self.path_targets):
-            rows.append(("run", "targets_inside_band", float(inside), "count", None, "modelled"))
-            rows.append(("run", "targets_with_band", float(with_band), "count", None, "modelled"))
+            observed = float(first.observed)
+            hit = pd.NA if np.isnan(width) else bool(band["p10"] <= observed <= band["p90"])
+            rows.append((label, start, end, first.unit, observed, *band.values(), hit, width))
+        table = pd.DataFrame(rows, columns=[*keys, "unit", *BAND_KEYS])
+        table["hit"] = table["hit"].astype("boolean")  # <NA>: no band to compare with
+        for column in ("window_start", "window_end"):
+            table[column] = utc(table[column])
+        return table
+
+    @cached_property
+    def _tidy(self) -> pd.DataFrame:
+        rows = [("run", "paths", float(self.paths), "count", None, "modelled", None, None)]
+        for band in self._bands.itertuples(index=False):
+            window = (band.window_start, band.window_end)
+            at, unit = band.window_end, band.unit
+            rows.append(("targets", band.target, band.observed, unit, at, "observed", *window))
+            for key in BAND_KEYS[1:]:
+                value = getattr(band, key)
+                value = float("nan") if value is pd.NA else float(value)
+                unit_of = "bool" if key == "hit" else unit
+                rows.append(
+                    ("targets", f"{band.target}:{key}", value, unit_of, at, "modelled", *window)
+                )
+        if len(self._bands):
+            inside = float(self._bands.hit.sum())
+            with_band = float(self._bands.hit.notna().sum())
+            rows.append(
+                ("run", "targets_inside_band", inside, "count", None, "modelled", None, None)
+            )
+            rows.append(
+                ("run", "targets_with_band", with_band, "count", None, "modelled", None, None)
+            )
         for asset, group in self.path_amplification.groupby("asset", sort=False):
             at = group.time.iloc[0]
+            start = group.window_start.iloc[0]
             for metric, column, unit in (
                 ("amplification", "amplification", "ratio"),
                 ("move_all_channels", "move_pct", "%"),
                 ("move_channels_off", "move_channels_off_pct", "%"),
             ):
                 value = quantiles(group[column].to_numpy())["median"]
-                rows.append((asset, metric, value, unit, at, "modelled"))
+                rows.append((asset, metric, value, unit, at, "modelled", start, at))
         for name, value in self.diagnostics.items():
             unit = "USD" if name.endswith("_usd") else "ratio" if "drift" in name else "count"
-            rows.append(("diagnostics", name, float(value), unit, None, "modelled"))
-        frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "unit", "time", "basis"])
+            rows.append(("diagnostics", name, float(value), unit, None, "modelled", None, None))
+        columns = ["entity", "metric", "value", "unit", "time", *TIDY_COLUMNS[-3:]]
+        frame = pd.DataFrame(rows, columns=columns)
         frame.insert(0, "scenario", self.scenario.name)
         frame.insert(0, "seed", self.seed)
         frame.insert(0, "run_id", self.run_id)
+        for column in ("time", "window_start", "window_end"):
+            frame[column] = utc(frame[column])
         return frame[TIDY_COLUMNS]
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis.
-        Targets: `<target>:observed|p10|median|p90|band_width|hit`; assets: median
-        `amplification`, `move_all_channels`, `move_channels_off` over paths."""
+        """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis,
+        window_start, window_end. Targets (entity `targets`): the metric and asset of the
+        target (`low BTC`) with its observed value (basis `observed`), and
+        `<target>:p10|median|p90|band_width|hit` over paths (basis `modelled`), each with the
+        target's UTC window (NaT: the whole run); assets: median `amplification`,
+        `move_all_channels`, `move_channels_off` over paths, with the window measured."""
         return self._tidy.copy()
 
-    def value(self, entity: str, metric: str) -> float:
+    def value(self, entity: str, metric: str, window_start=None) -> float:
+        """One cell of `to_frame`; `window_start` picks one of several targets that differ
+        only by their window."""
         tidy = self._tidy
-        return float(tidy.value[(tidy.entity == entity) & (tidy.metric == metric)].iloc[0])
+        chosen = (tidy.entity == entity) & (tidy.metric == metric)
+        if window_start is not None:
+            chosen &= tidy.window_start == pd.Timestamp(window_start)
+        return float(tidy.value[chosen].iloc[0])
 
     def bands_table(self) -> pd.DataFrame:
-        """Per target: unit, observed, p10, median, p90, hit, band_width (a pivot of
-        `to_frame`)."""
-        tidy = self._tidy[self._tidy.entity == "targets"]
-        if tidy.empty:
-            return pd.DataFrame(columns=["target", "unit", *BAND_KEYS])
-        parts = tidy.metric.str.rsplit(":", n=1, expand=True)
-        table = tidy.assign(target=parts[0], key=parts[1]).pivot(
-            index="target", columns="key", values="value"
-        )
-        observed = parts[1] == "observed"
-        table["unit"] = pd.Series(tidy.unit[observed].to_numpy(), index=parts[0][observed])
-        table["hit"] = table["hit"].astype("boolean")  # <NA>: no band to compare with
-        order = list(dict.fromkeys(parts[0]))
-        table = table.loc[order, ["unit", *BAND_KEYS]]
-        table.columns.name = None
-        return table.rename_axis("target").reset_index()
+        """Per target: target (metric and asset), window_start, window_end (UTC; NaT: the
+        whole run), unit, observed, p10, median, p90, hit, band_width (the tidy frame's
+        target rows, one per target)."""
+        return self._bands.copy()
 
     def amplification_table(self) -> pd.DataFrame:
         """Per asset: what the move is measured on, and the medians over paths of the move
@@ -198,7 +227,8 @@ class MonteCarloResult:
     def sections(self) -> list[tuple]:
         """(title, columns, formatted rows, caption, numeric columns) of the report's tables."""
         bands = [
-            [r.target, *(html.number(v, r.unit) for v in (r.observed, r.p10, r.median, r.p90)),
+            [r.target, window_text(r.window_start, r.window_end),
+             *(html.number(v, r.unit) for v in (r.observed, r.p10, r.median, r.p90)),
              hit_text(r.hit), html.number(r.band_width, r.unit)]
             for r in self.bands_table().itertuples(index=False)
         ]  # fmt: skip
@@ -211,10 +241,10 @@ class MonteCarloResult:
         return [
             (
                 "Targets: observed vs modelled band",
-                ["target", "observed", "p10", "median", "p90", "hit", "band width"],
+                ["target", "window (UTC)", "observed", "p10", "median", "p90", "hit", "band width"],
                 bands,
                 self.hits_line() if len(bands) else None,
-                [False, True, True, True, True, False, True],
+                [False, False, True, True, True, True, False, True],
             ),
             (
                 "Amplification: all channels ÷ all channels off (medians over paths)",
@@ -258,7 +288,11 @@ class MonteCarloResult:
             label="modelled median",
         )
         top.plot(bands.observed.to_numpy(float) / scale, y, "D", color="black", label="observed")
-        top.set_yticks(y, bands.target.tolist(), fontsize=8)
+        labels = [
+            f"{r.target} {window_text(r.window_start, r.window_end)}"
+            for r in bands.itertuples(index=False)
+        ]
+        top.set_yticks(y, labels, fontsize=8)
         top.axvline(0.0, color="grey", lw=0.5)
         top.set_xlabel("value ÷ |observed|")
         top.set_title(

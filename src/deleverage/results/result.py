@@ -16,7 +16,19 @@ from deleverage.results import html
 from deleverage.results.shocks import shock_times
 from deleverage.scenario.schema import Scenario
 
-TIDY_COLUMNS = ["run_id", "seed", "scenario", "time", "entity", "metric", "value", "unit", "basis"]
+TIDY_COLUMNS = [
+    "run_id",
+    "seed",
+    "scenario",
+    "time",
+    "entity",
+    "metric",
+    "value",
+    "unit",
+    "basis",
+    "window_start",
+    "window_end",
+]
 
 
 def package_version() -> str:
@@ -53,10 +65,28 @@ def _worst_move(prices: np.ndarray, window: int) -> tuple[float, int]:
 
 def target_label(metric: str, asset: str | None = None, window=None) -> str:
     """How a target (or any metric over a window) is named in tables: metric, asset, window."""
-    label = f"{metric} {asset}" if asset else metric
+    label = target_name(metric, asset)
     if window:
-        label += f" {window[0]:%Y-%m-%d %H:%M}–{window[1]:%m-%d %H:%M}"
+        label += f" {window_text(*window)}"
     return label
+
+
+def target_name(metric: str, asset: str | None = None) -> str:
+    """A target's name in the tidy frames: its metric and asset (the window and the basis
+    are columns of their own)."""
+    return f"{metric} {asset}" if asset else metric
+
+
+def window_text(start, end) -> str:
+    """A UTC window for tables: 2026-01-05 06:00–01-06 06:00, or "whole run"."""
+    if start is None or pd.isna(start):
+        return "whole run"
+    return f"{pd.Timestamp(start):%Y-%m-%d %H:%M}–{pd.Timestamp(end):%m-%d %H:%M}"
+
+
+def utc(times) -> pd.Series:
+    """Times (or None) as a column of UTC timestamps (NaT for none)."""
+    return pd.to_datetime(pd.Series(times, dtype=object), utc=True)
 
 
 @dataclass
@@ -114,12 +144,14 @@ class SimulationResult:
             metrics = self._price_metrics(self.market["price"][:, a], self.times, asset.currency)
             metrics.append(("traded_volume", volume, "USD", self.times[-1]))
             rows += [(asset.id, metric, value, unit, at) for metric, value, unit, at in metrics]
+        windows = []
         for target in self.scenario.targets:
             modelled, unit = self.modelled(target.metric, target.asset, target.window, target.unit)
-            label = target_label(target.metric, target.asset, target.window)
-            at = target.window[1] if target.window else None
-            rows.append(("targets", f"{label}:observed", target.value, target.unit, at))
-            rows.append(("targets", f"{label}:modelled", modelled, unit, at))
+            name = target_name(target.metric, target.asset)
+            start, end = target.window or (None, None)
+            rows.append(("targets", name, target.value, target.unit, end, "observed"))
+            rows.append(("targets", name, modelled, unit, end))
+            windows += [(start, end)] * 2
         for kind, group in self.events.groupby("kind"):
             rows.append(("events", f"{kind}_rows", float(len(group)), "count", None))
         acting = self.events[self.events.population != ""]
@@ -131,11 +163,19 @@ class SimulationResult:
         for name, value in self.diagnostics.items():
             unit = "USD" if name.endswith("_usd") else "ratio" if "drift" in name else "count"
             rows.append(("diagnostics", name, float(value), unit, None))
-        frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "unit", "time"])
+        rows = [row if len(row) == 6 else (*row, "modelled") for row in rows]
+        frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "unit", "time", "basis"])
         frame.insert(0, "scenario", self.scenario.name)
         frame.insert(0, "seed", self.seed)
         frame.insert(0, "run_id", self.run_id)
-        frame["basis"] = np.where(frame.metric.str.endswith(":observed"), "observed", "modelled")
+        frame["time"] = utc(frame.time)
+        # every target has a window (or none: the whole run); other rows have none
+        targets = (frame.entity == "targets").to_numpy()
+        for column, side in (("window_start", 0), ("window_end", 1)):
+            values = [None] * len(frame)
+            for i, window in zip(np.flatnonzero(targets), windows, strict=True):
+                values[i] = window[side]
+            frame[column] = utc(values)
         return frame[TIDY_COLUMNS]
 
     def _price_metrics(self, p: np.ndarray, times: pd.DatetimeIndex, unit: str) -> list[tuple]:
@@ -205,22 +245,28 @@ class SimulationResult:
         return float("nan"), unit
 
     def targets_table(self) -> pd.DataFrame:
-        """Observed targets of the scenario next to their modelled values (a pivot of
-        `to_frame`)."""
+        """Observed targets of the scenario next to their modelled values, one row per
+        target: target (metric and asset), window_start, window_end (UTC; NaT: the whole
+        run), observed, modelled, unit (a pivot of `to_frame`)."""
         tidy = self._tidy[self._tidy.entity == "targets"]
-        parts = tidy.metric.str.rsplit(":", n=1, expand=True)
-        if tidy.empty:
-            return pd.DataFrame(columns=["target", "observed", "modelled", "unit"])
-        table = tidy.assign(target=parts[0], basis=parts[1]).pivot(
-            index="target", columns="basis", values="value"
+        observed = tidy[tidy.basis == "observed"].reset_index(drop=True)
+        modelled = tidy[tidy.basis == "modelled"].reset_index(drop=True)
+        return pd.DataFrame(
+            {
+                "target": observed.metric,
+                "window_start": observed.window_start,
+                "window_end": observed.window_end,
+                "observed": observed.value,
+                "modelled": modelled.value,
+                "unit": observed.unit,
+            }
         )
-        table.columns.name = None
-        table["unit"] = tidy.groupby(parts[0]).unit.first()
-        order = list(dict.fromkeys(parts[0]))
-        return table.loc[order, ["observed", "modelled", "unit"]].reset_index()
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis."""
+        """Tidy long table: run id, seed, scenario, time, entity, metric, value, unit, basis,
+        window_start, window_end. Targets: entity `targets`, metric the target's metric and
+        asset (`worst_24h BTC`), one `observed` and one `modelled` row, the target's UTC
+        window (NaT: the whole run)."""
         return self._tidy.copy()
 
     def asset_table(self) -> pd.DataFrame:
@@ -233,7 +279,8 @@ class SimulationResult:
     def activity_table(self) -> pd.DataFrame:
         """What each population did (a pivot of `to_frame`): accounts or funds involved and
         notional in USD, per event kind and side, largest notional first."""
-        tidy = self._tidy[~self._tidy.entity.isin([*self.asset_ids, "events", "diagnostics"])]
+        other = [*self.asset_ids, "targets", "events", "diagnostics"]
+        tidy = self._tidy[~self._tidy.entity.isin(other)]
         if tidy.empty:
             return pd.DataFrame(columns=["population", "event", "count", "notional_usd"])
         counts = tidy[tidy.metric.str.endswith("_count")]
@@ -269,10 +316,11 @@ class SimulationResult:
         out = [
             (
                 "Targets: observed vs modelled",
-                ["target", "observed", "modelled", "modelled ÷ observed", "hit"],
+                ["target", "window (UTC)", "observed", "modelled", "modelled ÷ observed", "hit"],
                 [
                     [
                         r.target,
+                        window_text(r.window_start, r.window_end),
                         html.number(r.observed, r.unit),
                         html.number(r.modelled, r.unit),
                         html.ratio(r.modelled / r.observed if r.observed else float("nan")),
@@ -282,7 +330,7 @@ class SimulationResult:
                 ],
                 "Observed values are the scenario's targets (sources in the scenario file); hit "
                 "or miss needs a band over paths: `deleverage run SCENARIO --paths N`.",
-                [False, True, True, True, False],
+                [False, False, True, True, True, False],
             ),
             (
                 "Assets (modelled)",

@@ -52,22 +52,31 @@ CREATE TABLE IF NOT EXISTS events (
     notional_usd DOUBLE, price DOUBLE, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, seed BIGINT, scenario VARCHAR, time TIMESTAMP, entity VARCHAR,
-    metric VARCHAR, value DOUBLE, unit VARCHAR, basis VARCHAR);
+    metric VARCHAR, value DOUBLE, unit VARCHAR, basis VARCHAR, window_start TIMESTAMP,
+    window_end TIMESTAMP);
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS paths INTEGER DEFAULT 1;
 ALTER TABLE events ADD COLUMN IF NOT EXISTS fee_usd DOUBLE DEFAULT 0;
 CREATE TABLE IF NOT EXISTS path_targets (
-    run_id VARCHAR, path INTEGER, target VARCHAR, observed DOUBLE, modelled DOUBLE,
-    unit VARCHAR, time TIMESTAMP);
+    run_id VARCHAR, path INTEGER, target VARCHAR, window_start TIMESTAMP,
+    window_end TIMESTAMP, observed DOUBLE, modelled DOUBLE, unit VARCHAR, time TIMESTAMP);
 CREATE TABLE IF NOT EXISTS path_amplification (
     run_id VARCHAR, path INTEGER, asset VARCHAR, measure VARCHAR, move_pct DOUBLE,
     move_channels_off_pct DOUBLE, amplification DOUBLE);
 CREATE TABLE IF NOT EXISTS bands (
-    run_id VARCHAR, target VARCHAR, unit VARCHAR, observed DOUBLE, p10 DOUBLE, median DOUBLE,
-    p90 DOUBLE, hit BOOLEAN, band_width DOUBLE);
+    run_id VARCHAR, target VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP,
+    unit VARCHAR, observed DOUBLE, p10 DOUBLE, median DOUBLE, p90 DOUBLE, hit BOOLEAN,
+    band_width DOUBLE);
 CREATE TABLE IF NOT EXISTS amplification (
     run_id VARCHAR, asset VARCHAR, measure VARCHAR, move_pct DOUBLE,
     move_channels_off_pct DOUBLE, amplification DOUBLE);
 ALTER TABLE market ADD COLUMN IF NOT EXISTS rounds INTEGER;
+-- a target's UTC window as columns (NULL: the whole run or no window) in files from before
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS window_start TIMESTAMP;
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS window_end TIMESTAMP;
+ALTER TABLE path_targets ADD COLUMN IF NOT EXISTS window_start TIMESTAMP;
+ALTER TABLE path_targets ADD COLUMN IF NOT EXISTS window_end TIMESTAMP;
+ALTER TABLE bands ADD COLUMN IF NOT EXISTS window_start TIMESTAMP;
+ALTER TABLE bands ADD COLUMN IF NOT EXISTS window_end TIMESTAMP;
 -- Full Monte Carlo paths, only on request: the market and events columns plus the path.
 CREATE TABLE IF NOT EXISTS path_market AS
     SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM market LIMIT 0;
@@ -143,11 +152,18 @@ class Store:
             "runs": _run_row(result, result.scenario, path=None, paths=result.paths),
             "metrics": _metrics_frame(result.to_frame()),
             "path_targets": _with_run(result.path_targets, run_id),
-            "path_amplification": _with_run(result.path_amplification.drop(columns="time"), run_id),
+            "path_amplification": _with_run(
+                result.path_amplification.drop(columns=["time", "window_start"]), run_id
+            ),
             "bands": _with_run(result.bands_table(), run_id),
             "amplification": _with_run(result.amplification_table(), run_id),
         }
-        frames["path_targets"]["time"] = _naive_utc(frames["path_targets"]["time"])
+        for table, columns in (
+            ("path_targets", ["time", "window_start", "window_end"]),
+            ("bands", ["window_start", "window_end"]),
+        ):
+            for column in columns:
+                frames[table][column] = _naive_utc(frames[table][column])
         with self.transaction():
             for path in result.path_results or []:
                 self.write_path(run_id, path)
@@ -282,23 +298,22 @@ class Store:
     def _open_paths(self, run, common) -> MonteCarloResult:
         from deleverage.engine.montecarlo import amplification_measures
 
-        run_id = common["run_id"]
+        run_id, scenario = common["run_id"], common["scenario"]
         path_targets = self.connection.execute(
-            "SELECT path, target, observed, modelled, unit, time FROM path_targets "
-            "WHERE run_id = ? ORDER BY path",
+            "SELECT path, target, window_start, window_end, observed, modelled, unit, time "
+            "FROM path_targets WHERE run_id = ? ORDER BY path",
             [run_id],
         ).df()
-        path_targets["time"] = pd.to_datetime(path_targets["time"]).dt.tz_localize("UTC")
+        for column in ("window_start", "window_end", "time"):
+            path_targets[column] = pd.to_datetime(path_targets[column]).dt.tz_localize("UTC")
         amplification = self.connection.execute(
             "SELECT path, asset, measure, move_pct, move_channels_off_pct, amplification "
             "FROM path_amplification WHERE run_id = ? ORDER BY path",
             [run_id],
         ).df()
-        ends = {
-            m.asset: m.window and pd.Timestamp(m.window[1])
-            for m in amplification_measures(common["scenario"])
-        }
-        amplification["time"] = amplification.asset.map(ends)
+        windows = {m.asset: m.window or (None, None) for m in amplification_measures(scenario)}
+        amplification["time"] = amplification.asset.map(lambda a: windows[a][1])
+        amplification["window_start"] = amplification.asset.map(lambda a: windows[a][0])
         return MonteCarloResult(
             paths=int(run["paths"]),
             path_targets=path_targets,
@@ -378,7 +393,8 @@ def _events_frame(result: SimulationResult) -> pd.DataFrame:
 
 
 def _metrics_frame(tidy: pd.DataFrame) -> pd.DataFrame:
-    tidy["time"] = _naive_utc(tidy["time"])
+    for column in ("time", "window_start", "window_end"):
+        tidy[column] = _naive_utc(tidy[column])
     return tidy
 
 
