@@ -51,6 +51,10 @@ def test_explain_a_stored_run_then_report_it_with_its_waterfall_and_pngs(tmp_pat
     assert sorted(p.name for p in pngs.iterdir()) == [
         "depth.png", "liquidations.png", "prices.png", "waterfall-shocks.png"
     ]  # fmt: skip
+    assert out.read_text().count("<figure ") == 4  # one PNG per chart of the page
+    for png in pngs.iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "wrote 4 PNG files" in done.output
 
 
 def test_mistakes_exit_2_with_one_line_and_write_nothing(tmp_path):
@@ -68,6 +72,8 @@ def test_mistakes_exit_2_with_one_line_and_write_nothing(tmp_path):
         (["report", run_id, "--db", str(db), "--out", str(out), "--observed", f"ETH={csv}#price"],
          "expected an asset of the run"),
         (["report", "nope", "--db", str(db), "--out", str(out)], "expected a stored run"),
+        (["report", run_id, "--db", str(db), "--out", str(out), "--png", str(csv)],
+         "expected a folder, found a file"),
     ]  # fmt: skip
     for args, message in cases:
         done = runner.invoke(app, args)

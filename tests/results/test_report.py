@@ -29,6 +29,14 @@ PERPS = {
     "long_share": 0.6,
     "leverage": {"dist": "uniform", "low": 10, "high": 40},
 }
+VOL = {
+    "type": "vol_target",
+    "name": "vol funds",
+    "funds": 4,
+    "capital_usd": 3e9,
+    "target_vol": 0.02,
+    "weights": {"BTC": 1.0},
+}
 DROP = {"type": "news", "time": "2026-01-05T12:00:00Z", "returns": {"BTC": -0.06}, "label": "drop"}
 CLOCK = {"start": "2026-01-05T06:00:00Z", "end": "2026-01-06T06:00:00Z", "step": "10min"}
 TARGET = {
@@ -42,7 +50,8 @@ EXTERNAL = re.compile(r"""(src|href)\s*=\s*['"]?\s*(https?:)?//""", re.IGNORECAS
 
 
 def crash():
-    return build(base_raw(clock=CLOCK, populations=[PERPS], shocks=[DROP], targets=[TARGET]))
+    raw = base_raw(clock=CLOCK, populations=[PERPS, VOL], shocks=[DROP], targets=[TARGET])
+    return build(raw)
 
 
 def test_numbers_are_readable_with_units():
@@ -52,7 +61,8 @@ def test_numbers_are_readable_with_units():
     assert number(float("nan")) == "—"
 
 
-CHARTS = ("prices", "liquidations", "depth", "waterfall-shocks")
+CHARTS = ("prices", "liquidations", "depth", "leverage", "waterfall-shocks")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +73,8 @@ def report(tmp_path_factory):
     observed = {"BTC": pd.Series([95_000.0, 92_000.0], index=pd.to_datetime(
         ["2026-01-05T12:00:00Z", "2026-01-06T00:00:00Z"]))}  # fmt: skip
     explained = explain(run, games=["shocks"])
-    path = run.report(tmp_path_factory.mktemp("report") / "r.html", observed, explained.to_frame())
+    folder = tmp_path_factory.mktemp("report")
+    path = run.report(folder / "r.html", observed, explained.to_frame(), png_dir=folder / "png")
     return path, run, explained, before
 
 
@@ -77,12 +88,43 @@ def test_the_run_report_is_offline_formatted_and_has_every_chart(report):
     assert "91,000 USD" in page and "drop" in page  # the target and the shock table
 
 
+def valid_png(path: Path) -> tuple[int, int]:
+    """Height and width of a PNG file matplotlib can read back."""
+    from matplotlib import image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = image.imread(path)
+    assert pixels.ndim == 3 and pixels.std() > 0  # not a blank canvas
+    return pixels.shape[:2]
+
+
+def test_every_chart_is_also_written_as_one_png(report):
+    page, run = report[0], report[1]
+    pngs = sorted((page.parent / "png").iterdir())
+    assert [p.stem for p in pngs] == sorted(CHARTS)
+    for png in pngs:
+        height, width = valid_png(png)
+        assert height > 200 and width > 400
+    # the fund leverage chart draws the recorded series of the vol-target funds
+    assert run.leverage().columns.tolist() == ["vol funds"]
+    assert run.leverage()["vol funds"].max() > 0.0
+
+
+def test_a_monte_carlo_report_writes_its_bands_chart_as_png(tmp_path):
+    mc = simulate_paths(crash(), seed=0, paths=2, amplification=False)
+    page = mc.report(tmp_path / "mc.html", png_dir=tmp_path / "png")
+    assert page.read_text().count("<figure ") == 1
+    assert [p.name for p in (tmp_path / "png").iterdir()] == ["bands.png"]
+    valid_png(tmp_path / "png" / "bands.png")
+
+
 def test_plots_and_reports_leave_the_backend_and_pyplot_figures_alone(report, tmp_path):
     _, run, explained, (backend, figures) = report
     mc = simulate_paths(crash(), seed=0, paths=2)
     for result in (run, mc, explained):
         figure = result.plot()
         assert figure.axes and figure.canvas.figure is figure
+    assert "fund leverage ×" in [ax.get_ylabel() for ax in run.plot().axes]
     assert "<svg" in mc.report(tmp_path / "mc.html").read_text()
     assert matplotlib.get_backend() == backend
     assert plt.get_fignums() == figures

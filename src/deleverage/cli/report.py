@@ -14,10 +14,11 @@ HELP = """Write a self-contained HTML report of stored run RUN (works offline: i
 charts, no script, no network source).
 
 One-path runs: prices with observed series overlaid (--observed), shock markers,
-liquidations by venue and side, margin calls, market depth, the attribution waterfall when
-`deleverage explain RUN` was stored, and the targets, assets, flows, shocks and diagnostics
-tables. Monte Carlo runs: the bands chart and tables. --png DIR also writes each chart as a
-PNG file."""
+liquidations by venue and side, margin calls, market depth, fund leverage (gross exposure ÷
+equity per fund population), the attribution waterfall when `deleverage explain RUN` was
+stored, and the targets, assets, flows, fund leverage, shocks and diagnostics tables.
+Monte Carlo runs: the bands chart and tables. --png DIR also writes each chart as a PNG
+file (DIR/NAME.png, NAME as in the page: prices, liquidations, depth, leverage, …)."""
 
 TIME_COLUMNS = ("time", "date", "datetime", "datetime_utc", "timestamp")
 
@@ -109,21 +110,21 @@ def report_command(
                         for name in unknown
                     ]
                 )  # fmt: skip
+        if png is not None and (png.exists() and not png.is_dir()):
+            raise UserError([Problem("--png", str(png), "expected a folder, found a file")])
+        if png is not None and not png.exists() and not png.parent.is_dir():
+            raise UserError([Problem("--png", str(png), "expected a folder in an existing folder")])
     except UserError as exc:
         raise fail(exc) from None
     target = out_path or Path(f"report-{run}.html")
     if isinstance(result, MonteCarloResult):
-        figures = [("bands", result.plot())]
-        result.report(target)
+        result.report(target, png_dir=png)
     else:
-        figures = [(n, f) for n, f, _ in result.figures(series, explanation)]
-        result.report(target, observed=series, explanation=explanation)
+        result.report(target, observed=series, explanation=explanation, png_dir=png)
     out.print(f"wrote {target}", highlight=False)
     if png is not None:
-        png.mkdir(parents=True, exist_ok=True)
-        for name, figure in figures:
-            figure.savefig(png / f"{name}.png", dpi=110)
-        out.print(f"wrote {len(figures)} PNG files to {png}", highlight=False)
+        charts = target.read_text(encoding="utf-8").count("<figure ")
+        out.print(f"wrote {charts} PNG files (one per chart) to {png}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -268,6 +268,9 @@ def simulate(
     rec["volume_usd"][0] = rec["net_flow_units"][0] = rec["mm_inventory_units"][0] = 0.0
     rounds_used = np.zeros(n_steps, dtype=np.int32)
     round_limit_hits = 0
+    funds = [p for p in populations if hasattr(p, "gross_leverage")]  # gross ÷ equity a step
+    leverage = np.full((n_steps + 1, len(funds)), np.nan)
+    leverage[0] = [p.gross_leverage(price0) for p in funds]
 
     invariants = Invariants(params, makers, populations) if check_invariants else None
     tape = TradeTape(np.zeros(n_assets), np.zeros(n_assets))
@@ -300,6 +303,8 @@ def simulate(
         round_limit_hits += record.round_limit_hit
         for name, values in record.values.items():
             rec[name][k + 1] = values
+        if funds:
+            leverage[k + 1] = [p.gross_leverage(rec["price"][k + 1]) for p in funds]
         if invariants is not None:
             invariants.check(tape)
         if progress is not None and (k % 256 == 0 or k == n_steps - 1):
@@ -330,4 +335,5 @@ def simulate(
         events=log.frame(),
         diagnostics=diagnostics,
         wall_seconds=wallclock.perf_counter() - started,
+        fund_leverage={p.name: leverage[:, j] for j, p in enumerate(funds)},
     )

@@ -117,3 +117,13 @@ class Population(Protocol):
 
     def cash_by_currency(self) -> dict[str, float]:
         """Cash held per currency: the engine checks each currency is conserved."""
+
+
+def pooled_leverage(gross_usd: np.ndarray, equity_usd: np.ndarray, live: np.ndarray) -> float:
+    """Gross exposure ÷ equity of the funds still running (`live` with positive equity),
+    summed over funds first (the population's leverage, each fund weighted by its
+    equity); NaN when no fund is left."""
+    live = live & (equity_usd > 0.0)
+    if not live.any():
+        return float("nan")
+    return float(gross_usd[live].sum() / equity_usd[live].sum())

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -120,6 +120,12 @@ class CarryFundsPopulation(FundBookPopulation):
         assets = held + np.maximum(dollars, 0.0) + np.maximum(yen_usd, 0.0)
         leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
         return BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+
+    def gross_leverage(self, price: np.ndarray) -> float:
+        """Assets ÷ equity of the funds not in default, pooled (the balance sheet's
+        leverage, summed over funds)."""
+        sheet = self.balance_sheet(price)
+        return pooled_leverage(sheet.assets, sheet.equity, ~self.defaulted)
 
     def _update_flags(self, default: np.ndarray, unwind: np.ndarray) -> None:
         """Record defaults and unwinds, and the screen they imply for later rounds."""

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.market.calendar import session_mask
-from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
 from deleverage.results.events import EventLog
 
 
@@ -97,6 +97,11 @@ class TargetPortfolio(ABC):
 
     def equity(self, price: np.ndarray) -> np.ndarray:
         return self.cash_usd + self.units @ price
+
+    def gross_leverage(self, price: np.ndarray) -> float:
+        """Gross exposure (|units| at `price`) ÷ equity, pooled over the funds."""
+        equity = self.equity(price)
+        return pooled_leverage(np.abs(self.units) @ price, equity, np.ones(len(equity), bool))
 
     def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
         """Hold `units` at the start in assets with a history, paid from cash at `price`

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView, Orders
+from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -109,6 +109,14 @@ class PrimeBrokerPopulation(FundBookPopulation):
         broker = self.base_haircut * (1.0 + self.spec.haircut_sensitivity * drawdown)
         exchange = view.maintenance_margin_pct[self.book.columns] / 100.0
         return np.minimum(np.fmax(broker, exchange), 1.0)
+
+    def gross_leverage(self, price: np.ndarray) -> float:
+        """Gross exposure ÷ equity of the funds not in default, pooled (on the projected
+        book, `price` the engine's (A,) vector)."""
+        p = price[self.book.columns]
+        units, cash = self.book.projected(p)
+        gross = np.abs(units) @ p
+        return pooled_leverage(gross, units @ p + cash[:, 0], ~self.defaulted)
 
     def margin_state(self, view: MarketView) -> MarginState:
         """Per fund, on the projected book (pending orders filled at the view's prices)."""

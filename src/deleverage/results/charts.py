@@ -1,6 +1,6 @@
 """Figures of one run, each a bare matplotlib `Figure` (the user's backend and pyplot
 figures are left alone): prices with observed series and shock markers, liquidations by
-venue and side, margin calls, market depth, and the attribution waterfall."""
+venue and side, margin calls, market depth, fund leverage, and the attribution waterfall."""
 
 from __future__ import annotations
 
@@ -105,6 +105,22 @@ def depth_figure(result, shocks: pd.DataFrame) -> Figure:
     ax.set_ylabel("bid depth × normal")
     ax.set_title("Market depth (modelled); dotted: shocks", fontsize=9)
     ax.legend(fontsize=7, ncol=6, loc="lower left")
+    _markers(ax, shocks, result.times[0], result.times[-1])
+    ax.tick_params(labelsize=7)
+    return fig
+
+
+def leverage_figure(result, shocks: pd.DataFrame) -> Figure:
+    """Leverage of each fund population over time: gross exposure ÷ equity, pooled over the
+    funds still running."""
+    fig, axes = _grid(1, 1, width=11, height=3.2)
+    ax = axes[0]
+    leverage = result.leverage()
+    for name in leverage.columns:
+        ax.plot(leverage.index, leverage[name], lw=0.9, label=name)
+    ax.set_ylabel("gross exposure ÷ equity")
+    ax.set_title("Fund leverage by population (modelled); dotted: shocks", fontsize=9)
+    ax.legend(fontsize=7, ncol=6, loc="upper left")
     _markers(ax, shocks, result.times[0], result.times[-1])
     ax.tick_params(labelsize=7)
     return fig

@@ -19,6 +19,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+PNG_DPI = 110
 STYLE = (
     "body{font-family:sans-serif;max-width:1200px;margin:auto}"
     "table{border-collapse:collapse;margin:6px 0}"
@@ -74,12 +75,24 @@ def svg(fig: Figure) -> str:
 
 
 def chart(fig: Figure, name: str, caption: str) -> str:
-    """A figure: the chart as inline SVG and its caption (`deleverage report --png DIR`
-    writes the same charts as PNG files)."""
+    """A figure: the chart as inline SVG and its caption (`write_pngs` writes the same
+    figures as PNG files: `deleverage report RUN --png DIR`)."""
     return (
         f"<figure id='chart-{html.escape(name)}' class='chart'>{svg(fig)}"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
+
+
+def write_pngs(figures: Iterable[tuple[str, Figure]], folder: str | Path) -> list[Path]:
+    """Each (name, figure) as `folder/name.png` (the folder is made if missing): the very
+    figures a report draws as SVG, rasterised by matplotlib."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in figures:
+        written.append(folder / f"{name}.png")
+        fig.savefig(written[-1], format="png", dpi=PNG_DPI, metadata={"Software": None})
+    return written
 
 
 def table(

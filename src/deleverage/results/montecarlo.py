@@ -308,8 +308,10 @@ class MonteCarloResult:
         fig.tight_layout()
         return fig
 
-    def report(self, path: str | Path) -> Path:
-        """Self-contained offline HTML: the bands chart and every table."""
+    def report(self, path: str | Path, png_dir: str | Path | None = None) -> Path:
+        """Self-contained offline HTML: the bands chart and every table. `png_dir`: also
+        write the chart as `png_dir/bands.png`."""
+        figure = self.plot()
         parts = [
             html.paragraph(
                 f"scenario {self.scenario.name}, seed {self.seed}, {self.paths} paths, hash "
@@ -317,9 +319,10 @@ class MonteCarloResult:
                 "amplification are modelled; observed values come from the scenario's targets.",
                 "label",
             ),
-            html.chart(
-                self.plot(), "bands", "Each target's 10–90% band beside its observed value."
-            ),
+            html.chart(figure, "bands", "Each target's 10–90% band beside its observed value."),
         ]
         parts += [html.table(*section) for section in self.sections()]
-        return html.write_page(path, f"deleverage Monte Carlo run {self.run_id}", parts)
+        page = html.write_page(path, f"deleverage Monte Carlo run {self.run_id}", parts)
+        if png_dir is not None:
+            html.write_pngs([("bands", figure)], png_dir)
+        return page

@@ -101,6 +101,8 @@ class SimulationResult:
     events: pd.DataFrame
     diagnostics: dict[str, float]
     wall_seconds: float
+    # per fund population: gross exposure ÷ equity at every recorded instant (n_steps + 1)
+    fund_leverage: dict[str, np.ndarray] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     package_version: str = field(default_factory=package_version)
     git_hash: str | None = field(default_factory=git_hash)
@@ -119,6 +121,24 @@ class SimulationResult:
     def prices(self) -> pd.DataFrame:
         """Wide table of prices: UTC time × asset."""
         return pd.DataFrame(self.market["price"], index=self.times, columns=self.asset_ids)
+
+    def leverage(self) -> pd.DataFrame:
+        """Wide table of fund leverage (gross exposure ÷ equity, pooled over the funds still
+        running): UTC time × fund population."""
+        return pd.DataFrame(self.fund_leverage, index=self.times, columns=list(self.fund_leverage))
+
+    def leverage_frame(self) -> pd.DataFrame:
+        """Long per-step fund leverage: one row per (step, population)."""
+        n_rows, names = len(self.times), list(self.fund_leverage)
+        return pd.DataFrame(
+            {
+                "run_id": self.run_id,
+                "step": np.repeat(np.arange(n_rows), len(names)),
+                "time": np.repeat(self.times.tz_localize(None).to_numpy(), len(names)),
+                "population": np.tile(names, n_rows),
+                "leverage": self.leverage().to_numpy().reshape(-1),
+            }
+        )
 
     def market_frame(self) -> pd.DataFrame:
         """Long per-step market state: one row per (step, asset)."""
@@ -152,6 +172,11 @@ class SimulationResult:
             rows.append(("targets", name, target.value, target.unit, end, "observed"))
             rows.append(("targets", name, modelled, unit, end))
             windows += [(start, end)] * 2
+        for name, values in self.fund_leverage.items():
+            peak = int(np.nanargmax(values)) if np.isfinite(values).any() else 0
+            rows.append((name, "leverage_start", float(values[0]), "ratio", self.times[0]))
+            rows.append((name, "leverage_max", float(values[peak]), "ratio", self.times[peak]))
+            rows.append((name, "leverage_end", float(values[-1]), "ratio", self.times[-1]))
         for kind, group in self.events.groupby("kind"):
             rows.append(("events", f"{kind}_rows", float(len(group)), "count", None))
         acting = self.events[self.events.population != ""]
@@ -295,6 +320,25 @@ class SimulationResult:
         )
         return table.sort_values("notional_usd", ascending=False, ignore_index=True)
 
+    def leverage_table(self) -> pd.DataFrame:
+        """Per fund population: leverage (gross exposure ÷ equity) at the start, its
+        maximum and when, and at the end (a pivot of `to_frame`)."""
+        names = list(self.fund_leverage)
+        tidy = self._tidy[
+            self._tidy.entity.isin(names) & self._tidy.metric.str.startswith("leverage_")
+        ]
+        table = tidy.pivot(index="entity", columns="metric", values="value").reindex(names)
+        peak = tidy[tidy.metric == "leverage_max"].set_index("entity")["time"]
+        return pd.DataFrame(
+            {
+                "population": names,
+                "start": table.get("leverage_start", pd.Series(dtype=float)).to_numpy(),
+                "max": table.get("leverage_max", pd.Series(dtype=float)).to_numpy(),
+                "max_time": peak.reindex(names).to_numpy(),
+                "end": table.get("leverage_end", pd.Series(dtype=float)).to_numpy(),
+            }
+        )
+
     def summary(self) -> str:
         """Plain-text tables: targets, assets, the largest population flows, diagnostics
         (the same tables as the report and the notebook view)."""
@@ -375,6 +419,23 @@ class SimulationResult:
                 [False, False, True, True],
             ),
             (
+                "Fund leverage: gross exposure ÷ equity (modelled)",
+                ["population", "start", "max", "max at", "end"],
+                [
+                    [
+                        r.population,
+                        html.ratio(r.start),
+                        html.ratio(r.max),
+                        html.stamp(r.max_time),
+                        html.ratio(r.end),
+                    ]
+                    for r in self.leverage_table().itertuples(index=False)
+                ],
+                "Pooled over the funds still running (defaulted funds and funds without equity "
+                "drop out).",
+                [False, True, True, False, True],
+            ),
+            (
                 "Diagnostics",
                 ["diagnostic", "value"],
                 [[k.replace("_", " "), html.number(float(v))] for k, v in self.diagnostics.items()],
@@ -383,15 +444,23 @@ class SimulationResult:
                 [False, True],
             ),
         ]
-        return out
+        return [s for s in out if s[2] or not s[0].startswith("Fund leverage")]  # no funds
 
     def plot(self):
-        """Figure: prices rebased to 100, and market-maker bid depth. A bare matplotlib
+        """Figure: prices rebased to 100, market-maker bid depth and, when the scenario has
+        fund populations, their leverage (gross exposure ÷ equity). A bare matplotlib
         `Figure`: the user's backend and pyplot figures are left alone."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(10, 7))
-        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        ratios = [3, 1, 1] if self.fund_leverage else [3, 1]
+        fig = Figure(figsize=(10, 7 + 2 * (len(ratios) == 3)))
+        top, bottom, *funds = fig.subplots(
+            len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios}
+        )
+        if funds:
+            self.leverage().plot(ax=funds[0], lw=0.8)
+            funds[0].set_ylabel("fund leverage ×")
+            funds[0].legend(fontsize=7)
         prices = self.prices()
         (prices / prices.iloc[0] * 100).plot(ax=top, lw=1)
         top.set_ylabel("price, rebased to 100 (modelled)")
@@ -429,6 +498,9 @@ class SimulationResult:
             ),
             ("depth", charts.depth_figure(self, shocks), "Market makers' bid depth."),
         ]
+        if self.fund_leverage:
+            caption = "Fund leverage: gross exposure ÷ equity per population, pooled over funds."
+            out.append(("leverage", charts.leverage_figure(self, shocks), caption))
         if explanation is not None and len(explanation):
             targeted = {t.asset for t in self.scenario.targets if t.asset} | {"liquidations"}
             shapley = explanation[explanation.metric == "shapley"]
@@ -445,10 +517,13 @@ class SimulationResult:
         path: str | Path,
         observed: dict[str, pd.Series] | None = None,
         explanation: pd.DataFrame | None = None,
+        png_dir: str | Path | None = None,
     ) -> Path:
-        """Self-contained offline HTML (inline SVG with a PNG of each chart, no script or
-        network source): the charts of `figures(observed, explanation)`, then the targets,
-        assets, flows, amplification, shocks and diagnostics tables."""
+        """Self-contained offline HTML (inline SVG, no script or network source): the charts
+        of `figures(observed, explanation)`, then the targets, assets, flows, fund
+        leverage, amplification, shocks and diagnostics tables. `png_dir`: also write each
+        chart as `png_dir/NAME.png` (NAME as in the page's `chart-NAME` ids)."""
+        figures = self.figures(observed, explanation)
 
         parts = [
             html.paragraph(
@@ -459,10 +534,7 @@ class SimulationResult:
                 "label",
             )
         ]
-        parts += [
-            html.chart(fig, name, caption)
-            for name, fig, caption in self.figures(observed, explanation)
-        ]
+        parts += [html.chart(fig, name, caption) for name, fig, caption in figures]
         parts += [html.table(*section) for section in self.sections()]
         if explanation is not None and len(explanation):
             parts.append(_amplification_table(explanation))
@@ -474,7 +546,10 @@ class SimulationResult:
                 [[html.stamp(r.time), r.kind, r.label] for r in shocks.itertuples(index=False)],
             )
         )
-        return html.write_page(path, f"deleverage run {self.run_id}", parts)
+        page = html.write_page(path, f"deleverage run {self.run_id}", parts)
+        if png_dir is not None:
+            html.write_pngs([(name, fig) for name, fig, _ in figures], png_dir)
+        return page
 
 
 def _amplification_table(tidy: pd.DataFrame) -> str:

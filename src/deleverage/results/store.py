@@ -34,6 +34,7 @@ TABLES = (
     "path_market",
     "path_events",
     "explanations",
+    "fund_leverage",
 )
 
 SCHEMA = """
@@ -84,6 +85,9 @@ ALTER TABLE path_market ADD COLUMN IF NOT EXISTS rounds INTEGER;
 CREATE TABLE IF NOT EXISTS path_events AS
     SELECT run_id, 0::INTEGER AS path, * EXCLUDE (run_id) FROM events LIMIT 0;
 ALTER TABLE path_events ADD COLUMN IF NOT EXISTS fee_usd DOUBLE DEFAULT 0;
+-- per step and fund population: gross exposure ÷ equity, pooled over the funds running
+CREATE TABLE IF NOT EXISTS fund_leverage (
+    run_id VARCHAR, step INTEGER, time TIMESTAMP, population VARCHAR, leverage DOUBLE);
 -- `deleverage explain` of a stored run: its tidy table, under the explained run's id.
 CREATE TABLE IF NOT EXISTS explanations (
     run_id VARCHAR, explain_id VARCHAR, created_at TIMESTAMP, seed BIGINT, scenario VARCHAR,
@@ -139,6 +143,7 @@ class Store:
             "market": result.market_frame(),
             "events": _events_frame(result),
             "metrics": _metrics_frame(result.to_frame()),
+            "fund_leverage": result.leverage_frame(),
         }
         self._insert(frames)
         return result.run_id
@@ -286,12 +291,24 @@ class Store:
         events = events[["seq", *EVENT_COLUMNS]].astype(
             {"seq": "int64", "step": "int64", "round": "int64", "count": "int64"}
         )
+        leverage = self.connection.execute(
+            "SELECT step, population, leverage FROM fund_leverage WHERE run_id = ? ORDER BY step",
+            [run_id],
+        ).df()
+        fund_leverage = {}
+        stored = set(leverage.population)
+        order = [p.name for p in scenario.populations if p.name in stored]  # as recorded
+        for name in [*order, *sorted(stored - set(order))]:
+            mine = leverage[leverage.population == name]
+            fund_leverage[name] = np.full(n_rows, np.nan)
+            fund_leverage[name][mine.step.to_numpy()] = mine.leverage.to_numpy(float)
         return SimulationResult(
             path=int(run["path"]),
             times=times,
             market=recorded,
             rounds=rounds,
             events=events,
+            fund_leverage=fund_leverage,
             **common,
         )
 
