@@ -104,3 +104,19 @@ def test_target_windows_and_basis_are_stored_as_columns_and_load_back(tmp_path):
         table = back.bands_table() if table is None else table
         assert table.window_start.tolist() == [pd.Timestamp(TARGET["window"][0])]
         assert table.window_end.tolist() == [pd.Timestamp(TARGET["window"][1])]
+
+
+def test_a_file_from_before_windows_and_fund_leverage_still_opens(tmp_path):
+    run = simulate(scenario(), seed=0)
+    mc = simulate_paths(scenario(), seed=0, paths=2, amplification=False)
+    db = tmp_path / "old.duckdb"
+    with Store(db) as store:
+        store.write(run)
+        store.write_paths(mc)
+        store.connection.execute("DROP TABLE fund_leverage")
+        for column in ("window_start", "window_end"):
+            store.connection.execute(f"ALTER TABLE path_targets DROP COLUMN {column}")
+    back = open_run(db, run.run_id)
+    assert back.fund_leverage == {} and back.summary() == run.summary()  # no fund population
+    bands = open_run(db, mc.run_id).bands_table()
+    assert bands.target.tolist() == ["worst_24h BTC"] and bands.window_start.isna().all()

@@ -119,11 +119,13 @@ class Population(Protocol):
         """Cash held per currency: the engine checks each currency is conserved."""
 
 
-def pooled_leverage(gross_usd: np.ndarray, equity_usd: np.ndarray, live: np.ndarray) -> float:
-    """Gross exposure ÷ equity of the funds still running (`live` with positive equity),
-    summed over funds first (the population's leverage, each fund weighted by its
-    equity); NaN when no fund is left."""
-    live = live & (equity_usd > 0.0)
-    if not live.any():
-        return float("nan")
-    return float(gross_usd[live].sum() / equity_usd[live].sum())
+def pooled_leverage(
+    gross_usd: np.ndarray, equity_usd: np.ndarray, live: np.ndarray | None = None
+) -> float:
+    """Gross exposure ÷ equity of the funds still running (`live`, default all, with
+    positive equity), summed over funds first (the population's leverage, each fund
+    weighted by its equity); NaN when no fund is left. Called every step: a few array
+    operations."""
+    counted = equity_usd > 0.0 if live is None else live & (equity_usd > 0.0)
+    equity = equity_usd @ counted
+    return float(gross_usd @ counted / equity) if equity > 0.0 else float("nan")

@@ -100,8 +100,7 @@ class TargetPortfolio(ABC):
 
     def gross_leverage(self, price: np.ndarray) -> float:
         """Gross exposure (|units| at `price`) ÷ equity, pooled over the funds."""
-        equity = self.equity(price)
-        return pooled_leverage(np.abs(self.units) @ price, equity, np.ones(len(equity), bool))
+        return pooled_leverage(np.abs(self.units) @ price, self.equity(price))
 
     def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
         """Hold `units` at the start in assets with a history, paid from cash at `price`

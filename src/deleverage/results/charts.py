@@ -120,7 +120,7 @@ def leverage_figure(result, shocks: pd.DataFrame) -> Figure:
         ax.plot(leverage.index, leverage[name], lw=0.9, label=name)
     ax.set_ylabel("gross exposure ÷ equity")
     ax.set_title("Fund leverage by population (modelled); dotted: shocks", fontsize=9)
-    ax.legend(fontsize=7, ncol=6, loc="upper left")
+    ax.legend(fontsize=7, ncol=3, loc="upper right")
     _markers(ax, shocks, result.times[0], result.times[-1])
     ax.tick_params(labelsize=7)
     return fig

@@ -291,10 +291,11 @@ class Store:
         events = events[["seq", *EVENT_COLUMNS]].astype(
             {"seq": "int64", "step": "int64", "round": "int64", "count": "int64"}
         )
-        leverage = self.connection.execute(
-            "SELECT step, population, leverage FROM fund_leverage WHERE run_id = ? ORDER BY step",
-            [run_id],
-        ).df()
+        leverage = pd.DataFrame(columns=["step", "population", "leverage"])
+        if self._columns("fund_leverage"):  # none in a file from before it was recorded
+            leverage = self.connection.execute(
+                "SELECT step, population, leverage FROM fund_leverage WHERE run_id = ?", [run_id]
+            ).df()
         fund_leverage = {}
         stored = set(leverage.population)
         order = [p.name for p in scenario.populations if p.name in stored]  # as recorded
@@ -316,8 +317,13 @@ class Store:
         from deleverage.engine.montecarlo import amplification_measures
 
         run_id, scenario = common["run_id"], common["scenario"]
+        windows = (
+            "window_start, window_end"
+            if "window_start" in self._columns("path_targets")
+            else "NULL::TIMESTAMP AS window_start, NULL::TIMESTAMP AS window_end"  # an older file
+        )
         path_targets = self.connection.execute(
-            "SELECT path, target, window_start, window_end, observed, modelled, unit, time "
+            f"SELECT path, target, {windows}, observed, modelled, unit, time "
             "FROM path_targets WHERE run_id = ? ORDER BY path",
             [run_id],
         ).df()
@@ -337,6 +343,13 @@ class Store:
             path_amplification=amplification,
             **common,
         )
+
+    def _columns(self, table: str) -> set[str]:
+        """The columns of `table` in this file (empty: no such table)."""
+        rows = self.connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+        return {row[0] for row in rows}
 
     def runs(self) -> pd.DataFrame:
         columns = {row[0] for row in self.connection.execute("DESCRIBE runs").fetchall()}
