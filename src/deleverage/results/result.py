@@ -164,14 +164,12 @@ class SimulationResult:
             metrics = self._price_metrics(self.market["price"][:, a], self.times, asset.currency)
             metrics.append(("traded_volume", volume, "USD", self.times[-1]))
             rows += [(asset.id, metric, value, unit, at) for metric, value, unit, at in metrics]
-        windows = []
-        for target in self.scenario.targets:
+        for target in self.scenario.targets:  # with their basis and UTC window
             modelled, unit = self.modelled(target.metric, target.asset, target.window, target.unit)
             name = target_name(target.metric, target.asset)
             start, end = target.window or (None, None)
-            rows.append(("targets", name, target.value, target.unit, end, "observed"))
-            rows.append(("targets", name, modelled, unit, end))
-            windows += [(start, end)] * 2
+            rows.append(("targets", name, target.value, target.unit, end, "observed", start, end))
+            rows.append(("targets", name, modelled, unit, end, "modelled", start, end))
         for name, values in self.fund_leverage.items():
             peak = int(np.nanargmax(values)) if np.isfinite(values).any() else 0
             rows.append((name, "leverage_start", float(values[0]), "ratio", self.times[0]))
@@ -188,19 +186,14 @@ class SimulationResult:
         for name, value in self.diagnostics.items():
             unit = "USD" if name.endswith("_usd") else "ratio" if "drift" in name else "count"
             rows.append(("diagnostics", name, float(value), unit, None))
-        rows = [row if len(row) == 6 else (*row, "modelled") for row in rows]
-        frame = pd.DataFrame(rows, columns=["entity", "metric", "value", "unit", "time", "basis"])
+        rows = [row if len(row) == 8 else (*row, "modelled", None, None) for row in rows]
+        columns = ["entity", "metric", "value", "unit", "time", *TIDY_COLUMNS[-3:]]
+        frame = pd.DataFrame(rows, columns=columns)
         frame.insert(0, "scenario", self.scenario.name)
         frame.insert(0, "seed", self.seed)
         frame.insert(0, "run_id", self.run_id)
-        frame["time"] = utc(frame.time)
-        # every target has a window (or none: the whole run); other rows have none
-        targets = (frame.entity == "targets").to_numpy()
-        for column, side in (("window_start", 0), ("window_end", 1)):
-            values = [None] * len(frame)
-            for i, window in zip(np.flatnonzero(targets), windows, strict=True):
-                values[i] = window[side]
-            frame[column] = utc(values)
+        for column in ("time", "window_start", "window_end"):
+            frame[column] = utc(frame[column])
         return frame[TIDY_COLUMNS]
 
     def _price_metrics(self, p: np.ndarray, times: pd.DatetimeIndex, unit: str) -> list[tuple]:
