@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -104,11 +105,21 @@ def _parse_clock_time(value: object) -> object:
     raise ValueError(f"expected a local time 'HH:MM' (00:00 to 24:00), found {value!r}")
 
 
+# How editors see the custom types (`deleverage schema`): durations and clock times are
+# written as text, the way scenario files give them.
+_DURATION_JSON = {
+    "anyOf": [
+        {"type": "string", "pattern": _DURATION.pattern},
+        {"type": "number", "description": "seconds"},
+    ],
+    "description": "a duration such as '30s', '5min', '1h' or '2d'",
+}
 Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
     AfterValidator(_positive_duration),
     PlainSerializer(_format_duration, return_type=str),
+    WithJsonSchema(_DURATION_JSON),
 ]
 # round_seconds and mark_price_window may be 0 (instant rounds, no smoothing)
 DurationOrZero = Annotated[
@@ -116,6 +127,7 @@ DurationOrZero = Annotated[
     BeforeValidator(_parse_duration),
     AfterValidator(_nonnegative_duration),
     PlainSerializer(_format_duration, return_type=str),
+    WithJsonSchema(_DURATION_JSON),
 ]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 ClockMinutes = Annotated[
@@ -123,6 +135,15 @@ ClockMinutes = Annotated[
     BeforeValidator(_parse_clock_time),
     Field(ge=0, le=1440),
     PlainSerializer(lambda m: f"{m // 60:02d}:{m % 60:02d}", return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d{1,2}:\d{2}\s*$"},
+                {"type": "integer", "minimum": 0, "maximum": 1440},
+            ],
+            "description": "a local time 'HH:MM' (00:00 to 24:00)",
+        }
+    ),
 ]
 TimeZone = Annotated[str, AfterValidator(_check_zone)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
