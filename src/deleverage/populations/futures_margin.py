@@ -147,6 +147,10 @@ class FuturesPopulation:
         """Cash at the exchange after the last variation-margin settlement, USD."""
         return self.cash_usd + self.position * self.settlement_price
 
+    def open_interest_usd(self, price: float) -> float:
+        """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
+        return 0.5 * float(np.abs(self.position).sum()) * price
+
     def equity(self, price: float) -> np.ndarray:
         return self.cash_usd + self.position * price
 
@@ -241,17 +245,7 @@ class FuturesPopulation:
             detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
             f"{len(liquidated)} liquidated; maintenance {maintenance}%",
         )
-        if len(liquidated):
-            log.add(
-                "liquidation",
-                population=self.name,
-                venue=self.venue,
-                asset=self.asset_id,
-                count=len(liquidated),
-                quantity=float(self.pending[liquidated].sum()),
-                notional_usd=float(notional[~can_pay].sum()),
-                price=price,
-            )
+        self._log_liquidations(liquidated, price, log, "")
         self._refresh_call_prices(called)
 
     def _settlement_calls(
@@ -289,18 +283,25 @@ class FuturesPopulation:
                 detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
                 f"{len(fresh) - len(met)} due by the next settlement; maintenance {maintenance}%",
             )
-        if len(overdue):
-            log.add(
-                "liquidation",
-                population=self.name,
-                venue=self.venue,
-                asset=self.asset_id,
-                count=len(overdue),
-                quantity=float(self.pending[overdue].sum()),
-                notional_usd=float(notional[overdue].sum()),
-                price=price,
-                detail="call unmet by the settlement it was due",
-            )
+        self._log_liquidations(overdue, price, log, "call unmet by the settlement it was due")
+
+    def _log_liquidations(self, accounts: np.ndarray, price: float, log: EventLog, detail: str):
+        """One `liquidation` row per side (long positions sold, short positions bought back)."""
+        closing = self.pending[accounts]
+        for side, mask in (("long", closing < 0.0), ("short", closing > 0.0)):
+            if mask.any():
+                log.add(
+                    "liquidation",
+                    population=self.name,
+                    venue=self.venue,
+                    asset=self.asset_id,
+                    side=side,
+                    count=int(mask.sum()),
+                    quantity=float(closing[mask].sum()),
+                    notional_usd=float(np.abs(closing[mask]).sum() * price),
+                    price=price,
+                    detail=detail,
+                )
 
     def _open_positions(self, initial_pct: float) -> None:
         """Queue new accounts for `rebuild_share` of the contracts missing from the input;

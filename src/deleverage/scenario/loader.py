@@ -21,7 +21,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from deleverage.errors import Problem, ScenarioError
-from deleverage.scenario.schema import CHANNELS, Scenario
+from deleverage.scenario.schema import (
+    CHANNELS,
+    EVENT_METRICS,
+    PERCENT_PRICE_METRICS,
+    PRICE_METRICS,
+    Scenario,
+)
 from deleverage.scenario.series import SeriesError, history_series, read_series
 
 PRESET_PACKAGE = "deleverage.scenario.presets"
@@ -462,6 +468,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         for j, outage in enumerate(venue.outages):
             need_in_window(f"venues.{venue.id}.outages.{j}.start", outage.start)
 
+    for key, message in _limit_problems(scenario):
+        bad(key, message)
+
     for a, b, _ in scenario.market.correlation.pairs:
         need_asset("market.correlation.pairs", a)
         need_asset("market.correlation.pairs", b)
@@ -533,6 +542,10 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
     for j, target in enumerate(scenario.targets):
         if target.asset is not None:
             need_asset(f"targets.{j}.asset", target.asset)
+        if target.venue is not None:
+            need_venue(f"targets.{j}.venue", target.venue)
+        for key, message in _target_problems(target, scenario):
+            bad(f"targets.{j}.{key}", message)
         if target.window is not None and not (start <= target.window[0] < target.window[1] <= end):
             bad(
                 f"targets.{j}.window",
@@ -548,6 +561,98 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
                 "market.correlation",
                 "expected a positive-definite correlation matrix, found one that is not",
             )
+    return problems
+
+
+def _limit_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """Price limits and breakers name defined assets (one limit per asset), and their
+    reset needs a venue that does what it says: closes between sessions or settles."""
+    assets = {asset.id: asset for asset in scenario.assets}
+    venues = {venue.id: venue for venue in scenario.venues}
+    problems, limited = [], set()
+
+    def check_reset(where: str, asset_id: str, reset: str) -> None:
+        venue = venues.get(assets[asset_id].venue)
+        if venue is None:
+            return
+        session = venue.session
+        never_closes = session.hours_per_day >= 24.0 and len(set(session.days)) == 7
+        if reset == "session" and never_closes:
+            message = "expected a venue that closes between sessions for reset: session, found"
+            problems.append((f"{where}.reset", f"{message} {venue.id!r} open 24/7 (use utc_day)"))
+        if reset == "settlement" and not venue.settlement:
+            message = "expected a venue with settlement times for reset: settlement, found"
+            problems.append((f"{where}.reset", f"{message} {venue.id!r} with none"))
+
+    def known(where: str, asset_id: str) -> bool:
+        if asset_id not in assets:
+            problems.append((where, f"expected a defined asset ({', '.join(assets)}), found "
+                             f"{asset_id!r}"))  # fmt: skip
+        return asset_id in assets
+
+    for j, limit in enumerate(scenario.market.price_limits):
+        where = f"market.price_limits.{j}"
+        if known(f"{where}.asset", limit.asset):
+            if limit.asset in limited:
+                problems.append((f"{where}.asset", f"expected one limit per asset, found "
+                                 f"{limit.asset!r} twice"))  # fmt: skip
+            limited.add(limit.asset)
+            check_reset(where, limit.asset, limit.reset)
+    for j, breaker in enumerate(scenario.market.circuit_breakers):
+        where = f"market.circuit_breakers.{j}"
+        if known(f"{where}.index", breaker.index):
+            check_reset(where, breaker.index, breaker.reset)
+        for asset_id in breaker.assets:
+            known(f"{where}.assets", asset_id)
+    return problems
+
+
+def _target_problems(target: Any, scenario: Scenario) -> list[tuple[str, str]]:
+    """A computed metric must name what it needs (an asset for price metrics), use only the
+    filters it has, a population that produces it and a unit it is measured in."""
+    metric, problems = target.metric, []
+    assets = {asset.id: asset for asset in scenario.assets}
+    if metric in PRICE_METRICS:
+        if target.asset is None:
+            return [("asset", f"expected the asset whose price {metric} measures, found none")]
+        extra = sorted(target.filters())
+        if extra:
+            problems.append((extra[0], f"expected no {extra[0]} on a price metric ({metric})"))
+        currency = assets[target.asset].currency if target.asset in assets else None
+        units = ("%",) if metric in PERCENT_PRICE_METRICS else (currency,)
+        if currency is not None and target.unit not in units:
+            problems.append(("unit", f"expected {units[0]!r} for {metric}, found {target.unit!r}"))
+        return problems
+    spec = EVENT_METRICS.get(metric)
+    if spec is None:
+        return []  # recorded as observed only
+    for key in ("asset", *target.filters()):
+        if key == "asset" and target.asset is None:
+            continue
+        if key not in spec.filters:
+            allowed = ", ".join(spec.filters) or "none"
+            problems.append((key, f"expected only the filters {allowed} on {metric}, found {key}"))
+    types = {p.name: p.type for p in scenario.populations}
+    if target.population is not None:
+        kind = types.get(target.population)
+        if kind is None:
+            names = ", ".join(types) or "none defined"
+            problems.append(("population", f"expected a defined population ({names}), found "
+                             f"{target.population!r}"))  # fmt: skip
+        elif kind not in spec.populations:
+            wanted = " or ".join(spec.populations)
+            problems.append(("population", f"expected a {wanted} population for {metric}, "
+                             f"found {target.population!r} ({kind})"))  # fmt: skip
+    units = list(spec.units)
+    if "currency" in units:
+        units.remove("currency")
+        units += sorted(
+            {assets[p.fx_asset].currency for p in scenario.populations
+             if p.type == "carry_funds" and p.fx_asset in assets}
+        )  # fmt: skip
+    if target.unit not in units:
+        problems.append(("unit", f"expected one of {', '.join(units)} for {metric}, found "
+                         f"{target.unit!r}"))  # fmt: skip
     return problems
 
 

@@ -6,7 +6,9 @@ silently ignored setting. Times are UTC; durations accept "5min", "1h", "2d", "3
 
 from __future__ import annotations
 
+import itertools
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -303,12 +305,24 @@ class History(Model):
     a state that exists"): a CSV/Parquet `file` or inline `points` [[time, price], ...].
     It sets the initial price (unless `price` is given), realized volatility, trend signals,
     value anchors and the entry prices of leveraged positions. Points after the clock
-    start are never read."""
+    start are never read.
+
+    Time stamps: a point is read as known at its time (`stamp: close`, the default). A bar
+    dated at its open (a daily file whose `date` is the trading day, e.g. Yahoo daily bars
+    at 00:00 of the day) gives a close known only one `bar` later: say `stamp: open`, and
+    each close is placed at its time + `bar`, so a run never starts from a close that was
+    not yet printed."""
 
     file: str | None = None
     column: str = "close"
     time_column: str = "date"
     points: list[tuple[UtcTime, Price]] | None = Field(None, min_length=1)
+    stamp: Literal["close", "open"] = Field(
+        "close",
+        description="close: each point is known at its time; open: points are bars dated "
+        "at their open, whose close is known `bar` later",
+    )
+    bar: Duration = Field(timedelta(days=1), description="bar length, with stamp: open")
     source: str | None = None
 
     @model_validator(mode="after")
@@ -416,6 +430,72 @@ class MarketMakers(Model):
     )
 
 
+LimitReset = Literal["session", "settlement", "utc_day"]
+_RESET_DOC = (
+    "when the reference price resets to the price of the moment: session (the venue's "
+    "session open: the previous close), settlement (after each daily settlement) or utc_day "
+    "(00:00 UTC, for venues that never close)"
+)
+
+
+class PriceLimit(Model):
+    """Exchange price limits on one asset: it trades at most `down_pct` below and `up_pct`
+    above its reference price (e.g. CME equity index futures: ±7% outside US hours). A move
+    beyond waits until the reference resets; orders that would trade through wait."""
+
+    asset: str
+    down_pct: Annotated[float, Field(gt=0.0, lt=100.0)] | None = Field(
+        None, description="limit down, % below the reference"
+    )
+    up_pct: Annotated[float, Field(gt=0.0, le=1000.0)] | None = Field(
+        None, description="limit up, % above the reference"
+    )
+    reset: LimitReset = Field("session", description=_RESET_DOC)
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> PriceLimit:
+        if self.down_pct is None and self.up_pct is None:
+            raise ValueError("give down_pct, up_pct or both")
+        return self
+
+
+class BreakerLevel(Model):
+    decline_pct: Annotated[float, Field(gt=0.0, lt=100.0)] = Field(
+        description="fall of the index below its reference that triggers this level, %"
+    )
+    halt: Duration | None = Field(
+        None, description="length of the halt; none: the rest of the day (until the reset)"
+    )
+    not_after: ClockMinutes | None = Field(
+        None,
+        description="local time (the index venue's zone) from which this level no longer "
+        "halts (US rule: 15:25 for levels 1 and 2)",
+    )
+
+
+class CircuitBreaker(Model):
+    """A market-wide circuit breaker: when `index` falls a level's `decline_pct` below its
+    reference, trading in `assets` halts (each level once per day). The US rule halts all
+    equities 15 min at −7% and −13% of the S&P 500's previous close (not at or after 15:25
+    New York) and for the rest of the day at −20%."""
+
+    index: str
+    assets: list[str] = Field(
+        default_factory=list, description="assets halted; default: the index alone"
+    )
+    levels: list[BreakerLevel] = Field(min_length=1)
+    reset: LimitReset = Field("session", description=_RESET_DOC)
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _increasing(self) -> CircuitBreaker:
+        declines = [level.decline_pct for level in self.levels]
+        if any(b <= a for a, b in itertools.pairwise(declines)):
+            raise ValueError(f"expected levels with increasing decline_pct, found {declines}")
+        return self
+
+
 class Market(Model):
     correlation: Correlation = Correlation()
     market_makers: MarketMakers = MarketMakers()
@@ -442,6 +522,12 @@ class Market(Model):
         "algorithm: at most this share of the asset's normal volume a step, all funds of a "
         "population together (forced sellers, value buyers and ETF creations, spread over "
         "their session, are not capped)",
+    )
+    price_limits: list[PriceLimit] = Field(
+        default_factory=list, description="limit up / limit down per asset"
+    )
+    circuit_breakers: list[CircuitBreaker] = Field(
+        default_factory=list, description="trading halts triggered by an index's fall"
     )
 
 
@@ -1099,11 +1185,76 @@ class Uncertain(Model):
     source: str | None = None
 
 
-class Target(Model):
-    """An observed outcome to compare a run against (SPEC §10); never an input."""
+PRICE_METRICS = ("start", "end", "low", "return", "max_drawdown", "worst_1h", "worst_24h")
+PERCENT_PRICE_METRICS = ("return", "max_drawdown", "worst_1h", "worst_24h")
+_LIQUIDATION_FILTERS = ("asset", "venue", "population", "side")
 
-    metric: str
+
+@dataclass(frozen=True)
+class EventMetric:
+    """A target computed from the event log: which populations produce it, in which units,
+    and which filters narrow it."""
+
+    populations: tuple[str, ...]  # population types whose events count
+    units: tuple[str, ...]  # accepted units ("currency": the asset's or pair's currency)
+    filters: tuple[str, ...]  # of asset, venue, population, side
+    doc: str
+
+
+EVENT_METRICS: dict[str, EventMetric] = {
+    "liquidations": EventMetric(("perp_book",), ("USD",), _LIQUIDATION_FILTERS,
+                                "perp liquidation notional in the window, USD"),
+    "liquidations_24h": EventMetric(("perp_book",), ("USD",), _LIQUIDATION_FILTERS,
+                                    "largest 24 h of perp liquidation notional, USD"),
+    "liquidated_accounts": EventMetric(("perp_book",), ("accounts", "count"),
+                                       _LIQUIDATION_FILTERS,
+                                       "perp liquidation orders in the window"),
+    "liquidated_accounts_24h": EventMetric(("perp_book",), ("accounts", "count"),
+                                           _LIQUIDATION_FILTERS,
+                                           "largest 24 h of perp liquidation orders"),
+    "margin_book_liquidations": EventMetric(
+        ("futures_book", "pb_funds"), ("USD",), _LIQUIDATION_FILTERS,
+        "futures accounts liquidated and prime-broker forced sales in the window, USD"),
+    "margin_book_liquidated_accounts": EventMetric(
+        ("futures_book", "pb_funds"), ("accounts", "count"), _LIQUIDATION_FILTERS,
+        "futures accounts liquidated and prime-brokered funds forced to sell (per asset)"),
+    "adl_accounts": EventMetric(("perp_book",), ("accounts", "count"),
+                                ("asset", "venue", "population"),
+                                "accounts auto-deleveraged in the window"),
+    "open_interest_change": EventMetric(
+        ("perp_book", "futures_book"), ("%",), ("asset", "venue", "population"),
+        "change of the books' one-sided open interest (USD) from the window's start to its "
+        "end, %, read on hourly snapshots"),
+    "carry_repaid": EventMetric(("carry_funds",), ("USD", "currency"), ("population",),
+                                "funding currency bought back by carry funds in the window, "
+                                "in USD or in the funding currency (e.g. JPY)"),
+    "etf_flow": EventMetric(("etf_flows",), ("USD",), ("asset", "population"),
+                            "net ETF creations (+) or redemptions (−) in the window, USD"),
+}  # fmt: skip
+
+
+class Target(Model):
+    """An observed outcome to compare a run against (SPEC §10); never an input.
+
+    Computed metrics: the price metrics of one asset (start, end, low: in its currency;
+    return, max_drawdown, worst_1h, worst_24h: %) and the event metrics of `EVENT_METRICS`
+    (liquidations by asset, venue, population and side, counts, margin-book liquidations,
+    ADL counts, open-interest change, currency repaid by carry funds, ETF flows). Any
+    other metric is recorded as observed only (its modelled value is NaN, and said so)."""
+
+    metric: str = Field(
+        description="price metric ("
+        + ", ".join(PRICE_METRICS)
+        + ") or event metric ("
+        + ", ".join(EVENT_METRICS)
+        + "); another name is kept as observed only"
+    )
     asset: str | None = None
+    venue: str | None = Field(None, description="event metrics: only this venue's assets")
+    population: str | None = Field(None, description="event metrics: only this population")
+    side: Literal["long", "short"] | None = Field(
+        None, description="liquidation metrics: only positions on this side"
+    )
     value: float
     unit: str
     window: tuple[UtcTime, UtcTime] | None = None
@@ -1114,6 +1265,14 @@ class Target(Model):
         if self.window is not None and not self.window[0] < self.window[1]:
             raise ValueError("expected a window [start, end) with start before end")
         return self
+
+    def filters(self) -> dict[str, str]:
+        """The filters set on this target, by name."""
+        return {
+            key: getattr(self, key)
+            for key in ("venue", "population", "side")
+            if getattr(self, key) is not None
+        }
 
 
 class Scenario(Model):
