@@ -123,7 +123,7 @@ def compile_timeline(scenario: Scenario, starts: pd.DatetimeIndex, price0: np.nd
             else:
                 path = np.log(path)
             tl.driver[:, index[shock.asset]] = path
-        elif kind == "margin_change":
+        elif kind == "margin_change" and not shock.in_usd:  # USD: futures books apply them
             for when, stage in ((shock.announced, "announced"), (shock.effective, "effective")):
                 k = _step_at(starts, when)
                 if k < n_steps:

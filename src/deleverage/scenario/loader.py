@@ -512,6 +512,10 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
             need_venue(f"{path}.venue", shock.venue)
         if shock.type == "margin_change":
             need_asset(f"{path}.asset", shock.asset)
+            if shock.in_usd and shock.asset in assets:
+                if scenario.assets[assets[shock.asset]].contract_size is None:
+                    bad(f"{path}.initial_usd", f"expected an asset with contract_size for "
+                        f"margins in USD per contract, found {shock.asset!r} without")  # fmt: skip
         # Every dated shock falls inside the clock window: one before the start did not
         # happen in this run (it belongs in the starting state or the asset's history).
         for key in ("time", "start", "announced", "effective", "until"):

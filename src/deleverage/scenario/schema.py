@@ -363,7 +363,32 @@ class Asset(Model):
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
         None, description="exchange maintenance margin at the start, % of notional"
     )
+    contract_size: Positive | None = Field(
+        None, description="units of the asset in one futures contract (COMEX silver: 5,000 oz)"
+    )
+    initial_margin_usd: Usd | None = Field(
+        None,
+        description="exchange initial margin at the start, USD per contract (how CME set "
+        "metals margins until 13 Jan 2026, facts 2.3, 2.7); needs contract_size",
+    )
+    maintenance_margin_usd: Usd | None = Field(
+        None, description="exchange maintenance margin at the start, USD per contract"
+    )
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _dollar_margins(self) -> Asset:
+        dollars = (self.initial_margin_usd, self.maintenance_margin_usd)
+        if (dollars[0] is None) != (dollars[1] is None):
+            raise ValueError("give both initial_margin_usd and maintenance_margin_usd, or neither")
+        if dollars[0] is not None:
+            if self.contract_size is None:
+                raise ValueError("margins in USD per contract need contract_size")
+            if self.initial_margin_pct is not None or self.maintenance_margin_pct is not None:
+                raise ValueError("give margins in % of notional or in USD per contract, not both")
+            if dollars[1] > dollars[0]:
+                raise ValueError("maintenance_margin_usd exceeds initial_margin_usd")
+        return self
 
     @model_validator(mode="after")
     def _initial_price(self) -> Asset:
@@ -772,7 +797,10 @@ class FuturesBook(Model):
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
         asset = assets.get(self.asset)
-        on_asset = asset and None not in (asset.initial_margin_pct, asset.maintenance_margin_pct)
+        on_asset = asset and (
+            None not in (asset.initial_margin_pct, asset.maintenance_margin_pct)
+            or asset.initial_margin_usd is not None
+        )
         if asset and not on_asset and self.initial_margin_pct is None:
             return [("initial_margin_pct", "expected margins on the asset or the population")]
         return []
@@ -1067,21 +1095,41 @@ class FxShock(_Shock):
 
 
 class MarginChange(_Shock):
+    """A new exchange margin from `effective` on: % of notional (`initial_pct`,
+    `maintenance_pct`) or USD per contract (`initial_usd`, `maintenance_usd`, on an asset
+    with a contract_size; futures books apply these)."""
+
     type: Literal["margin_change"]
     announced: UtcTime
     effective: UtcTime
     venue: str
     asset: str
-    initial_pct: Annotated[float, Field(gt=0.0, le=100.0)]
-    maintenance_pct: Annotated[float, Field(gt=0.0, le=100.0)]
+    initial_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    maintenance_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    initial_usd: Usd | None = Field(None, description="initial margin, USD per contract")
+    maintenance_usd: Usd | None = Field(None, description="maintenance margin, USD per contract")
 
     @model_validator(mode="after")
     def _order(self) -> MarginChange:
         if self.effective < self.announced:
             raise ValueError("effective time is before the announcement")
-        if self.maintenance_pct > self.initial_pct:
-            raise ValueError("maintenance_pct exceeds initial_pct")
+        pct = (self.initial_pct, self.maintenance_pct)
+        usd = (self.initial_usd, self.maintenance_usd)
+        one_kind = (None not in pct and usd == (None, None)) or (
+            None not in usd and pct == (None, None)
+        )
+        if not one_kind:
+            raise ValueError(
+                "give initial_pct and maintenance_pct, or initial_usd and maintenance_usd"
+            )
+        initial, maintenance = pct if None not in pct else usd
+        if maintenance > initial:
+            raise ValueError("maintenance exceeds initial margin")
         return self
+
+    @property
+    def in_usd(self) -> bool:
+        return self.initial_usd is not None
 
 
 class OutageShock(_Shock):
