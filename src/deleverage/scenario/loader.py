@@ -501,6 +501,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         if shock.type in ("news", "policy"):
             for asset_id in shock.returns:
                 need_asset(f"{path}.returns", asset_id)
+        if shock.type == "factor":
+            for asset_id in shock.betas:
+                need_asset(f"{path}.betas", asset_id)
         if shock.type in ("earnings", "rate", "flow", "driver"):
             need_asset(f"{path}.asset", shock.asset)
         if shock.type == "fx":

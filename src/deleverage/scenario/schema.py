@@ -1076,6 +1076,38 @@ class EarningsShock(_Shock):
         return self.sensitivity * self.surprise * (1.0 + self.crowding_amplifier * self.crowding)
 
 
+class FactorShock(_Shock):
+    """One surprise moves many assets through their sensitivities (a payrolls print, a
+    tariff post): jump_i = beta_i · size, a log return per asset. `size` is the surprise in
+    the units the betas are per; or give `actual`, `expected` and `scale` and size =
+    (actual − expected) / scale (e.g. a surprise in standard deviations of past surprises)."""
+
+    type: Literal["factor"]
+    time: UtcTime
+    betas: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] = Field(
+        min_length=1, description="log return per unit of size, per asset"
+    )
+    size: float | None = Field(None, description="the surprise, in the betas' units")
+    actual: float | None = None
+    expected: float | None = None
+    scale: Positive = Field(1.0, description="size = (actual − expected) / scale")
+
+    @model_validator(mode="after")
+    def _surprise(self) -> FactorShock:
+        if (self.size is None) == (self.actual is None or self.expected is None):
+            raise ValueError("give size, or actual and expected (not both)")
+        worst = max(abs(beta * self.surprise) for beta in self.betas.values())
+        if not worst <= 5.0:
+            raise ValueError(f"expected jumps |beta · size| ≤ 5, found {worst:.4g}")
+        return self
+
+    @property
+    def surprise(self) -> float:
+        if self.size is not None:
+            return self.size
+        return (self.actual - self.expected) / self.scale
+
+
 class RateShock(_Shock):
     """Yield change on a bond asset; price moves by −duration·Δy."""
 
@@ -1196,6 +1228,7 @@ Shock = Annotated[
     NewsShock
     | PolicyShock
     | EarningsShock
+    | FactorShock
     | RateShock
     | FxShock
     | MarginChange
