@@ -605,6 +605,23 @@ class Distribution(Model):
             return rng.triangular(self.low, self.mode, self.high, size)
         return np.full(size, self.value) if size is not None else self.value
 
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        """The law's quantiles at probabilities `u` in (0, 1) (for correlated draws)."""
+        from scipy import stats
+
+        if self.dist == "uniform":
+            return self.low + u * (self.high - self.low)
+        if self.dist == "normal":
+            return stats.norm.ppf(u, self.mean, self.sd)
+        if self.dist == "lognormal":
+            return self.median * np.exp(self.sigma * stats.norm.ppf(u))
+        if self.dist == "triangular":
+            width = self.high - self.low
+            if width == 0.0:
+                return np.full_like(u, self.low)
+            return stats.triang.ppf(u, (self.mode - self.low) / width, self.low, width)
+        return np.full_like(u, self.value)
+
     def center(self) -> float:
         """A value every law can produce (its mode or median)."""
         return {
@@ -1258,12 +1275,63 @@ class Channels(Model):
     fx_feedback: bool = True
 
 
-class Uncertain(Model):
-    """A prior over one input, sampled per Monte Carlo path; `path` is a --set key path."""
+class Shares(Model):
+    """Shares of a total drawn per path: shares ~ Dirichlet(concentration · weights), so
+    they always sum to one and centre on the weights; each path is set to total · share."""
 
-    path: str
-    prior: Distribution
+    total: float = Field(description="what the shares divide (e.g. open interest, USD)")
+    weights: list[Positive] = Field(min_length=2, description="mean shares (normalized)")
+    concentration: Annotated[float, Field(gt=0.0, le=1e6)] = Field(
+        10.0, description="higher: draws closer to the weights (Dirichlet α = this · weight)"
+    )
+
+    def mean(self) -> np.ndarray:
+        weights = np.asarray(self.weights, dtype=float)
+        return weights / weights.sum()
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.dirichlet(self.concentration * self.mean())
+
+
+class Uncertain(Model):
+    """A prior over inputs, sampled per Monte Carlo path; `path` is a --set key path.
+
+    `paths` (instead of `path`): one draw for several inputs, which it sets (`mode: set`)
+    or scales (`mode: scale`: each input's own value × the draw, e.g. all depths × one
+    liquidity draw). `shares` (instead of a prior): the inputs are shares of a total that
+    sum to it on every path. `name` and `correlation`: draws of named priors are correlated
+    (a Gaussian copula: correlated normals mapped through each prior's quantiles)."""
+
+    name: str | None = Field(None, description="for `correlation` entries of other priors")
+    path: str | None = None
+    paths: list[str] | None = Field(None, min_length=1)
+    prior: Distribution | None = None
+    shares: Shares | None = None
+    mode: Literal["set", "scale"] = Field(
+        "set", description="set: the draw is the value; scale: it multiplies the value"
+    )
+    correlation: dict[str, Annotated[float, Field(gt=-1.0, lt=1.0)]] = Field(
+        default_factory=dict, description="correlation of this draw with named priors' draws"
+    )
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Uncertain:
+        if (self.path is None) == (self.paths is None):
+            raise ValueError("give exactly one of 'path' or 'paths'")
+        if (self.prior is None) == (self.shares is None):
+            raise ValueError("give exactly one of 'prior' or 'shares'")
+        if self.shares is not None:
+            if self.paths is None or len(self.paths) != len(self.shares.weights):
+                raise ValueError("expected 'paths' with one path per share weight")
+            if self.mode != "set" or self.correlation:
+                raise ValueError("shares set their paths; no mode: scale or correlation")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The key paths this item sets."""
+        return [self.path] if self.path is not None else list(self.paths)
 
 
 PRICE_METRICS = ("start", "end", "low", "return", "max_drawdown", "worst_1h", "worst_24h")
