@@ -90,6 +90,8 @@ def usd_schedule(scenario, asset_id: str) -> list[tuple[pd.Timestamp, Margin | N
         if shock.type == "margin_change" and shock.asset == asset_id:
             margins = per_unit(shock.initial_usd, shock.maintenance_usd) if shock.in_usd else None
             entries.append((pd.Timestamp(shock.effective), margins))
+    if all(margins is None for _, margins in entries):
+        return []  # margins in % of notional only: the engine's schedule applies throughout
     return sorted(entries, key=lambda entry: entry[0])
 
 
@@ -212,8 +214,10 @@ class FuturesPopulation:
         multiplier applied: USD per contract while the USD schedule says so (a change in
         USD takes effect, like the engine's, at the first step starting at or after it),
         else the engine's % of notional."""
-        due = [j for j, (when, _) in enumerate(self.usd_schedule) if when <= view.time]
-        entry = due[-1] if due else -1
+        entry = -1
+        for j, (when, _) in enumerate(self.usd_schedule):
+            if when <= view.time:
+                entry = j
         if entry >= 0 and self.usd_schedule[entry][1] is not None:
             initial, maintenance = self.usd_schedule[entry][1]
             if entry != self._usd_entry and log is not None:

@@ -123,7 +123,7 @@ class SimulationResult:
                 target.metric, target.asset, target.window, target.unit, **target.filters()
             )
             label = target_label(target.metric, target.asset, target.window, target.filters())
-            if len(getattr(EVENT_METRICS.get(target.metric), "units", ())) > 1:
+            if "currency" in getattr(EVENT_METRICS.get(target.metric), "units", ()):
                 label += f" in {target.unit}"  # the same metric may be asked in two units
             at = target.window[1] if target.window else None
             rows.append(("targets", f"{label}:observed", target.value, target.unit, at))
