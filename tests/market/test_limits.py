@@ -176,3 +176,15 @@ def test_a_limit_or_breaker_that_cannot_work_is_one_clear_error(market, where, s
         build(base_raw(market=market))
     problems = [(p.path, p.message) for p in caught.value.problems]
     assert any(path == where and says in message for path, message in problems), problems
+
+
+def test_an_observed_driver_is_followed_through_the_limit_and_leaves_nothing_waiting():
+    """A driven asset replays what happened (inside the exchange's limits of the day);
+    released, it starts from there, without a backlog of clamped moves."""
+    points = [["2026-01-05T00:00:00Z", 100_000.0], ["2026-01-05T18:00:00Z", 85_000.0]]
+    driver = {"type": "driver", "asset": "BTC", "until": "2026-01-05T18:00:00Z", "points": points}
+    market = {"noise_scale": 0.0, "price_limits": [_limit()]}
+    prices = simulate(build(base_raw(shocks=[driver], market=market)), seed=0).prices().BTC
+    assert prices[:"2026-01-05T17:00:00Z"].min() < 88_000  # followed below the 7% band
+    released = prices["2026-01-05T18:00:00Z":]
+    assert released.max() == pytest.approx(released.min(), rel=1e-9)  # nothing waited

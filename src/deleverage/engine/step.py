@@ -201,7 +201,7 @@ def step(
 
     _exogenous_move(state, params, inputs, is_open)
     if limits is not None:
-        limits.clamp(state)
+        limits.clamp(state, np.isnan(inputs.driver))
         limits.observe(k, state.price, is_open, log)
     _announce(state, inputs, params.asset_index, log)
 

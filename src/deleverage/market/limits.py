@@ -157,10 +157,14 @@ class PriceLimits:
                 breaker.triggered[:] = False
         return is_open & (self.halt_until <= k)
 
-    def clamp(self, state) -> None:
-        """Hold the price inside the band: the part of the exogenous move beyond a limit
-        waits (added back to the pending jumps, it applies when the band allows)."""
+    def clamp(self, state, free: np.ndarray) -> None:
+        """Hold the price of `free` assets inside the band: the part of the exogenous move
+        beyond a limit waits (added back to the pending jumps, it applies when the band
+        allows). An asset following an observed driver replays what happened (inside the
+        exchange's limits of the day): its band follows it, so released it starts from its
+        last observed price."""
         log_price = state.log_reference + state.displacement + state.visible_displacement
+        self.reference = np.where(free, self.reference, log_price)
         excess = np.maximum(log_price - (self.reference + self.up), 0.0) + np.minimum(
             log_price - (self.reference - self.down), 0.0
         )

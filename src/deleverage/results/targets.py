@@ -38,9 +38,10 @@ SNAPSHOT_KINDS = ("open_interest",)  # states, not actions: not in the activity 
 
 def snapshot_open_interest(populations, price: np.ndarray, log: EventLog) -> None:
     """One `open_interest` row per futures or perp book: its one-sided open interest
-    (units and USD at `price`), for `open_interest_change` targets."""
+    (units and USD at `price`), for `open_interest_change` targets. A book whose channel
+    is off logs nothing, as it does nothing."""
     for population in populations:
-        if population.kind not in ("perp_book", "futures_book"):
+        if population.kind not in ("perp_book", "futures_book") or not population.enabled:
             continue
         usd = population.open_interest_usd(float(price[population.asset]))
         log.add(
