@@ -114,9 +114,14 @@ def test_at_the_hike_accounts_below_the_new_maintenance_pay_from_their_buffer_or
     call = first[first.kind == "margin_call"].iloc[0]
     assert call["count"] == called.sum()
     assert np.isclose(call.notional_usd, need[called].sum(), rtol=1e-12)
-    liquidation = first[first.kind == "liquidation"].iloc[0]
-    assert liquidation["count"] == liquidated.sum()
-    assert np.isclose(liquidation.quantity, -pop.position[liquidated].sum(), rtol=1e-12)
+    # one liquidation row per side: longs sold, shorts bought back
+    rows = first[first.kind == "liquidation"].set_index("side")
+    assert rows["count"].sum() == liquidated.sum()
+    assert np.isclose(rows.quantity.sum(), -pop.position[liquidated].sum(), rtol=1e-12)
+    for side, sign in (("long", 1.0), ("short", -1.0)):
+        mine = liquidated & (np.sign(pop.position) == sign)
+        assert rows.loc[side, "count"] == mine.sum() > 0
+        assert np.isclose(rows.loc[side, "quantity"], -pop.position[mine].sum(), rtol=1e-12)
 
 
 def test_a_call_is_met_back_to_initial_margin_from_the_buffer_or_the_account_is_closed():

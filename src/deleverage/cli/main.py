@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from deleverage.cli import detect, explain, report, stress
+from deleverage.cli import detect, explain, report, schema, stress
 from deleverage.cli.console import err, out
 from deleverage.errors import Problem, UserError
 from deleverage.results.store import TABLES
@@ -551,3 +551,4 @@ detect.register(app)
 stress.register(app)
 explain.register(app)
 report.register(app)
+schema.register(app)

@@ -16,10 +16,12 @@ from deleverage.engine.state import MarketParams, MarketState, half_life_share
 from deleverage.engine.step import RECORDED, StepInputs, TradeTape, step
 from deleverage.engine.timeline import compile_timeline
 from deleverage.market.calendar import build_calendar
+from deleverage.market.limits import PriceLimits
 from deleverage.market.makers import MarketMakers
 from deleverage.populations import REGISTRY, BuildContext, EndInvestors, Population
 from deleverage.results.events import EventLog
 from deleverage.results.result import SimulationResult
+from deleverage.results.targets import snapshot_open_interest
 from deleverage.scenario.loader import (
     correlation_matrix,
     load_scenario,
@@ -236,6 +238,7 @@ def simulate(
     params = MarketParams.build(scenario, calendar, timeline, price0)
     makers = _market_makers(scenario, params)
     state = MarketState.initial(scenario, params, makers)
+    limits = PriceLimits.build(scenario, calendar.step_starts, params.asset_settles, price0)
     investors = EndInvestors(timeline.flow_usd, params.asset_ids, params.currency_of)
     index = scenario.asset_index()
     populations: list[Population] = [investors]
@@ -282,6 +285,13 @@ def simulate(
     )
     venue_ids = [v.id for v in scenario.venues]
 
+    # hourly open-interest snapshots for open_interest_change targets (results.targets)
+    step_ends = calendar.step_starts + pd.Timedelta(clock.step)
+    on_the_hour = (step_ends.minute == 0) & (step_ends.second == 0)
+    snapshot = np.asarray(on_the_hour) | (np.arange(n_steps) == n_steps - 1)
+    log.step = -1
+    snapshot_open_interest(populations, price0, log)
+
     chunk, noise_block = 2048, None
     for k in range(n_steps):
         if k % chunk == 0:
@@ -298,7 +308,9 @@ def simulate(
             margin_events=tuple(margin_by_step.get(k, ())),
             outages=tuple(venue_ids[v] for v in np.flatnonzero(outage_start[:, k])),
         )
-        record = step(state, params, inputs, populations, investors, log, tape)
+        record = step(state, params, inputs, populations, investors, log, tape, limits)
+        if snapshot[k]:
+            snapshot_open_interest(populations, record.values["price"], log)
         rounds_used[k] = record.rounds
         round_limit_hits += record.round_limit_hit
         for name, values in record.values.items():

@@ -24,6 +24,7 @@ import pandas as pd
 from deleverage.engine.state import MarketParams, MarketState
 from deleverage.engine.timeline import MarginEvent
 from deleverage.market import book
+from deleverage.market.limits import PriceLimits
 from deleverage.populations import EndInvestors, MarketView, Population
 from deleverage.results.events import EventLog
 
@@ -183,16 +184,25 @@ def step(
     investors: EndInvestors,
     log: EventLog,
     tape: TradeTape,
+    limits: PriceLimits | None = None,
 ) -> StepRecord:
-    """Advance the market by one step; populations trade in the intra-step cascade."""
+    """Advance the market by one step; populations trade in the intra-step cascade.
+    With `limits` (`market.price_limits`, `market.circuit_breakers`; `market.limits`),
+    halted assets are closed, prices stay inside their limit bands and circuit breakers
+    are checked after every move."""
     k = inputs.k
     log.step, log.round = k, 0
     n_assets = len(params.price0)
     is_open = params.asset_open[:, k]
+    if limits is not None:
+        is_open = limits.begin_step(k, state.price, is_open)  # a copy, less halted assets
     # desks read volatility off the price net of their own visible book's wick and refill
     log_latent_start = state.log_reference + state.displacement
 
     _exogenous_move(state, params, inputs, is_open)
+    if limits is not None:
+        limits.clamp(state, np.isnan(inputs.driver))
+        limits.observe(k, state.price, is_open, log)
     _announce(state, inputs, params.asset_index, log)
 
     reference = np.exp(state.log_reference)
@@ -238,7 +248,13 @@ def step(
         buys = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
         sells = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
         net = buys - sells
+        before = (state.displacement, state.visible_displacement)
         average = _execute(state, params, net, reference, depth, inputs, k)
+        if limits is not None:  # a round that would trade through a limit does not trade
+            blocked = limits.through(state, before, is_open)
+            if blocked.any():
+                net, buys, sells = (np.where(blocked, 0.0, x) for x in (net, buys, sells))
+                batches = [(p, o, f & ~blocked[o.asset]) for p, o, f in batches]
         for population, orders, fillable in batches:
             population.apply_fills(orders, fillable, average[orders.asset], log)
         makers.take(net, average)
@@ -254,6 +270,8 @@ def step(
                 notional_usd=traded_usd[a],
                 price=average[a],
             )
+        if limits is not None:
+            limits.observe(k, state.price, is_open, log)
     record.rounds = log.round
 
     price = state.price

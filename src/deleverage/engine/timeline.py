@@ -89,6 +89,9 @@ def compile_timeline(scenario: Scenario, starts: pd.DatetimeIndex, price0: np.nd
         if kind in ("news", "policy"):
             for asset_id, value in shock.returns.items():
                 jump(shock.time, asset_id, value, kind, shock.label)
+        elif kind == "factor":  # one surprise, many assets through their betas
+            for asset_id, beta in shock.betas.items():
+                jump(shock.time, asset_id, beta * shock.surprise, kind, shock.label)
         elif kind == "earnings":
             jump(shock.time, shock.asset, shock.log_return, kind, shock.label)
         elif kind == "rate":
@@ -123,7 +126,7 @@ def compile_timeline(scenario: Scenario, starts: pd.DatetimeIndex, price0: np.nd
             else:
                 path = np.log(path)
             tl.driver[:, index[shock.asset]] = path
-        elif kind == "margin_change":
+        elif kind == "margin_change" and not shock.in_usd:  # USD: futures books apply them
             for when, stage in ((shock.announced, "announced"), (shock.effective, "effective")):
                 k = _step_at(starts, when)
                 if k < n_steps:

@@ -2,7 +2,10 @@
 
 Margins are % of notional (CME since 13 Jan 2026 for precious metals, facts 2.3), read
 from the venue schedule in the market view, so a hike applies to open positions from its
-effective step and changes nothing before (facts 2.2: effective after the close). An
+effective step and changes nothing before (facts 2.2: effective after the close); or fixed
+USD per contract (CME before that date, facts 2.7), from the asset's `initial_margin_usd`
+and `margin_change` shocks in USD, which this population applies itself (`usd_schedule`):
+a fixed dollar margin is a growing share of notional as the price falls. An
 account whose equity falls below maintenance is called back to *initial* margin; it pays
 from its outside cash buffer or is liquidated at market.
 
@@ -29,20 +32,67 @@ settlement from the settlement price (facts 2.1: one-day horizon; 2.2: margin ch
 effect after the close); a call the buffer cannot pay is due by the next settlement, and
 the account is liquidated then only if it is still below maintenance.
 
-Speed: equity − maintenance = cash + price · slope with slope = position − m·|position|, so
-each account has one call price (−cash / slope: a floor for longs, a cap for shorts). A
+Speed: equity − maintenance = level + price · slope with slope = position − m·|position| and
+level = cash − usd·|position| (m: % of notional, usd: dollars per unit), so each account has
+one call price (−level / slope: a floor for longs, a cap for shorts). A
 round costs O(1) while the price stays between the highest floor and the lowest cap; a
 crossing checks only the accounts crossed, and only a margin change recomputes them all.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import FuturesBook
+
+
+@dataclass(frozen=True)
+class Margin:
+    """A margin requirement per unit held at price p: pct/100 · p + usd_per_unit. Exchanges
+    set either a share of notional (CME metals since 13 Jan 2026, facts 2.3) or fixed
+    dollars per contract (before it; facts 2.7: silver $16,000 maintenance in May 2011),
+    which is a growing share of notional as the price falls."""
+
+    pct: float = 0.0
+    usd_per_unit: float = 0.0
+
+    def per_unit(self, price):
+        return self.pct / 100.0 * price + self.usd_per_unit
+
+    def scaled(self, factor: float) -> Margin:
+        return Margin(self.pct * factor, self.usd_per_unit * factor)
+
+    def __str__(self) -> str:
+        return f"{self.pct}%" if self.usd_per_unit == 0.0 else f"{self.usd_per_unit:.6g} USD/unit"
+
+
+def usd_schedule(scenario, asset_id: str) -> list[tuple[pd.Timestamp, Margin | None]]:
+    """The asset's margins in USD per contract over time, as per-unit margins: the start's
+    (if in USD) and each `margin_change`; None from a change in % of notional on (the
+    engine's schedule applies then). Sorted by effective time."""
+    asset = next(a for a in scenario.assets if a.id == asset_id)
+
+    def per_unit(initial_usd, maintenance_usd):
+        size = asset.contract_size
+        return Margin(0.0, initial_usd / size), Margin(0.0, maintenance_usd / size)
+
+    entries = []
+    if asset.initial_margin_usd is not None:
+        start = pd.Timestamp(scenario.clock.start)
+        entries.append((start, per_unit(asset.initial_margin_usd, asset.maintenance_margin_usd)))
+    for shock in scenario.shocks:
+        if shock.type == "margin_change" and shock.asset == asset_id:
+            margins = per_unit(shock.initial_usd, shock.maintenance_usd) if shock.in_usd else None
+            entries.append((pd.Timestamp(shock.effective), margins))
+    if all(margins is None for _, margins in entries):
+        return []  # margins in % of notional only: the engine's schedule applies throughout
+    return sorted(entries, key=lambda entry: entry[0])
 
 
 class FuturesPopulation:
@@ -59,8 +109,15 @@ class FuturesPopulation:
         # The population's margins stand in only while the schedule gives none (NaN).
         self.fallback_pct = (spec.initial_margin_pct, spec.maintenance_margin_pct)
         self.initial_multiplier = spec.initial_margin_multiplier
-        start_initial_pct = asset.initial_margin_pct or spec.initial_margin_pct
+        self.usd_schedule = usd_schedule(ctx.scenario, spec.asset)
+        self._usd_entry = -1  # the USD schedule's entry last in force
         price, rng, n = ctx.price0[self.asset], ctx.rng, spec.accounts
+        if asset.initial_margin_usd is not None:
+            start_initial, start_maintenance = self.usd_schedule[0][1]
+        else:
+            start_initial = Margin(asset.initial_margin_pct or spec.initial_margin_pct)
+            start_maintenance = Margin(asset.maintenance_margin_pct or spec.maintenance_margin_pct)
+        start_initial = start_initial.scaled(self.initial_multiplier)
 
         # Account sizes are skewed (lognormal), each side summing to its share of notional.
         size = np.exp(rng.normal(0.0, 1.0, n))
@@ -70,24 +127,22 @@ class FuturesPopulation:
         side_share = np.where(is_long, spec.long_share, 1.0 - spec.long_share)
         notional = size / side_total * side_share * spec.notional_usd
         side = np.where(is_long, 1.0, -1.0)
-        initial_margin_usd = start_initial_pct * self.initial_multiplier / 100.0 * notional
-        equity = np.maximum(spec.margin_cushion.sample(rng, n), 0.0) * initial_margin_usd
-
         self.position = side * notional / price  # units, + long
+        initial_margin_usd = start_initial.per_unit(price) * np.abs(self.position)
+        equity = np.maximum(spec.margin_cushion.sample(rng, n), 0.0) * initial_margin_usd
         self.buffer_usd = np.maximum(spec.cash_buffer.sample(rng, n), 0.0) * initial_margin_usd
         window = entry_window(ctx, spec.asset, spec.entry_lookback)
         if window is not None:
-            maintenance_pct = asset.maintenance_margin_pct or spec.maintenance_margin_pct
             equity, self.buffer_usd = self._survivors(
-                spec, window, price, start_initial_pct * self.initial_multiplier / 100.0,
-                maintenance_pct / 100.0, equity, self.buffer_usd, rng,
+                spec, window, price, start_initial, start_maintenance, equity, self.buffer_usd,
+                rng,
             )  # fmt: skip
         self.cash_usd = equity - self.position * price
         self.pending = np.zeros(n)  # liquidation orders not yet filled, units
         self._pending_total = 0.0
         self.settlement_price = price
         self._settled_step = -1
-        self._maintenance_pct = np.nan
+        self._maintenance: Margin | None = None  # the margin the call prices were set with
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
@@ -129,12 +184,12 @@ class FuturesPopulation:
             when = rng.integers(0, len(window), k)
             entry, units = window[when], self.position[redraw]
             worst = np.where(units > 0, low[when], high[when])
-            opening_margin = initial * np.abs(units) * entry
+            opening_margin = initial.per_unit(entry) * np.abs(units)
             at_entry = np.maximum(spec.margin_cushion.sample(rng, k), 0.0) * opening_margin
             outside = np.maximum(spec.cash_buffer.sample(rng, k), 0.0) * opening_margin
             at_worst = at_entry + units * (worst - entry)
-            called = at_worst < maintenance * np.abs(units) * worst
-            need = np.where(called, initial * np.abs(units) * worst - at_worst, 0.0)
+            called = at_worst < maintenance.per_unit(worst) * np.abs(units)
+            need = np.where(called, initial.per_unit(worst) * np.abs(units) - at_worst, 0.0)
             alive = need <= outside
             done = redraw[alive]
             equity[done] = (at_entry + need + units * (price0 - entry))[alive]
@@ -147,16 +202,36 @@ class FuturesPopulation:
         """Cash at the exchange after the last variation-margin settlement, USD."""
         return self.cash_usd + self.position * self.settlement_price
 
+    def open_interest_usd(self, price: float) -> float:
+        """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
+        return 0.5 * float(np.abs(self.position).sum()) * price
+
     def equity(self, price: float) -> np.ndarray:
         return self.cash_usd + self.position * price
 
-    def margins_pct(self, view: MarketView) -> tuple[float, float]:
-        """(initial, maintenance) % of notional in force at this step."""
+    def margins(self, view: MarketView, log: EventLog | None = None) -> tuple[Margin, Margin]:
+        """(initial, maintenance) margins in force at this step, the accounts' initial
+        multiplier applied: USD per contract while the USD schedule says so (a change in
+        USD takes effect, like the engine's, at the first step starting at or after it),
+        else the engine's % of notional."""
+        entry = -1
+        for j, (when, _) in enumerate(self.usd_schedule):
+            if when <= view.time:
+                entry = j
+        if entry >= 0 and self.usd_schedule[entry][1] is not None:
+            initial, maintenance = self.usd_schedule[entry][1]
+            if entry != self._usd_entry and log is not None:
+                log.add("margin_effective", population=self.name, venue=self.venue,
+                        asset=self.asset_id, detail=f"initial {initial} maintenance "
+                        f"{maintenance} (USD per contract)")  # fmt: skip
+            self._usd_entry = entry
+            return initial.scaled(self.initial_multiplier), maintenance
+        self._usd_entry = entry
         initial = float(view.initial_margin_pct[self.asset])
         maintenance = float(view.maintenance_margin_pct[self.asset])
         if np.isnan(initial) or np.isnan(maintenance):  # the schedule gives none yet
             initial, maintenance = self.fallback_pct
-        return initial, maintenance
+        return Margin(initial * self.initial_multiplier), Margin(maintenance)
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         price = float(view.price[self.asset])
@@ -166,22 +241,22 @@ class FuturesPopulation:
             self._settled_step = view.step
         if not self.enabled:
             return
-        initial, maintenance = self.margins_pct(view)
+        initial, maintenance = self.margins(view, log)
         if self.call_timing == "settlement":
             if settling:
-                self._settlement_calls(price, initial * self.initial_multiplier, maintenance, log)
+                self._settlement_calls(price, initial, maintenance, log)
             return
         if self.law.oi_rebuild_half_life is not None and view.step != self._opened_step:
             self._opened_step = view.step
             if view.is_open[self.asset]:
-                self._open_positions(initial * self.initial_multiplier)
-        if maintenance != self._maintenance_pct:
-            self._maintenance_pct = maintenance
+                self._open_positions(initial)
+        if maintenance != self._maintenance:
+            self._maintenance = maintenance
             self._refresh_call_prices(slice(None))
         tolerance = 1e-12 * price  # call prices select the accounts; the test is exact
         if self._call_below + tolerance <= price <= self._call_above - tolerance:
             return
-        self._call(price, initial * self.initial_multiplier, maintenance, log)
+        self._call(price, initial, maintenance, log)
 
     def _settle(self, price: float, log: EventLog) -> None:
         variation = self.position * (price - self.settlement_price)
@@ -203,26 +278,28 @@ class FuturesPopulation:
         """Recompute the call prices of `accounts` (a slice or indices), then the extremes."""
         position, cash = self.position[accounts], self.cash_usd[accounts]
         active = (position != 0.0) & (self.pending[accounts] == 0.0)
-        slope = position - self._maintenance_pct / 100.0 * np.abs(position)
+        # equity − maintenance = cash − usd·|position| + price · (position − pct·|position|)
+        slope = position - self._maintenance.pct / 100.0 * np.abs(position)
+        level = cash - self._maintenance.usd_per_unit * np.abs(position)
         with np.errstate(divide="ignore", invalid="ignore"):
-            call_price = -cash / slope
-        underwater = np.where(cash < 0.0, np.inf, -np.inf)  # longs at 100% margin
+            call_price = -level / slope
+        underwater = np.where(level < 0.0, np.inf, -np.inf)  # longs at 100% margin
         floor = np.where(slope > 0.0, call_price, np.where(slope == 0.0, underwater, -np.inf))
         self.floor[accounts] = np.where(active, floor, -np.inf)
         self.cap[accounts] = np.where(active & (slope < 0.0), call_price, np.inf)
         self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
-    def _call(self, price: float, initial: float, maintenance: float, log: EventLog) -> None:
+    def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
         tolerance = 1e-12 * price
         crossed = np.flatnonzero((self.floor > price - tolerance) | (self.cap < price + tolerance))
         position = self.position[crossed]
         notional = np.abs(position) * price
         equity = self.cash_usd[crossed] + position * price
-        below = equity < maintenance / 100.0 * notional
+        below = equity < maintenance.per_unit(price) * np.abs(position)
         called, position, notional = crossed[below], position[below], notional[below]
         if len(called) == 0:
             return
-        need = initial / 100.0 * notional - equity[below]  # back to initial margin
+        need = initial.per_unit(price) * np.abs(position) - equity[below]  # back to initial
         can_pay = self.buffer_usd[called] >= need
         met, liquidated = called[can_pay], called[~can_pay]
         self.buffer_usd[met] -= need[can_pay]
@@ -239,35 +316,25 @@ class FuturesPopulation:
             notional_usd=float(need.sum()),
             price=price,
             detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
-            f"{len(liquidated)} liquidated; maintenance {maintenance}%",
+            f"{len(liquidated)} liquidated; maintenance {maintenance}",
         )
-        if len(liquidated):
-            log.add(
-                "liquidation",
-                population=self.name,
-                venue=self.venue,
-                asset=self.asset_id,
-                count=len(liquidated),
-                quantity=float(self.pending[liquidated].sum()),
-                notional_usd=float(notional[~can_pay].sum()),
-                price=price,
-            )
+        self._log_liquidations(liquidated, price, log, "")
         self._refresh_call_prices(called)
 
     def _settlement_calls(
-        self, price: float, initial: float, maintenance: float, log: EventLog
+        self, price: float, initial: Margin, maintenance: Margin, log: EventLog
     ) -> None:
         """`call_timing: settlement`: at a settlement, accounts below maintenance are called
         back to initial margin; the buffer pays what it can at once, and a call it cannot
         pay is due by the next settlement. One due since the last settlement and still
         below maintenance now is liquidated at market."""
         position = self.position
-        notional = np.abs(position) * price
         equity = self.cash_usd + position * price
-        below = (position != 0.0) & (self.pending == 0.0) & (equity < maintenance / 100 * notional)
+        required = maintenance.per_unit(price) * np.abs(position)
+        below = (position != 0.0) & (self.pending == 0.0) & (equity < required)
         overdue = np.flatnonzero(below & self.call_due)
         fresh = np.flatnonzero(below & ~self.call_due)
-        need = initial / 100.0 * notional[fresh] - equity[fresh]
+        need = initial.per_unit(price) * np.abs(position[fresh]) - equity[fresh]
         can_pay = self.buffer_usd[fresh] >= need
         met = fresh[can_pay]
         self.buffer_usd[met] -= need[can_pay]
@@ -287,22 +354,29 @@ class FuturesPopulation:
                 notional_usd=float(need.sum()),
                 price=price,
                 detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
-                f"{len(fresh) - len(met)} due by the next settlement; maintenance {maintenance}%",
+                f"{len(fresh) - len(met)} due by the next settlement; maintenance {maintenance}",
             )
-        if len(overdue):
-            log.add(
-                "liquidation",
-                population=self.name,
-                venue=self.venue,
-                asset=self.asset_id,
-                count=len(overdue),
-                quantity=float(self.pending[overdue].sum()),
-                notional_usd=float(notional[overdue].sum()),
-                price=price,
-                detail="call unmet by the settlement it was due",
-            )
+        self._log_liquidations(overdue, price, log, "call unmet by the settlement it was due")
 
-    def _open_positions(self, initial_pct: float) -> None:
+    def _log_liquidations(self, accounts: np.ndarray, price: float, log: EventLog, detail: str):
+        """One `liquidation` row per side (long positions sold, short positions bought back)."""
+        closing = self.pending[accounts]
+        for side, mask in (("long", closing < 0.0), ("short", closing > 0.0)):
+            if mask.any():
+                log.add(
+                    "liquidation",
+                    population=self.name,
+                    venue=self.venue,
+                    asset=self.asset_id,
+                    side=side,
+                    count=int(mask.sum()),
+                    quantity=float(closing[mask].sum()),
+                    notional_usd=float(np.abs(closing[mask]).sum() * price),
+                    price=price,
+                    detail=detail,
+                )
+
+    def _open_positions(self, initial: Margin) -> None:
         """Queue new accounts for `rebuild_share` of the contracts missing from the input;
         counts per side are rounded at random so the units opened have the right
         expectation (a shortfall is made up later)."""
@@ -326,7 +400,7 @@ class FuturesPopulation:
         buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
         slots = np.arange(self.used, self.used + k)
         self.used += k
-        self._opening = (slots, side * units_each, initial_pct / 100.0, cushion, buffer)
+        self._opening = (slots, side * units_each, initial, cushion, buffer)
 
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
@@ -341,7 +415,8 @@ class FuturesPopulation:
         slots, position, initial, cushion, buffer = self._opening
         self._opening = None
         notional = np.abs(position) * price
-        equity, outside = cushion * initial * notional, buffer * initial * notional
+        margin = initial.per_unit(price) * np.abs(position)
+        equity, outside = cushion * margin, buffer * margin
         self.position[slots] = position
         self.cash_usd[slots] = equity - position * price
         self.buffer_usd[slots] = outside

@@ -14,7 +14,8 @@ import pandas as pd
 
 from deleverage.results import html
 from deleverage.results.shocks import shock_times
-from deleverage.scenario.schema import Scenario
+from deleverage.results.targets import SNAPSHOT_KINDS, event_target
+from deleverage.scenario.schema import EVENT_METRICS, PRICE_METRICS, Scenario
 
 TIDY_COLUMNS = [
     "run_id",
@@ -63,18 +64,22 @@ def _worst_move(prices: np.ndarray, window: int) -> tuple[float, int]:
     return float(moves[end]), end + window
 
 
-def target_label(metric: str, asset: str | None = None, window=None) -> str:
-    """How a target (or any metric over a window) is named in tables: metric, asset, window."""
-    label = target_name(metric, asset)
+def target_label(metric: str, asset: str | None = None, window=None, filters=None) -> str:
+    """How a target (or any metric over a window) is named in tables: metric, asset, its
+    filters (venue, population, side), window."""
+    label = target_name(metric, asset, filters)
     if window:
         label += f" {window_text(*window)}"
     return label
 
 
-def target_name(metric: str, asset: str | None = None) -> str:
-    """A target's name in the tidy frames: its metric and asset (the window and the basis
-    are columns of their own)."""
-    return f"{metric} {asset}" if asset else metric
+def target_name(metric: str, asset: str | None = None, filters=None) -> str:
+    """A target's name in the tidy frames: its metric, asset and filters (the window and the
+    basis are columns of their own)."""
+    name = f"{metric} {asset}" if asset else metric
+    for key, value in (filters or {}).items():
+        name += f" {key}={value}"
+    return name
 
 
 def window_text(start, end) -> str:
@@ -165,8 +170,13 @@ class SimulationResult:
             metrics.append(("traded_volume", volume, "USD", self.times[-1]))
             rows += [(asset.id, metric, value, unit, at) for metric, value, unit, at in metrics]
         for target in self.scenario.targets:  # with their basis and UTC window
-            modelled, unit = self.modelled(target.metric, target.asset, target.window, target.unit)
-            name = target_name(target.metric, target.asset)
+            filters = target.filters()
+            modelled, unit = self.modelled(
+                target.metric, target.asset, target.window, target.unit, **filters
+            )
+            name = target_name(target.metric, target.asset, filters)
+            if "currency" in getattr(EVENT_METRICS.get(target.metric), "units", ()):
+                name += f" in {target.unit}"  # the same metric may be asked in two units
             start, end = target.window or (None, None)
             rows.append(("targets", name, target.value, target.unit, end, "observed", start, end))
             rows.append(("targets", name, modelled, unit, end, "modelled", start, end))
@@ -177,7 +187,9 @@ class SimulationResult:
             rows.append((name, "leverage_end", float(values[-1]), "ratio", self.times[-1]))
         for kind, group in self.events.groupby("kind"):
             rows.append(("events", f"{kind}_rows", float(len(group)), "count", None))
-        acting = self.events[self.events.population != ""]
+        acting = self.events[
+            (self.events.population != "") & ~self.events.kind.isin(SNAPSHOT_KINDS)
+        ]
         for (population, kind, side), group in acting.groupby(["population", "kind", "side"]):
             metric = f"{kind}_{side}" if side else kind
             rows.append((population, f"{metric}_count", float(group["count"].sum()), "count", None))
@@ -222,45 +234,36 @@ class SimulationResult:
         asset: str | None = None,
         window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
         unit: str = "",
+        *,
+        venue: str | None = None,
+        population: str | None = None,
+        side: str | None = None,
     ) -> tuple[float, str]:
-        """The modelled value and unit of `metric` (for `asset`, within the UTC `window`):
-        the counterpart of an observed target (NaN where none is computed)."""
+        """The modelled value and unit of `metric` (for `asset`, within the UTC `window`,
+        event metrics narrowed by venue, population and side): the counterpart of an
+        observed target (NaN where none is computed)."""
         times = self.times
         inside = np.ones(len(times), dtype=bool)
         if window:
             inside = (times >= window[0]) & (times <= window[1])
-        if asset and metric in (
-            "start",
-            "end",
-            "low",
-            "return",
-            "max_drawdown",
-            "worst_1h",
-            "worst_24h",
-        ):
+        if asset and metric in PRICE_METRICS:
             a = self.asset_ids.index(asset)
             path = self.market["price"][inside, a]
             for name, value, value_unit, _ in self._price_metrics(path, times[inside], unit):
                 if name == metric:
                     return float(value), value_unit
-        events = self.events.assign(time=times[self.events.step.to_numpy() + 1])
-        if metric in ("liquidations_24h", "liquidated_accounts_24h"):
-            # largest 24 h of perp liquidations: notional, or liquidation events (an account
-            # de-risked in several orders counts once per order, as exchange feeds report them)
-            rows = events[(events.kind == "perp_liquidation") & inside[events.step.to_numpy() + 1]]
-            column, unit = (
-                ("notional_usd", "USD") if metric == "liquidations_24h" else ("count", "accounts")
-            )
-            per_step = rows.groupby("time")[column].sum()
-            if per_step.empty:
-                return 0.0, unit
-            return float(per_step.rolling("24h").sum().max()), unit
-        if metric == "etf_flow":  # net creations (+) or redemptions (−) in the window
-            rows = events[(events.kind == "etf_flow") & inside[events.step.to_numpy() + 1]]
-            if asset:
-                rows = rows[rows.asset == asset]
-            return float((np.sign(rows.quantity) * rows.notional_usd).sum()), "USD"
-        return float("nan"), unit
+        return event_target(
+            self.scenario,
+            times,
+            self.events,
+            metric,
+            asset=asset,
+            window=window,
+            unit=unit,
+            venue=venue,
+            population=population,
+            side=side,
+        )
 
     def targets_table(self) -> pd.DataFrame:
         """Observed targets of the scenario next to their modelled values, one row per

@@ -21,7 +21,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from deleverage.errors import Problem, ScenarioError
-from deleverage.scenario.schema import CHANNELS, Scenario
+from deleverage.scenario.schema import (
+    CHANNELS,
+    EVENT_METRICS,
+    PERCENT_PRICE_METRICS,
+    PRICE_METRICS,
+    Scenario,
+)
 from deleverage.scenario.series import SeriesError, history_series, read_series
 
 PRESET_PACKAGE = "deleverage.scenario.presets"
@@ -462,6 +468,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         for j, outage in enumerate(venue.outages):
             need_in_window(f"venues.{venue.id}.outages.{j}.start", outage.start)
 
+    for key, message in _limit_problems(scenario):
+        bad(key, message)
+
     for a, b, _ in scenario.market.correlation.pairs:
         need_asset("market.correlation.pairs", a)
         need_asset("market.correlation.pairs", b)
@@ -492,6 +501,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         if shock.type in ("news", "policy"):
             for asset_id in shock.returns:
                 need_asset(f"{path}.returns", asset_id)
+        if shock.type == "factor":
+            for asset_id in shock.betas:
+                need_asset(f"{path}.betas", asset_id)
         if shock.type in ("earnings", "rate", "flow", "driver"):
             need_asset(f"{path}.asset", shock.asset)
         if shock.type == "fx":
@@ -503,6 +515,10 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
             need_venue(f"{path}.venue", shock.venue)
         if shock.type == "margin_change":
             need_asset(f"{path}.asset", shock.asset)
+            if shock.in_usd and shock.asset in assets:
+                if scenario.assets[assets[shock.asset]].contract_size is None:
+                    bad(f"{path}.initial_usd", f"expected an asset with contract_size for "
+                        f"margins in USD per contract, found {shock.asset!r} without")  # fmt: skip
         # Every dated shock falls inside the clock window: one before the start did not
         # happen in this run (it belongs in the starting state or the asset's history).
         for key in ("time", "start", "announced", "effective", "until"):
@@ -533,6 +549,10 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
     for j, target in enumerate(scenario.targets):
         if target.asset is not None:
             need_asset(f"targets.{j}.asset", target.asset)
+        if target.venue is not None:
+            need_venue(f"targets.{j}.venue", target.venue)
+        for key, message in _target_problems(target, scenario):
+            bad(f"targets.{j}.{key}", message)
         if target.window is not None and not (start <= target.window[0] < target.window[1] <= end):
             bad(
                 f"targets.{j}.window",
@@ -548,6 +568,98 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
                 "market.correlation",
                 "expected a positive-definite correlation matrix, found one that is not",
             )
+    return problems
+
+
+def _limit_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """Price limits and breakers name defined assets (one limit per asset), and their
+    reset needs a venue that does what it says: closes between sessions or settles."""
+    assets = {asset.id: asset for asset in scenario.assets}
+    venues = {venue.id: venue for venue in scenario.venues}
+    problems, limited = [], set()
+
+    def check_reset(where: str, asset_id: str, reset: str) -> None:
+        venue = venues.get(assets[asset_id].venue)
+        if venue is None:
+            return
+        session = venue.session
+        never_closes = session.hours_per_day >= 24.0 and len(set(session.days)) == 7
+        if reset == "session" and never_closes:
+            message = "expected a venue that closes between sessions for reset: session, found"
+            problems.append((f"{where}.reset", f"{message} {venue.id!r} open 24/7 (use utc_day)"))
+        if reset == "settlement" and not venue.settlement:
+            message = "expected a venue with settlement times for reset: settlement, found"
+            problems.append((f"{where}.reset", f"{message} {venue.id!r} with none"))
+
+    def known(where: str, asset_id: str) -> bool:
+        if asset_id not in assets:
+            problems.append((where, f"expected a defined asset ({', '.join(assets)}), found "
+                             f"{asset_id!r}"))  # fmt: skip
+        return asset_id in assets
+
+    for j, limit in enumerate(scenario.market.price_limits):
+        where = f"market.price_limits.{j}"
+        if known(f"{where}.asset", limit.asset):
+            if limit.asset in limited:
+                problems.append((f"{where}.asset", f"expected one limit per asset, found "
+                                 f"{limit.asset!r} twice"))  # fmt: skip
+            limited.add(limit.asset)
+            check_reset(where, limit.asset, limit.reset)
+    for j, breaker in enumerate(scenario.market.circuit_breakers):
+        where = f"market.circuit_breakers.{j}"
+        if known(f"{where}.index", breaker.index):
+            check_reset(where, breaker.index, breaker.reset)
+        for asset_id in breaker.assets:
+            known(f"{where}.assets", asset_id)
+    return problems
+
+
+def _target_problems(target: Any, scenario: Scenario) -> list[tuple[str, str]]:
+    """A computed metric must name what it needs (an asset for price metrics), use only the
+    filters it has, a population that produces it and a unit it is measured in."""
+    metric, problems = target.metric, []
+    assets = {asset.id: asset for asset in scenario.assets}
+    if metric in PRICE_METRICS:
+        if target.asset is None:
+            return [("asset", f"expected the asset whose price {metric} measures, found none")]
+        extra = sorted(target.filters())
+        if extra:
+            problems.append((extra[0], f"expected no {extra[0]} on a price metric ({metric})"))
+        currency = assets[target.asset].currency if target.asset in assets else None
+        units = ("%",) if metric in PERCENT_PRICE_METRICS else (currency,)
+        if currency is not None and target.unit not in units:
+            problems.append(("unit", f"expected {units[0]!r} for {metric}, found {target.unit!r}"))
+        return problems
+    spec = EVENT_METRICS.get(metric)
+    if spec is None:
+        return []  # recorded as observed only
+    for key in ("asset", *target.filters()):
+        if key == "asset" and target.asset is None:
+            continue
+        if key not in spec.filters:
+            allowed = ", ".join(spec.filters) or "none"
+            problems.append((key, f"expected only the filters {allowed} on {metric}, found {key}"))
+    types = {p.name: p.type for p in scenario.populations}
+    if target.population is not None:
+        kind = types.get(target.population)
+        if kind is None:
+            names = ", ".join(types) or "none defined"
+            problems.append(("population", f"expected a defined population ({names}), found "
+                             f"{target.population!r}"))  # fmt: skip
+        elif kind not in spec.populations:
+            wanted = " or ".join(spec.populations)
+            problems.append(("population", f"expected a {wanted} population for {metric}, "
+                             f"found {target.population!r} ({kind})"))  # fmt: skip
+    units = list(spec.units)
+    if "currency" in units:
+        units.remove("currency")
+        units += sorted(
+            {assets[p.fx_asset].currency for p in scenario.populations
+             if p.type == "carry_funds" and p.fx_asset in assets}
+        )  # fmt: skip
+    if target.unit not in units:
+        problems.append(("unit", f"expected one of {', '.join(units)} for {metric}, found "
+                         f"{target.unit!r}"))  # fmt: skip
     return problems
 
 
@@ -588,38 +700,135 @@ def validate(
     problems += _semantic_problems(scenario, source, base)
     for j, item in enumerate(scenario.uncertain):
         problems += _prior_problems(raw, item, f"uncertain.{j}", source)
+    problems += _correlation_problems(scenario, source)
     if problems:
         raise ScenarioError(problems)
     return _absolute_files(scenario, base)
 
 
 def _prior_problems(raw: dict[str, Any], item: Any, where: str, source: str) -> list[Problem]:
-    """A prior must name an existing key and every value it can draw — its centre and both
-    ends of its support (`_support`) — must give a valid scenario, so that no seed meets a
-    draw the schema refuses."""
-    for value in dict.fromkeys((item.prior.center(), *_support(item.prior))):
-        trial = copy.deepcopy(raw)
+    """A prior must name existing keys and every value it can draw — its centre and both
+    ends of its support (`_support`; for shares, each path at its mean share, at the whole
+    total and near zero) — must give a valid scenario, so that no seed meets a draw the
+    schema refuses. Inputs a draw scales must be numbers."""
+    targets = item.targets
+    for path in targets:
         try:
-            set_path(trial, item.path, _as_field(trial, item.path, value))
+            base = _value_at(raw, path)
         except KeyError:
-            return [Problem(source, f"{where}.path", f"expected an existing key path, found "
-                            f"{item.path!r}")]  # fmt: skip
+            return [Problem(source, f"{where}.path{'s' if item.paths else ''}",
+                            f"expected an existing key path, found {path!r}")]  # fmt: skip
+        number = isinstance(base, int | float) and not isinstance(base, bool)
+        if item.mode == "scale" and not number:
+            key = f"{where}.paths" if item.paths else f"{where}.path"
+            message = f"expected a number to scale at {path}, found {_describe(base)}"
+            return [Problem(source, key, message)]
+    if item.shares is not None:
+        total, mean = item.shares.total, item.shares.mean()
+        trials = [total * mean, np.full(len(mean), total), np.full(len(mean), total * 1e-12)]
+    else:
+        ends = dict.fromkeys((item.prior.center(), *_support(item.prior)))
+        trials = [np.full(len(targets), value) for value in ends]
+    for values in trials:
+        trial = copy.deepcopy(raw)
+        _apply_draws(trial, item, values)
         try:
             Scenario.model_validate(trial)
         except ValidationError as exc:
             if any(err["type"] == "extra_forbidden" for err in exc.errors()):
                 return [Problem(source, f"{where}.path", f"expected an existing key path, "
-                                f"found {item.path!r}")]  # fmt: skip
+                                f"found {item.path or item.paths!r}")]  # fmt: skip
             first = _problems_from_validation(source, trial, exc)[0]
+            shown = ", ".join(f"{v:g}" for v in dict.fromkeys(values.tolist()))
+            kind = "shares" if item.shares is not None else "prior"
             return [
                 Problem(
                     source,
-                    f"{where}.prior",
-                    f"expected draws valid for {item.path}, found that a draw of {value:g} "
-                    f"gives {first.path}: {first.message}",
+                    f"{where}.{kind}",
+                    f"expected draws valid for {', '.join(targets)}, found that a draw of "
+                    f"{shown} gives {first.path}: {first.message}",
                 )
             ]
     return []
+
+
+def _value_at(raw: dict[str, Any], dotted: str) -> Any:
+    """The value at a --set key path (KeyError if it does not exist; a missing last key of
+    a mapping is a default not written in the file: None)."""
+    node: Any = raw
+    parts = dotted.split(".")
+    for j, part in enumerate(parts):
+        found = _child(node, part)
+        if found is None:
+            if j == len(parts) - 1 and isinstance(node, dict):
+                return None
+            raise KeyError(part)
+        container, key = found
+        node = container[key]
+    return node
+
+
+def _apply_draws(raw: dict[str, Any], item: Any, values: np.ndarray) -> None:
+    """Set each of the item's key paths to its value (× the path's own value when the item
+    scales), in the type of the value it replaces."""
+    for path, value in zip(item.targets, values, strict=True):
+        value = float(value)
+        if item.mode == "scale":
+            value *= _value_at(raw, path)
+        set_path(raw, path, _as_field(raw, path, value))
+
+
+def _correlation_problems(scenario: Scenario, source: str) -> list[Problem]:
+    """Named priors are unique, correlations name other priors, agree both ways, and form
+    a positive-definite matrix."""
+    names = [item.name for item in scenario.uncertain]
+    problems = []
+    seen: set[str] = set()
+    for j, name in enumerate(names):
+        if name is not None and name in seen:
+            problems.append(Problem(source, f"uncertain.{j}.name", f"expected a unique name, "
+                                    f"found {name!r} twice"))  # fmt: skip
+        seen.add(name)
+    pairs: dict[tuple[str, str], float] = {}
+    for j, item in enumerate(scenario.uncertain):
+        for other, rho in item.correlation.items():
+            where = f"uncertain.{j}.correlation"
+            if other not in seen or other is None or other == item.name:
+                problems.append(Problem(source, where, f"expected the name of another prior "
+                                        f"({', '.join(n for n in names if n) or 'none named'}), "
+                                        f"found {other!r}"))  # fmt: skip
+                continue
+            mine = item.name if item.name is not None else f"#{j}"
+            key = tuple(sorted((mine, other)))
+            if key in pairs and pairs[key] != rho:
+                message = f"expected one correlation for {key[0]} and {key[1]}, found"
+                problems.append(Problem(source, where, f"{message} {pairs[key]} and {rho}"))
+            pairs[key] = rho
+    if not problems and pairs:
+        try:
+            np.linalg.cholesky(_copula_matrix(scenario)[1])
+        except np.linalg.LinAlgError:
+            message = "expected correlations of a positive-definite matrix, found others"
+            problems.append(Problem(source, "uncertain", message))
+    return problems
+
+
+def _copula_matrix(scenario: Scenario) -> tuple[list[int], np.ndarray]:
+    """The uncertain items that take part in correlations and their correlation matrix."""
+    items = scenario.uncertain
+    label = [item.name if item.name is not None else f"#{j}" for j, item in enumerate(items)]
+    edges = [
+        (j, label.index(other), rho)
+        for j, item in enumerate(items)
+        for other, rho in item.correlation.items()
+        if other in label
+    ]
+    members = sorted({j for j, _, _ in edges} | {k for _, k, _ in edges})
+    matrix = np.eye(len(members))
+    for j, k, rho in edges:
+        a, b = members.index(j), members.index(k)
+        matrix[a, b] = matrix[b, a] = rho
+    return members, matrix
 
 
 def _as_field(raw: dict[str, Any], dotted: str, value: float) -> float | int:
@@ -704,12 +913,27 @@ def scenario_hash(scenario: Scenario) -> str:
 
 
 def sample_uncertain(scenario: Scenario, rng: np.random.Generator) -> Scenario:
-    """Draw every `uncertain` prior once and return the scenario with the draws applied."""
+    """Draw every `uncertain` item once and return the scenario with the draws applied.
+    Items in correlations take their draw from correlated normals (drawn first, one
+    vector) through their prior's quantiles; the others draw in order, independently."""
     if not scenario.uncertain:
         return scenario
     raw = scenario.model_dump(mode="json", by_alias=True)
-    for item in scenario.uncertain:
-        set_path(raw, item.path, _as_field(raw, item.path, float(item.prior.sample(rng))))
+    members, matrix = _copula_matrix(scenario)
+    correlated = {}
+    if members:
+        normals = np.linalg.cholesky(matrix) @ rng.standard_normal(len(members))
+        from scipy.special import ndtr
+
+        correlated = dict(zip(members, ndtr(normals), strict=True))
+    for j, item in enumerate(scenario.uncertain):
+        if item.shares is not None:
+            values = item.shares.total * item.shares.sample(rng)
+        elif j in correlated:
+            values = np.full(len(item.targets), float(item.prior.quantile(correlated[j])))
+        else:
+            values = np.full(len(item.targets), float(item.prior.sample(rng)))
+        _apply_draws(raw, item, values)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:  # a draw beyond the checked support (< 1e-15 per draw)

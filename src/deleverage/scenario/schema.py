@@ -6,7 +6,9 @@ silently ignored setting. Times are UTC; durations accept "5min", "1h", "2d", "3
 
 from __future__ import annotations
 
+import itertools
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -104,11 +107,21 @@ def _parse_clock_time(value: object) -> object:
     raise ValueError(f"expected a local time 'HH:MM' (00:00 to 24:00), found {value!r}")
 
 
+# How editors see the custom types (`deleverage schema`): durations and clock times are
+# written as text, the way scenario files give them.
+_DURATION_JSON = {
+    "anyOf": [
+        {"type": "string", "pattern": _DURATION.pattern},
+        {"type": "number", "description": "seconds"},
+    ],
+    "description": "a duration such as '30s', '5min', '1h' or '2d'",
+}
 Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
     AfterValidator(_positive_duration),
     PlainSerializer(_format_duration, return_type=str),
+    WithJsonSchema(_DURATION_JSON),
 ]
 # round_seconds and mark_price_window may be 0 (instant rounds, no smoothing)
 DurationOrZero = Annotated[
@@ -116,6 +129,7 @@ DurationOrZero = Annotated[
     BeforeValidator(_parse_duration),
     AfterValidator(_nonnegative_duration),
     PlainSerializer(_format_duration, return_type=str),
+    WithJsonSchema(_DURATION_JSON),
 ]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 ClockMinutes = Annotated[
@@ -123,6 +137,15 @@ ClockMinutes = Annotated[
     BeforeValidator(_parse_clock_time),
     Field(ge=0, le=1440),
     PlainSerializer(lambda m: f"{m // 60:02d}:{m % 60:02d}", return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d{1,2}:\d{2}\s*$"},
+                {"type": "integer", "minimum": 0, "maximum": 1440},
+            ],
+            "description": "a local time 'HH:MM' (00:00 to 24:00)",
+        }
+    ),
 ]
 TimeZone = Annotated[str, AfterValidator(_check_zone)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -282,12 +305,24 @@ class History(Model):
     a state that exists"): a CSV/Parquet `file` or inline `points` [[time, price], ...].
     It sets the initial price (unless `price` is given), realized volatility, trend signals,
     value anchors and the entry prices of leveraged positions. Points after the clock
-    start are never read."""
+    start are never read.
+
+    Time stamps: a point is read as known at its time (`stamp: close`, the default). A bar
+    dated at its open (a daily file whose `date` is the trading day, e.g. Yahoo daily bars
+    at 00:00 of the day) gives a close known only one `bar` later: say `stamp: open`, and
+    each close is placed at its time + `bar`, so a run never starts from a close that was
+    not yet printed."""
 
     file: str | None = None
     column: str = "close"
     time_column: str = "date"
     points: list[tuple[UtcTime, Price]] | None = Field(None, min_length=1)
+    stamp: Literal["close", "open"] = Field(
+        "close",
+        description="close: each point is known at its time; open: points are bars dated "
+        "at their open, whose close is known `bar` later",
+    )
+    bar: Duration = Field(timedelta(days=1), description="bar length, with stamp: open")
     source: str | None = None
 
     @model_validator(mode="after")
@@ -328,7 +363,32 @@ class Asset(Model):
     maintenance_margin_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = Field(
         None, description="exchange maintenance margin at the start, % of notional"
     )
+    contract_size: Positive | None = Field(
+        None, description="units of the asset in one futures contract (COMEX silver: 5,000 oz)"
+    )
+    initial_margin_usd: Usd | None = Field(
+        None,
+        description="exchange initial margin at the start, USD per contract (how CME set "
+        "metals margins until 13 Jan 2026, facts 2.3, 2.7); needs contract_size",
+    )
+    maintenance_margin_usd: Usd | None = Field(
+        None, description="exchange maintenance margin at the start, USD per contract"
+    )
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _dollar_margins(self) -> Asset:
+        dollars = (self.initial_margin_usd, self.maintenance_margin_usd)
+        if (dollars[0] is None) != (dollars[1] is None):
+            raise ValueError("give both initial_margin_usd and maintenance_margin_usd, or neither")
+        if dollars[0] is not None:
+            if self.contract_size is None:
+                raise ValueError("margins in USD per contract need contract_size")
+            if self.initial_margin_pct is not None or self.maintenance_margin_pct is not None:
+                raise ValueError("give margins in % of notional or in USD per contract, not both")
+            if dollars[1] > dollars[0]:
+                raise ValueError("maintenance_margin_usd exceeds initial_margin_usd")
+        return self
 
     @model_validator(mode="after")
     def _initial_price(self) -> Asset:
@@ -395,6 +455,72 @@ class MarketMakers(Model):
     )
 
 
+LimitReset = Literal["session", "settlement", "utc_day"]
+_RESET_DOC = (
+    "when the reference price resets to the price of the moment: session (the venue's "
+    "session open: the previous close), settlement (after each daily settlement) or utc_day "
+    "(00:00 UTC, for venues that never close)"
+)
+
+
+class PriceLimit(Model):
+    """Exchange price limits on one asset: it trades at most `down_pct` below and `up_pct`
+    above its reference price (e.g. CME equity index futures: ±7% outside US hours). A move
+    beyond waits until the reference resets; orders that would trade through wait."""
+
+    asset: str
+    down_pct: Annotated[float, Field(gt=0.0, lt=100.0)] | None = Field(
+        None, description="limit down, % below the reference"
+    )
+    up_pct: Annotated[float, Field(gt=0.0, le=1000.0)] | None = Field(
+        None, description="limit up, % above the reference"
+    )
+    reset: LimitReset = Field("session", description=_RESET_DOC)
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> PriceLimit:
+        if self.down_pct is None and self.up_pct is None:
+            raise ValueError("give down_pct, up_pct or both")
+        return self
+
+
+class BreakerLevel(Model):
+    decline_pct: Annotated[float, Field(gt=0.0, lt=100.0)] = Field(
+        description="fall of the index below its reference that triggers this level, %"
+    )
+    halt: Duration | None = Field(
+        None, description="length of the halt; none: the rest of the day (until the reset)"
+    )
+    not_after: ClockMinutes | None = Field(
+        None,
+        description="local time (the index venue's zone) from which this level no longer "
+        "halts (US rule: 15:25 for levels 1 and 2)",
+    )
+
+
+class CircuitBreaker(Model):
+    """A market-wide circuit breaker: when `index` falls a level's `decline_pct` below its
+    reference, trading in `assets` halts (each level once per day). The US rule halts all
+    equities 15 min at −7% and −13% of the S&P 500's previous close (not at or after 15:25
+    New York) and for the rest of the day at −20%."""
+
+    index: str
+    assets: list[str] = Field(
+        default_factory=list, description="assets halted; default: the index alone"
+    )
+    levels: list[BreakerLevel] = Field(min_length=1)
+    reset: LimitReset = Field("session", description=_RESET_DOC)
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _increasing(self) -> CircuitBreaker:
+        declines = [level.decline_pct for level in self.levels]
+        if any(b <= a for a, b in itertools.pairwise(declines)):
+            raise ValueError(f"expected levels with increasing decline_pct, found {declines}")
+        return self
+
+
 class Market(Model):
     correlation: Correlation = Correlation()
     market_makers: MarketMakers = MarketMakers()
@@ -421,6 +547,12 @@ class Market(Model):
         "algorithm: at most this share of the asset's normal volume a step, all funds of a "
         "population together (forced sellers, value buyers and ETF creations, spread over "
         "their session, are not capped)",
+    )
+    price_limits: list[PriceLimit] = Field(
+        default_factory=list, description="limit up / limit down per asset"
+    )
+    circuit_breakers: list[CircuitBreaker] = Field(
+        default_factory=list, description="trading halts triggered by an index's fall"
     )
 
 
@@ -472,6 +604,23 @@ class Distribution(Model):
         if self.dist == "triangular":
             return rng.triangular(self.low, self.mode, self.high, size)
         return np.full(size, self.value) if size is not None else self.value
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        """The law's quantiles at probabilities `u` in (0, 1) (for correlated draws)."""
+        from scipy import stats
+
+        if self.dist == "uniform":
+            return self.low + u * (self.high - self.low)
+        if self.dist == "normal":
+            return stats.norm.ppf(u, self.mean, self.sd)
+        if self.dist == "lognormal":
+            return self.median * np.exp(self.sigma * stats.norm.ppf(u))
+        if self.dist == "triangular":
+            width = self.high - self.low
+            if width == 0.0:
+                return np.full_like(u, self.low)
+            return stats.triang.ppf(u, (self.mode - self.low) / width, self.low, width)
+        return np.full_like(u, self.value)
 
     def center(self) -> float:
         """A value every law can produce (its mode or median)."""
@@ -665,7 +814,10 @@ class FuturesBook(Model):
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
         asset = assets.get(self.asset)
-        on_asset = asset and None not in (asset.initial_margin_pct, asset.maintenance_margin_pct)
+        on_asset = asset and (
+            None not in (asset.initial_margin_pct, asset.maintenance_margin_pct)
+            or asset.initial_margin_usd is not None
+        )
         if asset and not on_asset and self.initial_margin_pct is None:
             return [("initial_margin_pct", "expected margins on the asset or the population")]
         return []
@@ -941,6 +1093,38 @@ class EarningsShock(_Shock):
         return self.sensitivity * self.surprise * (1.0 + self.crowding_amplifier * self.crowding)
 
 
+class FactorShock(_Shock):
+    """One surprise moves many assets through their sensitivities (a payrolls print, a
+    tariff post): jump_i = beta_i · size, a log return per asset. `size` is the surprise in
+    the units the betas are per; or give `actual`, `expected` and `scale` and size =
+    (actual − expected) / scale (e.g. a surprise in standard deviations of past surprises)."""
+
+    type: Literal["factor"]
+    time: UtcTime
+    betas: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] = Field(
+        min_length=1, description="log return per unit of size, per asset"
+    )
+    size: float | None = Field(None, description="the surprise, in the betas' units")
+    actual: float | None = None
+    expected: float | None = None
+    scale: Positive = Field(1.0, description="size = (actual − expected) / scale")
+
+    @model_validator(mode="after")
+    def _surprise(self) -> FactorShock:
+        if (self.size is None) == (self.actual is None or self.expected is None):
+            raise ValueError("give size, or actual and expected (not both)")
+        worst = max(abs(beta * self.surprise) for beta in self.betas.values())
+        if not worst <= 5.0:
+            raise ValueError(f"expected jumps |beta · size| ≤ 5, found {worst:.4g}")
+        return self
+
+    @property
+    def surprise(self) -> float:
+        if self.size is not None:
+            return self.size
+        return (self.actual - self.expected) / self.scale
+
+
 class RateShock(_Shock):
     """Yield change on a bond asset; price moves by −duration·Δy."""
 
@@ -960,21 +1144,41 @@ class FxShock(_Shock):
 
 
 class MarginChange(_Shock):
+    """A new exchange margin from `effective` on: % of notional (`initial_pct`,
+    `maintenance_pct`) or USD per contract (`initial_usd`, `maintenance_usd`, on an asset
+    with a contract_size; futures books apply these)."""
+
     type: Literal["margin_change"]
     announced: UtcTime
     effective: UtcTime
     venue: str
     asset: str
-    initial_pct: Annotated[float, Field(gt=0.0, le=100.0)]
-    maintenance_pct: Annotated[float, Field(gt=0.0, le=100.0)]
+    initial_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    maintenance_pct: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    initial_usd: Usd | None = Field(None, description="initial margin, USD per contract")
+    maintenance_usd: Usd | None = Field(None, description="maintenance margin, USD per contract")
 
     @model_validator(mode="after")
     def _order(self) -> MarginChange:
         if self.effective < self.announced:
             raise ValueError("effective time is before the announcement")
-        if self.maintenance_pct > self.initial_pct:
-            raise ValueError("maintenance_pct exceeds initial_pct")
+        pct = (self.initial_pct, self.maintenance_pct)
+        usd = (self.initial_usd, self.maintenance_usd)
+        one_kind = (None not in pct and usd == (None, None)) or (
+            None not in usd and pct == (None, None)
+        )
+        if not one_kind:
+            raise ValueError(
+                "give initial_pct and maintenance_pct, or initial_usd and maintenance_usd"
+            )
+        initial, maintenance = pct if None not in pct else usd
+        if maintenance > initial:
+            raise ValueError("maintenance exceeds initial margin")
         return self
+
+    @property
+    def in_usd(self) -> bool:
+        return self.initial_usd is not None
 
 
 class OutageShock(_Shock):
@@ -1041,6 +1245,7 @@ Shock = Annotated[
     NewsShock
     | PolicyShock
     | EarningsShock
+    | FactorShock
     | RateShock
     | FxShock
     | MarginChange
@@ -1070,19 +1275,135 @@ class Channels(Model):
     fx_feedback: bool = True
 
 
-class Uncertain(Model):
-    """A prior over one input, sampled per Monte Carlo path; `path` is a --set key path."""
+class Shares(Model):
+    """Shares of a total drawn per path: shares ~ Dirichlet(concentration · weights), so
+    they always sum to one and centre on the weights; each path is set to total · share."""
 
-    path: str
-    prior: Distribution
+    total: float = Field(description="what the shares divide (e.g. open interest, USD)")
+    weights: list[Positive] = Field(min_length=2, description="mean shares (normalized)")
+    concentration: Annotated[float, Field(gt=0.0, le=1e6)] = Field(
+        10.0, description="higher: draws closer to the weights (Dirichlet α = this · weight)"
+    )
+
+    def mean(self) -> np.ndarray:
+        weights = np.asarray(self.weights, dtype=float)
+        return weights / weights.sum()
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.dirichlet(self.concentration * self.mean())
+
+
+class Uncertain(Model):
+    """A prior over inputs, sampled per Monte Carlo path; `path` is a --set key path.
+
+    `paths` (instead of `path`): one draw for several inputs, which it sets (`mode: set`)
+    or scales (`mode: scale`: each input's own value × the draw, e.g. all depths × one
+    liquidity draw). `shares` (instead of a prior): the inputs are shares of a total that
+    sum to it on every path. `name` and `correlation`: draws of named priors are correlated
+    (a Gaussian copula: correlated normals mapped through each prior's quantiles)."""
+
+    name: str | None = Field(None, description="for `correlation` entries of other priors")
+    path: str | None = None
+    paths: list[str] | None = Field(None, min_length=1)
+    prior: Distribution | None = None
+    shares: Shares | None = None
+    mode: Literal["set", "scale"] = Field(
+        "set", description="set: the draw is the value; scale: it multiplies the value"
+    )
+    correlation: dict[str, Annotated[float, Field(gt=-1.0, lt=1.0)]] = Field(
+        default_factory=dict, description="correlation of this draw with named priors' draws"
+    )
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Uncertain:
+        if (self.path is None) == (self.paths is None):
+            raise ValueError("give exactly one of 'path' or 'paths'")
+        if (self.prior is None) == (self.shares is None):
+            raise ValueError("give exactly one of 'prior' or 'shares'")
+        if self.shares is not None:
+            if self.paths is None or len(self.paths) != len(self.shares.weights):
+                raise ValueError("expected 'paths' with one path per share weight")
+            if self.mode != "set" or self.correlation:
+                raise ValueError("shares set their paths; no mode: scale or correlation")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The key paths this item sets."""
+        return [self.path] if self.path is not None else list(self.paths)
+
+
+PRICE_METRICS = ("start", "end", "low", "return", "max_drawdown", "worst_1h", "worst_24h")
+PERCENT_PRICE_METRICS = ("return", "max_drawdown", "worst_1h", "worst_24h")
+_LIQUIDATION_FILTERS = ("asset", "venue", "population", "side")
+
+
+@dataclass(frozen=True)
+class EventMetric:
+    """A target computed from the event log: which populations produce it, in which units,
+    and which filters narrow it."""
+
+    populations: tuple[str, ...]  # population types whose events count
+    units: tuple[str, ...]  # accepted units ("currency": the asset's or pair's currency)
+    filters: tuple[str, ...]  # of asset, venue, population, side
+    doc: str
+
+
+EVENT_METRICS: dict[str, EventMetric] = {
+    "liquidations": EventMetric(("perp_book",), ("USD",), _LIQUIDATION_FILTERS,
+                                "perp liquidation notional in the window, USD"),
+    "liquidations_24h": EventMetric(("perp_book",), ("USD",), _LIQUIDATION_FILTERS,
+                                    "largest 24 h of perp liquidation notional, USD"),
+    "liquidated_accounts": EventMetric(("perp_book",), ("accounts", "count"),
+                                       _LIQUIDATION_FILTERS,
+                                       "perp liquidation orders in the window"),
+    "liquidated_accounts_24h": EventMetric(("perp_book",), ("accounts", "count"),
+                                           _LIQUIDATION_FILTERS,
+                                           "largest 24 h of perp liquidation orders"),
+    "margin_book_liquidations": EventMetric(
+        ("futures_book", "pb_funds"), ("USD",), _LIQUIDATION_FILTERS,
+        "futures accounts liquidated and prime-broker forced sales in the window, USD"),
+    "margin_book_liquidated_accounts": EventMetric(
+        ("futures_book", "pb_funds"), ("accounts", "count"), _LIQUIDATION_FILTERS,
+        "futures accounts liquidated and prime-brokered funds forced to sell (per asset)"),
+    "adl_accounts": EventMetric(("perp_book",), ("accounts", "count"),
+                                ("asset", "venue", "population"),
+                                "accounts auto-deleveraged in the window"),
+    "open_interest_change": EventMetric(
+        ("perp_book", "futures_book"), ("%",), ("asset", "venue", "population"),
+        "change of the books' one-sided open interest (USD) from the window's start to its "
+        "end, %, read on hourly snapshots"),
+    "carry_repaid": EventMetric(("carry_funds",), ("USD", "currency"), ("population",),
+                                "funding currency bought back by carry funds in the window, "
+                                "in USD or in the funding currency (e.g. JPY)"),
+    "etf_flow": EventMetric(("etf_flows",), ("USD",), ("asset", "population"),
+                            "net ETF creations (+) or redemptions (−) in the window, USD"),
+}  # fmt: skip
 
 
 class Target(Model):
-    """An observed outcome to compare a run against (SPEC §10); never an input."""
+    """An observed outcome to compare a run against (SPEC §10); never an input.
 
-    metric: str
+    Computed metrics: the price metrics of one asset (start, end, low: in its currency;
+    return, max_drawdown, worst_1h, worst_24h: %) and the event metrics of `EVENT_METRICS`
+    (liquidations by asset, venue, population and side, counts, margin-book liquidations,
+    ADL counts, open-interest change, currency repaid by carry funds, ETF flows). Any
+    other metric is recorded as observed only (its modelled value is NaN, and said so)."""
+
+    metric: str = Field(
+        description="price metric ("
+        + ", ".join(PRICE_METRICS)
+        + ") or event metric ("
+        + ", ".join(EVENT_METRICS)
+        + "); another name is kept as observed only"
+    )
     asset: str | None = None
+    venue: str | None = Field(None, description="event metrics: only this venue's assets")
+    population: str | None = Field(None, description="event metrics: only this population")
+    side: Literal["long", "short"] | None = Field(
+        None, description="liquidation metrics: only positions on this side"
+    )
     value: float
     unit: str
     window: tuple[UtcTime, UtcTime] | None = None
@@ -1093,6 +1414,14 @@ class Target(Model):
         if self.window is not None and not self.window[0] < self.window[1]:
             raise ValueError("expected a window [start, end) with start before end")
         return self
+
+    def filters(self) -> dict[str, str]:
+        """The filters set on this target, by name."""
+        return {
+            key: getattr(self, key)
+            for key in ("venue", "population", "side")
+            if getattr(self, key) is not None
+        }
 
 
 class Scenario(Model):

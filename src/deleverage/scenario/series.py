@@ -65,11 +65,15 @@ def _parse(name: str, version: tuple[int, int], column: str, time_column: str) -
 
 def history_series(history, start) -> pd.Series:
     """An asset's `history` (file or inline points) up to and including `start`, as prices
-    indexed by UTC time. Nothing after the clock start is returned (SPEC §4)."""
+    indexed by the UTC time each became known: bars dated at their open (`stamp: open`)
+    are moved to their close, `bar` later. Nothing after the clock start is returned
+    (SPEC §4)."""
     if history.file is not None:
         series = read_series(Path(history.file), history.column, history.time_column)
     else:
         times = pd.DatetimeIndex([pd.Timestamp(t) for t, _ in history.points])
         series = pd.Series([float(v) for _, v in history.points], index=times).sort_index()
         series = series[~series.index.duplicated(keep="last")]
+    if history.stamp == "open":
+        series.index = series.index + pd.Timedelta(history.bar)
     return series[series.index <= pd.Timestamp(start)]

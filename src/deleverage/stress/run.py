@@ -42,6 +42,7 @@ SCALABLE = {
     "news": "returns",
     "policy": "returns",
     "earnings": "sensitivity",
+    "factor": "betas",
     "rate": "change_bp",
     "fx": "change",
     "flow": "notional_usd",
