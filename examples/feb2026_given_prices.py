@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from deleverage import list_presets, simulate
+from deleverage import SimulationResult, list_presets, simulate
 from deleverage.scenario.loader import validate
 
 START, END = pd.Timestamp("2026-01-02"), pd.Timestamp("2026-02-09")
@@ -38,7 +38,8 @@ def observed_points(data: Path, symbol: str, daily_file: str) -> list[list]:
     return [[t.strftime("%Y-%m-%dT%H:%M:%SZ"), float(v)] for t, v in series.items()]
 
 
-def main(data: Path) -> None:
+def given_prices(data: Path) -> SimulationResult:
+    """feb-2026, seed 0, with BTC and ETH driven along their observed path."""
     preset = next(p for p in list_presets() if p.name == "feb-2026")
     raw = yaml.safe_load(preset.path.read_text())
     for asset, symbol, daily in (
@@ -54,7 +55,11 @@ def main(data: Path) -> None:
                 "points": observed_points(data, symbol, daily),
             }
         )
-    result = simulate(validate(raw, preset.path.name, preset.path.parent), seed=0)
+    return simulate(validate(raw, preset.path.name, preset.path.parent), seed=0)
+
+
+def main(data: Path) -> None:
+    result = given_prices(data)
     events = result.events.assign(time=result.times[result.events.step.to_numpy() + 1])
     liquidations = events[(events.kind == "perp_liquidation") & (events.time >= "2026-01-29")]
     per_day = liquidations.pivot_table(
