@@ -30,7 +30,7 @@ chromium:
 	echo "note: no chromium; the report's browser test is skipped (apt-get install chromium)"
 
 test: $(VENV)/.installed-dev chromium
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed-dev
