@@ -124,7 +124,7 @@ PEAK_RSS = """
 import resource, sys
 from tests.engine.test_scale import small
 from deleverage import simulate_paths
-scenario = small(hours=4, step="15min", perp_accounts=20_000)
+scenario = small(hours=2, step="15min", perp_accounts=20_000)
 simulate_paths(scenario, seed=0, paths=int(sys.argv[1]))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
