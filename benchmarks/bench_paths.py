@@ -59,11 +59,11 @@ def main() -> None:
             n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
             print(f"{'Dask cluster start':<22} {time.perf_counter() - started:8.1f} s")
-            dask, dask_s = timed(
+            on_dask, dask_s = timed(
                 "Dask LocalCluster", args.paths, scheduler=cluster.scheduler_address, **common
             )
-        pd.testing.assert_frame_equal(local.path_targets, dask.path_targets)
-        pd.testing.assert_frame_equal(local.path_amplification, dask.path_amplification)
+        pd.testing.assert_frame_equal(local.path_targets, on_dask.path_targets)
+        pd.testing.assert_frame_equal(local.path_amplification, on_dask.path_amplification)
         print(f"identical results; Dask overhead {100 * (dask_s / local_s - 1):+.0f}%")
     parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
