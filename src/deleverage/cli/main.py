@@ -146,6 +146,16 @@ def run(
             help="With --paths: also store every full path (path_market, path_events).",
         ),
     ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="With --paths: run the paths on the Dask distributed cluster at ADDRESS "
+            "(e.g. tcp://10.0.0.5:8786; needs the `distributed` extra) instead of local "
+            "processes. Results do not depend on it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate SCENARIO, print a per-asset summary and store the run.
 
@@ -168,6 +178,7 @@ def run(
                 ("--workers", workers),
                 ("--amplification", amplification),
                 ("--keep-paths", keep_paths or None),
+                ("--scheduler", scheduler),
             )
             if value is not None
         ]
@@ -185,6 +196,13 @@ def run(
         loaded = load_scenario(scenario, sets=set_ or [], channels=channels or [])
     except UserError as exc:
         problems += exc.problems
+    if scheduler is not None and workers is not None:
+        problems.append(Problem("--workers", "", "expected --workers or --scheduler, not both"))
+    if scheduler is not None and paths is not None and not problems:
+        from deleverage.engine.montecarlo import scheduler_problem
+
+        if (why := scheduler_problem(scheduler)) is not None:
+            problems.append(Problem("--scheduler", scheduler, why))
     if problems:
         raise fail(UserError(problems))
     if paths is not None:
@@ -199,6 +217,7 @@ def run(
             db=db if store else None,
             output_format=output_format,
             report=report,
+            scheduler=scheduler,
         )
         return
     progress = DelayedProgress(f"{loaded.name} seed {seed}")
@@ -240,6 +259,7 @@ def _run_paths(
     db,
     output_format,
     report,
+    scheduler=None,
 ) -> None:
     """`run --paths`: simulate the paths, store them in one transaction, print the bands.
     The store is open during the simulation only with --keep-paths (full paths stream into
@@ -247,9 +267,8 @@ def _run_paths(
     from deleverage.engine.montecarlo import simulate_paths
     from deleverage.results.store import Store
 
-    progress = DelayedProgress(
-        f"{scenario.name} seed {seed}, {workers} worker{'s' * (workers > 1)}", 0.0, "paths"
-    )
+    where = scheduler or f"{workers} worker{'s' * (workers > 1)}"
+    progress = DelayedProgress(f"{scenario.name} seed {seed}, {where}", 0.0, "paths")
     progress(0, paths)
     run_id = uuid.uuid4().hex[:12]
     streaming = Store(db) if keep_paths else None
@@ -267,6 +286,7 @@ def _run_paths(
                 progress=progress,
                 on_path=partial(streaming.write_path, run_id) if streaming else None,
                 run_id=run_id,
+                scheduler=scheduler,
             )
             progress.close()
             _require_invariants(result.diagnostics, check_invariants)

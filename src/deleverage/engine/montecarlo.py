@@ -18,8 +18,9 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,14 @@ from deleverage.results.result import SimulationResult, target_label
 from deleverage.scenario.loader import scenario_hash
 from deleverage.scenario.schema import Channels, Scenario
 
+T = TypeVar("T")
+PATH_TARGET_COLUMNS = (
+    "path", "target", "window_start", "window_end", "observed", "modelled", "unit", "time",
+)  # fmt: skip
+AMPLIFICATION_COLUMNS = (
+    "path", "asset", "measure", "move_pct", "move_channels_off_pct", "amplification", "time",
+    "window_start",
+)  # fmt: skip
 ALL_CHANNELS_OFF = Channels(**{name: False for name in Channels.model_fields})
 
 
@@ -110,11 +119,31 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def batches(paths: int, workers: int) -> list[range]:
+    """Paths 0 … paths−1 cut into consecutive batches, the unit of work sent to a worker
+    (local process or Dask): about four per worker to balance the load, at most
+    `MAX_BATCH` paths each so progress and memory move in small steps."""
+    size = max(1, min(MAX_BATCH, paths // (4 * workers)))
+    return [range(lo, min(lo + size, paths)) for lo in range(0, paths, size)]
+
+
+MAX_BATCH = 16
+
+
+def _run_batch(task: Callable[[int], T], batch: range) -> list[T]:
+    return [task(path) for path in batch]
+
+
 def _finished_paths(
-    task: Callable[[int], PathOutcome], paths: int, workers: int
-) -> Iterator[PathOutcome]:
-    """`task(path)` for every path, yielded as paths finish (in-process when workers == 1).
-    Closing the iterator early (an error, Ctrl-C) stops the workers."""
+    task: Callable[[int], T], paths: int, workers: int, scheduler: str | None = None
+) -> Iterator[T]:
+    """`task(path)` for every path, yielded as batches of paths finish: in this process
+    (workers == 1), on `workers` local processes, or on the Dask distributed cluster at
+    `scheduler` (an address such as tcp://host:8786; `workers` is then not used).
+    Closing the iterator early (an error, Ctrl-C) stops the work."""
+    if scheduler is not None:
+        yield from _finished_on_dask(task, paths, scheduler)
+        return
     if workers == 1:
         for path in range(paths):
             yield task(path)
@@ -131,24 +160,83 @@ def _finished_paths(
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        yield from pool.imap_unordered(task, range(paths))
+        for done in pool.imap_unordered(partial(_run_batch, task), batches(paths, workers)):
+            yield from done
         pool.close()
     finally:
         pool.terminate()  # no-op after a clean close; stops running paths otherwise
         pool.join()
 
 
-def _aggregate(diagnostics: list[dict[str, float]]) -> dict[str, float]:
-    """Counts summed over paths; drifts (`max_*`) as their maximum. The channels-off
-    twins' diagnostics are kept apart (`channels_off_*`)."""
-    total: dict[str, float] = {}
-    for one in diagnostics:
-        for name, value in one.items():
-            if name.removeprefix("channels_off_").startswith("max_"):
-                total[name] = max(total.get(name, 0.0), float(value))
-            else:
-                total[name] = total.get(name, 0.0) + float(value)
-    return total
+def _finished_on_dask(task: Callable[[int], T], paths: int, scheduler: str) -> Iterator[T]:
+    """The same batches on a Dask distributed cluster (the `distributed` extra), sized
+    for the cluster's worker threads."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise ImportError(
+            "--scheduler needs Dask distributed: pip install 'deleverage[distributed]'"
+        ) from exc
+    with Client(scheduler) as client:
+        threads = max(1, sum(client.nthreads().values()))
+        work = partial(_run_batch, task)
+        completed = as_completed(client.map(work, batches(paths, threads), pure=False))
+        try:
+            for future in completed:
+                done = future.result()
+                del future  # no reference left: the cluster forgets the batch
+                yield from done
+        finally:
+            completed.clear()  # drops the futures not yet done: the cluster cancels them
+
+
+def scheduler_problem(address: str, timeout: float = 10.0) -> str | None:
+    """Why the Dask distributed cluster at `address` cannot take paths, or None (checked
+    before any work, so a wrong address fails fast)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        return "expected Dask distributed installed: pip install 'deleverage[distributed]'"
+    try:
+        with Client(address, timeout=timeout, set_as_default=False) as client:
+            if not client.nthreads():
+                return "expected a Dask cluster with workers, found none"
+    except Exception as exc:  # unreachable, refused, bad address: all mean "no cluster there"
+        return f"expected a reachable Dask scheduler, could not connect: {exc}"
+    return None
+
+
+class _Diagnostics:
+    """Per-path diagnostics as one row of numbers each (names are columns, in order of
+    first appearance by path index), aggregated in path order."""
+
+    def __init__(self, paths: int):
+        self.columns: dict[str, int] = {}
+        self.values = np.zeros((paths, 0))
+        self.present = np.zeros((paths, 0), dtype=bool)
+
+    def add(self, path: int, diagnostics: dict[str, float]) -> None:
+        for name, value in diagnostics.items():
+            if name not in self.columns:
+                self.columns[name] = len(self.columns)
+                self.values = np.hstack([self.values, np.zeros((len(self.values), 1))])
+                self.present = np.hstack([self.present, np.zeros((len(self.values), 1), bool)])
+            self.values[path, self.columns[name]] = value
+            self.present[path, self.columns[name]] = True
+
+    def aggregate(self) -> dict[str, float]:
+        """Counts summed over paths; drifts (`max_*`) as their maximum. The channels-off
+        twins' diagnostics are kept apart (`channels_off_*`)."""
+        first = {name: int(np.argmax(self.present[:, j])) for name, j in self.columns.items()}
+        total: dict[str, float] = {}
+        for name in sorted(self.columns, key=lambda n: (first[n], self.columns[n])):
+            j = self.columns[name]
+            drift = name.removeprefix("channels_off_").startswith("max_")
+            value = 0.0
+            for one in self.values[self.present[:, j], j].tolist():  # in path order
+                value = max(value, one) if drift else value + one
+            total[name] = value
+        return total
 
 
 def simulate_paths(
@@ -163,9 +251,11 @@ def simulate_paths(
     progress: Callable[[int, int], None] | None = None,
     on_path: Callable[[SimulationResult], None] | None = None,
     run_id: str | None = None,
+    scheduler: str | None = None,
 ) -> MonteCarloResult:
     """Run paths 0 … `paths`−1 of `scenario` with one `seed` on `workers` local processes
-    (1: in this process) and return the bands of every target over paths.
+    (1: in this process), or on the Dask distributed cluster at `scheduler`, and return the
+    bands of every target over paths.
 
     amplification: also run each path with all channels off (twice the work) and report
         the median ratio of the moves per asset.
@@ -176,7 +266,7 @@ def simulate_paths(
         stream it to the store without keeping it in memory.
     run_id: the id of the run (default: a fresh one).
 
-    Same scenario and seed give identical results whatever `workers`."""
+    Same scenario and seed give identical results whatever `workers` or `scheduler`."""
     if paths < 1:
         raise ValueError(f"paths: expected a whole number ≥ 1, found {paths}")
     if workers < 1:
@@ -191,49 +281,84 @@ def simulate_paths(
         check_invariants=check_invariants,
         keep=keep_paths or on_path is not None,
     )
-    outcomes: list[PathOutcome] = [None] * paths  # by path index, never by completion order
-    with closing(_finished_paths(task, paths, min(workers, paths))) as finished:
+    # Per-path summaries are packed into arrays as paths arrive (by path index, never by
+    # completion order): a few numbers a path, so memory stays flat in the number of paths.
+    template = None  # target, observed, unit: the same on every path
+    modelled = np.full((paths, len(scenario.targets)), np.nan)
+    moves = np.full((paths, 2, len(measures or ())), np.nan)
+    diagnostics = _Diagnostics(paths)
+    results: list[SimulationResult] | None = [None] * paths if keep_paths else None
+    with closing(_finished_paths(task, paths, min(workers, paths), scheduler)) as finished:
         for done, outcome in enumerate(finished, start=1):
             if on_path is not None:
                 on_path(outcome.result)
-            outcomes[outcome.path] = outcome if keep_paths else replace(outcome, result=None)
+            i, table = outcome.path, outcome.targets
+            if template is None:
+                template = table
+            elif table.target.tolist() != template.target.tolist():
+                raise RuntimeError(f"path {i}: targets differ from the other paths'")
+            modelled[i, : len(table)] = table.modelled.to_numpy(float)
+            if measures is not None:
+                moves[i] = outcome.moves_pct, outcome.moves_off_pct
+            diagnostics.add(i, outcome.diagnostics)
+            if results is not None:
+                results[i] = outcome.result
             if progress is not None:
                 progress(done, paths)
 
-    observed_at = [t.window[1] if t.window else None for t in scenario.targets]
-    path_targets = pd.concat(
-        [o.targets.assign(path=o.path, time=observed_at) for o in outcomes], ignore_index=True
-    )[["path", "target", "window_start", "window_end", "observed", "modelled", "unit", "time"]]
-    rows = []
-    if measures is not None:
-        for o in outcomes:
-            for m, move, off in zip(measures, o.moves_pct, o.moves_off_pct, strict=True):
-                ratio = move / off if off != 0.0 else float("nan")
-                start, end = m.window or (None, None)
-                rows.append((o.path, m.asset, m.label, move, off, ratio, end, start))
-    path_amplification = pd.DataFrame(
-        rows,
-        columns=[
-            "path",
-            "asset",
-            "measure",
-            "move_pct",
-            "move_channels_off_pct",
-            "amplification",
-            "time",
-            "window_start",
-        ],
-    )
     return MonteCarloResult(
         scenario=scenario,
         seed=seed,
         paths=paths,
         scenario_hash=scenario_hash(scenario),
-        path_targets=path_targets,
-        path_amplification=path_amplification,
-        diagnostics=_aggregate([o.diagnostics for o in outcomes]),
+        path_targets=_path_targets(template, modelled, scenario),
+        path_amplification=_path_amplification(measures or [], moves),
+        diagnostics=diagnostics.aggregate(),
         wall_seconds=time.perf_counter() - started,
         workers=min(workers, paths),
-        path_results=[o.result for o in outcomes] if keep_paths else None,
+        path_results=results,
         **({"run_id": run_id} if run_id else {}),
+    )
+
+
+def _path_targets(template: pd.DataFrame, modelled: np.ndarray, scenario: Scenario):
+    """One row per (path, target), path by path, built column by column."""
+    paths, n = len(modelled), len(template)
+    observed_at = [t.window[1] if t.window else None for t in scenario.targets][:n]
+    if not n:  # no target: the empty table with the single-path table's columns
+        return template.assign(path=0, time=observed_at)[list(PATH_TARGET_COLUMNS)]
+    return pd.DataFrame(
+        {
+            "path": np.repeat(np.arange(paths), n),
+            **{
+                column: pd.array(np.tile(template[column].to_numpy(), paths), dtype)
+                for column, dtype in template.dtypes.items()
+                if column != "modelled"
+            },
+            "modelled": modelled[:, :n].reshape(-1),
+            "time": observed_at * paths,
+        }
+    )[list(PATH_TARGET_COLUMNS)]
+
+
+def _path_amplification(measures: list[Measure], moves: np.ndarray) -> pd.DataFrame:
+    """One row per (path, measure): the move with the scenario's channels, with all
+    channels off, and their ratio (NaN when the move with channels off is 0)."""
+    paths, n = len(moves), len(measures)
+    if not n:  # a run without amplification
+        return pd.DataFrame([], columns=list(AMPLIFICATION_COLUMNS))
+    move, off = moves[:, 0].reshape(-1), moves[:, 1].reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(off != 0.0, move / off, np.nan)
+    return pd.DataFrame(
+        {
+            "path": np.repeat(np.arange(paths), n),
+            "asset": [m.asset for m in measures] * paths,
+            "measure": [m.label for m in measures] * paths,
+            "move_pct": move,
+            "move_channels_off_pct": off,
+            "amplification": ratio,
+            "time": [m.window and m.window[1] for m in measures] * paths,
+            "window_start": [m.window and m.window[0] for m in measures] * paths,
+        }
     )

@@ -124,14 +124,14 @@ def visible_displacement_for(units, within_bid, within_ask, gap, band, shape):
 
 def _segments(quantity: np.ndarray, *breaks: np.ndarray) -> np.ndarray:
     """Break points of each walk [0, q] in traded units: 0, q, and each of `breaks` (units
-    after which the integrand has a kink or a square-root end) that falls inside."""
-    points = [np.zeros_like(quantity), quantity]
-    for at in breaks:
-        inside = at * (quantity - at) > 0
-        points.append(np.where(inside, at, quantity))
-    points = np.stack(points, axis=1)
-    order = np.argsort(np.abs(points), axis=1)
-    return np.take_along_axis(points, order, axis=1)
+    after which the integrand has a kink or a square-root end) that falls inside, ordered
+    from 0 to q (all lie on [0, q]: sorted by value, descending when q < 0)."""
+    q = quantity[:, None]
+    at = np.stack(breaks, axis=1)
+    inside = np.where(at * (q - at) > 0, at, q)
+    points = np.concatenate([np.zeros_like(q), q, inside], axis=1)
+    toward = np.where(q < 0, -1.0, 1.0)  # × ±1 is exact
+    return np.sort(points * toward, axis=1) * toward
 
 
 def execute_layers(
@@ -162,16 +162,18 @@ def execute_layers(
     trading = quantity != 0
     y1 = np.where(trading, displacement_for(latent0 + quantity, latent_bid, latent_ask, no_gap), y0)
     z1 = np.where(trading, visible_displacement_for(visible0 + quantity, *visible), z0)
-    columns = [v[:, None] for v in visible]
+    columns = [v[:, None, None] for v in visible]
     # pieces end where a layer crosses mid and where the visible walk leaves its band
     points = _segments(quantity, -latent0, -visible0, within_ask - visible0, -within_bid - visible0)
+    # every piece at once (elementwise, the same numbers as piece by piece): (A, pieces, nodes)
+    a, b = points[:, :-1, None], points[:, 1:, None]
+    u = a + (b - a) * _SMOOTH
+    lam_bid, lam_ask = latent_bid[:, None, None], latent_ask[:, None, None]
+    path = displacement_for(latent0[:, None, None] + u, lam_bid, lam_ask, 0.0)
+    growth = np.exp(path + visible_displacement_for(visible0[:, None, None] + u, *columns))
     total = np.zeros_like(quantity)
-    for k in range(points.shape[1] - 1):
-        a, b = points[:, k : k + 1], points[:, k + 1 : k + 2]
-        u = a + (b - a) * _SMOOTH  # (A, nodes)
-        path = displacement_for(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None], 0.0)
-        path = path + visible_displacement_for(visible0[:, None] + u, *columns)
-        total += ((b - a)[:, 0]) * (np.exp(path) @ _SMOOTH_W)
+    for k in range(points.shape[1] - 1):  # the quadrature sums piece by piece, as ever
+        total += (b - a)[:, k, 0] * (np.ascontiguousarray(growth[:, k]) @ _SMOOTH_W)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = total / quantity
     start, end = y0 + z0, y1 + z1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ TIDY_COLUMNS = [
 ]
 
 
+@functools.cache  # once a process: every path's result records it
 def package_version() -> str:
     try:
         return metadata.version("deleverage")
@@ -39,6 +41,7 @@ def package_version() -> str:
         return "unknown"
 
 
+@functools.cache  # once a process, not a `git` subprocess per path
 def git_hash() -> str | None:
     """Commit of the source tree the package runs from, if it is a git checkout."""
     try:
