@@ -4,6 +4,8 @@ yen repaid as a USDJPY order, voluntary unwinds as carry-to-volatility falls."""
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.conftest import NASDAQ, base_raw, build
 
 from deleverage import simulate
@@ -47,8 +49,8 @@ FUND = {
     "target_leverage": 4.0,
     "buffer_leverage": 5.0,
     "default_leverage": 10.0,
-    "usd_yield_pct": 3.7,
-    "funding_pct": 1.0,
+    "investment_rate": 3.7,
+    "funding_rate": 1.0,
     "carry_to_vol_threshold": {"dist": "fixed", "value": 0.0},
 }
 
@@ -66,15 +68,15 @@ def _population(fund=FUND, **channels):
     return CarryFundsPopulation(scenario.populations[0], ctx)
 
 
-def _view(usdjpy=150.0, jgb_yield=3.5):
+def _view(usdjpy=150.0, jgb_yield=3.5, time="2026-01-05T00:00Z", step=0):
     price = PRICE.copy()
     price[USDJPY] = usdjpy
     yields = np.full(6, np.nan)
     yields[JGB] = jgb_yield
     n = len(price)
     return MarketView(
-        0,
-        pd.Timestamp("2026-01-05", tz="UTC"),
+        step,
+        pd.Timestamp(time),
         5 / 60,
         price,
         np.ones(n, dtype=bool),
@@ -159,9 +161,9 @@ def test_with_fx_feedback_off_the_yen_is_repaid_at_the_current_rate_without_an_o
     assert pop.cash() == cash
 
 
-def test_rising_jgb_yields_shrink_the_carry_and_trigger_a_voluntary_unwind():
+def test_rising_jgb_yields_shrink_the_carry_and_trigger_a_voluntary_unwind_when_linked():
     fund = {**FUND, "carry_to_vol_threshold": {"dist": "fixed", "value": 0.25}}
-    fund["unwind_share"] = 0.5
+    fund |= {"unwind_share": 0.5, "rate_asset": "JGB40Y"}  # the explicit link, β = 1
     pop = _population(fund)
     log = EventLog()
     pop.mark(_view(), log)  # carry 2.7% over 9.5% annual volatility: 0.28, no unwind
@@ -178,6 +180,81 @@ def test_rising_jgb_yields_shrink_the_carry_and_trigger_a_voluntary_unwind():
     assert list(log.frame().kind).count("voluntary_unwind") == 1
     pop.mark(_view(jgb_yield=5.0), log)  # an unwound fund does not unwind again
     assert list(log.frame().kind).count("voluntary_unwind") == 1
+
+
+def _hike(size_pp, at="2026-01-05T03:00:00Z"):
+    """FUND whose funding (policy) rate goes 1% → 1% + size on `at`; threshold 0.25."""
+    path = {"points": [["2026-01-05T00:00:00Z", 1.0], [at, 1.0 + size_pp]]}
+    return FUND | {
+        "funding_rate": path,
+        "carry_to_vol_threshold": {"dist": "fixed", "value": 0.25},
+        "unwind_share": 0.5,
+    }
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.floats(0.0, 2.0))
+def test_a_policy_rate_hike_raises_funding_from_its_step_and_unwinds_past_the_threshold(size):
+    pop = _population(_hike(size))
+    log = EventLog()
+    for step, time in enumerate(["00:00", "01:00", "02:55"]):  # before the decision
+        view = _view(time=f"2026-01-05T{time}Z", step=step)
+        pop.mark(view, log)
+        assert pop.rates(view) == (3.7, 1.0)
+    assert not _orders(pop) and not log.rows
+    hiked = _view(time="2026-01-05T03:00Z", step=3)
+    pop.mark(hiked, log)
+    vol = pop.annual_vol()  # the EWMA the funds saw in this step
+    assert pop.rates(hiked) == (3.7, 1.0 + size)  # from the decision's step on
+    assert np.isclose(pop.carry_to_vol(hiked), (2.7 - size) / (100 * vol), rtol=1e-12)
+    unwinds = (2.7 - size) / (100 * vol) < 0.25  # the rule: carry/vol below the threshold
+    assert (USDJPY in _orders(pop)) == unwinds
+    if unwinds:  # half the loan repaid by selling USDJPY, funded by the peripheral tier
+        assert np.isclose(-_orders(pop)[USDJPY], 0.5 * 3e9, rtol=1e-12)
+        assert "funding " + f"{1.0 + size:.2f}%" in log.frame().detail.iloc[-1]
+
+
+def test_the_threshold_is_crossed_between_a_25_and_a_50_bp_hike():
+    # carry/vol: 2.7/9.51 = 0.284 before; 2.45/9.51 = 0.258 after +25 bp (above 0.25, held);
+    # 2.2/9.51 = 0.231 after +50 bp (below: the fund repays half its loan)
+    for size, unwinds in ((0.25, False), (0.5, True)):
+        pop = _population(_hike(size))
+        pop.mark(_view(time="2026-01-05T03:00Z"), EventLog())
+        assert (USDJPY in _orders(pop)) == unwinds
+
+
+def test_a_decision_inside_a_step_counts_from_the_next_step_start():
+    pop = _population(_hike(0.5, at="2026-01-05T03:02:00Z"))
+    assert pop.rates(_view(time="2026-01-05T03:00Z"))[1] == 1.0  # not yet known
+    assert pop.rates(_view(time="2026-01-05T03:05Z"))[1] == 1.5
+
+
+def test_linear_paths_interpolate_both_legs_and_the_spread_adds_to_funding():
+    fund = FUND | {
+        "investment_rate": {
+            "points": [["2026-01-05T00:00Z", 4.0], ["2026-01-06T00:00Z", 3.0]],
+            "interpolation": "linear",
+        },
+        "funding_spread_pct": 0.2,
+    }
+    pop = _population(fund)
+    assert pop.rates(_view(time="2026-01-05T06:00Z")) == (3.75, 1.2)
+    assert pop.rates(_view(time="2026-01-07T00:00Z")) == (3.0, 1.2)  # the last value after
+
+
+def test_a_flight_to_safety_bond_rally_does_not_lower_funding_unless_linked():
+    pop = _population()
+    rally = _view(jgb_yield=2.5)  # −100 bp: the bond's price up 22%
+    assert pop.rates(rally) == pop.rates(_view()) == (3.7, 1.0)
+    linked = _population(FUND | {"rate_asset": "JGB40Y", "funding_beta": 0.5})
+    assert np.isclose(linked.rates(rally)[1], 1.0 - 0.5, rtol=1e-12)  # what the link says
+
+
+def test_older_constant_keys_read_as_the_two_legs():
+    older = {k: v for k, v in FUND.items() if k not in ("investment_rate", "funding_rate")}
+    pop = _population(older | {"usd_yield_pct": 3.7, "funding_pct": 1.0})
+    assert pop.rates(_view()) == (3.7, 1.0)
+    assert pop.spec == _population().spec
 
 
 def test_below_the_minimum_the_fund_defaults_and_is_liquidated():
@@ -326,6 +403,54 @@ def test_repaying_yen_through_the_market_strengthens_the_yen_further():
     repaid = on.events[on.events.kind == "fx_repay"].notional_usd.sum()
     assert repaid > 0
     assert on.market["price"][-1, 4] < off.market["price"][-1, 4]
+
+
+def _carry_market(funding_rate, shocks=(), **link):
+    """A calm day with carry funds alone: carry/vol ≈ 4/9.5 = 0.42 against thresholds of
+    0.05-0.25, until `funding_rate` or `shocks` change it."""
+    fund = POPULATIONS[1] | {"investment_rate": 5.0, "funding_rate": funding_rate} | link
+    fund["unwind_share"] = 0.5
+    return build(
+        base_raw(
+            venues=VENUES,
+            assets=MARKET_ASSETS,
+            populations=[fund],
+            shocks=list(shocks),
+            clock={"start": "2026-01-05T00:00:00Z", "end": "2026-01-06T00:00:00Z"},
+        )
+    )
+
+
+HIKE_STEP = 73  # 06:05, the first step that starts at or after the 06:02 decision
+HIKE = {"points": [["2026-01-01T00:00:00Z", 1.0], ["2026-01-05T06:02:00Z", 4.0]]}
+
+
+def test_through_the_engine_a_policy_hike_unwinds_carry_funds_from_its_step_only():
+    hiked = simulate(_carry_market(HIKE), seed=3)
+    calm = simulate(_carry_market(1.0), seed=3)
+    assert "voluntary_unwind" not in set(calm.events.kind)
+    unwinds = hiked.events[hiked.events.kind == "voluntary_unwind"]
+    # carry 1% over ≈ 9.5%: the funds whose threshold is above ≈ 0.105 unwind at once; the
+    # yen they buy back moves USDJPY, its volatility rises and a few more follow later
+    assert unwinds.step.iloc[0] == HIKE_STEP
+    assert 0 < unwinds["count"].iloc[0] < 100 and unwinds["count"].sum() <= 100
+    repaid = hiked.events[(hiked.events.kind == "fx_repay")].notional_usd.sum()
+    assert repaid > 0  # half of each unwinding fund's loan, bought back through USDJPY
+    usdjpy = [a["id"] for a in MARKET_ASSETS].index("USDJPY")
+    before, after = slice(0, HIKE_STEP), slice(HIKE_STEP, None)
+    np.testing.assert_array_equal(  # the same market until the decision
+        hiked.market["price"][before], calm.market["price"][before]
+    )
+    assert hiked.market["price"][after, usdjpy][-1] < calm.market["price"][after, usdjpy][-1]
+
+
+def test_through_the_engine_a_bond_rally_offsets_a_hike_only_when_the_scenario_links_it():
+    rally = [{"type": "rate", "time": "2026-01-05T06:00:00Z", "asset": "JGB40Y",
+              "change_bp": -300, "label": "flight to safety"}]  # fmt: skip
+    unlinked = simulate(_carry_market(HIKE, rally), seed=3)
+    linked = simulate(_carry_market(HIKE, rally, rate_asset="JGB40Y", funding_beta=1.0), seed=3)
+    assert "voluntary_unwind" in set(unlinked.events.kind)  # the rally does not cheapen funding
+    assert "voluntary_unwind" not in set(linked.events.kind)  # −3 pp through the link: carry 4%
 
 
 @pytest.mark.parametrize(

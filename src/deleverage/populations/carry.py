@@ -23,10 +23,13 @@ by the `desk_usd` and `desk_yen` it has exchanged, and the desk holds exactly th
 opposite amounts. Fund and desk are both in this population, so the transfer cancels
 inside `holdings` and `cash`, which do not move: conservation still holds, exactly.
 
-Voluntary unwind: carry = usd_yield − (funding + β·Δ yield of the rate asset); a fund
-whose carry ÷ annualized USDJPY volatility falls below its threshold repays
-`unwind_share` of its loan once (the Aug-2024 pattern, facts 4.12: procyclical
-deleveraging). The volatility is an EWMA of the pair's step returns seen by the funds.
+Voluntary unwind: carry = investment rate − funding cost, the two legs of the rate
+differential (e.g. Fed funds and the BoJ policy rate), each a constant or a dated path read
+at the step's start; funding cost = funding rate + spread, plus β·Δ yield of a bond only
+when the scenario links one (`rate_asset`): a flight-to-safety bond rally does not cheapen
+yen funding by itself. A fund whose carry ÷ annualized USDJPY volatility falls below its
+threshold repays `unwind_share` of its loan once (the Aug-2024 pattern, facts 4.12:
+procyclical deleveraging). The volatility is an EWMA of the pair's step returns seen by the funds.
 Interest is not accrued: over a few weeks carry matters through decisions, and cash moves
 only by trades. The `carry_unwind` channel switches all of this population's trading off.
 """
@@ -46,7 +49,7 @@ from deleverage.populations.pecking import (
     pecking_order_sales,
 )
 from deleverage.results.events import EventLog
-from deleverage.scenario.schema import CarryFunds
+from deleverage.scenario.schema import CarryFunds, rate_at
 
 USD, JPY = 0, 1  # quote currencies of the fund book's cash columns
 TRADING_DAYS = 252
@@ -97,8 +100,8 @@ class CarryFundsPopulation(FundBookPopulation):
         self.desk_yen = np.zeros(n)  # and yen it received (fx_feedback off)
         self.leverage = self.balance_sheet(ctx.price0).leverage
 
-        rate = assets[index[spec.rate_asset]]
-        self.rate_column, self.yield0 = index[spec.rate_asset], rate.yield_pct
+        self.rate_column = None if spec.rate_asset is None else index[spec.rate_asset]
+        self.yield0 = None if spec.rate_asset is None else assets[self.rate_column].yield_pct
         pair = assets[index[spec.fx_asset]]
         hours = next(v for v in ctx.scenario.venues if v.id == pair.venue).session.hours_per_day
         self.steps_per_day = hours / ctx.step_hours
@@ -106,6 +109,7 @@ class CarryFundsPopulation(FundBookPopulation):
         self.vol_decay = 0.5 ** (ctx.step_hours * 3600.0 / spec.vol_half_life.total_seconds())
         self._last_fx = float(price[self.fx])
         self._step = -1
+        self._legs_time, self._legs = None, (np.nan, np.nan)
         self._update_flags(self.defaulted, self.unwound)
 
     def balance_sheet(self, price: np.ndarray) -> BalanceSheet:
@@ -135,13 +139,30 @@ class CarryFundsPopulation(FundBookPopulation):
         waiting = self.threshold[~self.defaulted & ~self.unwound]
         self._unwind_below = float(waiting.max(initial=-np.inf))
 
+    def rates(self, view: MarketView) -> tuple[float, float]:
+        """(investment rate, funding cost) in % p.a. at the step's start: the two legs of
+        the rate differential, the funding leg plus the spread and, only with an explicit
+        `rate_asset`, β·Δ its yield."""
+        spec = self.spec
+        if view.time != self._legs_time:  # the dated legs, once per step
+            now = np.array([view.time.value])
+            legs = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
+            self._legs_time, self._legs = view.time, (float(legs[0][0]), float(legs[1][0]))
+        investment, funding = self._legs
+        funding += spec.funding_spread_pct
+        if self.rate_column is not None:
+            beta = 1.0 if spec.funding_beta is None else spec.funding_beta
+            funding += beta * (view.yield_pct[self.rate_column] - self.yield0)
+        return investment, funding
+
     def carry_to_vol(self, view: MarketView) -> float:
         """Carry (% p.a.) ÷ annualized USDJPY volatility (%)."""
-        funding = self.spec.funding_pct + self.spec.funding_beta * (
-            view.yield_pct[self.rate_column] - self.yield0
-        )
-        annual_vol = 100.0 * np.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS)
-        return float((self.spec.usd_yield_pct - funding) / annual_vol)
+        investment, funding = self.rates(view)
+        return (investment - funding) / (100.0 * self.annual_vol())
+
+    def annual_vol(self) -> float:
+        """The funds' annualized USDJPY volatility (EWMA of step returns), a fraction."""
+        return float(np.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS))
 
     def _observe_fx(self, view: MarketView) -> None:
         """Once per step: update the EWMA variance of the pair's open-market step returns."""
@@ -186,12 +207,18 @@ class CarryFundsPopulation(FundBookPopulation):
         repay = np.minimum(sales.sum(axis=1) + np.minimum(idle, amount), loan)
         self._update_flags(default, unwind)
         order = "pecking order" if self.pecking_order else "proportional"
+        investment, funding = self.rates(view)
         self.book.queue_sales(sales, p, log, self.name, self.asset_ids, order)
         self._repay(repay, float(p[self.fx]), log)
         for kind, funds, detail in (
             ("fund_default", default, f"leverage above {spec.default_leverage} or no equity"),
             ("deleverage", breach, f"leverage above {spec.buffer_leverage}: sell to target"),
-            ("voluntary_unwind", unwind, f"carry/vol {ratio:.3f} below threshold"),
+            (
+                "voluntary_unwind",
+                unwind,
+                f"carry/vol {ratio:.3f} below threshold: investment {investment:.2f}% − "
+                f"funding {funding:.2f}% over {100 * self.annual_vol():.1f}% volatility",
+            ),
         ):
             if funds.any():
                 log.add(

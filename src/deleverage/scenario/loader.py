@@ -26,6 +26,7 @@ from deleverage.scenario.schema import (
     EVENT_METRICS,
     PERCENT_PRICE_METRICS,
     PRICE_METRICS,
+    RatePath,
     Scenario,
 )
 from deleverage.scenario.series import SeriesError, history_series, read_series
@@ -234,10 +235,10 @@ def _render_path(raw: Any, loc: tuple[Any, ...]) -> str:
                 node = None
             out += f".{label}" if out else label
             continue
-        if isinstance(node, dict) and part not in node and isinstance(part, str):
-            kinds = node.get("type")
+        if isinstance(part, str) and not (isinstance(node, dict) and part in node):
+            kinds = node.get("type") if isinstance(node, dict) else None
             if kinds == part or "-" in part or "[" in part:
-                continue  # a union tag, not a key of the file
+                continue  # a union tag, not a key of the file (also under a plain value)
         out += f".{part}" if out else str(part)
         node = node.get(part) if isinstance(node, dict) else None
     return out
@@ -495,6 +496,15 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
         if population.type == "perp_book":
             for key, message in _perp_book_problems(population, scenario, base):
                 bad(f"populations.{population.name}.{key}", message)
+        if population.type == "carry_funds":  # each dated leg is known from the start
+            for key in ("investment_rate", "funding_rate"):
+                rate = getattr(population, key)
+                if isinstance(rate, RatePath) and rate.points[0][0] > start:
+                    bad(
+                        f"populations.{population.name}.{key}.points.0",
+                        "expected a first point at or before clock.start (the rate in force "
+                        f"when the run starts), found {rate.points[0][0]:%Y-%m-%d %H:%M}",
+                    )
 
     for i, shock in enumerate(scenario.shocks):
         path = f"shocks.{i}"

@@ -19,8 +19,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     WithJsonSchema,
     model_validator,
 )
@@ -556,6 +558,66 @@ class Market(Model):
     )
 
 
+# --------------------------------------------------------------------------- rates
+
+# An interest rate in % p.a.: from −5% (well below the most negative policy rate on
+# record, −0.75%) to 50% (beyond any G10 money-market rate since 1980)
+RatePct = Annotated[float, Field(ge=-5.0, le=50.0)]
+
+
+class RatePath(Model):
+    """A rate in % p.a. that changes on dates (a policy decision, a daily fixing): points
+    [[time, pct], ...] in time order, like a driver's. A step sees the last point at or
+    before its start (`step`: a decision takes effect from the first step that starts at
+    or after it) or the straight line between points (`linear`), the last value after the
+    last point. The first point is the rate in force at clock.start, so it is dated at or
+    before it."""
+
+    points: list[tuple[UtcTime, RatePct]] = Field(min_length=1)
+    interpolation: Literal["step", "linear"] = "step"
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _in_time_order(self) -> RatePath:
+        for (before, _), (after, _) in itertools.pairwise(self.points):
+            if after == before:
+                raise ValueError(f"expected one rate per time, found two at {after:%Y-%m-%d %H:%M}")
+            if after < before:
+                raise ValueError(
+                    "expected points in increasing time order, found "
+                    f"{after:%Y-%m-%d %H:%M} after {before:%Y-%m-%d %H:%M}"
+                )
+        return self
+
+    def at(self, times: np.ndarray) -> np.ndarray:
+        """The rate at `times` (int64 nanoseconds since the epoch, UTC)."""
+        when = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t, _ in self.points])
+        x, pct = when.astype(np.int64).astype(float), np.array([v for _, v in self.points])
+        t = np.asarray(times, dtype=np.int64).astype(float)
+        if self.interpolation == "linear":
+            return np.interp(t, x, pct)
+        return pct[np.clip(np.searchsorted(x, t, side="right") - 1, 0, None)]
+
+
+def _rate_kind(value: object) -> str:
+    return "rate-path" if isinstance(value, dict | RatePath) else "rate-constant"
+
+
+# A constant rate (a number) or a dated path; the tags, which contain a hyphen, are not
+# keys of the file (the loader leaves them out of the key path it reports)
+Rate = Annotated[
+    Annotated[RatePct, Tag("rate-constant")] | Annotated[RatePath, Tag("rate-path")],
+    Discriminator(_rate_kind),
+]
+
+
+def rate_at(rate: float | RatePath, times: np.ndarray) -> np.ndarray:
+    """A `Rate` at `times` (int64 nanoseconds, UTC), % p.a."""
+    if isinstance(rate, RatePath):
+        return rate.at(times)
+    return np.full(np.shape(times), float(rate))
+
+
 # --------------------------------------------------------------------------- distributions
 
 
@@ -824,13 +886,20 @@ class FuturesBook(Model):
 
 
 class CarryFunds(Model):
-    """Yen carry-trade funds (SPEC §4.3): borrow JPY, hold a USD portfolio.
+    """Carry-trade funds (SPEC §4.3): borrow the funding currency (JPY), hold a USD
+    portfolio.
 
-    Leverage is assets ÷ equity (USD, the yen loan valued at `fx_asset`). Above
+    Leverage is assets ÷ equity (USD, the loan valued at `fx_asset`). Above
     `buffer_leverage` a fund sells down to `target_leverage` by the pecking order and
-    repays yen; above `default_leverage` (or at zero equity) it defaults and is liquidated.
-    These are Cont–Schaanning's buffer, target and minimum (facts 4.8–4.9) stated on
-    assets ÷ equity: their equity ratios 4% / 5% / 3% are leverages 25 / 20 / 33."""
+    repays the loan; above `default_leverage` (or at zero equity) it defaults and is
+    liquidated. These are Cont–Schaanning's buffer, target and minimum (facts 4.8–4.9)
+    stated on assets ÷ equity: their equity ratios 4% / 5% / 3% are leverages 25 / 20 / 33.
+
+    Carry = investment_rate − funding cost, funding cost = funding_rate +
+    funding_spread_pct (+ funding_beta · the change in `rate_asset`'s yield, only when the
+    scenario names one; β = 1 if not given). Each leg of the rate differential is a
+    constant or a dated path (a policy-rate change on a date). Older files' `funding_pct`
+    and `usd_yield_pct` are read as constant `funding_rate` and `investment_rate`."""
 
     type: Literal["carry_funds"]
     name: str
@@ -841,15 +910,28 @@ class CarryFunds(Model):
         0.0, description="lognormal σ of each fund's weights around the population's"
     )
     fx_asset: str = Field("USDJPY", description="the funding pair, priced in yen per dollar")
-    rate_asset: str = Field("JGB40Y", description="bond whose yield moves yen funding cost")
     leverage: Distribution = Field(description="assets ÷ equity at the start, per fund")
     target_leverage: Positive
     buffer_leverage: Positive
     default_leverage: Positive
-    usd_yield_pct: float = Field(description="what the dollar portfolio earns, % p.a.")
-    funding_pct: float = Field(description="yen funding cost at the start, % p.a.")
-    funding_beta: float = Field(
-        1.0, description="change in yen funding cost per change in the rate asset's yield"
+    investment_rate: Rate = Field(
+        description="investment-currency (USD) rate the portfolio earns, % p.a. (e.g. Fed "
+        "funds, SOFR): a number or {points: [[time, pct], ...]}"
+    )
+    funding_rate: Rate = Field(
+        description="funding-currency rate, % p.a. (e.g. the BoJ policy rate, TONA): a "
+        "number or {points: [[time, pct], ...]}"
+    )
+    funding_spread_pct: Annotated[float, Field(ge=-10.0, le=10.0)] = Field(
+        0.0, description="what the funds pay over the funding rate, % p.a."
+    )
+    rate_asset: str | None = Field(
+        None,
+        description="optional: a bond whose yield change moves the funding cost (an "
+        "explicit link; without it bond moves do not touch funding)",
+    )
+    funding_beta: Annotated[float, Field(ge=-10.0, le=10.0)] | None = Field(
+        None, description="change in funding cost per change in rate_asset's yield (1 if not given)"
     )
     carry_to_vol_threshold: Distribution = Field(
         description="per fund: unwind when carry ÷ annualized USDJPY volatility falls below"
@@ -860,6 +942,20 @@ class CarryFunds(Model):
     )
     source: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_keys(cls, data: object) -> object:
+        """`funding_pct` / `usd_yield_pct` (constant legs) as older files wrote them."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in (("funding_pct", "funding_rate"), ("usd_yield_pct", "investment_rate")):
+            if old in data:
+                if new in data:
+                    raise ValueError(f"give {new} or the older {old}, not both")
+                data[new] = data.pop(old)
+        return data
+
     @model_validator(mode="after")
     def _thresholds(self) -> CarryFunds:
         if not 1.0 <= self.target_leverage <= self.buffer_leverage < self.default_leverage:
@@ -869,11 +965,14 @@ class CarryFunds(Model):
             )
         if self.fx_asset in self.weights:
             raise ValueError(f"the funding pair {self.fx_asset!r} cannot be a holding")
+        if self.rate_asset is None and self.funding_beta is not None:
+            raise ValueError("funding_beta needs a rate_asset (the bond whose yield it links)")
         return self
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
         problems = []
-        fx, rate = assets.get(self.fx_asset), assets.get(self.rate_asset)
+        fx = assets.get(self.fx_asset)
+        rate = assets.get(self.rate_asset) if self.rate_asset is not None else None
         if fx and fx.currency == "USD":
             problems.append(("fx_asset", f"expected a pair priced in yen, found {fx.currency!r}"))
         if rate and (rate.duration_years is None or rate.yield_pct is None):
