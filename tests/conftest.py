@@ -75,3 +75,12 @@ def write_scenario(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def feb_2026_seed_0():
+    """One feb-2026 path (seed 0), run once for every test that only reads it (a path costs
+    ≈ 20-35 s): tests must not mutate it."""
+    from deleverage import load_scenario, simulate
+
+    return simulate(load_scenario("feb-2026"), seed=0)

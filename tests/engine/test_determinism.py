@@ -16,18 +16,16 @@ def _tables(result, tmp_path, name):
         }
 
 
-def test_same_scenario_and_seed_give_identical_tables(tmp_path):
-    scenario = load_scenario("feb-2026")
-    first = _tables(simulate(scenario, seed=11), tmp_path, "a")
-    second = _tables(simulate(scenario, seed=11), tmp_path, "b")
+def test_same_scenario_and_seed_give_identical_tables(tmp_path, feb_2026_seed_0):
+    first = _tables(feb_2026_seed_0, tmp_path, "a")
+    second = _tables(simulate(load_scenario("feb-2026"), seed=0), tmp_path, "b")
     for table in first:
         pd.testing.assert_frame_equal(first[table], second[table])
 
 
-def test_another_seed_gives_another_path():
-    scenario = load_scenario("feb-2026")
-    a = simulate(scenario, seed=1).market["price"]
-    b = simulate(scenario, seed=2).market["price"]
+def test_another_seed_gives_another_path(feb_2026_seed_0):
+    a = feb_2026_seed_0.market["price"]
+    b = simulate(load_scenario("feb-2026"), seed=1).market["price"]
     assert not np.allclose(a[1:], b[1:])
 
 

@@ -7,8 +7,6 @@ import pandas as pd
 import pytest
 from tests.conftest import SHARED_DATA
 
-from deleverage import load_scenario, simulate
-
 BINANCE_SHARE = {"btc-perps": 0.22, "eth-perps": 0.30}  # docs §4.1 (ETH 0.25-0.45)
 
 
@@ -23,14 +21,14 @@ def _observed_calm_days() -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def pre_shock_days():
-    scenario = load_scenario("feb-2026")
+def pre_shock_days(feb_2026_seed_0):
+    result = feb_2026_seed_0
+    scenario = result.scenario
     first = min(
         pd.Timestamp(s.time if hasattr(s, "time") else s.start)
         for s in scenario.shocks
         if s.type not in ("driver", "margin_change")
     )
-    result = simulate(scenario, seed=0)
     events = result.events.assign(time=result.times[result.events.step.to_numpy() + 1])
     liq = events[(events.kind == "perp_liquidation") & (events.time < first.floor("1D"))]
     scaled = liq.notional_usd * liq.population.map(BINANCE_SHARE)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from tests.conftest import base_raw, build
 
-from deleverage import load_scenario, simulate
+from deleverage import simulate
 from deleverage.results.store import Store
 
 
@@ -90,8 +90,8 @@ def test_interrupting_a_run_leaves_no_partial_run(tmp_path, how):
         assert con.execute("SELECT count(DISTINCT run_id) FROM market").fetchone()[0] == 1
 
 
-def test_the_run_records_where_it_came_from():
-    result = simulate(load_scenario("feb-2026"), seed=0)
+def test_the_run_records_where_it_came_from(feb_2026_seed_0):
+    result = feb_2026_seed_0
     assert len(result.scenario_hash) == 64
     assert result.package_version != ""
 
