@@ -1,4 +1,5 @@
-"""Venue sessions in local time, outages and settlement times on the simulation clock."""
+"""Venue sessions in local time (with intraday breaks), outages and settlement times on the
+simulation clock."""
 
 from __future__ import annotations
 
@@ -46,6 +47,20 @@ def session_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
     return (trading_day & (minute >= session.open)) | (previous_trading & (minute < session.close))
 
 
+def break_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
+    """True where a step starts inside one of the session's intraday breaks (a lunch
+    break): the venue is closed then, as between sessions. The day's session is still one
+    session: a limit with `reset: session` keeps the day's reference across the break."""
+    mask = np.zeros(len(step_starts), dtype=bool)
+    if not session.breaks:
+        return mask
+    local = step_starts.tz_convert(session.timezone).tz_localize(None)
+    minute = (local.hour * 60 + local.minute).to_numpy()
+    for start, end in session.breaks:
+        mask |= (minute >= start) & (minute < end)
+    return mask
+
+
 def outage_mask(outages: list[Outage], step_starts: pd.DatetimeIndex) -> np.ndarray:
     mask = np.zeros(len(step_starts), dtype=bool)
     for outage in outages:
@@ -83,6 +98,7 @@ def build_calendar(scenario: Scenario) -> Calendar:
             Outage(start=s.start, duration=s.duration) for s in shocks if s.venue == venue.id
         ]
         down[v] = outage_mask(outages, starts)
-        is_open[v] = session_mask(venue.session, starts) & ~down[v]
+        trading = session_mask(venue.session, starts) & ~break_mask(venue.session, starts)
+        is_open[v] = trading & ~down[v]
         settle[v] = settlement_mask(venue.session, venue.settlement, starts, clock.step)
     return Calendar(starts, is_open, settle, down)

@@ -109,6 +109,10 @@ def _parse_clock_time(value: object) -> object:
     raise ValueError(f"expected a local time 'HH:MM' (00:00 to 24:00), found {value!r}")
 
 
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 # How editors see the custom types (`deleverage schema`): durations and clock times are
 # written as text, the way scenario files give them.
 _DURATION_JSON = {
@@ -138,7 +142,7 @@ ClockMinutes = Annotated[
     int,
     BeforeValidator(_parse_clock_time),
     Field(ge=0, le=1440),
-    PlainSerializer(lambda m: f"{m // 60:02d}:{m % 60:02d}", return_type=str),
+    PlainSerializer(_hhmm, return_type=str),
     WithJsonSchema(
         {
             "anyOf": [
@@ -222,14 +226,43 @@ class Session(Model):
     open: ClockMinutes = 0
     close: ClockMinutes = 1440
     holidays: list[date] = Field(default_factory=list)
+    breaks: list[tuple[ClockMinutes, ClockMinutes]] = Field(
+        default_factory=list,
+        description="intraday breaks [start, end) in local time, inside the session, e.g. "
+        "Tokyo's lunch [['11:30', '12:30']]: closed like a night (no trading, orders wait)",
+    )
+
+    @model_validator(mode="after")
+    def _breaks(self) -> Session:
+        for start, end in self.breaks:
+            found = f"{_hhmm(start)}-{_hhmm(end)}"
+            if end <= start:
+                raise ValueError(f"expected a break that ends after it starts, found {found}")
+            if not self._inside(start, end):
+                session = f"{_hhmm(self.open)}-{_hhmm(self.close)}"
+                raise ValueError(f"expected a break inside the session {session}, found {found}")
+        for (_, end), (start, _) in itertools.pairwise(sorted(self.breaks)):
+            if start < end:
+                raise ValueError(
+                    f"expected breaks that do not overlap, found one from {_hhmm(start)} "
+                    f"before another ends at {_hhmm(end)}"
+                )
+        return self
+
+    def _inside(self, start: int, end: int) -> bool:
+        """[start, end) lies within the session's open hours of one day."""
+        if self.close > self.open:
+            return self.open < start and end < self.close
+        return start >= self.open or end < self.close  # overnight: not in the closed gap
 
     @property
     def hours_per_day(self) -> float:
-        """close ≤ open is an overnight session (open = close: 24 h from `open`)."""
+        """close ≤ open is an overnight session (open = close: 24 h from `open`), less
+        its breaks."""
         minutes = (
             self.close - self.open if self.close > self.open else 1440 - self.open + self.close
         )
-        return minutes / 60.0
+        return (minutes - sum(end - start for start, end in self.breaks)) / 60.0
 
 
 class Outage(Model):
