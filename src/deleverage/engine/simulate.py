@@ -16,6 +16,7 @@ from deleverage.engine.state import MarketParams, MarketState, half_life_share
 from deleverage.engine.step import RECORDED, StepInputs, TradeTape, step
 from deleverage.engine.timeline import compile_timeline
 from deleverage.market.calendar import build_calendar
+from deleverage.market.cross_impact import CrossImpact
 from deleverage.market.limits import PriceLimits
 from deleverage.market.makers import MarketMakers
 from deleverage.populations import REGISTRY, BuildContext, EndInvestors, Population
@@ -239,6 +240,7 @@ def simulate(
     makers = _market_makers(scenario, params)
     state = MarketState.initial(scenario, params, makers)
     limits = PriceLimits.build(scenario, calendar.step_starts, params.asset_settles, price0)
+    cross = CrossImpact.build(scenario, params.resolved, params.permanent)
     investors = EndInvestors(timeline.flow_usd, params.asset_ids, params.currency_of)
     index = scenario.asset_index()
     populations: list[Population] = [investors]
@@ -308,7 +310,7 @@ def simulate(
             margin_events=tuple(margin_by_step.get(k, ())),
             outages=tuple(venue_ids[v] for v in np.flatnonzero(outage_start[:, k])),
         )
-        record = step(state, params, inputs, populations, investors, log, tape, limits)
+        record = step(state, params, inputs, populations, investors, log, tape, limits, cross)
         if snapshot[k]:
             snapshot_open_interest(populations, record.values["price"], log)
         rounds_used[k] = record.rounds

@@ -24,6 +24,7 @@ import pandas as pd
 from deleverage.engine.state import MarketParams, MarketState
 from deleverage.engine.timeline import MarginEvent
 from deleverage.market import book
+from deleverage.market.cross_impact import CrossImpact
 from deleverage.market.limits import PriceLimits
 from deleverage.populations import EndInvestors, MarketView, Population
 from deleverage.results.events import EventLog
@@ -185,11 +186,13 @@ def step(
     log: EventLog,
     tape: TradeTape,
     limits: PriceLimits | None = None,
+    cross: CrossImpact | None = None,
 ) -> StepRecord:
     """Advance the market by one step; populations trade in the intra-step cascade.
     With `limits` (`market.price_limits`, `market.circuit_breakers`; `market.limits`),
     halted assets are closed, prices stay inside their limit bands and circuit breakers
-    are checked after every move."""
+    are checked after every move. With `cross` (`market.cross_impact`), each round's flow
+    in one asset moves the linked assets."""
     k = inputs.k
     log.step, log.round = k, 0
     n_assets = len(params.price0)
@@ -200,6 +203,8 @@ def step(
     log_latent_start = state.log_reference + state.displacement
 
     _exogenous_move(state, params, inputs, is_open)
+    if cross is not None:
+        cross.relax(state, is_open)
     if limits is not None:
         limits.clamp(state, np.isnan(inputs.driver))
         limits.observe(k, state.price, is_open, log)
@@ -255,6 +260,8 @@ def step(
             if blocked.any():
                 net, buys, sells = (np.where(blocked, 0.0, x) for x in (net, buys, sells))
                 batches = [(p, o, f & ~blocked[o.asset]) for p, o, f in batches]
+        if cross is not None:
+            cross.transmit(state, before[0], is_open, np.isnan(inputs.driver), limits)
         for population, orders, fillable in batches:
             population.apply_fills(orders, fillable, average[orders.asset], log)
         makers.take(net, average)

@@ -475,6 +475,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
     for a, b, _ in scenario.market.correlation.pairs:
         need_asset("market.correlation.pairs", a)
         need_asset("market.correlation.pairs", b)
+    for j, (a, b, _) in enumerate(scenario.market.cross_impact):
+        need_asset(f"market.cross_impact.{j}", a)
+        need_asset(f"market.cross_impact.{j}", b)
 
     for population in scenario.populations:
         # Any field named `asset` or `*_asset` names one asset, `*_venue` one venue;

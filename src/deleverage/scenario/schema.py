@@ -589,6 +589,25 @@ class Market(Model):
     circuit_breakers: list[CircuitBreaker] = Field(
         default_factory=list, description="trading halts triggered by an index's fall"
     )
+    cross_impact: list[tuple[str, str, Annotated[float, Field(ge=-1.0, le=1.0)]]] = Field(
+        default_factory=list,
+        description="[from, to, c]: a net flow moving `from`'s book by Δy (the square-root "
+        "law) moves `to` by c · σ_to · Δy / σ_from (market/cross_impact.py); give both "
+        "directions for a symmetric link; none: flows move only their own asset",
+    )
+
+    @model_validator(mode="after")
+    def _cross_links(self) -> Market:
+        seen = set()
+        for source, target, _ in self.cross_impact:
+            if source == target:
+                raise ValueError(f"cross_impact: expected two different assets, found "
+                                 f"{source!r} to itself")  # fmt: skip
+            if (source, target) in seen:
+                raise ValueError(f"cross_impact: expected one coefficient per direction, "
+                                 f"found {source!r} to {target!r} twice")  # fmt: skip
+            seen.add((source, target))
+        return self
 
 
 # --------------------------------------------------------------------------- rates
