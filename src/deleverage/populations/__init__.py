@@ -10,6 +10,7 @@ from deleverage.populations.carry import CarryFundsPopulation
 from deleverage.populations.end_investors import EndInvestors
 from deleverage.populations.etf_flows import EtfFlowPopulation
 from deleverage.populations.futures_margin import FuturesPopulation
+from deleverage.populations.margin_loans import MarginLoanPopulation
 from deleverage.populations.perps import PerpPopulation
 from deleverage.populations.prime_broker import PrimeBrokerPopulation
 from deleverage.populations.stop_loss import StopLossPopulation
@@ -19,6 +20,7 @@ from deleverage.populations.value_funds import ValueFundPopulation
 REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "stop_loss": (StopLossPopulation, "stop_loss"),
     "futures_book": (FuturesPopulation, "margin_calls"),
+    "margin_loans": (MarginLoanPopulation, "margin_calls"),
     "carry_funds": (CarryFundsPopulation, "carry_unwind"),
     "pb_funds": (PrimeBrokerPopulation, "margin_calls"),
     "value_funds": (ValueFundPopulation, "margin_calls"),

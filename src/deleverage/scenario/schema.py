@@ -937,6 +937,79 @@ class FuturesBook(Model):
         return []
 
 
+class MarginLoans(Model):
+    """Retail margin-loan (credit) accounts long one asset, financed by their broker (issue
+    13, item 5). Equity = market value − loan. At each daily cycle (the venue's settlement
+    time, else its close, else 00:00 UTC for a venue open 24/7) an account whose equity is
+    below `maintenance` of its market value is called back to `call_to`; its outside cash
+    pays at once if it can, else the call is due in `due_cycles` cycles, and if the account
+    is still below maintenance then, the broker sells enough at market at the next trading
+    to restore `call_to` (all of it if equity is gone). US: Regulation T 50% initial, FINRA
+    Rule 4210 25% maintenance; China: a maintenance collateral ratio (assets ÷ loan) of 130%,
+    topped up to 150% by T+1, sold from T+2 (docs/scenarios/language.md §8)."""
+
+    type: Literal["margin_loans"]
+    name: str
+    asset: str
+    accounts: Annotated[int, Field(ge=1, le=10_000_000)]
+    market_value_usd: Usd = Field(description="market value of the securities held at the start")
+    loan_to_value: Distribution = Field(
+        description="each account's loan ÷ its market value at the start; values beyond "
+        "1 − maintenance are held there (no account starts in a call)"
+    )
+    cash_buffer: Distribution = Field(
+        description="each account's outside cash ÷ its market value at the start"
+    )
+    maintenance_pct: Annotated[float, Field(gt=0.0, lt=100.0)] | None = Field(
+        None, description="equity ÷ market value below which the broker calls (FINRA 4210: 25)"
+    )
+    call_to_pct: Annotated[float, Field(gt=0.0, lt=100.0)] | None = Field(
+        None, description="equity ÷ market value a call restores (default: maintenance_pct)"
+    )
+    maintenance_ratio_pct: Annotated[float, Field(gt=100.0, le=1000.0)] | None = Field(
+        None, description="or, as Chinese brokers state it: market value ÷ loan, in % "
+        "below which the broker calls (130)",
+    )  # fmt: skip
+    call_to_ratio_pct: Annotated[float, Field(gt=100.0, le=1000.0)] | None = Field(
+        None, description="the collateral ratio a call restores (150; default: the maintenance)"
+    )
+    due_cycles: Annotated[int, Field(ge=0, le=15)] = Field(
+        1,
+        description="daily cycles the client has to pay a call; 0: the broker sells at once "
+        "(China: 1, called after T's close, sold from T+2's open; FINRA 4210(f)(6): at most 15 "
+        "business days)",
+    )
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _levels(self) -> MarginLoans:
+        if (self.maintenance_pct is None) == (self.maintenance_ratio_pct is None):
+            raise ValueError("give maintenance_pct or maintenance_ratio_pct (exactly one)")
+        if self.maintenance_pct is not None and self.call_to_ratio_pct is not None:
+            raise ValueError("give call_to_pct with maintenance_pct (not call_to_ratio_pct)")
+        if self.maintenance_ratio_pct is not None and self.call_to_pct is not None:
+            raise ValueError("give call_to_ratio_pct with maintenance_ratio_pct (not call_to_pct)")
+        if self.call_to_share < self.maintenance_share:
+            raise ValueError("expected a call that restores at least the maintenance level")
+        return self
+
+    @staticmethod
+    def _share(pct: float | None, ratio_pct: float | None) -> float | None:
+        """Equity ÷ market value: a collateral ratio R = value ÷ loan is 1 − 1/R."""
+        if pct is not None:
+            return pct / 100.0
+        return None if ratio_pct is None else 1.0 - 100.0 / ratio_pct
+
+    @property
+    def maintenance_share(self) -> float:
+        return self._share(self.maintenance_pct, self.maintenance_ratio_pct)
+
+    @property
+    def call_to_share(self) -> float:
+        share = self._share(self.call_to_pct, self.call_to_ratio_pct)
+        return self.maintenance_share if share is None else share
+
+
 class CarryFunds(Model):
     """Carry-trade funds (SPEC §4.3): borrow the funding currency (JPY), hold a USD
     portfolio.
@@ -1180,6 +1253,7 @@ Population = Annotated[
     | TrendFollowers
     | EtfFlows
     | FuturesBook
+    | MarginLoans
     | CarryFunds
     | PrimeBrokerFunds
     | PerpBook,
