@@ -15,6 +15,7 @@ from deleverage.errors import ScenarioError
 from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.margin_loans import MarginLoanPopulation
 from deleverage.results.events import EventLog
+from deleverage.results.targets import event_target
 
 STOCK = {"id": "STK", "class": "equity", "tier": "semi_core", "venue": "nasdaq",
          "price": 100.0, "daily_vol": 0.02, "adv_usd": 1e10}  # fmt: skip
@@ -150,6 +151,18 @@ def test_a_drop_calls_at_the_close_and_the_broker_sells_two_days_later_at_the_op
     traded = result.times[:-1][volume > 0]
     assert list(traded) == [pd.Timestamp("2026-01-07T14:30Z")]  # sold at T+2's open
     assert result.prices().STK.iloc[-1] < 100.0 * np.exp(-0.30)  # the sale moved the price
+    # the broker's sales count as margin-book liquidations in targets
+    sales = events[events.kind == "liquidation"]
+    metrics = (
+        ("margin_book_liquidations", "USD", "notional_usd"),
+        ("margin_book_liquidated_accounts", "accounts", "count"),
+    )
+    for metric, unit, column in metrics:
+        value, _ = event_target(
+            result.scenario, result.times, events, metric, unit=unit, population="retail",
+            side="long",
+        )  # fmt: skip
+        assert value == pytest.approx(sales[column].sum()) and value > 0
 
 
 @pytest.mark.parametrize(

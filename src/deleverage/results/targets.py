@@ -15,6 +15,7 @@ _KINDS = {
     ("liquidations", "perp_book"): ("perp_liquidation",),
     ("margin_book", "futures_book"): ("liquidation",),
     ("margin_book", "pb_funds"): ("forced_sale",),  # sales on a margin call or a default
+    ("margin_book", "margin_loans"): ("liquidation",),  # the broker's sales
     ("adl", "perp_book"): ("perp_adl",),
     ("open_interest", "perp_book"): ("open_interest",),
     ("open_interest", "futures_book"): ("open_interest",),

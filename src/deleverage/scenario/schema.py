@@ -946,7 +946,8 @@ class MarginLoans(Model):
     is still below maintenance then, the broker sells enough at market at the next trading
     to restore `call_to` (all of it if equity is gone). US: Regulation T 50% initial, FINRA
     Rule 4210 25% maintenance; China: a maintenance collateral ratio (assets ÷ loan) of 130%,
-    topped up to 150% by T+1, sold from T+2 (docs/scenarios/language.md §8)."""
+    topped up to 150% by T+1, sold from T+2 (docs/scenarios/language.md, "Retail margin
+    loans")."""
 
     type: Literal["margin_loans"]
     name: str
@@ -1587,10 +1588,10 @@ EVENT_METRICS: dict[str, EventMetric] = {
                                            _LIQUIDATION_FILTERS,
                                            "largest 24 h of perp liquidation orders"),
     "margin_book_liquidations": EventMetric(
-        ("futures_book", "pb_funds"), ("USD",), _LIQUIDATION_FILTERS,
+        ("futures_book", "pb_funds", "margin_loans"), ("USD",), _LIQUIDATION_FILTERS,
         "futures accounts liquidated and prime-broker forced sales in the window, USD"),
     "margin_book_liquidated_accounts": EventMetric(
-        ("futures_book", "pb_funds"), ("accounts", "count"), _LIQUIDATION_FILTERS,
+        ("futures_book", "pb_funds", "margin_loans"), ("accounts", "count"), _LIQUIDATION_FILTERS,
         "futures accounts liquidated and prime-brokered funds forced to sell (per asset)"),
     "adl_accounts": EventMetric(("perp_book",), ("accounts", "count"),
                                 ("asset", "venue", "population"),
