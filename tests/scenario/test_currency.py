@@ -16,6 +16,8 @@ from deleverage.market.fx import Translation
 from deleverage.populations.systematic import VolTargetPopulation
 from deleverage.scenario.export import scenario_json_schema
 from deleverage.scenario.schema import VolTargetFunds
+from deleverage.stress import validate_portfolio
+from deleverage.stress.run import run_book
 
 runner = CliRunner()
 USDJPY0, NIKKEI0 = 156.0, 50_000.0
@@ -162,6 +164,21 @@ def test_the_yen_rising_gains_and_a_dollar_quoted_twin_does_not_move():
     assert (held_usd0 * (s0 / s1 - 1.0) > 0).all()
     twin, result = _holder(0.05, quote="USD")
     np.testing.assert_allclose(twin.equity(result.market["price"][-1]), equity0, rtol=1e-12)
+
+
+def test_a_stressed_book_holding_the_nikkei_loses_the_translation_when_the_yen_falls():
+    """`stress` books value a yen position through the same translation: 1,000 units at
+    ¥50,000 held at a broker lose v·(1 − S0/S1) in USD when USDJPY rises 5%."""
+    shocks = [{"type": "fx", "time": "2026-01-05T12:00:00Z", "pair": "USDJPY", "change": 0.05}]
+    raw = base_raw(assets=[USDJPY, NIKKEI], shocks=shocks, market={"noise_scale": 0.0})
+    scenario = build(raw)
+    book = {"name": "me", "cash": {"USD": 1e8}, "response": {"kind": "pecking_order"},
+            "positions": [{"asset": "NIKKEI", "quantity": 1000.0, "venue": "spot",
+                           "margin": {"type": "broker", "haircut_pct": 15}}]}  # fmt: skip
+    _, held = run_book(scenario, validate_portfolio(book, "book.yaml", scenario))
+    equity = held.record["equity_usd"]
+    value0 = 1000.0 * NIKKEI0 / USDJPY0
+    assert equity[0] - equity[-1] == pytest.approx(value0 * (1 - np.exp(-0.05)), rel=1e-9)
 
 
 # ------------------------------------------------------------------ mistakes, exit 2

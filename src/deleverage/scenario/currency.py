@@ -109,7 +109,7 @@ def asset_problems(asset: Any) -> str | None:
             )
         return None
     if asset.base is not None:
-        return f"expected base only on an fx pair, found it on a {asset.asset_class} asset"
+        return f"expected base only on an fx pair, found it on class {asset.asset_class}"
     if asset.currency == "USD" and asset.fx_pair is not None:
         return f"expected no fx_pair on a USD-quoted asset, found {asset.fx_pair!r}"
     return None
