@@ -12,7 +12,8 @@ its quote currency. For a vector of prices of one step:
 
 so a holder of yen assets has USD value Σ units·price / USDJPY, and its USD P&L is the
 local P&L translated plus the translation of what it held: d(v/S) = dv/S + v·d(1/S).
-With USD-quoted assets only, usd_per is [1.0] and unit_usd is the price exactly.
+With USD-quoted assets and USD/xxx pairs only, unit_usd is the price (1 for the pairs),
+exactly as before quote currencies existed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Translation:
     pair: np.ndarray  # (C,) asset column of the pair translating each currency (0 for USD)
     power: np.ndarray  # (C,) usd_per = price[pair] ** power: 0 for USD, −1 USD/xxx, +1 xxx/USD
     usd_base: np.ndarray  # (A,) bool: a USD/xxx pair, whose unit is one dollar
+    translated: bool  # some unit's USD value needs an FX rate (not only USD and USD/xxx)
 
     @classmethod
     def build(cls, scenario) -> Translation:
@@ -50,21 +52,17 @@ class Translation:
                 pair[c], power[c] = index[chosen.asset], -1.0 if chosen.inverse else 1.0
         usd_base = np.array([pair_base(a) == "USD" for a in assets])
         quote = np.array([currencies.index(a.currency) for a in assets], dtype=np.int64)
-        return cls(tuple(currencies), quote, pair, power, usd_base)
-
-    @property
-    def single(self) -> bool:
-        """Only USD: every USD value is the price itself."""
-        return len(self.currencies) == 1
+        translated = bool(np.any(~usd_base & (quote != 0)))
+        return cls(tuple(currencies), quote, pair, power, usd_base, translated)
 
     def usd_per(self, price: np.ndarray) -> np.ndarray:
         """(C,) USD value of one unit of each quote currency at these prices."""
-        if self.single:
+        if len(self.currencies) == 1:
             return np.ones(1)
         return price[self.pair] ** self.power
 
     def unit_usd(self, price: np.ndarray) -> np.ndarray:
         """(A,) USD value of one unit of each asset at these prices."""
-        if self.single:
+        if not self.translated:
             return np.where(self.usd_base, 1.0, price)
         return np.where(self.usd_base, 1.0, price * self.usd_per(price)[self.quote])
