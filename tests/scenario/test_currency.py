@@ -229,6 +229,16 @@ CASES = {
         "assets.NIKKEI",
         "expected base only on an fx pair",
     ),
+    "fx_pair_on_a_usd_asset": (
+        [USDJPY, _asset("SPX", "equity_index", 6000.0, fx_pair="USDJPY")],
+        "assets.SPX",
+        "expected no fx_pair on a USD-quoted asset, found 'USDJPY'",
+    ),
+    "fx_pair_on_a_pair": (
+        [{**USDJPY, "fx_pair": "USDJPY"}],
+        "assets.USDJPY",
+        "expected no fx_pair on an fx pair",
+    ),
     "futures_book_on_a_yen_asset": (
         [USDJPY, _nikkei(initial_margin_pct=10.0, maintenance_margin_pct=9.0)],
         "populations.fut.asset",
