@@ -162,17 +162,12 @@ def test_funds_estimate_volatility_per_trading_day_of_each_venue():
     assert np.allclose(fund.realized_vol, [0.03, 0.01], rtol=0.35)
 
 
-def test_funds_that_keep_usd_cash_refuse_non_usd_holdings():
-    raw = base_raw(
-        populations=[
-            {
-                "type": "trend_followers",
-                "name": "cta",
-                "weights": {"USDJPY": 1.0},
-                "capital_usd": 1e9,
-            }
-        ]
-    )
+def test_trend_funds_hold_fx_pairs_while_etf_holders_keep_usd_only():
+    """Trend and vol-target funds keep cash per currency (tests/populations/
+    test_fx_systematic.py); ETF holders still hold USD-quoted assets only."""
+    cta = {"type": "trend_followers", "name": "cta", "weights": {"USDJPY": 1.0}, "capital_usd": 1e9}
+    etf = {"type": "etf_flows", "name": "etf", "asset": "USDJPY", "aum_usd": 1e9, "sensitivity": 1}
+    raw = base_raw(populations=[cta])
     raw["assets"].append(
         {
             "id": "USDJPY",
@@ -185,5 +180,7 @@ def test_funds_that_keep_usd_cash_refuse_non_usd_holdings():
             "adv_usd": 1e12,
         }
     )
-    with pytest.raises(ScenarioError, match=r"populations\.cta\.weights: expected USD assets"):
+    assert build(raw).populations[0].weights == {"USDJPY": 1.0}
+    raw["populations"] = [etf]
+    with pytest.raises(ScenarioError, match=r"populations\.etf\.asset: expected USD assets"):
         build(raw)

@@ -11,6 +11,7 @@ import numpy as np
 from deleverage.engine.timeline import Timeline
 from deleverage.market import book
 from deleverage.market.calendar import Calendar
+from deleverage.market.fx import Translation
 from deleverage.market.makers import MarketMakers
 from deleverage.scenario.schema import Scenario
 
@@ -59,14 +60,16 @@ class MarketParams:
     mark_weight_round: float  # EMA weight of the mark's wick per cascade round
     mark_weight_step: float  # the same over a whole step
     mm_feedback: bool  # channel mm_retreat: desks cut depth on volatility and inventory
+    fx: Translation  # USD value of quote currencies at the same step's FX prices
 
     @property
     def unit_usd0(self) -> np.ndarray:
         return self.unit_usd(self.price0)
 
     def unit_usd(self, price: np.ndarray) -> np.ndarray:
-        """USD value of one unit: the price, or 1 for a USD/xxx pair."""
-        return np.where(self.usd_base, 1.0, price)
+        """USD value of one unit: the price translated at the same prices' FX rate, or 1
+        for a USD/xxx pair."""
+        return self.fx.unit_usd(price)
 
     def implied_yield(self, price: np.ndarray) -> np.ndarray:
         return self.yield0 - np.log(price / self.price0) / self.duration * 100.0
@@ -79,12 +82,12 @@ class MarketParams:
         venues = scenario.venue_index()
         venue_of = np.array([venues[a.venue] for a in assets])
         vol = np.array([a.daily_vol for a in assets])
-        usd_base = np.array([a.currency != "USD" for a in assets])
+        fx = Translation.build(scenario)
         hours = np.array([scenario.venues[v].session.hours_per_day for v in venue_of])
         steps_per_day = hours * 3600.0 / clock.step.total_seconds()
         noise_sd = scenario.market.noise_scale * vol / np.sqrt(steps_per_day)
         adv = np.array([a.adv_usd for a in assets])
-        unit_usd0 = np.where(usd_base, 1.0, price0)
+        unit_usd0 = fx.unit_usd(price0)
         visible = [a.liquidity.visible_depth for a in assets]
         has_visible = np.array([v is not None for v in visible])
         depth_usd = np.array([np.nan if v is None else v.usd for v in visible])
@@ -99,7 +102,7 @@ class MarketParams:
             asset_index=scenario.asset_index(),
             currency_of=[a.currency for a in assets],
             price0=price0,
-            usd_base=usd_base,
+            usd_base=fx.usd_base,
             steps_per_day=steps_per_day,
             noise_sd=noise_sd,
             resolved=np.array(
@@ -138,6 +141,7 @@ class MarketParams:
             ),
             mark_weight_step=_ema_weight(clock.step, scenario.market.mark_price_window),
             mm_feedback=scenario.channels.mm_retreat,
+            fx=fx,
         )
 
 

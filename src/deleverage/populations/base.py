@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from deleverage.market.fx import Translation
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import Scenario
 from deleverage.scenario.series import history_series
@@ -50,7 +51,7 @@ class MarketView:
     initial_margin_pct: np.ndarray  # (A,) exchange initial margin, % of notional (NaN: none)
     maintenance_margin_pct: np.ndarray  # (A,) exchange maintenance margin, % (NaN: none)
     yield_pct: np.ndarray  # (A,) bond yields in % p.a. (NaN for non-bonds)
-    unit_usd: np.ndarray  # (A,) USD value of one unit: the price, or 1 for a USD/xxx pair
+    unit_usd: np.ndarray  # (A,) USD value of one unit: price × FX rate, or 1 for a USD/xxx pair
     mark_price: np.ndarray | None = None  # (A,) exchanges' mark price; None: the price
 
     @property
@@ -73,10 +74,14 @@ class BuildContext:
     step_hours: float
 
     @property
+    def fx(self) -> Translation:
+        """USD value of each quote currency and asset unit at a step's prices."""
+        return Translation.build(self.scenario)
+
+    @property
     def unit_usd0(self) -> np.ndarray:
         """(A,) USD value of one unit at the initial prices (1 for a USD/xxx pair)."""
-        usd_base = np.array([a.currency != "USD" for a in self.scenario.assets])
-        return np.where(usd_base, 1.0, self.price0)
+        return self.fx.unit_usd(self.price0)
 
     def history(self, asset_id: str) -> pd.Series | None:
         """The asset's observed prices up to and including the clock start (UTC index), or

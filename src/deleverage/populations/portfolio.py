@@ -11,6 +11,16 @@ step of the asset's venue, as in the run), and `start_at` puts funds at the hold
 own rule gives at the start — existing units, counted in the conservation baseline, not
 bought on the first step. Where an asset has no history, the estimate starts at its input
 `daily_vol` and funds start in cash in it (they buy at their first rebalance).
+
+Currencies (docs/scenarios/language.md, "Currencies"): funds account in USD. Trades settle in the
+asset's quote currency, so cash is kept per currency (`cash_usd`, and `cash_local` for each
+other quote currency of the scenario); equity is valued in USD at the same prices' FX rate
+(`market/fx.py`). A fund that starts holding an asset quoted in yen bought it with dollars
+converted before the run (an unhedged foreign holding: its USD value moves with the yen); a
+fund that starts in a USD/xxx pair (long USDJPY: long dollars, short yen) funded it in yen.
+During the run a purchase is paid, and a sale received, in the quote currency and kept
+there: yen proceeds stay in yen, a yen purchase is a yen overdraft. Repatriation (an FX
+trade that squares the yen balance) is not modelled.
 """
 
 from __future__ import annotations
@@ -70,6 +80,11 @@ class TargetPortfolio(ABC):
         n_assets = len(self.asset_ids)
         self.units = np.zeros((n_funds, n_assets))
         self.cash_usd = np.zeros(n_funds)
+        self.fx = ctx.fx
+        self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
+        self._usd_per_quote = np.ones(n_assets)  # at the last prices seen, per asset
+        # fx pairs are currency positions funded in their quote currency
+        self.is_pair = np.array([a.asset_class == "fx" for a in ctx.scenario.assets])
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
         self._steps_per_day = ctx.steps_per_day  # per asset: its venue's trading day
         self._vol_decay = 0.5 ** (ctx.step_hours / vol_half_life_hours)
@@ -96,17 +111,26 @@ class TargetPortfolio(ABC):
         return np.sqrt(self.variance)
 
     def equity(self, price: np.ndarray) -> np.ndarray:
-        return self.cash_usd + self.units @ price
+        """USD equity per fund: cash in each currency and holdings, at `price`'s FX rates."""
+        local = self.cash_local @ self.fx.usd_per(price)[1:]
+        return self.cash_usd + local + self.units @ self.fx.unit_usd(price)
 
     def gross_leverage(self, price: np.ndarray) -> float:
-        """Gross exposure (|units| at `price`) ÷ equity, pooled over the funds."""
-        return pooled_leverage(np.abs(self.units) @ price, self.equity(price))
+        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
+        return pooled_leverage(np.abs(self.units) @ self.fx.unit_usd(price), self.equity(price))
 
     def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
-        """Hold `units` at the start in assets with a history, paid from cash at `price`
-        (equity unchanged); assets without one start in cash."""
+        """Hold `units` at the start in assets with a history (equity unchanged); assets
+        without one start in cash. Holdings are paid in USD at `price`'s FX rates (foreign
+        assets bought with converted dollars), fx pairs in their quote currency (a long
+        USDJPY is dollars funded in yen)."""
         self.units = np.where(self.has_history, units, 0.0)
-        self.cash_usd = self.cash_usd - self.units @ price
+        paid_in = self.fx.quote * self.is_pair  # pairs: their quote currency; others: USD
+        self.cash_usd = self.cash_usd - self.units @ np.where(
+            paid_in == 0, self.fx.unit_usd(price), 0.0
+        )
+        for c in range(1, len(self.fx.currencies)):
+            self.cash_local[:, c - 1] -= self.units @ np.where(paid_in == c, price, 0.0)
 
     @abstractmethod
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
@@ -126,6 +150,7 @@ class TargetPortfolio(ABC):
         if first_round:
             self._step = view.step
             self.observe(view)
+        self._usd_per_quote = self.fx.usd_per(view.price)[self.fx.quote]
         self._orders = Orders.empty()
         if not self.enabled:
             return
@@ -170,7 +195,12 @@ class TargetPortfolio(ABC):
         )
         fill_price = price[filled]
         np.add.at(self.units, (funds, assets), quantity)
-        np.add.at(self.cash_usd, funds, -quantity * fill_price)
+        quote = self.fx.quote[assets]
+        usd = quote == 0
+        np.add.at(self.cash_usd, funds[usd], -(quantity * fill_price)[usd])
+        if not usd.all():
+            local = (funds[~usd], quote[~usd] - 1)
+            np.add.at(self.cash_local, local, -(quantity * fill_price)[~usd])
         reached = ~self._capped[filled]
         self._orders = Orders.empty()
         if self._pending is not None:
@@ -187,7 +217,7 @@ class TargetPortfolio(ABC):
                 asset=self.asset_ids[a],
                 count=int(mine.sum()),
                 quantity=q,
-                notional_usd=abs(q) * p,
+                notional_usd=abs(q) * p * self._usd_per_quote[a],
                 price=p,
             )
 
@@ -195,7 +225,8 @@ class TargetPortfolio(ABC):
         return self.units.sum(axis=0)
 
     def cash(self) -> float:
-        return float(self.cash_usd.sum())
+        return float(self.cash_usd.sum() + self.cash_local.sum())
 
     def cash_by_currency(self) -> dict[str, float]:
-        return {"USD": self.cash()}  # the specs admit USD-quoted holdings only
+        local = dict(zip(self.fx.currencies[1:], self.cash_local.sum(axis=0), strict=True))
+        return {"USD": float(self.cash_usd.sum()), **{c: float(v) for c, v in local.items()}}

@@ -9,6 +9,13 @@ off target by more than `rebalance_band`.
 Both start where their rule puts them on the assets' history (SPEC §4): σ̂ and the trend
 EWMA are run over the history, and the starting holdings are the rule's units at the
 initial prices. Assets without a history start with σ̂ = `daily_vol`, no trend, and in cash.
+
+Currencies (items 1 and 10 of issue 13): funds may hold assets quoted in other currencies
+and fx pairs. Exposure is a USD share of USD equity (units = equity · exposure ÷ the unit's
+USD value at the step's FX rate); σ̂ and the trend are those of the asset's own price in
+its quote currency, as a CTA reads a Nikkei future in yen or USDJPY itself. A short yen is
+a long USDJPY (units are dollars funded in yen, `portfolio.py`): when the yen rallies the
+trend turns and σ̂ rises, and the funds sell the pair back.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ class _WeightedFunds(TargetPortfolio):
 
     def rule_units(self, price: np.ndarray) -> np.ndarray:
         equity = np.maximum(self.equity(price), 0.0)
-        return np.outer(equity, self.exposure(price) / price)
+        return np.outer(equity, self.exposure(price) / self.fx.unit_usd(price))
 
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
         if not rebalance:

@@ -37,7 +37,7 @@ class ValueFundPopulation(TargetPortfolio):
         self.cash_usd[:] = spec.capital_usd / spec.funds
         price0 = ctx.price0[self.asset]
         start = np.zeros_like(self.units)
-        start[:, self.asset] = self.demand(self.cash_usd, price0)
+        start[:, self.asset] = self.demand(self.cash_usd, price0, ctx.unit_usd0[self.asset])
         self.start_at(start, ctx.price0)
         self.default_equity = spec.default_equity_share * spec.capital_usd / spec.funds
         self.active = np.ones(spec.funds, dtype=bool)
@@ -46,16 +46,19 @@ class ValueFundPopulation(TargetPortfolio):
         # funds still buy below the anchor, but nobody makes them sell over the cap.
         self.forced_sales, self.enabled = ctx.enabled, True
 
-    def demand(self, wealth: np.ndarray, price: float) -> np.ndarray:
-        """Units each fund wants: β·m·W/p for mispricing m > 0, capped at λ_max·W/p (TFG)."""
+    def demand(self, wealth: np.ndarray, price: float, unit_usd: float) -> np.ndarray:
+        """Units each fund wants: β·m·W/p for mispricing m > 0, capped at λ_max·W/p (TFG);
+        W is in USD and p is the unit's USD value (the price, translated at the step's FX
+        rate for an asset quoted in another currency); m compares prices in the quote
+        currency."""
         mispricing = max((self.anchor - price) / self.anchor, 0.0)
-        cap = self.max_leverage * np.maximum(wealth, 0.0) / price
-        return np.minimum(self.beta * mispricing * wealth / price, cap)
+        cap = self.max_leverage * np.maximum(wealth, 0.0) / unit_usd
+        return np.minimum(self.beta * mispricing * wealth / unit_usd, cap)
 
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
-        price = view.price[self.asset]
+        price, unit = view.price[self.asset], view.unit_usd[self.asset]
         held = self.units[:, self.asset]
-        wealth = self.cash_usd + held * price
+        wealth = self.cash_usd + self.cash_local @ self.fx.usd_per(view.price)[1:] + held * unit
         defaulting = self.active & (wealth <= self.default_equity) & self.forced_sales
         if defaulting.any():
             self.active &= ~defaulting
@@ -65,15 +68,15 @@ class ValueFundPopulation(TargetPortfolio):
                 asset=self.asset_ids[self.asset],
                 count=int(defaulting.sum()),
                 quantity=-float(held[defaulting].sum()),
-                notional_usd=float(held[defaulting].sum() * price),
+                notional_usd=float(held[defaulting].sum() * unit),
                 price=price,
             )
         mispricing = max((self.anchor - price) / self.anchor, 0.0)
-        cap = self.max_leverage * np.maximum(wealth, 0.0) / price
-        wanted = np.where(self.active, self.demand(wealth, price), 0.0)
+        cap = self.max_leverage * np.maximum(wealth, 0.0) / unit
+        wanted = np.where(self.active, self.demand(wealth, price, unit), 0.0)
         forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
         if not self.forced_sales:  # the cap limits new buying only; nothing forces a sale
-            demand = self.beta * mispricing * wealth / price
+            demand = self.beta * mispricing * wealth / unit
             wanted = np.where(self.active, np.minimum(demand, np.maximum(cap, held)), 0.0)
             forced[:] = False
         if forced.any():

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from deleverage.errors import Problem, ScenarioError
+from deleverage.scenario.currency import currency_problems
 from deleverage.scenario.schema import (
     CHANNELS,
     EVENT_METRICS,
@@ -464,6 +465,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
                     bad(f"assets.{asset.id}.history", f"expected positive prices, found {found}")
             except SeriesError as exc:
                 bad(f"assets.{asset.id}.history", str(exc))
+
+    for key, message in currency_problems(scenario.assets):
+        bad(key, message)
 
     for venue in scenario.venues:
         for j, outage in enumerate(venue.outages):

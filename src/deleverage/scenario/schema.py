@@ -27,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from deleverage.scenario.currency import CurrencyCode
+from deleverage.scenario.currency import asset_problems as currency_keys_problem
+
 CHANNELS = (
     "carry_unwind",
     "margin_calls",
@@ -374,7 +377,11 @@ class Asset(Model):
     )
     tier: Literal["core", "semi_core", "peripheral"]
     venue: str
-    currency: str = "USD"
+    currency: CurrencyCode = Field(
+        "USD",
+        description="quote currency (ISO 4217): prices are in it; USD figures translate "
+        "through an fx pair at the same step (docs/scenarios/language.md, "Currencies")",
+    )
     price: Price | None = Field(None, description="initial price in `currency` units")
     history: History | None = Field(None, description="observed path before the clock start")
     daily_vol: Annotated[float, Field(ge=1e-4, le=1.0)] = Field(
@@ -410,6 +417,16 @@ class Asset(Model):
         None, description="exchange maintenance margin at the start, USD per contract"
     )
     source: str | None = None
+    fx_pair: str | None = Field(
+        None,
+        description="the fx pair translating a non-USD `currency` into USD (USDJPY or "
+        "EURUSD); default: the scenario's one pair quoting that currency",
+    )
+    base: CurrencyCode | None = Field(
+        None,
+        description="fx pairs: the currency one unit is; default USD for a pair priced in "
+        "another currency (USDJPY); EURUSD is base EUR, currency USD",
+    )
 
     @model_validator(mode="after")
     def _dollar_margins(self) -> Asset:
@@ -429,11 +446,8 @@ class Asset(Model):
     def _initial_price(self) -> Asset:
         if self.price is None and self.history is None:
             raise ValueError("give 'price', or a 'history' whose last point sets it")
-        if self.currency != "USD" and self.asset_class != "fx":
-            raise ValueError(
-                f"expected currency USD, or a USD/{self.currency} pair of class fx (one unit "
-                f"= one dollar), found a {self.asset_class} priced in {self.currency}"
-            )
+        if problem := currency_keys_problem(self):
+            raise ValueError(problem)
         return self
 
     @property
@@ -774,6 +788,20 @@ def usd_holdings_only(assets: dict[str, Asset], ids, key: str) -> list[tuple[str
     ]
 
 
+def usd_accounts_only(assets: dict[str, Asset], asset_id: str) -> list[tuple[str, str]]:
+    """Margin accounts keep their books in USD: a USD-quoted asset or a USD/xxx pair."""
+    asset = assets.get(asset_id)
+    if asset is None or asset.currency == "USD" or asset.asset_class == "fx":
+        return []
+    return [
+        (
+            "asset",
+            f"expected a USD-quoted asset or a USD/xxx pair (margin accounts in "
+            f"USD), found {asset_id!r} priced in {asset.currency}",
+        )
+    ]
+
+
 class ValueFunds(Model):
     """Value investors who buy below an anchor with finite capital (SPEC §4.6). With
     `max_leverage` above 1 they are the leveraged funds of Thurner, Farmer and Geanakoplos
@@ -797,9 +825,6 @@ class ValueFunds(Model):
     )
     source: str | None = None
 
-    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
-        return usd_holdings_only(assets, [self.asset], "asset")
-
 
 class VolTargetFunds(Model):
     """Funds that scale a fixed-weight portfolio to a volatility target (SPEC §4.5):
@@ -817,9 +842,6 @@ class VolTargetFunds(Model):
     rebalance_every: Duration = timedelta(days=1)
     rebalance_band: Fraction = Field(0.05, description="trade when off target by this share")
     source: str | None = None
-
-    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
-        return usd_holdings_only(assets, self.weights, "weights")
 
 
 class TrendFollowers(Model):
@@ -839,9 +861,6 @@ class TrendFollowers(Model):
     rebalance_every: Duration = timedelta(days=1)
     rebalance_band: Fraction = 0.05
     source: str | None = None
-
-    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
-        return usd_holdings_only(assets, self.weights, "weights")
 
 
 class EtfFlows(Model):
@@ -934,7 +953,7 @@ class FuturesBook(Model):
         )
         if asset and not on_asset and self.initial_margin_pct is None:
             return [("initial_margin_pct", "expected margins on the asset or the population")]
-        return []
+        return usd_accounts_only(assets, self.asset)
 
 
 class MarginLoans(Model):
@@ -1245,6 +1264,9 @@ class PerpBook(Model):
                 "holding_half_life needs oi_rebuild_half_life (closed contracts are replaced)"
             )
         return self
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return usd_accounts_only(assets, self.asset)
 
 
 Population = Annotated[

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from deleverage.errors import Problem, ScenarioError, UserError
+from deleverage.scenario.currency import pair_base
 from deleverage.scenario.loader import _problems_from_validation, _read_raw
 from deleverage.scenario.schema import PerpBook, Scenario
 from deleverage.stress.schema import ExchangeMargin, Portfolio
@@ -29,7 +30,7 @@ def currencies(scenario: Scenario) -> dict[str, str | None]:
     pair (e.g. JPY through USDJPY) -> the pair's asset id (None for USD)."""
     found: dict[str, str | None] = {"USD": None}
     for asset in scenario.assets:
-        if asset.currency != "USD":
+        if pair_base(asset) == "USD":  # a USD/xxx pair, not an asset quoted in xxx
             found.setdefault(asset.currency, asset.id)
     return found
 
@@ -114,6 +115,10 @@ def _semantic_problems(
             continue
         if venue.id != asset.venue:
             bad(f"{at}.venue", f"expected {asset.id}'s venue {asset.venue!r}, found {venue.id!r}")
+            continue
+        if asset.currency not in money:
+            bad(f"{at}.asset", f"expected an asset quoted in a currency with a USD/xxx pair "
+                f"{known}, found {asset.id!r} quoted in {asset.currency}")  # fmt: skip
             continue
         margin = position.margin
         if margin.type == "perp":

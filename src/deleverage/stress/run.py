@@ -30,6 +30,7 @@ from scipy import stats
 from deleverage.engine.montecarlo import _finished_paths
 from deleverage.engine.simulate import initial_prices, simulate
 from deleverage.errors import Problem, UserError
+from deleverage.market.fx import Translation
 from deleverage.results.result import SimulationResult
 from deleverage.scenario.loader import scenario_hash
 from deleverage.scenario.schema import Scenario
@@ -107,10 +108,11 @@ def liquidity_costs(scenario: Scenario, portfolio: Portfolio) -> pd.DataFrame:
     the walk reaches x = Y·σ·√(Q/ADV), the average fill is ⅔ of the way) per dollar of
     margin it releases."""
     index, price0 = scenario.asset_index(), initial_prices(scenario)
+    unit_usd0 = Translation.build(scenario).unit_usd(price0)
     rows = []
     for p in portfolio.positions:
         asset = scenario.assets[index[p.asset]]
-        unit_usd = 1.0 if asset.currency != "USD" else price0[index[p.asset]]
+        unit_usd = unit_usd0[index[p.asset]]
         notional = abs(p.quantity) * unit_usd
         reach = asset.liquidity.impact_y * asset.daily_vol * np.sqrt(notional / asset.adv_usd)
         cost = notional * (1.0 - np.exp(-2.0 / 3.0 * reach))
