@@ -380,7 +380,7 @@ class Asset(Model):
     currency: CurrencyCode = Field(
         "USD",
         description="quote currency (ISO 4217): prices are in it; USD figures translate "
-        "through an fx pair at the same step (docs/scenarios/language.md, "Currencies")",
+        "through an fx pair at the same step (docs/scenarios/language.md, 'Currencies')",
     )
     price: Price | None = Field(None, description="initial price in `currency` units")
     history: History | None = Field(None, description="observed path before the clock start")
