@@ -93,8 +93,9 @@ import pandas as pd
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_ages, entry_window, extremes_since
 from deleverage.results.events import EventLog
+from deleverage.scenario.perp_venue import rules_for
 from deleverage.scenario.schema import PerpBook
-from deleverage.venues import binance, hyperliquid, perp_rules
+from deleverage.venues import binance, hyperliquid
 from deleverage.venues.funding import funding_rate, settlements_between
 from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
 from deleverage.venues.tiers import TierTable
@@ -315,10 +316,10 @@ class PerpPopulation:
             spec.margin_rules or scenario.venues[scenario.venue_index()[venue_id]].margin_rules
         )
         fee = None if spec.liquidation_fee_pct is None else spec.liquidation_fee_pct / 100.0
-        self.rules = perp_rules(
-            rules_name, max_leverage=spec.max_leverage, liquidation_fee=fee,
-            fund_capacity=spec.fund_capacity, adl_price=spec.adl_price,
-        )  # fmt: skip
+        self.rules = rules_for(
+            spec, scenario, rules_name, liquidation_fee=fee, fund_capacity=spec.fund_capacity,
+            adl_price=spec.adl_price,
+        )  # fmt: skip  # the rule set with the book's or its asset's tier table
         self.cex_waterfall = self.rules.name in ("binance-like", "bybit-like")
         self.table = self.rules.table
         # insurance_adl off: the fund has no cap and takes every bankrupt position; no ADL

@@ -332,7 +332,7 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
         )
     rules_name = book.margin_rules or (venue.margin_rules if venue else None)
     from deleverage.populations.perps import read_accounts  # the reader lives with its user
-    from deleverage.venues import perp_rules
+    from deleverage.scenario.perp_venue import rules_for
 
     accounts = None
     if book.file is not None:
@@ -343,7 +343,7 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
             return problems
     if rules_name not in perp_rule_sets:
         return problems
-    table = perp_rules(rules_name, max_leverage=book.max_leverage).table
+    table = rules_for(book, scenario, rules_name).table  # the book's or its asset's table
     if accounts is not None:
         allowed = table.max_leverage[table.tier(accounts.size * accounts.entry)]
         over = np.flatnonzero(accounts.leverage > allowed)
@@ -468,6 +468,8 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
     for venue in scenario.venues:
         for j, outage in enumerate(venue.outages):
             need_in_window(f"venues.{venue.id}.outages.{j}.start", outage.start)
+        for asset_id in venue.tier_tables:
+            need_asset(f"venues.{venue.id}.tier_tables", asset_id)
 
     for key, message in _limit_problems(scenario):
         bad(key, message)

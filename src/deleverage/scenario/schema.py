@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from deleverage.scenario.perp_venue import Collateral, TierSpec, collateral_problems
+
 CHANNELS = (
     "carry_unwind",
     "margin_calls",
@@ -248,6 +250,11 @@ class Venue(Model):
         "none", "binance-like", "bybit-like", "hyperliquid-like", "cme-like", "prime-broker"
     ] = "none"
     outages: list[Outage] = Field(default_factory=list)
+    tier_tables: dict[str, TierSpec] = Field(
+        default_factory=dict,
+        description="maintenance-margin tier table per asset of the venue's perp books (a "
+        "named table or rows); default: the rule set's table for every asset",
+    )
 
 
 # --------------------------------------------------------------------------- assets
@@ -1104,6 +1111,17 @@ class PerpBook(Model):
         "None: positions live until liquidated",
     )
     source: str | None = None
+    tiers: TierSpec | None = Field(
+        None, description="tier table of this book; default: its venue's for the asset"
+    )
+    collateral: list[Collateral] = Field(
+        default_factory=list,
+        description="shares of the wallets held in other assets, valued at price × (1 − "
+        "haircut); the rest in USD",
+    )
+
+    def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
+        return collateral_problems(self, assets)
 
     @model_validator(mode="after")
     def _positioning(self) -> PerpBook:
