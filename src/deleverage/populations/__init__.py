@@ -10,7 +10,7 @@ from deleverage.populations.carry import CarryFundsPopulation
 from deleverage.populations.end_investors import EndInvestors
 from deleverage.populations.etf_flows import EtfFlowPopulation
 from deleverage.populations.futures_margin import FuturesPopulation
-from deleverage.populations.perp_collateral import build_perp_population
+from deleverage.populations.perp_venue import build_perp_population
 from deleverage.populations.prime_broker import PrimeBrokerPopulation
 from deleverage.populations.stop_loss import StopLossPopulation
 from deleverage.populations.systematic import TrendPopulation, VolTargetPopulation

@@ -308,7 +308,7 @@ class PerpPopulation:
         self.asset = ctx.asset_index[spec.asset]
         self.asset_id = spec.asset
         self.currency = ctx.scenario.assets[ctx.asset_index[spec.asset]].currency
-        venue_id = scenario.assets[self.asset].venue
+        venue_id = spec.venue or scenario.assets[self.asset].venue  # where the book trades
         self.venue_id = venue_id
         self.enabled = ctx.enabled
         self.adl_enabled = scenario.channels.insurance_adl
@@ -706,7 +706,8 @@ class PerpPopulation:
             count=count,
             notional_usd=paid,
             price=price,
-            detail=f"{self.funding_rate:.6%} per settlement, longs pay shorts",
+            detail=f"{self.funding_rate:.6%} per settlement, "
+            + ("longs pay shorts" if self.funding_rate > 0 else "shorts pay longs"),
         )
         if self._room_sorted is not None:
             self._release_tier_crossings()

@@ -319,8 +319,12 @@ def _resolve_file(base: Path, name: str) -> Path:
 def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple[str, str]]:
     """A perp book needs a perp rule set (its own or its venue's) and a readable accounts file."""
     problems = []
-    asset = next((a for a in scenario.assets if a.id == book.asset), None)
-    venue = next((v for v in scenario.venues if asset and v.id == asset.venue), None)
+    from deleverage.scenario.perp_venue import book_venue
+
+    venue = book_venue(book, scenario)  # its own venue, or its asset's
+    if book.venue is not None and venue is None:
+        names = ", ".join(v.id for v in scenario.venues)
+        return [("venue", f"expected a defined venue ({names}), found {book.venue!r}")]
     perp_rule_sets = ("binance-like", "bybit-like", "hyperliquid-like")
     if book.margin_rules is None and venue and venue.margin_rules not in perp_rule_sets:
         problems.append(
@@ -470,6 +474,8 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
             need_in_window(f"venues.{venue.id}.outages.{j}.start", outage.start)
         for asset_id in venue.tier_tables:
             need_asset(f"venues.{venue.id}.tier_tables", asset_id)
+        for j, rule in enumerate(venue.triggered_outages):
+            need_asset(f"venues.{venue.id}.triggered_outages.{j}.asset", rule.asset)
 
     for key, message in _limit_problems(scenario):
         bad(key, message)

@@ -112,11 +112,17 @@ def book_table(book: Any, scenario: Any) -> TierTable | None:
     else None (the rule set's default)."""
     if book.tiers is not None:
         return tier_table(book.tiers)
-    asset = next((a for a in scenario.assets if a.id == book.asset), None)
-    venue = next((v for v in scenario.venues if asset and v.id == asset.venue), None)
+    venue = book_venue(book, scenario)
     if venue is not None and book.asset in venue.tier_tables:
         return tier_table(venue.tier_tables[book.asset])
     return None
+
+
+def book_venue(book: Any, scenario: Any) -> Any:
+    """The venue a perp book trades on: its own `venue`, else its asset's (None if undefined)."""
+    asset = next((a for a in scenario.assets if a.id == book.asset), None)
+    venue_id = book.venue or (asset.venue if asset else None)
+    return next((v for v in scenario.venues if v.id == venue_id), None)
 
 
 def rules_for(book: Any, scenario: Any, rules_name: str, **overrides: Any):

@@ -239,6 +239,23 @@ class Outage(Model):
     duration: Duration
 
 
+class TriggeredOutage(Model):
+    """An outage that starts when a price moves, not at a scheduled time (issue 13, item 6):
+    the first step whose starting price of `asset` is `move_pct` % below the highest (down),
+    above the lowest (up) or either (both) of its step-start prices within the `within`
+    before it closes the venue for `duration`. Once per run unless `repeat`, then again on
+    a move made after the outage ended. Exchanges that went down in a crash (12 Mar 2020) are inputs
+    of this kind: the trigger, not the time, is what is known before the event."""
+
+    asset: str
+    move_pct: Annotated[float, Field(gt=0.0, lt=100.0)]
+    within: Duration
+    direction: Literal["down", "up", "both"] = "down"
+    duration: Duration
+    repeat: bool = False
+    source: str | None = None
+
+
 class Venue(Model):
     id: str
     kind: Literal["crypto", "futures", "equity", "fx", "bond", "otc"] = "otc"
@@ -250,6 +267,9 @@ class Venue(Model):
         "none", "binance-like", "bybit-like", "hyperliquid-like", "cme-like", "prime-broker"
     ] = "none"
     outages: list[Outage] = Field(default_factory=list)
+    triggered_outages: list[TriggeredOutage] = Field(
+        default_factory=list, description="outages that start when a price moves"
+    )
     tier_tables: dict[str, TierSpec] = Field(
         default_factory=dict,
         description="maintenance-margin tier table per asset of the venue's perp books (a "
@@ -1028,6 +1048,20 @@ class PrimeBrokerFunds(Model):
         ]
 
 
+class Basis(Model):
+    """The perp's own price against spot (issue 13, item 7; docs/scenarios/language.md):
+    mark = spot × exp(basis). The book's net market orders move the basis by 1% per
+    `depth_usd` (buying lifts the perp above spot, a cascade of long liquidations pushes it
+    below); arbitrage pulls it back to zero with `half_life`. Funding's premium index is the
+    basis, averaged over each funding interval with linearly rising weights (facts 1.1.3-1.1.4)."""
+
+    depth_usd: Annotated[float, Field(gt=0.0, le=1e15)] = Field(
+        description="net USD of the book's market orders that moves its price 1% from spot"
+    )
+    half_life: Duration = Field(description="half-life of the basis (arbitrage)")
+    source: str | None = None
+
+
 class PerpBook(Model):
     """Perpetual-futures accounts on one asset (SPEC §4.1; facts §1).
 
@@ -1119,6 +1153,13 @@ class PerpBook(Model):
         description="shares of the wallets held in other assets, valued at price × (1 − "
         "haircut); the rest in USD",
     )
+
+    venue: str | None = Field(
+        None,
+        description="venue the book trades on, if not its asset's: its outages stop this "
+        "book's liquidation engine and orders while the asset trades elsewhere",
+    )
+    basis: Basis | None = Field(None, description="the perp's own price against spot; None: 0")
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
         return collateral_problems(self, assets)
