@@ -133,6 +133,30 @@ def test_a_crash_during_the_venue_outage_liquidates_at_its_end_while_the_asset_t
     assert up.market["price"][shock_step + 1, 0] < out.market["price"][shock_step + 1, 0]
 
 
+def test_an_outage_a_price_move_starts_on_the_books_venue_stops_the_book():
+    """A 3% fall at 06:00 triggers exch's outage (2% within 1h) from step 73 for 2 h; the
+    −10% shock at 06:30 liquidates nothing until step 97, when the venue is back."""
+    spec = {
+        "type": "perp_book", "name": "perps", "asset": "BTC", "accounts": 5000,
+        "open_interest_usd": 1e9, "long_share": 0.6,
+        "leverage": {"dist": "lognormal", "median": 15, "sigma": 0.5},
+        "insurance_fund_usd": 1e8, "venue": "exch",
+    }  # fmt: skip
+    shocks = [
+        {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"BTC": -0.03}},
+        {"type": "news", "time": "2026-01-05T06:30:00Z", "returns": {"BTC": -0.1}},
+    ]
+    raw = base_raw(populations=[spec], shocks=shocks, market={"noise_scale": 0.0})
+    rule = {"asset": "BTC", "move_pct": 2, "within": "1h", "duration": "2h"}
+    raw["venues"].append({"id": "exch", "kind": "crypto", "margin_rules": "binance-like",
+                          "triggered_outages": [rule]})  # fmt: skip
+    result = simulate(build(raw), seed=4)
+    assert result.events.query("kind == 'outage'").step.tolist() == [73]
+    rows = result.events.query("kind == 'perp_liquidation'")
+    assert not rows.step.between(73, 96).any()
+    assert rows[rows.step == 97]["count"].sum() > 100
+
+
 # --------------------------------------------------------------------------- basis
 
 

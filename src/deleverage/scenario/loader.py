@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from deleverage.errors import Problem, ScenarioError
+from deleverage.scenario.perp_venue import expand_baskets
 from deleverage.scenario.schema import (
     CHANNELS,
     EVENT_METRICS,
@@ -708,6 +709,7 @@ def validate(
     """The scenario `raw` as a `Scenario`, or a `ScenarioError` with every problem: those
     given (e.g. of overrides), the schema's, then cross-references and files."""
     problems = list(problems)
+    raw = expand_baskets(raw)  # a perp basket is one perp book per coin
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

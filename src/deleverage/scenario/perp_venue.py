@@ -96,6 +96,76 @@ class Collateral(_Model):
     source: str | None = None
 
 
+class BasketCoin(_Model):
+    """One coin of a basket: its own open interest, accounts, and optionally its own long
+    share, tier table and insurance fund; the rest comes from the basket's `book`."""
+
+    asset: str
+    open_interest_usd: Annotated[float, Field(gt=0.0, le=1e15)]
+    accounts: Annotated[int, Field(ge=1, le=20_000_000)]
+    long_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    tiers: TierSpec | None = None
+    insurance_fund_usd: Annotated[float, Field(ge=0.0, le=1e15)] | None = None
+
+
+class PerpBasket(_Model):
+    """Many coins in one population (issue 13, item 9): one perp book per coin, each with its
+    own asset, open interest, accounts and tier table, and the basket's other keys (`book`:
+    any `perp_book` key, e.g. leverage, wallet_buffer, margin_mode, oi_rebuild_half_life).
+    The loader writes it out as books named `<name>-<asset>` (targets and `uncertain` paths
+    name those). `insurance_fund_usd` is split across the coins in proportion to open
+    interest unless a coin gives its own: each book keeps its own fund (a fund shared by
+    several perps, as Binance's for all but BTC and ETH, facts 1.2.7, is not modelled)."""
+
+    type: Literal["perp_basket"]
+    name: str
+    coins: list[BasketCoin] = Field(min_length=1)
+    book: dict[str, Any] = Field(default_factory=dict)
+    insurance_fund_usd: Annotated[float, Field(ge=0.0, le=1e15)] = 0.0
+    source: str | None = None
+
+
+_COIN_KEYS = ("asset", "open_interest_usd", "accounts", "long_share", "tiers")
+
+
+def expand_baskets(raw: Any) -> Any:
+    """`raw` with each well-formed `perp_basket` written out as one `perp_book` per coin.
+    A malformed basket is left as it is, for the schema to report."""
+    populations = raw.get("populations") if isinstance(raw, dict) else None
+    if not isinstance(populations, list):
+        return raw
+    out = []
+    for item in populations:
+        coins = item.get("coins") if isinstance(item, dict) else None
+        well_formed = (
+            isinstance(item, dict)
+            and item.get("type") == "perp_basket"
+            and isinstance(item.get("book", {}), dict)
+            and isinstance(coins, list)
+            and coins
+            and all(isinstance(c, dict) and isinstance(c.get("open_interest_usd"), int | float)
+                    for c in coins)
+        )  # fmt: skip
+        if not well_formed:
+            out.append(item)
+            continue
+        total = sum(float(c["open_interest_usd"]) for c in coins)
+        fund = item.get("insurance_fund_usd", 0.0)
+        for coin in coins:
+            book = {**item.get("book", {}), "type": "perp_book"}
+            book["name"] = f"{item.get('name')}-{coin.get('asset')}"
+            book.update({k: coin[k] for k in _COIN_KEYS if k in coin})
+            own = coin.get("insurance_fund_usd")
+            if own is not None:
+                book["insurance_fund_usd"] = own
+            elif isinstance(fund, int | float) and total > 0:
+                book["insurance_fund_usd"] = fund * float(coin["open_interest_usd"]) / total
+            if item.get("source") is not None and "source" not in book:
+                book["source"] = item["source"]
+            out.append(book)
+    return {**raw, "populations": out}
+
+
 def tier_table(spec: TierSpec) -> TierTable:
     """The `TierTable` a scenario names or writes."""
     if isinstance(spec, str):

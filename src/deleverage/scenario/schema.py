@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from deleverage.scenario.perp_venue import Collateral, TierSpec, collateral_problems
+from deleverage.scenario.perp_venue import Collateral, PerpBasket, TierSpec, collateral_problems
 
 CHANNELS = (
     "carry_unwind",
@@ -1189,7 +1189,8 @@ Population = Annotated[
     | FuturesBook
     | CarryFunds
     | PrimeBrokerFunds
-    | PerpBook,
+    | PerpBook
+    | PerpBasket,  # written out as perp books by the loader (scenario.perp_venue)
     Field(discriminator="type"),
 ]
 
