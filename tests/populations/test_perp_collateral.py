@@ -177,6 +177,37 @@ def test_a_depeg_in_a_run_liquidates_collateral_wallets_and_conserves_units_and_
     assert at_shock["count"].sum() > 50  # the depeg step itself liquidates collateral wallets
     assert after["count"].sum() > after_plain["count"].sum() + 50
     assert total_depeg > total_plain
+    # the venue sells what it converted on USDE's own market: the depeg deepens
+    sold = depeg.events[depeg.events.kind == "perp_collateral_sold"]
+    assert np.isclose(sold.quantity.sum(), converted.quantity.sum(), rtol=1e-9)
+    usde = depeg.scenario.asset_index()["USDE"]
+    assert depeg.market["price"][:, usde].min() < plain.market["price"][:, usde].min()
+
+
+def test_units_and_cash_are_conserved_with_collateral_and_turnover():
+    """New accounts deposit collateral units, traders close and withdraw them, the venue
+    sells what it converts: the engine's totals and the book's own ledgers agree."""
+    spec = {
+        "type": "perp_book", "name": "perps", "asset": "BTC", "margin_rules": "binance-like",
+        "accounts": 4000, "open_interest_usd": 5e8, "long_share": 0.6,
+        "leverage": {"dist": "lognormal", "median": 15, "sigma": 0.6},
+        "wallet_buffer": {"dist": "uniform", "low": 0.0, "high": 1.0},
+        "insurance_fund_usd": 1e7, "oi_rebuild_half_life": "6h", "holding_half_life": "4h",
+        "collateral": [{"asset": "USDE", "share": 0.5, "haircut_pct": 10.0}],
+        "basis": {"depth_usd": 1e8, "half_life": "30min"},
+    }  # fmt: skip
+    raw = base_raw(populations=[spec])
+    raw["assets"].append(dict(USDE))
+    raw["shocks"] = [
+        {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"USDE": -0.3, "BTC": -0.05}},
+        {"type": "news", "time": "2026-01-06T06:00:00Z", "returns": {"BTC": 0.1}},
+    ]
+    result = simulate(build(raw), seed=5, check_invariants=True)
+    assert result.diagnostics["max_unit_drift"] < 1e-9
+    turnover = float(np.nansum(result.market["volume_usd"]))
+    assert result.diagnostics["max_cash_drift_usd"] < 1e-9 * turnover
+    kinds = set(result.events.kind)
+    assert {"perp_open", "perp_close", "perp_collateral_sold", "perp_funding"} <= kinds
 
 
 def test_collateral_mistakes_are_reported(tmp_path):

@@ -7,13 +7,15 @@ margin balance at its price × (1 − haircut), Binance's "collateral value rati
 BTC/ETH/BNB, 90% for XRP/ADA/DOT/SOL, 99.99% for USDT/USDC in Binance's Multi-Assets mode
 FAQ): margin balance = USD wallet + units·price·(1 − haircut) + unrealized PnL. Realized PnL,
 funding and fees settle in USD, so the USD wallet can go negative against the collateral.
-When an account is liquidated, or its trader closes, the venue converts its collateral to USD
-at that haircut value (Binance's auto-exchange on liquidation: "20,000 BUSD / 97.5%" of BTC is
-exchanged to cover a 20,000 deficit) and the ordinary waterfall (`perps.PerpPopulation`) runs
-on USD. Units of collateral are the traders' property, outside the engine's ledgers: they are
-neither traded on the collateral's market (the conversion is not routed to its book, an
-approximation) nor counted in `holdings`. A wallet put into collateral leaves the USD ledger
-and a conversion brings it back (`swapped_usd`, like the deposits of new accounts).
+When an account is liquidated, the venue exchanges its collateral for USD at that haircut
+value (Binance's auto-exchange on liquidation: a −20,000 BUSD balance takes 20,000 / 97.5% of
+BTC) and the ordinary waterfall (`perps.PerpPopulation`) runs on USD; the venue sells the
+units on the collateral's own market at once (a market order, so liquidations deepen a
+depeg), and what the sale fetches beyond or short of the USD credited goes to the insurance
+fund. A trader who closes exchanges only what covers a negative USD balance, and withdraws
+the other units. Collateral units are holdings of the population (`holdings`): those of the
+accounts at the start, plus the venue's units awaiting sale, less units deposited by new
+accounts since (their wallets arrive as units from outside, as `deposits_usd` for USD).
 
 Own venue (`venue`). The book trades on a venue other than its asset's. While that venue is
 out (its `outages`, `outage` shocks on it), the book's liquidation engine, its traders' closes
@@ -51,6 +53,7 @@ from deleverage.scenario.schema import PerpBook
 from deleverage.venues.funding import funding_rate, settlements_between
 
 NONE = -1  # collateral kind of a USD wallet
+SALE = 16  # order owners SALE + k: the venue's sale of collateral asset k
 
 
 class VenuePerpPopulation(PerpPopulation):
@@ -80,9 +83,17 @@ class VenuePerpPopulation(PerpPopulation):
         self.collat_shares = np.array([c.share for c in spec.collateral])
         self.collat_ratio = 1.0 - np.array([c.haircut_pct for c in spec.collateral]) / 100.0
         self.collat_value = ctx.price0[self.collat_asset] * self.collat_ratio  # USD per unit
-        self.swapped_usd = 0.0
+        k = len(spec.collateral)
+        self.desk_units = np.zeros(k)  # units the venue took from liquidated wallets, to sell
+        self.desk_advance = np.zeros(k)  # USD credited for them, recovered by the sale
+        self.deposited_units = np.zeros(k)  # brought by new accounts, net of withdrawals
+        self.idle_units = np.zeros(k)  # left by accounts closed out of the arrays (idle_usd)
+        self._queued_sale = np.zeros(k)
+        self._initial = True  # the wallets at the start: their units exist already
         self._assign(np.arange(self.used))
+        self._initial = False
         self._logged_start = False
+        self._units_ledger = self._collateral_units_held()  # moved by the desk's sales only
 
     # ------------------------------------------------------------------ collateral
 
@@ -96,22 +107,33 @@ class VenuePerpPopulation(PerpPopulation):
         held = idx[kind >= 0]
         k = kind[kind >= 0]
         usd = self.collateral[held]
+        units = usd / self.collat_value[k]
         self.collat_kind[held] = k
-        self.collat_units[held] = usd / self.collat_value[k]
+        self.collat_units[held] = units
         self.collateral[held] = 0.0
-        self.swapped_usd += float(usd.sum())
+        if self._initial:  # held before the run: USD never in the wallets
+            self._cash -= float(usd.sum())
+        else:  # deposited as units, not as USD
+            self.deposits_usd -= float(usd.sum())
+            self.deposited_units += np.bincount(k, units, len(self.collat_ids))
 
-    def _convert(self, idx: np.ndarray, log: EventLog | None, why: str) -> None:
-        """The venue exchanges the collateral of accounts `idx` to USD at its haircut value."""
-        idx = idx[self.collat_units[idx] > 0]
+    def _convert(self, idx: np.ndarray, usd_needed: np.ndarray | None, log: EventLog | None):
+        """The venue exchanges collateral of accounts `idx` for USD at its haircut value: all
+        of it, or the units worth `usd_needed`; the units go to its desk, to be sold."""
+        held = self.collat_units[idx] > 0
+        idx = idx[held]
         if not len(idx):
             return
         k = self.collat_kind[idx]
-        usd = self.collat_units[idx] * self.collat_value[k]
+        units = self.collat_units[idx]
+        if usd_needed is not None:
+            units = np.minimum(units, np.maximum(usd_needed[held], 0.0) / self.collat_value[k])
+        usd = units * self.collat_value[k]
         self.collateral[idx] += usd
-        self.swapped_usd -= float(usd.sum())
-        self.collat_units[idx] = 0.0
-        self.collat_kind[idx] = NONE
+        self.collat_units[idx] -= units
+        self.collat_kind[idx] = np.where(self.collat_units[idx] > 0, k, NONE)
+        self.desk_units += np.bincount(k, units, len(self.collat_ids))
+        self.desk_advance += np.bincount(k, usd, len(self.collat_ids))
         if log is None:
             return
         for j, asset in enumerate(self.collat_ids):
@@ -123,10 +145,66 @@ class VenuePerpPopulation(PerpPopulation):
                     venue=self.venue_id,
                     asset=asset,
                     count=int(mask.sum()),
+                    quantity=-float(units[mask].sum()),
                     notional_usd=float(usd[mask].sum()),
                     price=float(self.collat_value[j] / self.collat_ratio[j]),
-                    detail=f"collateral exchanged to USD at price × (1 − haircut) on {why}",
+                    detail="collateral exchanged to USD at price × (1 − haircut) on liquidation",
                 )
+
+    def _withdraw_for_close(self, price: float) -> None:
+        """Accounts about to close at `price`: units covering a negative USD balance are
+        exchanged; the others leave with their trader."""
+        idx = self._closing
+        idx = idx[self.collat_units[idx] > 0]
+        if not len(idx):
+            return
+        side, size = self.side[idx], self.size[idx]
+        usd = (
+            self._wallet_balance(idx) + self.reserve[idx] + side * size * (price - self.entry[idx])
+        )
+        self._convert(idx, -usd, None)
+        left = self.collat_units[idx] > 0
+        k = self.collat_kind[idx[left]]
+        self.deposited_units -= np.bincount(k, self.collat_units[idx[left]], len(self.collat_ids))
+        self.collat_units[idx] = 0.0
+        self.collat_kind[idx] = NONE
+
+    def _collateral_units_held(self) -> np.ndarray:
+        """Units per collateral asset: the accounts', the desk's, less those deposited."""
+        live = self.collat_kind[: self.used] >= 0
+        held = np.bincount(
+            self.collat_kind[: self.used][live],
+            self.collat_units[: self.used][live],
+            len(self.collat_ids),
+        )
+        return held + self.idle_units + self.desk_units - self.deposited_units
+
+    def _settle_sales(self, orders: Orders, filled: np.ndarray, price: np.ndarray, log) -> None:
+        for owner, done, fill in zip(orders.owner, filled, price, strict=True):
+            if not done:
+                continue
+            j = int(owner) - SALE
+            units = self._queued_sale[j]
+            share = self.desk_advance[j] * units / self.desk_units[j]
+            proceeds = units * float(fill)
+            self.desk_units[j] -= units
+            self.desk_advance[j] -= share
+            self.fund_cash += proceeds - share  # the venue's gain or loss on the exchange
+            self._cash += proceeds
+            self._units_ledger[j] -= units
+            self._queued_sale[j] = 0.0
+            log.add(
+                "perp_collateral_sold",
+                population=self.name,
+                venue=self.venue_id,
+                asset=self.collat_ids[j],
+                quantity=-units,
+                notional_usd=proceeds,
+                price=float(fill),
+                fee_usd=proceeds - share,
+                detail="liquidated collateral sold on its market; the difference from the "
+                "USD credited goes to the insurance fund",
+            )
 
     def _mark_collateral(self, view: MarketView, log: EventLog) -> None:
         value = view.price[self.collat_asset] * self.collat_ratio
@@ -214,19 +292,52 @@ class VenuePerpPopulation(PerpPopulation):
         if not self._book_open(max(self._step, 0)):
             self._queued_offload = 0.0
             return Orders.empty()  # the venue is out: orders wait
-        return super().orders()
+        book = super().orders()
+        if not self.has_collateral or not self.desk_units.any():
+            return book
+        self._queued_sale = self.desk_units.copy()
+        sell = np.flatnonzero(self._queued_sale > 0)
+        return Orders(
+            np.concatenate([book.asset, self.collat_asset[sell]]),
+            np.concatenate([book.quantity, -self._queued_sale[sell]]),
+            np.concatenate([book.owner, SALE + sell]),
+        )
+
+    def holdings(self, n_assets: int) -> np.ndarray:
+        out = super().holdings(n_assets)
+        if self.has_collateral:
+            np.add.at(out, self.collat_asset, self._units_ledger)
+        return out
+
+    def recomputed_totals(self, n_assets: int) -> tuple[np.ndarray, dict[str, float]]:
+        units, cash = super().recomputed_totals(n_assets)
+        if self.has_collateral:
+            np.add.at(units, self.collat_asset, self._collateral_units_held())
+        return units, cash
 
     def _liquidate(self, idx: np.ndarray, price: float, now_s: float, log: EventLog) -> None:
         if self.has_collateral:
-            self._convert(idx, log, "liquidation")  # the waterfall then runs on USD
+            self._convert(idx, None, log)  # the waterfall then runs on USD
         super()._liquidate(idx, price, now_s, log)
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
     ) -> None:
-        done = set(orders.owner[np.asarray(filled, bool)].tolist())
+        filled = np.asarray(filled, dtype=bool)
+        if self.has_collateral:
+            sale = orders.owner >= SALE
+            if sale.any():
+                self._settle_sales(
+                    Orders(orders.asset[sale], orders.quantity[sale], orders.owner[sale]),
+                    filled[sale], price[sale], log,
+                )  # fmt: skip
+                keep = ~sale
+                orders = Orders(orders.asset[keep], orders.quantity[keep], orders.owner[keep])
+                filled, price = filled[keep], price[keep]
+        done = set(orders.owner[filled].tolist())
         if self.has_collateral and CLOSING in done and self._closing is not None:
-            self._convert(self._closing, None, "close")  # withdrawn at its value in USD
+            close_price = float(price[list(orders.owner).index(CLOSING)])
+            self._withdraw_for_close(close_price)
         opened = self._opening[0] if OPENING in done and self._opening is not None else None
         if self.basis_spec is not None:
             self._move_basis(orders, filled, price)
@@ -246,7 +357,7 @@ class VenuePerpPopulation(PerpPopulation):
     def balance_sheet(self, price: float) -> dict[str, float]:
         sheet = super().balance_sheet(price)
         if self.has_collateral:
-            sheet["cash_usd"] += self.swapped_usd
+            sheet["cash_usd"] -= float(self.desk_advance.sum())  # owed by the desk's sale
             live = np.flatnonzero(self.collat_units[: self.used] > 0)
             sheet["accounts_equity_usd"] += float(self.collateral_value_usd(live).sum())
         return sheet
@@ -269,6 +380,11 @@ class VenuePerpPopulation(PerpPopulation):
                 self.collat_units = np.zeros(len(self.size))
                 self.collat_kind = np.full(len(self.size), NONE, dtype=np.int8)
             names += ["collat_units", "collat_kind"]
+            gone = closed & (self.collat_kind[:n] >= 0)  # e.g. closed in full by ADL
+            if gone.any():  # (none at the first layout, before `idle_units` exists)
+                self.idle_units += np.bincount(
+                    self.collat_kind[:n][gone], self.collat_units[:n][gone], len(self.collat_ids)
+                )
         m = len(live)
         for name in names:
             old = getattr(self, name)
