@@ -12,6 +12,7 @@ from deleverage.populations import REGISTRY
 from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.perp_venue import VenuePerpPopulation
 from deleverage.results.events import EventLog
+from deleverage.results.targets import event_target
 from deleverage.venues import binance
 from deleverage.venues.funding import funding_rate
 
@@ -129,6 +130,10 @@ def test_a_crash_during_the_venue_outage_liquidates_at_its_end_while_the_asset_t
     shock_step = OUT + 6
     up_rows = up.events.query("kind == 'perp_liquidation'")
     assert up_rows[up_rows.step == shock_step]["count"].sum() > 100
+    # a target filtered on the book's venue counts its liquidations; the asset's venue none
+    value, _ = event_target(out.scenario, out.times, out.events, "liquidations", venue="exch")
+    assert value == liquidations.notional_usd.sum() > 0
+    assert event_target(out.scenario, out.times, out.events, "liquidations", venue="spot")[0] == 0
     # the other venue's cascade deepens the fall at the shock; with the book out it is later
     assert up.market["price"][shock_step + 1, 0] < out.market["price"][shock_step + 1, 0]
 
