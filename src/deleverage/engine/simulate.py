@@ -19,6 +19,7 @@ from deleverage.market.calendar import build_calendar
 from deleverage.market.cross_impact import CrossImpact
 from deleverage.market.limits import PriceLimits
 from deleverage.market.makers import MarketMakers
+from deleverage.market.outage_triggers import OutageTriggers
 from deleverage.populations import REGISTRY, BuildContext, EndInvestors, Population
 from deleverage.results.events import EventLog
 from deleverage.results.result import SimulationResult
@@ -253,6 +254,7 @@ def simulate(
             rng_stream(seed, path, f"population:{spec.name}"),
             getattr(channels, channel),
             params.step_hours,
+            calendar,
         )
         populations.append(builder(spec, context))
     for j, build in enumerate(extra):
@@ -286,6 +288,7 @@ def simulate(
         [np.zeros((len(scenario.venues), 1), bool), calendar.outage[:, :-1]], axis=1
     )
     venue_ids = [v.id for v in scenario.venues]
+    triggers = OutageTriggers.build(scenario, calendar, params.asset_open)  # price-started
 
     # hourly open-interest snapshots for open_interest_change targets (results.targets)
     step_ends = calendar.step_starts + pd.Timedelta(clock.step)
@@ -308,7 +311,8 @@ def simulate(
             gap=timeline.gap[k],
             labels=tuple(timeline.labels.get(k, ())),
             margin_events=tuple(margin_by_step.get(k, ())),
-            outages=tuple(venue_ids[v] for v in np.flatnonzero(outage_start[:, k])),
+            outages=tuple(venue_ids[v] for v in np.flatnonzero(outage_start[:, k]))
+            + (triggers.check(k, rec["price"][: k + 1]) if triggers else ()),
         )
         record = step(state, params, inputs, populations, investors, log, tape, limits, cross)
         if snapshot[k]:

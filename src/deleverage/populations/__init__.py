@@ -11,7 +11,7 @@ from deleverage.populations.end_investors import EndInvestors
 from deleverage.populations.etf_flows import EtfFlowPopulation
 from deleverage.populations.futures_margin import FuturesPopulation
 from deleverage.populations.margin_loans import MarginLoanPopulation
-from deleverage.populations.perps import PerpPopulation
+from deleverage.populations.perp_venue import build_perp_population
 from deleverage.populations.prime_broker import PrimeBrokerPopulation
 from deleverage.populations.stop_loss import StopLossPopulation
 from deleverage.populations.systematic import TrendPopulation, VolTargetPopulation
@@ -27,7 +27,7 @@ REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "vol_target": (VolTargetPopulation, "vol_targeting"),
     "trend_followers": (TrendPopulation, "stop_loss"),
     "etf_flows": (EtfFlowPopulation, "etf_flows"),
-    "perp_book": (PerpPopulation, "perp_liquidations"),
+    "perp_book": (build_perp_population, "perp_liquidations"),
 }
 
 __all__ = [

@@ -9,7 +9,7 @@ Orders for a closed venue stay open in the population and are sent again until f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,7 @@ class BuildContext:
     rng: np.random.Generator
     enabled: bool
     step_hours: float
+    calendar: Any = None  # the run's venue calendar (market.calendar.Calendar), shared
 
     @property
     def fx(self) -> Translation:

@@ -93,8 +93,9 @@ import pandas as pd
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_ages, entry_window, extremes_since
 from deleverage.results.events import EventLog
+from deleverage.scenario.perp_venue import rules_for
 from deleverage.scenario.schema import PerpBook
-from deleverage.venues import binance, hyperliquid, perp_rules
+from deleverage.venues import binance, hyperliquid
 from deleverage.venues.funding import funding_rate, settlements_between
 from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
 from deleverage.venues.tiers import TierTable
@@ -307,7 +308,7 @@ class PerpPopulation:
         self.asset = ctx.asset_index[spec.asset]
         self.asset_id = spec.asset
         self.currency = ctx.scenario.assets[ctx.asset_index[spec.asset]].currency
-        venue_id = scenario.assets[self.asset].venue
+        venue_id = spec.venue or scenario.assets[self.asset].venue  # where the book trades
         self.venue_id = venue_id
         self.enabled = ctx.enabled
         self.adl_enabled = scenario.channels.insurance_adl
@@ -315,10 +316,10 @@ class PerpPopulation:
             spec.margin_rules or scenario.venues[scenario.venue_index()[venue_id]].margin_rules
         )
         fee = None if spec.liquidation_fee_pct is None else spec.liquidation_fee_pct / 100.0
-        self.rules = perp_rules(
-            rules_name, max_leverage=spec.max_leverage, liquidation_fee=fee,
-            fund_capacity=spec.fund_capacity, adl_price=spec.adl_price,
-        )  # fmt: skip
+        self.rules = rules_for(
+            spec, scenario, rules_name, liquidation_fee=fee, fund_capacity=spec.fund_capacity,
+            adl_price=spec.adl_price,
+        )  # fmt: skip  # the rule set with the book's or its asset's tier table
         self.cex_waterfall = self.rules.name in ("binance-like", "bybit-like")
         self.table = self.rules.table
         # insurance_adl off: the fund has no cap and takes every bankrupt position; no ADL
@@ -705,7 +706,8 @@ class PerpPopulation:
             count=count,
             notional_usd=paid,
             price=price,
-            detail=f"{self.funding_rate:.6%} per settlement, longs pay shorts",
+            detail=f"{self.funding_rate:.6%} per settlement, "
+            + ("longs pay shorts" if self.funding_rate > 0 else "shorts pay longs"),
         )
         if self._room_sorted is not None:
             self._release_tier_crossings()

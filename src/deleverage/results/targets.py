@@ -89,8 +89,10 @@ def event_target(
     if asset is not None:
         rows = rows[rows.asset == asset]
     if venue is not None:
-        on_venue = {a.id for a in scenario.assets if a.venue == venue}
-        rows = rows[rows.asset.isin(on_venue)]
+        # an event that names its venue counts there (a perp book on its own venue, §7 of
+        # docs/scenarios/language.md); one that does not, at its asset's venue
+        on_venue = rows.asset.isin({a.id for a in scenario.assets if a.venue == venue})
+        rows = rows[np.where(rows.venue.notna(), rows.venue == venue, on_venue)]
     if population is not None:
         rows = rows[rows.population == population]
     if side is not None:

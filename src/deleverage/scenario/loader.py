@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from deleverage.errors import Problem, ScenarioError
 from deleverage.scenario.currency import currency_problems
+from deleverage.scenario.perp_venue import expand_baskets
 from deleverage.scenario.schema import (
     CHANNELS,
     EVENT_METRICS,
@@ -320,8 +321,12 @@ def _resolve_file(base: Path, name: str) -> Path:
 def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple[str, str]]:
     """A perp book needs a perp rule set (its own or its venue's) and a readable accounts file."""
     problems = []
-    asset = next((a for a in scenario.assets if a.id == book.asset), None)
-    venue = next((v for v in scenario.venues if asset and v.id == asset.venue), None)
+    from deleverage.scenario.perp_venue import book_venue
+
+    venue = book_venue(book, scenario)  # its own venue, or its asset's
+    if book.venue is not None and venue is None:
+        names = ", ".join(v.id for v in scenario.venues)
+        return [("venue", f"expected a defined venue ({names}), found {book.venue!r}")]
     perp_rule_sets = ("binance-like", "bybit-like", "hyperliquid-like")
     if book.margin_rules is None and venue and venue.margin_rules not in perp_rule_sets:
         problems.append(
@@ -333,7 +338,7 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
         )
     rules_name = book.margin_rules or (venue.margin_rules if venue else None)
     from deleverage.populations.perps import read_accounts  # the reader lives with its user
-    from deleverage.venues import perp_rules
+    from deleverage.scenario.perp_venue import rules_for
 
     accounts = None
     if book.file is not None:
@@ -344,7 +349,7 @@ def _perp_book_problems(book: Any, scenario: Scenario, base: Path) -> list[tuple
             return problems
     if rules_name not in perp_rule_sets:
         return problems
-    table = perp_rules(rules_name, max_leverage=book.max_leverage).table
+    table = rules_for(book, scenario, rules_name).table  # the book's or its asset's table
     if accounts is not None:
         allowed = table.max_leverage[table.tier(accounts.size * accounts.entry)]
         over = np.flatnonzero(accounts.leverage > allowed)
@@ -472,6 +477,10 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
     for venue in scenario.venues:
         for j, outage in enumerate(venue.outages):
             need_in_window(f"venues.{venue.id}.outages.{j}.start", outage.start)
+        for asset_id in venue.tier_tables:
+            need_asset(f"venues.{venue.id}.tier_tables", asset_id)
+        for j, rule in enumerate(venue.triggered_outages):
+            need_asset(f"venues.{venue.id}.triggered_outages.{j}.asset", rule.asset)
 
     for key, message in _limit_problems(scenario):
         bad(key, message)
@@ -707,6 +716,7 @@ def validate(
     """The scenario `raw` as a `Scenario`, or a `ScenarioError` with every problem: those
     given (e.g. of overrides), the schema's, then cross-references and files."""
     problems = list(problems)
+    raw = expand_baskets(raw)  # a perp basket is one perp book per coin
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

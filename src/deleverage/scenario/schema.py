@@ -29,6 +29,7 @@ from pydantic import (
 
 from deleverage.scenario.currency import CurrencyCode
 from deleverage.scenario.currency import asset_problems as currency_keys_problem
+from deleverage.scenario.perp_venue import Collateral, PerpBasket, TierSpec, collateral_problems
 
 CHANNELS = (
     "carry_unwind",
@@ -273,6 +274,23 @@ class Outage(Model):
     duration: Duration
 
 
+class TriggeredOutage(Model):
+    """An outage that starts when a price moves, not at a scheduled time (issue 13, item 6):
+    the first step whose starting price of `asset` is `move_pct` % below the highest (down),
+    above the lowest (up) or either (both) of its step-start prices within the `within`
+    before it closes the venue for `duration`. Once per run unless `repeat`, then again on
+    a move made after the outage ended. Exchanges that went down in a crash (12 Mar 2020) are inputs
+    of this kind: the trigger, not the time, is what is known before the event."""
+
+    asset: str
+    move_pct: Annotated[float, Field(gt=0.0, lt=100.0)]
+    within: Duration
+    direction: Literal["down", "up", "both"] = "down"
+    duration: Duration
+    repeat: bool = False
+    source: str | None = None
+
+
 class Venue(Model):
     id: str
     kind: Literal["crypto", "futures", "equity", "fx", "bond", "otc"] = "otc"
@@ -284,6 +302,14 @@ class Venue(Model):
         "none", "binance-like", "bybit-like", "hyperliquid-like", "cme-like", "prime-broker"
     ] = "none"
     outages: list[Outage] = Field(default_factory=list)
+    triggered_outages: list[TriggeredOutage] = Field(
+        default_factory=list, description="outages that start when a price moves"
+    )
+    tier_tables: dict[str, TierSpec] = Field(
+        default_factory=dict,
+        description="maintenance-margin tier table per asset of the venue's perp books (a "
+        "named table or rows); default: the rule set's table for every asset",
+    )
 
 
 # --------------------------------------------------------------------------- assets
@@ -1166,6 +1192,20 @@ class PrimeBrokerFunds(Model):
         ]
 
 
+class Basis(Model):
+    """The perp's own price against spot (issue 13, item 7; docs/scenarios/language.md):
+    mark = spot × exp(basis). The book's net market orders move the basis by 1% per
+    `depth_usd` (buying lifts the perp above spot, a cascade of long liquidations pushes it
+    below); arbitrage pulls it back to zero with `half_life`. Funding's premium index is the
+    basis, averaged over each funding interval with linearly rising weights (facts 1.1.3-1.1.4)."""
+
+    depth_usd: Annotated[float, Field(gt=0.0, le=1e15)] = Field(
+        description="net USD of the book's market orders that moves its price 1% from spot"
+    )
+    half_life: Duration = Field(description="half-life of the basis (arbitrage)")
+    source: str | None = None
+
+
 class PerpBook(Model):
     """Perpetual-futures accounts on one asset (SPEC §4.1; facts §1).
 
@@ -1249,6 +1289,21 @@ class PerpBook(Model):
         "None: positions live until liquidated",
     )
     source: str | None = None
+    tiers: TierSpec | None = Field(
+        None, description="tier table of this book; default: its venue's for the asset"
+    )
+    collateral: list[Collateral] = Field(
+        default_factory=list,
+        description="shares of the wallets held in other assets, valued at price × (1 − "
+        "haircut); the rest in USD",
+    )
+
+    venue: str | None = Field(
+        None,
+        description="venue the book trades on, if not its asset's: its outages stop this "
+        "book's liquidation engine and orders while the asset trades elsewhere",
+    )
+    basis: Basis | None = Field(None, description="the perp's own price against spot; None: 0")
 
     @model_validator(mode="after")
     def _positioning(self) -> PerpBook:
@@ -1266,7 +1321,7 @@ class PerpBook(Model):
         return self
 
     def check_assets(self, assets: dict[str, Asset]) -> list[tuple[str, str]]:
-        return usd_accounts_only(assets, self.asset)
+        return usd_accounts_only(assets, self.asset) + collateral_problems(self, assets)
 
 
 Population = Annotated[
@@ -1279,7 +1334,8 @@ Population = Annotated[
     | MarginLoans
     | CarryFunds
     | PrimeBrokerFunds
-    | PerpBook,
+    | PerpBook
+    | PerpBasket,  # written out as perp books by the loader (scenario.perp_venue)
     Field(discriminator="type"),
 ]
 

@@ -29,6 +29,7 @@ def perp_rules(
     liquidation_fee: float | None = None,
     fund_capacity: float | None = None,
     adl_price: Literal["bankruptcy", "mark"] | None = None,
+    table: TierTable | None = None,
 ) -> PerpRules:
     """Rule set `name`; arguments left as None take the venue's documented default.
 
@@ -39,11 +40,12 @@ def perp_rules(
 
     ADL closes the ranked counterparties at the bankruptcy price on the centralized venues
     (facts 1.2.8), so they absorb the deficit, and at the mark price on `hyperliquid-like`
-    (facts 1.5.5), where the liquidator vault covers the deficit; `adl_price` overrides it."""
+    (facts 1.5.5), where the liquidator vault covers the deficit; `adl_price` overrides it.
+    `table` replaces the rule set's tier table (a per-asset table, `venues.tables`)."""
     if name in ("binance-like", "bybit-like"):
         return PerpRules(
             name=name,
-            table=binance.BTCUSDT_2021 if name == "binance-like" else bybit.BTCUSDT,
+            table=table or (binance.BTCUSDT_2021 if name == "binance-like" else bybit.BTCUSDT),
             funding_interval_hours=binance.FUNDING_INTERVAL_HOURS,
             funding_cap=float("inf"),  # the MMR-based cap of facts 1.2.13 is grade L: not used
             liquidation_fee=binance.LIQUIDATION_FEE if liquidation_fee is None else liquidation_fee,
@@ -54,7 +56,7 @@ def perp_rules(
         )
     return PerpRules(
         name=name,
-        table=hyperliquid.table(max_leverage or hyperliquid.BTC_MAX_LEVERAGE),
+        table=table or hyperliquid.table(max_leverage or hyperliquid.BTC_MAX_LEVERAGE),
         funding_interval_hours=hyperliquid.FUNDING_INTERVAL_HOURS,
         funding_cap=hyperliquid.FUNDING_CAP_PER_HOUR,
         liquidation_fee=hyperliquid.LIQUIDATION_FEE if liquidation_fee is None else liquidation_fee,
