@@ -38,6 +38,7 @@ CHANNELS = (
     "pecking_order",
     "etf_flows",
     "fx_feedback",
+    "vol_etp_rebalancing",
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*$")
@@ -1121,6 +1122,8 @@ class PerpBook(Model):
         return self
 
 
+from deleverage.scenario.vol_etps import VolEtps  # noqa: E402 (uses the types above)
+
 Population = Annotated[
     StopLossBook
     | ValueFunds
@@ -1130,7 +1133,8 @@ Population = Annotated[
     | FuturesBook
     | CarryFunds
     | PrimeBrokerFunds
-    | PerpBook,
+    | PerpBook
+    | VolEtps,
     Field(discriminator="type"),
 ]
 
@@ -1372,6 +1376,7 @@ class Channels(Model):
     pecking_order: bool = True
     etf_flows: bool = True
     fx_feedback: bool = True
+    vol_etp_rebalancing: bool = True
 
 
 class Shares(Model):
