@@ -181,3 +181,15 @@ def test_a_bad_vol_etp_input_is_one_clear_line_and_exit_2(case, write_scenario):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert any(f"{case}.yaml: {key_path}" in line and found in line for line in lines), lines
     assert "Traceback" not in result.output
+
+
+def test_the_closing_rebalance_itself_can_take_an_inverse_product_past_its_threshold():
+    # +70% at 10:00 leaves XIV at -70%, above the -80% acceleration level; buying back
+    # its short into the 16:15 settlement lifts the index further, past it (as on 5 Feb
+    # 2018, when the indicative value collapsed in the closing minutes)
+    raw = _raw(products=[XIV], jump=np.log(1.70))
+    on, off = _run(raw), _run(raw, rebalancing=False)
+    terminated = on.events[on.events.kind == "vol_etp_terminated"]
+    assert terminated.step.tolist() == [SETTLEMENT_STEP]
+    assert not (off.events.kind == "vol_etp_terminated").any()
+    assert "XIV: NAV -70.0%" in _closes(off).detail.iloc[0]

@@ -76,7 +76,7 @@ class VolEtpPopulation:
         drop = [
             np.nan if p.terminate_drop_pct is None else p.terminate_drop_pct for p in spec.products
         ]
-        self.floor_share = 1.0 - np.array(drop) / 100.0  # NaN: never terminated
+        self.floor_share = 1.0 - np.array(drop) / 100.0  # NaN: never terminated (NaN ≤ is False)
         self.nav_close = np.array([p.nav_usd for p in spec.products])  # at the last close
         self.close_price = float(ctx.price0[self.asset])  # index level at the last close
         self.units = self.leverage * self.nav_close / self.close_price  # the issuers' hedges
@@ -136,7 +136,7 @@ class VolEtpPopulation:
         self._orders = Orders(np.full(len(owner), a), trade[owner], owner)
 
     def _terminate(self, nav: np.ndarray, price: float, log: EventLog) -> None:
-        hit = self.live & (nav <= self.floor_share * self.nav_close)  # NaN floor: never
+        hit = self.live & (self.nav_close > 0) & (nav <= self.floor_share * self.nav_close)
         for i in np.flatnonzero(hit):
             log.add(
                 "vol_etp_terminated",
@@ -155,7 +155,9 @@ class VolEtpPopulation:
         """The settlement step is over: its last price is the close the NAV is struck on."""
         price = self._settle_price
         nav = self.nav(price)
-        change = 100.0 * (nav / self.nav_close - 1.0)
+        change = 100.0 * (
+            np.divide(nav, self.nav_close, out=np.ones_like(nav), where=self.nav_close > 0) - 1.0
+        )
         for i in np.flatnonzero(self.live):
             log.add(
                 "vol_etp_close",
