@@ -12,7 +12,10 @@ which is ≥ 0 whenever r > 0 for any L outside [0, 1]: inverse and leveraged pr
 buy a rise and sell a fall (BIS Quarterly Review, March 2018: both had to buy right before
 the 16:15 ET settlement on 5 Feb 2018). The trades move the settlement price on which the
 NAV is struck, so the issuer chases it: every cascade round of the settlement step trades
-again to L × NAV at the new price, until within `rebalance_band` of it.
+again to L × NAV at the new price, in the direction of its first trade of that step (it
+does not sell back into the book's refill), until within `rebalance_band` of it. With a
+`rebalance_window` the gap is worked before that: each earlier step of the window sends an
+equal share of what remains, once a step.
 
 Termination (XIV's "acceleration event"): once the intraday indicative value is
 `terminate_drop_pct` or more below the prior day's closing indicative value, the product is
