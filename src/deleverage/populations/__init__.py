@@ -16,6 +16,7 @@ from deleverage.populations.prime_broker import PrimeBrokerPopulation
 from deleverage.populations.stop_loss import StopLossPopulation
 from deleverage.populations.systematic import TrendPopulation, VolTargetPopulation
 from deleverage.populations.value_funds import ValueFundPopulation
+from deleverage.populations.vol_etps import VolEtpPopulation
 
 REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "stop_loss": (StopLossPopulation, "stop_loss"),
@@ -28,6 +29,7 @@ REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "trend_followers": (TrendPopulation, "stop_loss"),
     "etf_flows": (EtfFlowPopulation, "etf_flows"),
     "perp_book": (build_perp_population, "perp_liquidations"),
+    "vol_etps": (VolEtpPopulation, "vol_etp_rebalancing"),
 }
 
 __all__ = [

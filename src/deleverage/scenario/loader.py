@@ -509,6 +509,9 @@ def _semantic_problems(scenario: Scenario, source: str, base: Path) -> list[Prob
             by_id = {asset.id: asset for asset in scenario.assets}
             for key, message in population.check_assets(by_id):
                 bad(f"populations.{population.name}.{key}", message)
+        if hasattr(population, "check_scenario"):
+            for key, message in population.check_scenario(scenario):
+                bad(f"populations.{population.name}.{key}", message)
         if population.type == "perp_book":
             for key, message in _perp_book_problems(population, scenario, base):
                 bad(f"populations.{population.name}.{key}", message)

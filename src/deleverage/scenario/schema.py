@@ -42,6 +42,7 @@ CHANNELS = (
     "pecking_order",
     "etf_flows",
     "fx_feedback",
+    "vol_etp_rebalancing",
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*$")
@@ -1324,6 +1325,8 @@ class PerpBook(Model):
         return usd_accounts_only(assets, self.asset) + collateral_problems(self, assets)
 
 
+from deleverage.scenario.vol_etps import VolEtps  # noqa: E402 (uses the types above)
+
 Population = Annotated[
     StopLossBook
     | ValueFunds
@@ -1335,7 +1338,8 @@ Population = Annotated[
     | CarryFunds
     | PrimeBrokerFunds
     | PerpBook
-    | PerpBasket,  # written out as perp books by the loader (scenario.perp_venue)
+    | PerpBasket  # written out as perp books by the loader (scenario.perp_venue)
+    | VolEtps,
     Field(discriminator="type"),
 ]
 
@@ -1577,6 +1581,7 @@ class Channels(Model):
     pecking_order: bool = True
     etf_flows: bool = True
     fx_feedback: bool = True
+    vol_etp_rebalancing: bool = True
 
 
 class Shares(Model):
