@@ -1,9 +1,11 @@
+from datetime import date, timedelta
+
 import numpy as np
 import pandas as pd
 from tests.conftest import NASDAQ, base_raw, build
 
 from deleverage import simulate
-from deleverage.market.calendar import session_mask
+from deleverage.market.calendar import session_mask, settlement_mask
 from deleverage.scenario.schema import Session
 
 
@@ -140,3 +142,38 @@ def test_a_venue_whose_clocks_skip_midnight_keeps_its_dates():
     assert not mask[(local.day == 30) & (local.hour >= 20)].any()
     assert not mask[(local.day == 31) & (local.hour < 6)].any()
     assert mask[(local.day == 30) & (local.hour < 6)].all()  # Sunday's session runs on
+
+
+def _settlements(session: Session, at: str, start: str, days: int) -> list[str]:
+    starts = pd.date_range(start, periods=288 * days, freq="5min", tz="UTC")
+    hh, mm = (int(x) for x in at.split(":"))
+    mask = settlement_mask(session, [hh * 60 + mm], starts, timedelta(minutes=5))
+    return [t.strftime("%a %d %H:%M") for t in starts[mask]]
+
+
+def test_an_overnight_session_settles_on_friday_and_not_on_sunday():
+    """COMEX: Globex opens Sun-Thu 18:00 ET and trades to 17:00 the next day, so the
+    13:30 ET settlement falls Mon-Fri. It used to be checked against the opening days
+    (Sun-Thu): Friday's settlement was missed and a closed Sunday had one."""
+    comex = Session(
+        timezone="America/New_York",
+        days=["sun", "mon", "tue", "wed", "thu"],
+        open="18:00",
+        close="17:00",
+    )
+    assert _settlements(comex, "13:30", "2026-01-29", 5) == [
+        "Thu 29 18:30",
+        "Fri 30 18:30",
+        "Mon 02 18:30",
+    ]
+
+
+def test_a_settlement_at_the_close_counts_and_a_holiday_has_none():
+    nasdaq = Session(
+        timezone="America/New_York",
+        days=["mon", "tue", "wed", "thu", "fri"],
+        open="09:30",
+        close="16:00",
+        holidays=[date(2026, 1, 19)],
+    )
+    assert _settlements(nasdaq, "16:00", "2026-01-16", 5) == ["Fri 16 21:00", "Tue 20 21:00"]

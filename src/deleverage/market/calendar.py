@@ -72,16 +72,20 @@ def outage_mask(outages: list[Outage], step_starts: pd.DatetimeIndex) -> np.ndar
 def settlement_mask(
     session: Session, times_local: list[int], step_starts: pd.DatetimeIndex, step: timedelta
 ) -> np.ndarray:
-    """True for the step whose interval [start, start + step) contains a settlement time."""
+    """True for the step whose interval [start, start + step) contains a settlement time
+    of a day the venue trades: its session is open in the minute before that time. So a
+    settlement at the close counts, an overnight session's Friday settlement counts (its
+    session opened on Thursday) and its Sunday one does not, and a holiday has none."""
     mask = np.zeros(len(step_starts), dtype=bool)
     if not times_local:
         return mask
     local = step_starts.tz_convert(session.timezone)
     minute = (local.hour * 60 + local.minute + local.second / 60).to_numpy()
-    trading_day = np.isin(local.day_of_week.to_numpy(), [WEEKDAYS.index(d) for d in session.days])
     width = step.total_seconds() / 60
     for at in times_local:
-        mask |= trading_day & (minute <= at) & (at < minute + width)
+        inside = (minute <= at) & (at < minute + width)
+        before = step_starts + pd.to_timedelta(at - minute - 1.0, unit="min")
+        mask |= inside & session_mask(session, before)
     return mask
 
 
