@@ -435,15 +435,18 @@ class PerpPopulation:
         # the per-tier prices, since MM is the largest tier line (venues.tiers); one
         # (accounts × tiers) array per chunk of accounts
         liquidation, tier = np.empty(len(side)), np.empty(len(side), dtype=np.int64)
-        for lo in range(0, len(side), 1 << 16):
-            part = slice(lo, lo + (1 << 16))
-            sign, units, rows = sgn[part, None], size[part, None], idx[part]
-            wallet, entry = self.collateral[rows, None], self.entry[rows, None]
-            lines = (wallet + table.amount_usd - sign * units * entry) / (
-                units * (table.mmr - sign)
-            )
-            tier[part] = np.where(sgn[part] > 0, lines.argmax(axis=1), lines.argmin(axis=1))
-            liquidation[part] = np.take_along_axis(lines, tier[part, None], axis=1)[:, 0]
+        for sign in (1.0, -1.0):  # one side at a time: one arg-extremum, one MMR − side row
+            mine = np.flatnonzero(sgn == sign)
+            for lo in range(0, len(mine), 1 << 16):
+                part = mine[lo : lo + (1 << 16)]
+                units, rows = size[part, None], idx[part]
+                wallet, entry = self.collateral[rows, None], self.entry[rows, None]
+                lines = (wallet + table.amount_usd - sign * units * entry) / (
+                    units * (table.mmr - sign)
+                )
+                best = lines.argmax(axis=1) if sign > 0 else lines.argmin(axis=1)
+                tier[part] = best
+                liquidation[part] = np.take_along_axis(lines, best[:, None], axis=1)[:, 0]
         coef = 1.0 / (1.0 - sgn * table.mmr[tier])
         shifted = self.funding_index[self._side_index(side)] * coef
         key = -sgn * liquidation + shifted  # ascending = liquidated first
@@ -467,7 +470,7 @@ class PerpPopulation:
         the arrays; their wallets stay in `idle_usd`."""
         n, n_tiers = self.used, len(self.table.mmr)
         live = self.size[:n] > 0
-        self.idle_usd += float(np.sum((self.collateral + self.reserve)[:n][~live]))
+        self.idle_usd += float(np.sum(self.collateral[:n][~live] + self.reserve[:n][~live]))
         key, tier = np.empty(n), np.zeros(n, dtype=np.int64)
         room = np.empty(n) if n_tiers > 1 and self.drift != 0.0 else None
         kept = np.zeros(n, dtype=bool)  # untouched: keys known
@@ -496,8 +499,9 @@ class PerpPopulation:
         m = len(perm)
         for name in ("side", "size", "entry", "collateral", "reserve", "funding_ref", "stage"):
             old = getattr(self, name)
-            new = np.zeros(m + spare, dtype=old.dtype)
-            new[:m] = old[perm]
+            new = np.empty(m + spare, dtype=old.dtype)
+            np.take(old, perm, out=new[:m])
+            new[m:] = 0
             setattr(self, name, new)
         if self.last_chunk_s is not None:
             self.last_chunk_s = np.concatenate([self.last_chunk_s[perm], np.full(spare, -np.inf)])
@@ -803,19 +807,22 @@ class PerpPopulation:
         deposits fall); a loss beyond it, possible only on a fill past bankruptcy, is the
         fund's, as after a market liquidation."""
         idx, self._closing = self._closing, None
-        self.pending[idx] = False
         side, size = self.side[idx], self.size[idx]
-        self._settle_funding(idx)
-        equity = self.collateral[idx] + self.reserve[idx] + side * size * (price - self.entry[idx])
+        index = self.funding_index[self._side_index(side)]
+        wallet = self.collateral[idx] - size * (index - self.funding_ref[idx])  # funding settled
+        equity = wallet + self.reserve[idx] + side * size * (price - self.entry[idx])
         deficit = np.maximum(-equity, 0.0)
         self.fund_cash -= float(deficit.sum())
         self.deposits_usd -= float(np.maximum(equity, 0.0).sum())
         traded = -side * size
         self._units += float(traded.sum())
         self._cash -= float(traded.sum()) * price
-        self._close(idx)
-        self.reserve[idx] = 0.0
-        self.pristine[idx] = False
+        # gone with all their wallets (as `_close`, with the columns already read)
+        self.open_units -= (size[side == 1].sum(), size[side == -1].sum())
+        self.size[idx] = self.collateral[idx] = self.reserve[idx] = 0.0
+        self.funding_ref[idx] = index
+        self.stage[idx] = 0
+        self.pending[idx] = self.pristine[idx] = False
         self._log_by_side(
             log, "perp_close", side, traded, size * price, price,
             "positions their traders closed at market; equity withdrawn",
