@@ -320,8 +320,15 @@ def test_the_sorted_book_liquidates_exactly_the_accounts_a_full_scan_finds(
     assert pop.cash() == pytest.approx(sheet["cash_usd"], rel=1e-9)
 
 
-def test_untouched_accounts_keep_exact_liquidation_prices_as_funding_and_new_positions_arrive():
+@pytest.mark.parametrize("room_margin", [None, 1e-6])
+def test_untouched_accounts_keep_exact_liquidation_prices_as_funding_and_new_positions_arrive(
+    monkeypatch, room_margin
+):
+    from deleverage.populations import perps
     from deleverage.venues.tiers import liquidation_price
+
+    if room_margin is not None:  # the index of tier-crossing rooms runs out at every payment
+        monkeypatch.setattr(perps, "ROOM_MARGIN", room_margin)
 
     spec = {
         "type": "perp_book",

@@ -298,12 +298,13 @@ def simulate(
     snapshot_open_interest(populations, price0, log)
 
     chunk, noise_block = 2048, None
+    step_starts = calendar.step_starts.to_list()  # Timestamps, not one pandas lookup a step
     for k in range(n_steps):
         if k % chunk == 0:
             noise_block = _noise(noise_rng, chol, min(chunk, n_steps - k), df)
         inputs = StepInputs(
             k=k,
-            time=calendar.step_starts[k],
+            time=step_starts[k],
             noise=noise_block[k % chunk],
             jumps=timeline.jumps[k],
             driver=timeline.driver[k],

@@ -106,6 +106,8 @@ ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
+# funding shift (× the price) the index of tier-crossing rooms covers beyond the present one
+ROOM_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -434,15 +436,18 @@ class PerpPopulation:
         # the per-tier prices, since MM is the largest tier line (venues.tiers); one
         # (accounts × tiers) array per chunk of accounts
         liquidation, tier = np.empty(len(side)), np.empty(len(side), dtype=np.int64)
-        for lo in range(0, len(side), 1 << 16):
-            part = slice(lo, lo + (1 << 16))
-            sign, units, rows = sgn[part, None], size[part, None], idx[part]
-            wallet, entry = self.collateral[rows, None], self.entry[rows, None]
-            lines = (wallet + table.amount_usd - sign * units * entry) / (
-                units * (table.mmr - sign)
-            )
-            tier[part] = np.where(sgn[part] > 0, lines.argmax(axis=1), lines.argmin(axis=1))
-            liquidation[part] = np.take_along_axis(lines, tier[part, None], axis=1)[:, 0]
+        for sign in (1.0, -1.0):  # one side at a time: one arg-extremum, one MMR − side row
+            mine = np.flatnonzero(sgn == sign)
+            for lo in range(0, len(mine), 1 << 16):
+                part = mine[lo : lo + (1 << 16)]
+                units, rows = size[part, None], idx[part]
+                wallet, entry = self.collateral[rows, None], self.entry[rows, None]
+                lines = (wallet + table.amount_usd - sign * units * entry) / (
+                    units * (table.mmr - sign)
+                )
+                best = lines.argmax(axis=1) if sign > 0 else lines.argmin(axis=1)
+                tier[part] = best
+                liquidation[part] = np.take_along_axis(lines, best[:, None], axis=1)[:, 0]
         coef = 1.0 / (1.0 - sgn * table.mmr[tier])
         shifted = self.funding_index[self._side_index(side)] * coef
         key = -sgn * liquidation + shifted  # ascending = liquidated first
@@ -466,7 +471,7 @@ class PerpPopulation:
         the arrays; their wallets stay in `idle_usd`."""
         n, n_tiers = self.used, len(self.table.mmr)
         live = self.size[:n] > 0
-        self.idle_usd += float(np.sum((self.collateral + self.reserve)[:n][~live]))
+        self.idle_usd += float(np.sum(self.collateral[:n][~live] + self.reserve[:n][~live]))
         key, tier = np.empty(n), np.zeros(n, dtype=np.int64)
         room = np.empty(n) if n_tiers > 1 and self.drift != 0.0 else None
         kept = np.zeros(n, dtype=bool)  # untouched: keys known
@@ -476,7 +481,7 @@ class PerpPopulation:
             key[:end], tier[:end] = self._sortkey, self._sorted_group % n_tiers
             key[end:], tier[end:] = self._tail_key[: n - end], self._tail_tier[: n - end]
             if room is not None:
-                room[self._room_order] = self._room_sorted
+                room[:end] = self._book_room
                 room[end:] = self._tail_room[: n - end]
         fresh = np.flatnonzero(live & ~kept)
         self._settle_funding(fresh)
@@ -491,20 +496,13 @@ class PerpPopulation:
         rest = np.flatnonzero(live & ~in_book)
         rest = rest[_order_by_group(group[rest], key[rest])]
         perm = _merge_by_group(book, rest, group, key, 2 * n_tiers)
-        if room is not None:  # the same merge for the rooms' order
-            new_position = np.empty(n, dtype=np.int64)
-            new_position[perm] = np.arange(len(perm))
-            old_order = self._room_order[kept[self._room_order]] if len(book) else book
-            rest_order = new_position[rest[_order_by_group(group[rest], room[rest])]]
-            room_perm = _merge_by_group(
-                new_position[old_order], rest_order, group[perm], room[perm], 2 * n_tiers
-            )
 
         m = len(perm)
         for name in ("side", "size", "entry", "collateral", "reserve", "funding_ref", "stage"):
             old = getattr(self, name)
-            new = np.zeros(m + spare, dtype=old.dtype)
-            new[:m] = old[perm]
+            new = np.empty(m + spare, dtype=old.dtype)
+            np.take(old, perm, out=new[:m])
+            new[m:] = 0
             setattr(self, name, new)
         if self.last_chunk_s is not None:
             self.last_chunk_s = np.concatenate([self.last_chunk_s[perm], np.full(spare, -np.inf)])
@@ -525,6 +523,7 @@ class PerpPopulation:
         self.g_end = np.searchsorted(self._sorted_group, ids, side="right")
         keep = self.g_end > self.g_start
         ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
+        self.g_ids = ids
         self.g_next = self.g_start.copy()
         self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
         self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
@@ -532,10 +531,31 @@ class PerpPopulation:
         self.g_head = self._sortkey[self.g_start]
 
         # tier-crossing rooms sorted per segment (see module docstring)
-        self._room_sorted = self._room_order = None
+        self._book_room = self._room_sorted = self._room_order = None
         if room is not None:
-            self._room_order, self._room_sorted = room_perm, room[perm][room_perm]
-            self.g_room_next = self.g_start.copy()
+            self._book_room = room[perm]
+            self._index_rooms()
+
+    def _funding_shift(self) -> np.ndarray:
+        """How far funding has moved the liquidation prices of each segment, towards its
+        tier bounds (≥ 0, growing with every settlement): the rooms' frame."""
+        return self.drift * self.g_sign * self.funding_index[self.g_side_index] * self.g_coef
+
+    def _index_rooms(self) -> None:
+        """Sort by (segment, room) the book accounts funding could push across a tier bound
+        before the shift grows by `ROOM_MARGIN` of the price (a few % of the book: rooms are
+        mostly far larger), and remember that limit; `_release_tier_crossings` indexes again
+        if funding ever passes it, so every account whose room it uses up is found, in the
+        order a sort of all the rooms would give."""
+        shift = self._funding_shift()
+        self._room_limit = float(shift.max(initial=0.0)) + ROOM_MARGIN * self._last_mark
+        near = np.flatnonzero(self._book_room < self._room_limit)
+        order = near[_order_by_group(self._sorted_group[near], self._book_room[near])]
+        self._room_order, self._room_sorted = order, self._book_room[order]
+        group = self._sorted_group[order]
+        self.g_room_start = np.searchsorted(group, self.g_ids, side="left")
+        self.g_room_end = np.searchsorted(group, self.g_ids, side="right")
+        self.g_room_next = self.g_room_start.copy()
 
     # ------------------------------------------------------------------ population interface
 
@@ -715,9 +735,11 @@ class PerpPopulation:
     def _release_tier_crossings(self) -> None:
         """Move to the watch list the book accounts whose liquidation price funding has pushed
         across a tier boundary (their segment's shift no longer describes them)."""
-        shift = self.drift * self.g_sign * self.funding_index[self.g_side_index] * self.g_coef
+        shift = self._funding_shift()
+        if shift.max(initial=0.0) > self._room_limit:  # funding used up the margin: index again
+            self._index_rooms()
         for g in range(len(self.g_start)):
-            lo, hi, done = self.g_start[g], self.g_end[g], self.g_room_next[g]
+            lo, hi, done = self.g_room_start[g], self.g_room_end[g], self.g_room_next[g]
             cut = lo + int(np.searchsorted(self._room_sorted[lo:hi], shift[g], side="left"))
             if cut > done:
                 moved = self._room_order[done:cut]
@@ -787,19 +809,22 @@ class PerpPopulation:
         deposits fall); a loss beyond it, possible only on a fill past bankruptcy, is the
         fund's, as after a market liquidation."""
         idx, self._closing = self._closing, None
-        self.pending[idx] = False
         side, size = self.side[idx], self.size[idx]
-        self._settle_funding(idx)
-        equity = self.collateral[idx] + self.reserve[idx] + side * size * (price - self.entry[idx])
+        index = self.funding_index[self._side_index(side)]
+        wallet = self.collateral[idx] - size * (index - self.funding_ref[idx])  # funding settled
+        equity = wallet + self.reserve[idx] + side * size * (price - self.entry[idx])
         deficit = np.maximum(-equity, 0.0)
         self.fund_cash -= float(deficit.sum())
         self.deposits_usd -= float(np.maximum(equity, 0.0).sum())
         traded = -side * size
         self._units += float(traded.sum())
         self._cash -= float(traded.sum()) * price
-        self._close(idx)
-        self.reserve[idx] = 0.0
-        self.pristine[idx] = False
+        # gone with all their wallets (as `_close`, with the columns already read)
+        self.open_units -= (size[side == 1].sum(), size[side == -1].sum())
+        self.size[idx] = self.collateral[idx] = self.reserve[idx] = 0.0
+        self.funding_ref[idx] = index
+        self.stage[idx] = 0
+        self.pending[idx] = self.pristine[idx] = False
         self._log_by_side(
             log, "perp_close", side, traded, size * price, price,
             "positions their traders closed at market; equity withdrawn",
