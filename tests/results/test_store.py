@@ -1,4 +1,6 @@
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -71,16 +73,36 @@ def test_interrupting_a_run_leaves_no_partial_run(tmp_path, how):
     db = tmp_path / "r.duckdb"
     with Store(db) as store:  # one complete run already stored
         store.write(simulate(build(base_raw()), seed=0))
+    # stderr on a terminal, so the progress bar shows once the run is under way: interrupt
+    # then, however loaded the machine (an interrupt while Python still imports is not the
+    # command's to handle)
+    terminal, stderr_end = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "deleverage", "run", str(path), "--db", str(db)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=stderr_end,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"},
     )
-    time.sleep(4.0)
-    assert process.poll() is None, process.communicate()
+    os.close(stderr_end)
+    seen = b""
+    deadline = time.monotonic() + 120.0
+    while b"steps" not in seen and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if select.select([terminal], [], [], 0.5)[0]:
+            seen += os.read(terminal, 4096)
+    assert b"steps" in seen, seen
     process.send_signal(how)
-    _, stderr = process.communicate(timeout=60)
+    process.communicate(timeout=60)
+    while select.select([terminal], [], [], 0.1)[0]:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the command has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(terminal)
+    stderr = seen
     assert process.returncode != 0
     if how == signal.SIGINT:
         assert b"nothing was stored" in stderr
