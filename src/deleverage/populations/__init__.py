@@ -11,6 +11,7 @@ from deleverage.populations.end_investors import EndInvestors
 from deleverage.populations.etf_flows import EtfFlowPopulation
 from deleverage.populations.futures_margin import FuturesPopulation
 from deleverage.populations.margin_loans import MarginLoanPopulation
+from deleverage.populations.perp_cross import CrossMarginPopulation
 from deleverage.populations.perp_venue import build_perp_population
 from deleverage.populations.prime_broker import PrimeBrokerPopulation
 from deleverage.populations.stop_loss import StopLossPopulation
@@ -30,6 +31,7 @@ REGISTRY: dict[str, tuple[Callable[..., Population], str]] = {
     "etf_flows": (EtfFlowPopulation, "etf_flows"),
     "perp_book": (build_perp_population, "perp_liquidations"),
     "vol_etps": (VolEtpPopulation, "vol_etp_rebalancing"),
+    "perp_cross_margin": (CrossMarginPopulation, "perp_liquidations"),
 }
 
 __all__ = [

@@ -13,6 +13,7 @@ from deleverage.scenario.schema import EVENT_METRICS, Scenario
 # event kinds per (metric family, population type)
 _KINDS = {
     ("liquidations", "perp_book"): ("perp_liquidation",),
+    ("liquidations", "perp_cross_margin"): ("perp_liquidation",),  # one row per coin
     ("margin_book", "futures_book"): ("liquidation",),
     ("margin_book", "pb_funds"): ("forced_sale",),  # sales on a margin call or a default
     ("margin_book", "margin_loans"): ("liquidation",),  # the broker's sales

@@ -1325,6 +1325,7 @@ class PerpBook(Model):
         return usd_accounts_only(assets, self.asset) + collateral_problems(self, assets)
 
 
+from deleverage.scenario.perp_cross import PerpCrossMargin  # noqa: E402 (as VolEtps)
 from deleverage.scenario.vol_etps import VolEtps  # noqa: E402 (uses the types above)
 
 Population = Annotated[
@@ -1339,7 +1340,8 @@ Population = Annotated[
     | PrimeBrokerFunds
     | PerpBook
     | PerpBasket  # written out as perp books by the loader (scenario.perp_venue)
-    | VolEtps,
+    | VolEtps
+    | PerpCrossMargin,
     Field(discriminator="type"),
 ]
 
