@@ -112,6 +112,30 @@ def test_history_returns_are_counted_in_open_steps_of_the_venue():
     assert len(log_price) == len(closes) and set(open_steps) == {78}  # 6.5 h of 5-min steps
 
 
+def test_history_returns_skip_the_lunch_break_of_the_venue():
+    """Tokyo: 09:00-11:30 and 12:30-15:30 JST, so a day is 5.5 h of trading, not 6.5 h."""
+    tse = {
+        "id": "tse",
+        "kind": "equity",
+        "session": {
+            "timezone": "Asia/Tokyo",
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+            "open": "09:00",
+            "close": "15:30",
+            "breaks": [["11:30", "12:30"]],
+        },
+    }
+    raw = _raw(None, [], venues=[{"id": "spot", "kind": "crypto"}, tse])
+    raw["assets"][0].update(venue="tse")
+    raw["assets"][0].pop("price")
+    closes = pd.date_range("2025-12-29 07:00", "2026-01-02 07:00", freq="B", tz="UTC")
+    raw["assets"][0]["history"] = {
+        "points": [[t.isoformat(), 100.0 + i] for i, t in enumerate(closes)]
+    }
+    log_price, open_steps = history_on_clock(_context(build(raw)), 0)
+    assert len(log_price) == len(closes) and set(open_steps) == {66}  # 5.5 h of 5-min steps
+
+
 def test_trend_followers_start_long_after_a_rally_at_their_rule_position():
     history = _daily_history(days=60, vol=0.02, drift=0.01)
     cta = {

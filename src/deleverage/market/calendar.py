@@ -61,6 +61,11 @@ def break_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
     return mask
 
 
+def trading_mask(session: Session, step_starts: pd.DatetimeIndex) -> np.ndarray:
+    """True where the venue trades at each UTC step start: in its session, not in a break."""
+    return session_mask(session, step_starts) & ~break_mask(session, step_starts)
+
+
 def outage_mask(outages: list[Outage], step_starts: pd.DatetimeIndex) -> np.ndarray:
     mask = np.zeros(len(step_starts), dtype=bool)
     for outage in outages:
@@ -102,7 +107,7 @@ def build_calendar(scenario: Scenario) -> Calendar:
             Outage(start=s.start, duration=s.duration) for s in shocks if s.venue == venue.id
         ]
         down[v] = outage_mask(outages, starts)
-        trading = session_mask(venue.session, starts) & ~break_mask(venue.session, starts)
+        trading = trading_mask(venue.session, starts)
         is_open[v] = trading & ~down[v]
         settle[v] = settlement_mask(venue.session, venue.settlement, starts, clock.step)
     return Calendar(starts, is_open, settle, down)

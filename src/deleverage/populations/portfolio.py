@@ -31,7 +31,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from deleverage.market.calendar import session_mask
+from deleverage.market.calendar import trading_mask
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
 from deleverage.results.events import EventLog
 
@@ -47,7 +47,7 @@ def history_on_clock(ctx: BuildContext, asset: int) -> tuple[np.ndarray, np.ndar
     times = seen.index
     grid = pd.date_range(times[0], times[-1], freq=pd.Timedelta(ctx.scenario.clock.step))
     venue = ctx.scenario.venues[ctx.scenario.venue_index()[asset_spec.venue]]
-    opened = np.concatenate([[0], np.cumsum(session_mask(venue.session, grid))])
+    opened = np.concatenate([[0], np.cumsum(trading_mask(venue.session, grid))])
     opened_at = opened[grid.searchsorted(times, side="left")]
     keep = np.r_[np.diff(opened_at) > 0, True]
     return np.log(seen.to_numpy(dtype=float)[keep]), np.diff(opened_at[keep])
