@@ -14,6 +14,18 @@ from deleverage.scenario.loader import validate
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+# a 2,000-account BTC perp book with $2bn of open interest, 70% long at 10-20x
+PERPS = {
+    "type": "perp_book",
+    "name": "perps",
+    "asset": "BTC",
+    "margin_rules": "binance-like",
+    "accounts": 2_000,
+    "open_interest_usd": 2e9,
+    "long_share": 0.7,
+    "leverage": {"dist": "uniform", "low": 10, "high": 20},
+}
+
 NASDAQ = {
     "id": "nasdaq",
     "kind": "equity",

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import NASDAQ, base_raw, build
+from tests.conftest import NASDAQ, PERPS, base_raw, build
 
 from deleverage import simulate
 from deleverage.errors import ScenarioError
@@ -101,18 +101,6 @@ def test_the_cross_move_is_odd_in_the_flow_linear_in_c_and_symmetric(share, c, s
     # the same share of ADV the other way moves BTC as many of its σ as ETH moved of its own
     eth_to_btc = one("ETH", "BTC", c, side)
     assert eth_to_btc[0] / VOL["BTC"] == pytest.approx(btc_to_eth[1] / VOL["ETH"], rel=1e-9)
-
-
-PERPS = {
-    "type": "perp_book",
-    "name": "perps",
-    "asset": "BTC",
-    "margin_rules": "binance-like",
-    "accounts": 2_000,
-    "open_interest_usd": 2e9,
-    "long_share": 0.7,
-    "leverage": {"dist": "uniform", "low": 10, "high": 20},
-}
 
 
 def test_a_liquidation_cascade_in_one_market_now_moves_the_correlated_market():

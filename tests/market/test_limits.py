@@ -6,7 +6,7 @@ which nothing trades, and a level past its last halt time does not halt."""
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import NASDAQ, base_raw, build
+from tests.conftest import NASDAQ, PERPS, base_raw, build
 
 from deleverage import simulate
 from deleverage.errors import ScenarioError
@@ -47,18 +47,6 @@ def test_noise_never_prints_beyond_the_band():
     assert at_limit.any()  # 3% daily vol reaches 2%
     free = simulate(build(base_raw()), seed=3).prices().BTC
     assert ((free < 98_000) | (free > 102_000)).any()  # the same draws do go beyond
-
-
-PERPS = {
-    "type": "perp_book",
-    "name": "perps",
-    "asset": "BTC",
-    "margin_rules": "binance-like",
-    "accounts": 2_000,
-    "open_interest_usd": 2e9,
-    "long_share": 0.7,
-    "leverage": {"dist": "uniform", "low": 10, "high": 20},
-}
 
 
 def test_a_cascade_stops_at_the_limit_down_and_its_liquidations_wait():
