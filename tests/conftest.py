@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,13 @@ import yaml
 from deleverage.scenario.loader import validate
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def default_sigint() -> None:
+    """For `subprocess.Popen(preexec_fn=...)`: the child takes Ctrl-C as a terminal user's
+    command would, even when the tests run in the background of a non-interactive shell
+    (which starts them with SIGINT ignored, an ignore that children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # a 2,000-account BTC perp book with $2bn of open interest, 70% long at 10-20x

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from tests.conftest import base_raw
+from tests.conftest import base_raw, default_sigint
 from tests.engine.test_montecarlo import CRASH, STOPS, VOL_PRIOR, targets
 from typer.testing import CliRunner
 
@@ -135,6 +135,7 @@ def test_interrupting_a_monte_carlo_run_stores_nothing(tmp_path):
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     # interrupt once the run is under way (its worker pool exists), however loaded the
     # machine: an interrupt while Python still imports is not the command's to handle

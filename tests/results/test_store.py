@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 import yaml
-from tests.conftest import base_raw, build
+from tests.conftest import base_raw, build, default_sigint
 
 from deleverage import simulate
 from deleverage.results.store import Store
@@ -82,6 +82,7 @@ def test_interrupting_a_run_leaves_no_partial_run(tmp_path, how):
         stdout=subprocess.PIPE,
         stderr=stderr_end,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"},
+        preexec_fn=default_sigint,
     )
     os.close(stderr_end)
     seen = b""
