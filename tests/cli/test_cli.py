@@ -1,6 +1,8 @@
 import json
 
 import duckdb
+import yaml
+from tests.conftest import PERPS, base_raw
 from typer.testing import CliRunner
 
 from deleverage.cli.main import app
@@ -50,12 +52,23 @@ def test_json_output_carries_every_summary_metric_and_honours_overrides(tmp_path
     assert "stop_triggered_rows" not in events
 
 
+def _small_scenario(tmp_path) -> str:
+    """A two-day BTC market with a perp book and a crash: a run with events in seconds (the
+    commands below read a run; `feb-2026` itself runs in the test above)."""
+    shock = {"type": "news", "time": "2026-01-05T12:00:00Z", "returns": {"BTC": -0.15}}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(base_raw(name="small", populations=[PERPS], shocks=[shock])))
+    return str(path)
+
+
 def test_scenarios_runs_and_export(tmp_path):
     db = tmp_path / "r.duckdb"
-    assert "feb-2026" in runner.invoke(app, ["scenarios"]).stdout
-    runner.invoke(app, ["run", "feb-2026", "--db", str(db)])
+    listed = runner.invoke(app, ["scenarios"]).stdout
+    assert all(name in listed for name in ("feb-2026", "feb-2018", "mar-2020"))
+    ran = runner.invoke(app, ["run", _small_scenario(tmp_path), "--db", str(db)])
+    assert ran.exit_code == 0, ran.output
     listed = runner.invoke(app, ["runs", "--db", str(db)])
-    assert listed.exit_code == 0 and "feb-2026" in listed.stdout
+    assert listed.exit_code == 0 and "small" in listed.stdout
     out = tmp_path / "events.parquet"
     exported = runner.invoke(app, ["export", "events", str(out), "--db", str(db)])
     assert exported.exit_code == 0 and out.stat().st_size > 0
@@ -73,7 +86,8 @@ def test_every_command_explains_itself():
 
 def test_report_writes_an_offline_html_page(tmp_path):
     page = tmp_path / "report.html"
-    result = runner.invoke(app, ["run", "feb-2026", "--no-store", "--report", str(page)])
+    scenario = _small_scenario(tmp_path)
+    result = runner.invoke(app, ["run", scenario, "--no-store", "--report", str(page)])
     assert result.exit_code == 0, result.output
     text = page.read_text()
     assert "<svg" in text and "id='chart-prices'" in text  # charts inline, as SVG
