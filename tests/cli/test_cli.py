@@ -93,3 +93,13 @@ def test_report_writes_an_offline_html_page(tmp_path):
     assert "<svg" in text and "id='chart-prices'" in text  # charts inline, as SVG
     for needle in ("<script", "<link", 'src="http', "src='http", 'href="http', "href='http"):
         assert needle not in text
+
+
+def test_a_target_the_model_does_not_compute_reads_not_modelled_not_nan():
+    """feb-2018 records the VIX close, XIV's value and VIX-futures volume as observed only."""
+    result = runner.invoke(app, ["run", "feb-2018", "--no-store"])
+    assert result.exit_code == 0, result.output
+    table = result.stdout[result.stdout.index("targets: observed vs modelled") :]
+    rows = [line for line in table.splitlines() if "vix_futures_volume" in line]
+    assert rows and "not modelled" in rows[0]
+    assert "nan" not in table.split("diagnostics:")[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -505,9 +506,8 @@ def _print_summary(result, db: Path | None) -> None:
             versus.add_column(name, justify="right" if name in ("observed", "modelled") else "left")
         for row in targets.itertuples(index=False):
             window = window_text(row.window_start, row.window_end)
-            versus.add_row(
-                row.target, window, f"{row.observed:,.4g}", f"{row.modelled:,.4g}", row.unit
-            )
+            modelled = "not modelled" if math.isnan(row.modelled) else f"{row.modelled:,.4g}"
+            versus.add_row(row.target, window, f"{row.observed:,.4g}", modelled, row.unit)
         out.print(versus)
     diagnostics = ", ".join(f"{k}={v:g}" for k, v in result.diagnostics.items())
     out.print(f"diagnostics: {diagnostics}", highlight=False)
