@@ -46,6 +46,20 @@ NASDAQ = {
 }
 
 
+# Tokyo Stock Exchange: 09:00-11:30 and 12:30-15:30 JST (close 15:30 since 5 Nov 2024)
+TOKYO = {
+    "id": "tse",
+    "kind": "equity",
+    "session": {
+        "timezone": "Asia/Tokyo",
+        "days": ["mon", "tue", "wed", "thu", "fri"],
+        "open": "09:00",
+        "close": "15:30",
+        "breaks": [["11:30", "12:30"]],
+    },
+}
+
+
 def base_raw(**changes) -> dict:
     """A one-asset 24/7 market for two days, no shocks; `changes` replace top-level keys."""
     raw = {

@@ -8,6 +8,14 @@ from deleverage import simulate
 from deleverage.market.calendar import session_mask, settlement_mask
 from deleverage.scenario.schema import Session
 
+# CME Globex: opens Sun-Thu 18:00 New York time, trades to 17:00 the next day
+GLOBEX = Session(
+    timezone="America/New_York",
+    days=["sun", "mon", "tue", "wed", "thu"],
+    open="18:00",
+    close="17:00",
+)
+
 
 def equity_market(**changes) -> dict:
     raw = base_raw(
@@ -89,12 +97,6 @@ def test_a_news_jump_on_a_closed_venue_opens_as_a_gap():
 
 
 def test_overnight_session_spans_midnight_and_skips_its_closed_hour():
-    globex = Session(
-        timezone="America/New_York",
-        days=["sun", "mon", "tue", "wed", "thu"],
-        open="18:00",
-        close="17:00",
-    )
     times = pd.DatetimeIndex(
         [
             "2026-01-04 22:30",
@@ -108,7 +110,7 @@ def test_overnight_session_spans_midnight_and_skips_its_closed_hour():
     )
     # Sun 17:30 ET closed; Mon 07:00 open; Mon 17:30 ET closed (daily break);
     # Fri 16:30 open; Fri 18:30 closed (no Friday session); Saturday closed.
-    assert session_mask(globex, times).tolist() == [False, True, False, True, False, False]
+    assert session_mask(GLOBEX, times).tolist() == [False, True, False, True, False, False]
 
 
 def test_holidays_close_the_venue_all_day():
@@ -155,13 +157,7 @@ def test_an_overnight_session_settles_on_friday_and_not_on_sunday():
     """COMEX: Globex opens Sun-Thu 18:00 ET and trades to 17:00 the next day, so the
     13:30 ET settlement falls Mon-Fri. It used to be checked against the opening days
     (Sun-Thu): Friday's settlement was missed and a closed Sunday had one."""
-    comex = Session(
-        timezone="America/New_York",
-        days=["sun", "mon", "tue", "wed", "thu"],
-        open="18:00",
-        close="17:00",
-    )
-    assert _settlements(comex, "13:30", "2026-01-29", 5) == [
+    assert _settlements(GLOBEX, "13:30", "2026-01-29", 5) == [
         "Thu 29 18:30",
         "Fri 30 18:30",
         "Mon 02 18:30",

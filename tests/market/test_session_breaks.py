@@ -7,25 +7,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import base_raw, build
+from tests.conftest import TOKYO, base_raw, build
 
 from deleverage import simulate
 from deleverage.errors import ScenarioError
 from deleverage.market.calendar import break_mask, build_calendar, session_mask
 from deleverage.scenario.schema import Session
 
-# Tokyo Stock Exchange: 09:00-11:30 and 12:30-15:30 JST (close 15:30 since 5 Nov 2024)
-TOKYO = {
-    "id": "tse",
-    "kind": "equity",
-    "session": {
-        "timezone": "Asia/Tokyo",
-        "days": ["mon", "tue", "wed", "thu", "fri"],
-        "open": "09:00",
-        "close": "15:30",
-        "breaks": [["11:30", "12:30"]],
-    },
-}
 BREAK = (pd.Timestamp("2026-01-05T02:30Z"), pd.Timestamp("2026-01-05T03:30Z"))  # Monday, UTC
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import NASDAQ, base_raw, build, run_and_check_conservation
+from tests.conftest import NASDAQ, TOKYO, base_raw, build, run_and_check_conservation
 
 from deleverage.populations.base import BuildContext
 from deleverage.populations.etf_flows import EtfFlowPopulation
@@ -114,18 +114,7 @@ def test_history_returns_are_counted_in_open_steps_of_the_venue():
 
 def test_history_returns_skip_the_lunch_break_of_the_venue():
     """Tokyo: 09:00-11:30 and 12:30-15:30 JST, so a day is 5.5 h of trading, not 6.5 h."""
-    tse = {
-        "id": "tse",
-        "kind": "equity",
-        "session": {
-            "timezone": "Asia/Tokyo",
-            "days": ["mon", "tue", "wed", "thu", "fri"],
-            "open": "09:00",
-            "close": "15:30",
-            "breaks": [["11:30", "12:30"]],
-        },
-    }
-    raw = _raw(None, [], venues=[{"id": "spot", "kind": "crypto"}, tse])
+    raw = _raw(None, [], venues=[{"id": "spot", "kind": "crypto"}, TOKYO])
     raw["assets"][0].update(venue="tse")
     raw["assets"][0].pop("price")
     closes = pd.date_range("2025-12-29 07:00", "2026-01-02 07:00", freq="B", tz="UTC")
