@@ -103,15 +103,18 @@ def test_a_book_on_an_out_venue_does_nothing_and_is_marked_at_the_price_of_its_r
     assert set(rows.venue) == {"exch"} and np.allclose(rows.price, back)
 
 
+# a 5,000-account BTC book trading on the venue "exch", not on its asset's
+BOOK_ON_EXCH = {
+    "type": "perp_book", "name": "perps", "asset": "BTC", "accounts": 5000,
+    "open_interest_usd": 1e9, "long_share": 0.6,
+    "leverage": {"dist": "lognormal", "median": 15, "sigma": 0.5},
+    "insurance_fund_usd": 1e8, "venue": "exch",
+}  # fmt: skip
+
+
 def _run(outage, seed=4):
-    spec = {
-        "type": "perp_book", "name": "perps", "asset": "BTC", "accounts": 5000,
-        "open_interest_usd": 1e9, "long_share": 0.6,
-        "leverage": {"dist": "lognormal", "median": 15, "sigma": 0.5},
-        "insurance_fund_usd": 1e8, "venue": "exch",
-    }  # fmt: skip
     shock = {"type": "news", "time": "2026-01-05T06:30:00Z", "returns": {"BTC": -0.1}}
-    raw = base_raw(populations=[spec], shocks=[shock])
+    raw = base_raw(populations=[BOOK_ON_EXCH], shocks=[shock])
     venue = dict(EXCH) if outage else {k: v for k, v in EXCH.items() if k != "outages"}
     raw["venues"].append(venue)
     return simulate(build(raw), seed=seed, check_invariants=True)
@@ -141,17 +144,11 @@ def test_a_crash_during_the_venue_outage_liquidates_at_its_end_while_the_asset_t
 def test_an_outage_a_price_move_starts_on_the_books_venue_stops_the_book():
     """A 3% fall at 06:00 triggers exch's outage (2% within 1h) from step 73 for 2 h; the
     −10% shock at 06:30 liquidates nothing until step 97, when the venue is back."""
-    spec = {
-        "type": "perp_book", "name": "perps", "asset": "BTC", "accounts": 5000,
-        "open_interest_usd": 1e9, "long_share": 0.6,
-        "leverage": {"dist": "lognormal", "median": 15, "sigma": 0.5},
-        "insurance_fund_usd": 1e8, "venue": "exch",
-    }  # fmt: skip
     shocks = [
         {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"BTC": -0.03}},
         {"type": "news", "time": "2026-01-05T06:30:00Z", "returns": {"BTC": -0.1}},
     ]
-    raw = base_raw(populations=[spec], shocks=shocks, market={"noise_scale": 0.0})
+    raw = base_raw(populations=[BOOK_ON_EXCH], shocks=shocks, market={"noise_scale": 0.0})
     rule = {"asset": "BTC", "move_pct": 2, "within": "1h", "duration": "2h"}
     raw["venues"].append({"id": "exch", "kind": "crypto", "margin_rules": "binance-like",
                           "triggered_outages": [rule]})  # fmt: skip
