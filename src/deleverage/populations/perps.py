@@ -946,6 +946,9 @@ class PerpPopulation:
             return _EMPTY
         self._watch = self._watch[self.size[self._watch] > 0]
         idx = self._watch[~self.pending[self._watch]]
+        if not len(idx):  # all under way: nothing to check until an order fills
+            self._watch_checked_price, self._watch_safe_distance = price, np.inf
+            return _EMPTY
         balance, maintenance = self.margin(idx, price)
         hit = balance <= maintenance if self.rules.inclusive_trigger else balance < maintenance
         self.stage[idx[~hit]] = 0  # compliant again: a later breach is a new liquidation
