@@ -1,0 +1,128 @@
+"""Compiled loops of the perp book's turnover (`populations.perps`), one pass per call.
+
+Each kernel does what a handful of NumPy fancy-indexing passes over the account columns did,
+in one loop over the accounts concerned, with the same floating-point operations in the
+same order (no fastmath, so no fused multiply-add: every number is bit-identical to the
+NumPy expressions they replace; `tests/populations/test_perp_kernels.py` checks each kernel
+against those expressions on random inputs). Sums stay in NumPy (its pairwise summation):
+the kernels return the arrays that are summed.
+
+Compiled once per machine (`cache=True` keeps the machine code beside this file, or in
+`NUMBA_CACHE_DIR`); see docs/performance.md for the first-call cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def book_keys(idx, side, size, collateral, entry, amount, mmr, upper, lower, funding_index, drift):
+    """Sort key, tier, funding coefficient and tier-crossing room of accounts `idx`
+    (see `PerpPopulation._book_keys`): per account, the tier lines
+    (wallet + amount − side·units·entry) / (units·(MMR − side)) and the highest (long) or
+    lowest (short) of them, the first on ties and a NaN line winning as in argmax/argmin."""
+    m, n_tiers = len(idx), len(mmr)
+    key, coef, room = np.empty(m), np.empty(m), np.empty(m)
+    tier = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        i = idx[j]
+        sgn, units, wallet, price = float(side[i]), size[i], collateral[i], entry[i]
+        best, value = 0, 0.0
+        for t in range(n_tiers):
+            line = (wallet + amount[t] - sgn * units * price) / (units * (mmr[t] - sgn))
+            if t == 0:
+                value = line
+            elif math.isnan(value):
+                break
+            elif math.isnan(line) or (line > value if sgn > 0 else line < value):
+                best, value = t, line
+        c = 1.0 / (1.0 - sgn * mmr[best])
+        shifted = (funding_index[1] if sgn < 0 else funding_index[0]) * c
+        tier[j], coef[j] = best, c
+        key[j] = -sgn * value + shifted  # ascending = liquidated first
+        bound = upper[best] if drift > 0 else lower[best]
+        if drift < 0 and best == 0:
+            bound = -np.inf
+        room[j] = drift * (bound / units - value + sgn * shifted)
+    return key, tier, coef, room
+
+
+@njit(cache=True)
+def pick_closes(draws, size, stage, pending, pristine):
+    """The distinct slots among the sorted `draws` that hold an open account not under
+    liquidation nor with an order outstanding; marks them pending and not pristine."""
+    out = np.empty(len(draws), dtype=np.int64)
+    k, last = 0, -1
+    for j in range(len(draws)):
+        i = draws[j]
+        if i == last:
+            continue
+        last = i
+        if size[i] > 0 and stage[i] == 0 and not pending[i]:
+            out[k] = i
+            k += 1
+            pending[i] = True
+            pristine[i] = False
+    return out[:k]
+
+
+@njit(cache=True)
+def settle_closes(
+    idx, side, size, collateral, reserve, entry, funding_ref, stage, pending, pristine,
+    funding_index, price,
+):  # fmt: skip
+    """Close accounts `idx` at `price`: returns their sides, sizes and equity (wallet with
+    funding settled + reserve + side·size·(price − entry)), and clears their columns (size,
+    collateral and reserve 0, funding settled, stage 0, neither pending nor pristine)."""
+    m = len(idx)
+    sides, sizes, equity = np.empty(m, dtype=side.dtype), np.empty(m), np.empty(m)
+    for j in range(m):
+        i = idx[j]
+        s, units = side[i], size[i]
+        index = funding_index[1] if s < 0 else funding_index[0]
+        wallet = collateral[i] - units * (index - funding_ref[i])
+        equity[j] = wallet + reserve[i] + s * units * (price - entry[i])
+        sides[j], sizes[j] = s, units
+        size[i] = collateral[i] = reserve[i] = 0.0
+        funding_ref[i] = index
+        stage[i] = 0
+        pending[i] = pristine[i] = False
+    return sides, sizes, equity
+
+
+@njit(cache=True)
+def merge_by_group(first, second, group, key):
+    """Merge two index arrays, each in (group, key) order, into one in that order; ties go
+    to `first`, and NaN keys sort last (NumPy's order)."""
+    out = np.empty(len(first) + len(second), dtype=np.int64)
+    a = b = o = 0
+    while a < len(first) and b < len(second):
+        i, j = first[a], second[b]
+        gi, gj = group[i], group[j]
+        if gj < gi:
+            take_second = True
+        elif gj > gi:
+            take_second = False
+        else:  # NumPy's NaN-aware "less than": key[j] < key[i]
+            ki, kj = key[i], key[j]
+            take_second = kj < ki or (math.isnan(ki) and not math.isnan(kj))
+        if take_second:
+            out[o] = j
+            b += 1
+        else:
+            out[o] = i
+            a += 1
+        o += 1
+    while a < len(first):
+        out[o] = first[a]
+        a += 1
+        o += 1
+    while b < len(second):
+        out[o] = second[b]
+        b += 1
+        o += 1
+    return out
