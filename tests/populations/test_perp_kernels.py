@@ -158,9 +158,9 @@ def _reference_merge(first, second, group, key, n_groups):
     nan=st.booleans(),
 )
 def test_order_and_merge_by_group_equal_numpy(seed, n, n_groups, distinct, nan):
-    """Sorting by (group, key) equals np.lexsort (ties in index order, NaN last), and the
-    compiled merge of two such orders equals the per-group NumPy merge; few distinct keys
-    make ties within and across the two inputs."""
+    """Sorting by (group, key) (a SIMD sort made stable by `stable_ties`) equals np.lexsort
+    (ties in index order, NaN last), and the compiled merge of two such orders equals the
+    per-group NumPy merge; few distinct keys make ties within and across the two inputs."""
     rng = np.random.default_rng(seed)
     group = rng.integers(0, n_groups, n).astype(np.int16)
     key = rng.integers(0, distinct, n) / 7.0
@@ -173,5 +173,9 @@ def test_order_and_merge_by_group_equal_numpy(seed, n, n_groups, distinct, nan):
     first = first[np.lexsort((key[first], group[first]))]
     second = np.flatnonzero(~into_first)
     second = second[_order_by_group(group[second], key[second])]
-    got = kernels.merge_by_group(first, second, group, key)
-    assert _same(got, _reference_merge(first, second, group, key, n_groups))
+    got, got_group, got_key = kernels.merge_by_group(
+        first, group[first], key[first], second, group[second], key[second]
+    )
+    want = _reference_merge(first, second, group, key, n_groups)
+    assert _same(got, want)
+    assert _same(got_group, group[want]) and _same(got_key, key[want])

@@ -95,34 +95,43 @@ def settle_closes(
 
 
 @njit(cache=True)
-def merge_by_group(first, second, group, key):
-    """Merge two index arrays, each in (group, key) order, into one in that order; ties go
-    to `first`, and NaN keys sort last (NumPy's order)."""
-    out = np.empty(len(first) + len(second), dtype=np.int64)
-    a = b = o = 0
-    while a < len(first) and b < len(second):
-        i, j = first[a], second[b]
-        gi, gj = group[i], group[j]
-        if gj < gi:
-            take_second = True
-        elif gj > gi:
+def stable_ties(order, ordered):
+    """Make a sort's `order` stable in place: within each run of equal keys of `ordered`
+    (the keys in that order; NaN, sorted last, counted equal) indices ascend."""
+    n, j = len(order), 0
+    while j < n:
+        k, first = j + 1, ordered[j]
+        while k < n and (ordered[k] == first or (math.isnan(ordered[k]) and math.isnan(first))):
+            k += 1
+        if k - j > 1:
+            order[j:k] = np.sort(order[j:k])
+        j = k
+
+
+@njit(cache=True)
+def merge_by_group(first, first_group, first_key, second, second_group, second_key):
+    """Merge two index arrays, each in (group, key) order with their groups and keys, into
+    one in that order (ties go to `first`; NaN keys sort last, NumPy's order); returns the
+    indices, groups and keys merged."""
+    m = len(first) + len(second)
+    out, group, key = np.empty(m, dtype=np.int64), np.empty(m, first_group.dtype), np.empty(m)
+    a = b = 0
+    for o in range(m):
+        if b == len(second):
             take_second = False
-        else:  # NumPy's NaN-aware "less than": key[j] < key[i]
-            ki, kj = key[i], key[j]
-            take_second = kj < ki or (math.isnan(ki) and not math.isnan(kj))
+        elif a == len(first):
+            take_second = True
+        else:
+            gi, gj = first_group[a], second_group[b]
+            if gi != gj:
+                take_second = gj < gi
+            else:  # NumPy's NaN-aware "less than": second's key < first's
+                ki, kj = first_key[a], second_key[b]
+                take_second = kj < ki or (math.isnan(ki) and not math.isnan(kj))
         if take_second:
-            out[o] = j
+            out[o], group[o], key[o] = second[b], second_group[b], second_key[b]
             b += 1
         else:
-            out[o] = i
+            out[o], group[o], key[o] = first[a], first_group[a], first_key[a]
             a += 1
-        o += 1
-    while a < len(first):
-        out[o] = first[a]
-        a += 1
-        o += 1
-    while b < len(second):
-        out[o] = second[b]
-        b += 1
-        o += 1
-    return out
+    return out, group, key

@@ -258,13 +258,11 @@ def generate_accounts(
 def _order_by_group(group: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Indices sorting by (group, key), ties kept in order: np.lexsort's result, with two
     argsorts (faster on large arrays of few groups). By key: NumPy's default (SIMD) sort,
-    whose order is the stable one when no two keys are equal nor NaN, else a stable sort;
+    made stable by ordering each run of equal keys by index (`perp_kernels.stable_ties`);
     then by group as 16-bit integers, which NumPy sorts stably by radix, in O(n) (a stable
     order is unique: same result)."""
     by_key = np.argsort(key)
-    ordered = key[by_key]
-    if len(key) and (np.isnan(ordered[-1]) or np.any(ordered[1:] == ordered[:-1])):
-        by_key = np.argsort(key, kind="stable")  # ties (or NaN, sorted last): slot order
+    kernels.stable_ties(by_key, key[by_key])
     return by_key[np.argsort(group[by_key].astype(np.int16), kind="stable")]
 
 
@@ -464,11 +462,19 @@ class PerpPopulation:
         book = np.flatnonzero(kept[:end])
         kept[end:] = False
         rest = np.flatnonzero(live & ~kept)
-        rest = rest[_order_by_group(group[rest], key[rest])]
-        perm = kernels.merge_by_group(book, rest, group, key)
+        rest_group, rest_key = group[rest], key[rest]
+        order = _order_by_group(rest_group, rest_key)
+        perm, sorted_group, sorted_key = kernels.merge_by_group(
+            book, group[book], key[book], rest[order], rest_group[order], rest_key[order]
+        )
 
         m = len(perm)
-        for name in ("side", "size", "entry", "collateral", "reserve", "funding_ref", "stage"):
+        names = ["side", "size", "entry", "collateral", "funding_ref", "stage"]
+        if self.mode == "isolated":
+            names.append("reserve")
+        else:  # cross margin keeps no reserve: zeros throughout (`_setup`, openings, closes)
+            self.reserve = np.zeros(m + spare)
+        for name in names:
             old = getattr(self, name)
             new = np.empty(m + spare, dtype=old.dtype)
             np.take(old, perm, out=new[:m])
@@ -482,7 +488,7 @@ class PerpPopulation:
         self.pristine[:m] = self.stage[:m] == 0
         self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
         self._watch_changed()
-        self._sortkey, self._sorted_group = key[perm], group[perm]
+        self._sortkey, self._sorted_group = sorted_key, sorted_group
         # the tail: keys of new accounts, unsorted, and the first price that reaches one
         self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
         self._tail_tier = np.zeros(spare, dtype=np.int64)
