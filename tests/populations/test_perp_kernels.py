@@ -87,6 +87,7 @@ def test_book_keys_equal_numpy(seed, n, n_tiers, duplicate, nan, drift):
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), draws=st.integers(0, 600))
 def test_pick_closes_equal_numpy(seed, n, draws):
     rng = np.random.default_rng(seed)
+    side = rng.choice(np.array([1, -1], np.int8), n)
     size = np.where(rng.random(n) < 0.2, 0.0, rng.random(n))
     stage = (rng.random(n) < 0.1).astype(np.int8)
     pending, pristine = rng.random(n) < 0.1, rng.random(n) < 0.8
@@ -96,8 +97,8 @@ def test_pick_closes_equal_numpy(seed, n, draws):
     want = want[(size[want] > 0) & (stage[want] == 0) & ~pending[want]]
     want_pending, want_pristine = pending.copy(), pristine.copy()
     want_pending[want], want_pristine[want] = True, False
-    got = kernels.pick_closes(drawn, size, stage, pending, pristine)
-    assert _same(got, want)
+    got, got_side, got_size = kernels.pick_closes(drawn, side, size, stage, pending, pristine)
+    assert _same(got, want) and _same(got_side, side[want]) and _same(got_size, size[want])
     assert _same(pending, want_pending) and _same(pristine, want_pristine)
 
 
@@ -128,6 +129,28 @@ def test_settle_closes_equal_numpy(seed, n, nan):
         assert _same(column, expected)
         untouched = np.setdiff1d(np.arange(n), idx)
         assert _same(column[untouched], old[untouched])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), nan=st.booleans())
+def test_tail_extremes_equal_numpy(seed, n, nan):
+    rng = np.random.default_rng(seed)
+    side = rng.choice(np.array([1, -1, 0], np.int8), n, p=[0.45, 0.45, 0.1])
+    key, coef = rng.normal(0.0, 1e4, n), 1.0 / (1.0 - side * rng.uniform(0.0, 0.1, n))
+    if nan and n:
+        key[rng.integers(0, n)] = np.nan
+    pristine, funding_index = rng.random(n) < 0.7, rng.normal(0.0, 50.0, 2)
+    # the NumPy code `_tail_triggers` ran before the kernel
+    sign = side.astype(float)
+    index = np.where(sign > 0, funding_index[0], funding_index[1])
+    liquidation = -sign * (key - index * coef)
+    longs, shorts = liquidation[pristine & (sign > 0)], liquidation[pristine & (sign < 0)]
+    want = (
+        float(longs.max()) if len(longs) else -np.inf,
+        float(shorts.min()) if len(shorts) else np.inf,
+    )
+    got = kernels.tail_extremes(key, coef, side, pristine, funding_index)
+    assert np.array_equal(np.array(got), np.array(want), equal_nan=True)
 
 
 def _reference_merge(first, second, group, key, n_groups):

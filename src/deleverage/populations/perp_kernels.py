@@ -52,10 +52,15 @@ def book_keys(idx, side, size, collateral, entry, amount, mmr, upper, lower, fun
 
 
 @njit(cache=True)
-def pick_closes(draws, size, stage, pending, pristine):
+def pick_closes(draws, side, size, stage, pending, pristine):
     """The distinct slots among the sorted `draws` that hold an open account not under
-    liquidation nor with an order outstanding; marks them pending and not pristine."""
-    out = np.empty(len(draws), dtype=np.int64)
+    liquidation nor with an order outstanding, with their sides and sizes; marks them
+    pending and not pristine."""
+    out, sides, sizes = (
+        np.empty(len(draws), np.int64),
+        np.empty(len(draws), side.dtype),
+        np.empty(len(draws)),
+    )
     k, last = 0, -1
     for j in range(len(draws)):
         i = draws[j]
@@ -63,11 +68,30 @@ def pick_closes(draws, size, stage, pending, pristine):
             continue
         last = i
         if size[i] > 0 and stage[i] == 0 and not pending[i]:
-            out[k] = i
+            out[k], sides[k], sizes[k] = i, side[i], size[i]
             k += 1
             pending[i] = True
             pristine[i] = False
-    return out[:k]
+    return out[:k], sides[:k], sizes[:k]
+
+
+@njit(cache=True)
+def tail_extremes(key, coef, side, pristine, funding_index):
+    """The highest long and lowest short liquidation price −side·(key − Φ·coef) among the
+    pristine accounts (−inf / +inf when there are none; NaN if one is NaN, as np.max/min)."""
+    high, low = -np.inf, np.inf
+    for r in range(len(key)):
+        if not pristine[r] or side[r] == 0:
+            continue
+        sgn = float(side[r])
+        index = funding_index[0] if sgn > 0 else funding_index[1]
+        liquidation = -sgn * (key[r] - index * coef[r])
+        if sgn > 0:
+            if math.isnan(liquidation) or liquidation > high:
+                high = liquidation
+        elif math.isnan(liquidation) or liquidation < low:
+            low = liquidation
+    return high, low
 
 
 @njit(cache=True)

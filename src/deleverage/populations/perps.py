@@ -772,13 +772,12 @@ class PerpPopulation:
             return
         # each slot once; out of the liquidation engine's reach until the close fills (a
         # step later when the round limit cuts the cascade): pending, not pristine
-        idx = kernels.pick_closes(
-            np.sort(self.rng.integers(0, self.used, k)), self.size, self.stage, self.pending,
-            self.pristine,
+        idx, side, size = kernels.pick_closes(
+            np.sort(self.rng.integers(0, self.used, k)), self.side, self.size, self.stage,
+            self.pending, self.pristine,
         )  # fmt: skip
         if len(idx):
             self._closing = idx
-            side, size = self.side[idx], self.size[idx]
             self._closed_units += (size[side > 0].sum(), size[side < 0].sum())
 
     def _settle_closes(self, price: float, log: EventLog) -> None:
@@ -834,10 +833,10 @@ class PerpPopulation:
         if room is not None:
             self._tail_room[tail] = room
         self.pristine[new] = True
-        liquidation = -side * (key - self.funding_ref[new] * coef)  # at Φ now
-        longs, shorts = liquidation[side > 0], liquidation[side < 0]
-        self._tail_long = max(self._tail_long, float(longs.max()) if len(longs) else -np.inf)
-        self._tail_short = min(self._tail_short, float(shorts.min()) if len(shorts) else np.inf)
+        high, low = kernels.tail_extremes(  # liquidation prices at Φ now
+            key, coef, side, self.pristine[new], self.funding_index
+        )
+        self._tail_long, self._tail_short = max(self._tail_long, high), min(self._tail_short, low)
         self._log_by_side(
             log, "perp_open", side, side * size, size * price, price,
             "new positions at the price of the moment",
@@ -853,13 +852,11 @@ class PerpPopulation:
 
     def _tail_triggers(self) -> None:
         """The highest long and lowest short liquidation price in the tail now."""
-        tail, sign, index = self._tail_view()
-        k = self.used - self.book_end
-        liquidation = -sign * (self._tail_key[:k] - index * self._tail_coef[:k])
-        live = self.pristine[tail]
-        longs, shorts = liquidation[live & (sign > 0)], liquidation[live & (sign < 0)]
-        self._tail_long = float(longs.max()) if len(longs) else -np.inf
-        self._tail_short = float(shorts.min()) if len(shorts) else np.inf
+        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        self._tail_long, self._tail_short = kernels.tail_extremes(
+            self._tail_key[:k], self._tail_coef[:k], self.side[tail], self.pristine[tail],
+            self.funding_index,
+        )  # fmt: skip
 
     def _triggered_from_tail(self, price: float) -> np.ndarray:
         """New accounts the price liquidates: the book's test on unsorted keys, run only when
