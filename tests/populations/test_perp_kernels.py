@@ -131,26 +131,64 @@ def test_settle_closes_equal_numpy(seed, n, nan):
         assert _same(column[untouched], old[untouched])
 
 
-@SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), nan=st.booleans())
-def test_tail_extremes_equal_numpy(seed, n, nan):
-    rng = np.random.default_rng(seed)
-    side = rng.choice(np.array([1, -1, 0], np.int8), n, p=[0.45, 0.45, 0.1])
-    key, coef = rng.normal(0.0, 1e4, n), 1.0 / (1.0 - side * rng.uniform(0.0, 0.1, n))
-    if nan and n:
-        key[rng.integers(0, n)] = np.nan
-    pristine, funding_index = rng.random(n) < 0.7, rng.normal(0.0, 50.0, 2)
-    # the NumPy code `_tail_triggers` ran before the kernel
+def _reference_extremes(key, coef, side, pristine, funding_index):
+    """The NumPy code `_tail_triggers` ran before the kernels (main b4217be)."""
     sign = side.astype(float)
     index = np.where(sign > 0, funding_index[0], funding_index[1])
     liquidation = -sign * (key - index * coef)
     longs, shorts = liquidation[pristine & (sign > 0)], liquidation[pristine & (sign < 0)]
-    want = (
+    return (
         float(longs.max()) if len(longs) else -np.inf,
         float(shorts.min()) if len(shorts) else np.inf,
     )
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    nan=st.booleans(),
+    inclusive=st.booleans(),
+    drift=st.sampled_from([-1.0, 1.0]),
+)
+def test_tail_scans_equal_numpy(seed, n, nan, inclusive, drift):
+    """The tail's first liquidation prices, the accounts a price reaches and those funding
+    pushes across a tier bound, as the NumPy code of `_tail_triggers`,
+    `_triggered_from_tail` and `_tail_funding` found them."""
+    rng = np.random.default_rng(seed)
+    side = rng.choice(np.array([1, -1, 0], np.int8), n, p=[0.45, 0.45, 0.1])
+    key, coef = rng.normal(0.0, 1e4, n), 1.0 / (1.0 - side * rng.uniform(0.0, 0.1, n))
+    room = rng.normal(0.0, 30.0, n)
+    if nan and n:
+        key[rng.integers(0, n)] = np.nan
+        room[rng.integers(0, n)] = np.nan
+    pristine, funding_index = (rng.random(n) < 0.7) & (side != 0), rng.normal(0.0, 50.0, 2)
+    price = float(rng.normal(0.0, 1e4))
     got = kernels.tail_extremes(key, coef, side, pristine, funding_index)
-    assert np.array_equal(np.array(got), np.array(want), equal_nan=True)
+    want = _reference_extremes(key, coef, side, pristine, funding_index)
+    assert np.array_equal(got, want, equal_nan=True)
+
+    sign = side.astype(float)
+    index = np.where(sign > 0, funding_index[0], funding_index[1])
+    bound = -sign * price + index * coef
+    want = np.flatnonzero((key <= bound if inclusive else key < bound) & pristine)
+    left = pristine.copy()
+    left[want] = False
+    mine = pristine.copy()
+    hits, *extremes = kernels.tail_hits(key, coef, side, mine, funding_index, price, inclusive)
+    assert _same(hits, want) and _same(mine, left)
+    want = _reference_extremes(key, coef, side, left, funding_index)
+    assert np.array_equal(extremes, want, equal_nan=True)
+
+    shift = drift * sign * index * coef
+    want = np.flatnonzero(pristine & (room < shift))
+    left = pristine.copy()
+    left[want] = False
+    mine = pristine.copy()
+    moved, *extremes = kernels.tail_crossings(key, coef, room, side, mine, funding_index, drift)
+    assert _same(moved, want) and _same(mine, left)
+    want = _reference_extremes(key, coef, side, left, funding_index)
+    assert np.array_equal(extremes, want, equal_nan=True)
 
 
 def _reference_merge(first, second, group, key, n_groups):

@@ -76,6 +76,17 @@ def pick_closes(draws, side, size, stage, pending, pristine):
 
 
 @njit(cache=True)
+def _extremes_update(high, low, sgn, liquidation):
+    """np.max / np.min semantics, one value at a time (a NaN wins and stays)."""
+    if sgn > 0:
+        if math.isnan(liquidation) or liquidation > high:
+            high = liquidation
+    elif math.isnan(liquidation) or liquidation < low:
+        low = liquidation
+    return high, low
+
+
+@njit(cache=True)
 def tail_extremes(key, coef, side, pristine, funding_index):
     """The highest long and lowest short liquidation price −side·(key − Φ·coef) among the
     pristine accounts (−inf / +inf when there are none; NaN if one is NaN, as np.max/min)."""
@@ -85,13 +96,49 @@ def tail_extremes(key, coef, side, pristine, funding_index):
             continue
         sgn = float(side[r])
         index = funding_index[0] if sgn > 0 else funding_index[1]
-        liquidation = -sgn * (key[r] - index * coef[r])
-        if sgn > 0:
-            if math.isnan(liquidation) or liquidation > high:
-                high = liquidation
-        elif math.isnan(liquidation) or liquidation < low:
-            low = liquidation
+        high, low = _extremes_update(high, low, sgn, -sgn * (key[r] - index * coef[r]))
     return high, low
+
+
+@njit(cache=True)
+def tail_hits(key, coef, side, pristine, funding_index, price, inclusive):
+    """Pristine accounts the `price` liquidates (key ≤ / < −side·price + Φ·coef), no longer
+    pristine; and `tail_extremes` of those left, from the same pass."""
+    hits = np.empty(len(key), dtype=np.int64)
+    n, high, low = 0, -np.inf, np.inf
+    for r in range(len(key)):
+        if not pristine[r] or side[r] == 0:
+            continue
+        sgn = float(side[r])
+        index = funding_index[0] if sgn > 0 else funding_index[1]
+        bound = -sgn * price + index * coef[r]
+        if key[r] <= bound if inclusive else key[r] < bound:
+            hits[n] = r
+            n += 1
+            pristine[r] = False
+        else:
+            high, low = _extremes_update(high, low, sgn, -sgn * (key[r] - index * coef[r]))
+    return hits[:n], high, low
+
+
+@njit(cache=True)
+def tail_crossings(key, coef, room, side, pristine, funding_index, drift):
+    """Pristine accounts whose tier-crossing room funding's shift drift·side·Φ·coef exceeds,
+    no longer pristine; and `tail_extremes` of those left, from the same pass."""
+    moved = np.empty(len(key), dtype=np.int64)
+    n, high, low = 0, -np.inf, np.inf
+    for r in range(len(key)):
+        if not pristine[r] or side[r] == 0:
+            continue
+        sgn = float(side[r])
+        index = funding_index[0] if sgn > 0 else funding_index[1]
+        if room[r] < drift * sgn * index * coef[r]:
+            moved[n] = r
+            n += 1
+            pristine[r] = False
+        else:
+            high, low = _extremes_update(high, low, sgn, -sgn * (key[r] - index * coef[r]))
+    return moved[:n], high, low
 
 
 @njit(cache=True)

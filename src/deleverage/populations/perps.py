@@ -844,12 +844,6 @@ class PerpPopulation:
 
     # ------------------------------------------------------------------ the tail
 
-    def _tail_view(self) -> tuple[slice, np.ndarray, np.ndarray]:
-        """Slots of the tail, their sides (±1.0) and the funding index Φ of each."""
-        tail = slice(self.book_end, self.used)
-        sign = self.side[tail].astype(float)
-        return tail, sign, np.where(sign > 0, self.funding_index[0], self.funding_index[1])
-
     def _tail_triggers(self) -> None:
         """The highest long and lowest short liquidation price in the tail now."""
         tail, k = slice(self.book_end, self.used), self.used - self.book_end
@@ -860,34 +854,30 @@ class PerpPopulation:
 
     def _triggered_from_tail(self, price: float) -> np.ndarray:
         """New accounts the price liquidates: the book's test on unsorted keys, run only when
-        the price reaches the tail's first liquidation price."""
+        the price reaches the tail's first liquidation price (which moves in the same pass)."""
         if self._tail_long < price < self._tail_short:
             return _EMPTY
-        tail, sign, index = self._tail_view()
-        k = self.used - self.book_end
-        bound = -sign * price + index * self._tail_coef[:k]
-        key = self._tail_key[:k]
-        hit = key <= bound if self.rules.inclusive_trigger else key < bound
-        hit = self.book_end + np.flatnonzero(hit & self.pristine[tail])
-        self.pristine[hit] = False
-        self._tail_triggers()
-        return hit
+        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        hit, self._tail_long, self._tail_short = kernels.tail_hits(
+            self._tail_key[:k], self._tail_coef[:k], self.side[tail], self.pristine[tail],
+            self.funding_index, price, self.rules.inclusive_trigger,
+        )  # fmt: skip
+        return self.book_end + hit
 
     def _tail_funding(self) -> None:
         """After a funding payment: tail accounts funding pushed across a tier bound go to
         the watch list (as in `_release_tier_crossings`); the first liquidation prices move."""
         if self.used == self.book_end:
             return
-        if len(self.table.mmr) > 1 and self.drift != 0.0:  # rooms exist (`_book_keys`)
-            tail, sign, index = self._tail_view()
-            k = self.used - self.book_end
-            shift = self.drift * sign * index * self._tail_coef[:k]
-            moved = self.book_end + np.flatnonzero(
-                self.pristine[tail] & (self._tail_room[:k] < shift)
-            )
-            self.pristine[moved] = False
-            self._watch_add(moved)
-        self._tail_triggers()
+        if len(self.table.mmr) == 1 or self.drift == 0.0:  # no rooms (`_book_keys`)
+            self._tail_triggers()
+            return
+        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        moved, self._tail_long, self._tail_short = kernels.tail_crossings(
+            self._tail_key[:k], self._tail_coef[:k], self._tail_room[:k], self.side[tail],
+            self.pristine[tail], self.funding_index, self.drift,
+        )  # fmt: skip
+        self._watch_add(self.book_end + moved)
 
     # ------------------------------------------------------------------ triggers
 
