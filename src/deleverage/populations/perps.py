@@ -90,6 +90,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deleverage.populations import perp_kernels as kernels
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_ages, entry_window, extremes_since
 from deleverage.results.events import EventLog
@@ -256,33 +257,13 @@ def generate_accounts(
 
 def _order_by_group(group: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Indices sorting by (group, key), ties kept in order: np.lexsort's result, with two
-    stable argsorts (faster on large arrays of few groups); the groups as 16-bit integers,
-    which NumPy sorts stably by radix, in O(n) (a stable order is unique: same result)."""
-    by_key = np.argsort(key, kind="stable")
+    argsorts (faster on large arrays of few groups). By key: NumPy's default (SIMD) sort,
+    made stable by ordering each run of equal keys by index (`perp_kernels.stable_ties`);
+    then by group as 16-bit integers, which NumPy sorts stably by radix, in O(n) (a stable
+    order is unique: same result)."""
+    by_key = np.argsort(key)
+    kernels.stable_ties(by_key, key[by_key])
     return by_key[np.argsort(group[by_key].astype(np.int16), kind="stable")]
-
-
-def _merge_by_group(
-    first: np.ndarray, second: np.ndarray, group: np.ndarray, key: np.ndarray, n_groups: int
-) -> np.ndarray:
-    """Merge two index arrays, each in (group, key) order, into one in that order (ties:
-    `first` before `second`), in O(len) per group."""
-    out = []
-    a_cut = np.searchsorted(group[first], np.arange(n_groups + 1), side="left")
-    b_cut = np.searchsorted(group[second], np.arange(n_groups + 1), side="left")
-    for g in range(n_groups):
-        a = first[a_cut[g] : a_cut[g + 1]]
-        b = second[b_cut[g] : b_cut[g + 1]]
-        if not len(b) or not len(a):
-            out.append(a if len(a) else b)
-            continue
-        at = np.searchsorted(key[a], key[b], side="right") + np.arange(len(b))
-        merged = np.empty(len(a) + len(b), dtype=np.int64)
-        is_b = np.zeros(len(merged), dtype=bool)
-        is_b[at] = True
-        merged[is_b], merged[~is_b] = b, a
-        out.append(merged)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def _buffer(spec: PerpBook, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -429,33 +410,17 @@ class PerpPopulation:
         coef = 1/(1 − side·MMR), since funding Φ moves a liquidation price by Φ·coef; room =
         the distance of the liquidation price to its tier bound in the direction funding
         moves it (drift = sign of the rate) + the shift funding has already made, or None
-        when funding cannot cross a bound."""
-        side, size = self.side[idx], self.size[idx]
-        table, sgn = self.table, side.astype(float)
-        # liquidation price and the tier it falls in: the highest (long) / lowest (short) of
-        # the per-tier prices, since MM is the largest tier line (venues.tiers); one
-        # (accounts × tiers) array per chunk of accounts
-        liquidation, tier = np.empty(len(side)), np.empty(len(side), dtype=np.int64)
-        for sign in (1.0, -1.0):  # one side at a time: one arg-extremum, one MMR − side row
-            mine = np.flatnonzero(sgn == sign)
-            for lo in range(0, len(mine), 1 << 16):
-                part = mine[lo : lo + (1 << 16)]
-                units, rows = size[part, None], idx[part]
-                wallet, entry = self.collateral[rows, None], self.entry[rows, None]
-                lines = (wallet + table.amount_usd - sign * units * entry) / (
-                    units * (table.mmr - sign)
-                )
-                best = lines.argmax(axis=1) if sign > 0 else lines.argmin(axis=1)
-                tier[part] = best
-                liquidation[part] = np.take_along_axis(lines, best[:, None], axis=1)[:, 0]
-        coef = 1.0 / (1.0 - sgn * table.mmr[tier])
-        shifted = self.funding_index[self._side_index(side)] * coef
-        key = -sgn * liquidation + shifted  # ascending = liquidated first
-        room = None
-        if len(table.mmr) > 1 and self.drift != 0.0:
-            bound = np.where(self.drift > 0, table.upper_usd[tier], table.lower_usd[tier])
-            bound = np.where((self.drift < 0) & (tier == 0), -np.inf, bound)
-            room = self.drift * (bound / size - liquidation + sgn * shifted)
+        when funding cannot cross a bound. The liquidation price is the highest (long) /
+        lowest (short) of the per-tier prices, since MM is the largest tier line
+        (venues.tiers): one compiled pass over the accounts and tiers
+        (`perp_kernels.book_keys`)."""
+        table = self.table
+        key, tier, coef, room = kernels.book_keys(
+            idx, self.side, self.size, self.collateral, self.entry, table.amount_usd,
+            table.mmr, table.upper_usd, table.lower_usd, self.funding_index, self.drift,
+        )  # fmt: skip
+        if len(table.mmr) == 1 or self.drift == 0.0:
+            room = None
         return key, tier, coef, room
 
     def _sort_book(self, spare: int) -> None:
@@ -471,34 +436,45 @@ class PerpPopulation:
         the arrays; their wallets stay in `idle_usd`."""
         n, n_tiers = self.used, len(self.table.mmr)
         live = self.size[:n] > 0
-        self.idle_usd += float(np.sum(self.collateral[:n][~live] + self.reserve[:n][~live]))
-        key, tier = np.empty(n), np.zeros(n, dtype=np.int64)
+        dead = np.flatnonzero(~live)
+        self.idle_usd += float(np.sum(self.collateral[dead] + self.reserve[dead]))
+        # group = segment: (0 long, n_tiers short) + tier
+        key, group = np.empty(n), np.zeros(n, dtype=np.int16)
         room = np.empty(n) if n_tiers > 1 and self.drift != 0.0 else None
         kept = np.zeros(n, dtype=bool)  # untouched: keys known
+        end = getattr(self, "book_end", 0)
         if hasattr(self, "_sortkey"):
-            end = self.book_end
             kept[:] = live & self.pristine[:n]
-            key[:end], tier[:end] = self._sortkey, self._sorted_group % n_tiers
-            key[end:], tier[end:] = self._tail_key[: n - end], self._tail_tier[: n - end]
+            key[:end], group[:end] = self._sortkey, self._sorted_group
+            key[end:] = self._tail_key[: n - end]
+            group[end:] = self._tail_tier[: n - end] + np.where(self.side[end:n] > 0, 0, n_tiers)
             if room is not None:
                 room[:end] = self._book_room
                 room[end:] = self._tail_room[: n - end]
         fresh = np.flatnonzero(live & ~kept)
         self._settle_funding(fresh)
-        key[fresh], tier[fresh], _, fresh_room = self._book_keys(fresh)
+        key[fresh], tier, _, fresh_room = self._book_keys(fresh)
+        group[fresh] = tier + np.where(self.side[fresh] > 0, 0, n_tiers)
         if room is not None:
             room[fresh] = fresh_room
-        group = np.where(self.side[:n] > 0, 0, n_tiers) + tier
-        # the old book's untouched accounts are in (group, key) order already
-        book = np.flatnonzero(kept[: getattr(self, "book_end", 0)])
-        in_book = np.zeros(n, dtype=bool)
-        in_book[book] = True
-        rest = np.flatnonzero(live & ~in_book)
-        rest = rest[_order_by_group(group[rest], key[rest])]
-        perm = _merge_by_group(book, rest, group, key, 2 * n_tiers)
+        # the old book's untouched accounts are in (group, key) order already; the rest are
+        # the tail's open accounts and the book's touched ones
+        book = np.flatnonzero(kept[:end])
+        kept[end:] = False
+        rest = np.flatnonzero(live & ~kept)
+        rest_group, rest_key = group[rest], key[rest]
+        order = _order_by_group(rest_group, rest_key)
+        perm, sorted_group, sorted_key = kernels.merge_by_group(
+            book, group[book], key[book], rest[order], rest_group[order], rest_key[order]
+        )
 
         m = len(perm)
-        for name in ("side", "size", "entry", "collateral", "reserve", "funding_ref", "stage"):
+        names = ["side", "size", "entry", "collateral", "funding_ref", "stage"]
+        if self.mode == "isolated":
+            names.append("reserve")
+        else:  # cross margin keeps no reserve: zeros throughout (`_setup`, openings, closes)
+            self.reserve = np.zeros(m + spare)
+        for name in names:
             old = getattr(self, name)
             new = np.empty(m + spare, dtype=old.dtype)
             np.take(old, perm, out=new[:m])
@@ -512,7 +488,7 @@ class PerpPopulation:
         self.pristine[:m] = self.stage[:m] == 0
         self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
         self._watch_changed()
-        self._sortkey, self._sorted_group = key[perm], group[perm]
+        self._sortkey, self._sorted_group = sorted_key, sorted_group
         # the tail: keys of new accounts, unsorted, and the first price that reaches one
         self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
         self._tail_tier = np.zeros(spare, dtype=np.int64)
@@ -794,14 +770,14 @@ class PerpPopulation:
         k = int(self.rng.binomial(self.used, self.close_share))
         if k == 0:
             return
-        idx = np.sort(self.rng.integers(0, self.used, k))
-        idx = idx[np.flatnonzero(np.diff(idx, prepend=-1))]  # each slot once
-        idx = idx[(self.size[idx] > 0) & (self.stage[idx] == 0) & ~self.pending[idx]]
+        # each slot once; out of the liquidation engine's reach until the close fills (a
+        # step later when the round limit cuts the cascade): pending, not pristine
+        idx, side, size = kernels.pick_closes(
+            np.sort(self.rng.integers(0, self.used, k)), self.side, self.size, self.stage,
+            self.pending, self.pristine,
+        )  # fmt: skip
         if len(idx):
-            # out of the liquidation engine's reach until the close fills (a step later
-            # when the round limit cuts the cascade)
-            self._closing, self.pending[idx], self.pristine[idx] = idx, True, False
-            side, size = self.side[idx], self.size[idx]
+            self._closing = idx
             self._closed_units += (size[side > 0].sum(), size[side < 0].sum())
 
     def _settle_closes(self, price: float, log: EventLog) -> None:
@@ -809,22 +785,18 @@ class PerpPopulation:
         deposits fall); a loss beyond it, possible only on a fill past bankruptcy, is the
         fund's, as after a market liquidation."""
         idx, self._closing = self._closing, None
-        side, size = self.side[idx], self.size[idx]
-        index = self.funding_index[self._side_index(side)]
-        wallet = self.collateral[idx] - size * (index - self.funding_ref[idx])  # funding settled
-        equity = wallet + self.reserve[idx] + side * size * (price - self.entry[idx])
+        # funding settled, equity read and the columns cleared (as `_close`) in one pass
+        side, size, equity = kernels.settle_closes(
+            idx, self.side, self.size, self.collateral, self.reserve, self.entry,
+            self.funding_ref, self.stage, self.pending, self.pristine, self.funding_index, price,
+        )  # fmt: skip
         deficit = np.maximum(-equity, 0.0)
         self.fund_cash -= float(deficit.sum())
         self.deposits_usd -= float(np.maximum(equity, 0.0).sum())
         traded = -side * size
         self._units += float(traded.sum())
         self._cash -= float(traded.sum()) * price
-        # gone with all their wallets (as `_close`, with the columns already read)
         self.open_units -= (size[side == 1].sum(), size[side == -1].sum())
-        self.size[idx] = self.collateral[idx] = self.reserve[idx] = 0.0
-        self.funding_ref[idx] = index
-        self.stage[idx] = 0
-        self.pending[idx] = self.pristine[idx] = False
         self._log_by_side(
             log, "perp_close", side, traded, size * price, price,
             "positions their traders closed at market; equity withdrawn",
@@ -836,6 +808,9 @@ class PerpPopulation:
         outside the venue (`deposits_usd`)."""
         slots, side, size, leverage, buffer = self._opening
         self._opening = None
+        # the new accounts' slots are consecutive (`_open_positions`): slices, not gathers
+        lo, k = int(slots[0]), len(slots)
+        new, tail = slice(lo, lo + k), slice(lo - self.book_end, lo - self.book_end + k)
         allowed = self.table.max_leverage[self.table.tier(size * price)]
         clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
         if clipped:
@@ -844,25 +819,24 @@ class PerpPopulation:
         margin = size * price / leverage
         wallet = margin * (1.0 + buffer)
         cross = self.mode == "cross"
-        self.side[slots], self.size[slots], self.entry[slots] = side, size, price
-        self.collateral[slots] = wallet if cross else margin
-        self.reserve[slots] = 0.0 if cross else wallet - margin
-        self.funding_ref[slots] = self.funding_index[self._side_index(side)]
+        self.side[new], self.size[new], self.entry[new] = side, size, price
+        self.collateral[new] = wallet if cross else margin
+        self.reserve[new] = 0.0 if cross else wallet - margin
+        self.funding_ref[new] = self.funding_index[self._side_index(side)]
         self.open_units += (size[side > 0].sum(), size[side < 0].sum())
         self.deposits_usd += float(wallet.sum())
         traded = float(np.sum(side * size))
         self._units += traded
         self._cash -= traded * price
-        tail = slots - self.book_end
         key, tier, coef, room = self._book_keys(slots)
         self._tail_key[tail], self._tail_coef[tail], self._tail_tier[tail] = key, coef, tier
         if room is not None:
             self._tail_room[tail] = room
-        self.pristine[slots] = True
-        liquidation = -side * (key - self.funding_ref[slots] * coef)  # at Φ now
-        longs, shorts = liquidation[side > 0], liquidation[side < 0]
-        self._tail_long = max(self._tail_long, float(longs.max()) if len(longs) else -np.inf)
-        self._tail_short = min(self._tail_short, float(shorts.min()) if len(shorts) else np.inf)
+        self.pristine[new] = True
+        high, low = kernels.tail_extremes(  # liquidation prices at Φ now
+            key, coef, side, self.pristine[new], self.funding_index
+        )
+        self._tail_long, self._tail_short = max(self._tail_long, high), min(self._tail_short, low)
         self._log_by_side(
             log, "perp_open", side, side * size, size * price, price,
             "new positions at the price of the moment",
@@ -870,52 +844,40 @@ class PerpPopulation:
 
     # ------------------------------------------------------------------ the tail
 
-    def _tail_view(self) -> tuple[slice, np.ndarray, np.ndarray]:
-        """Slots of the tail, their sides (±1.0) and the funding index Φ of each."""
-        tail = slice(self.book_end, self.used)
-        sign = self.side[tail].astype(float)
-        return tail, sign, np.where(sign > 0, self.funding_index[0], self.funding_index[1])
-
     def _tail_triggers(self) -> None:
         """The highest long and lowest short liquidation price in the tail now."""
-        tail, sign, index = self._tail_view()
-        k = self.used - self.book_end
-        liquidation = -sign * (self._tail_key[:k] - index * self._tail_coef[:k])
-        live = self.pristine[tail]
-        longs, shorts = liquidation[live & (sign > 0)], liquidation[live & (sign < 0)]
-        self._tail_long = float(longs.max()) if len(longs) else -np.inf
-        self._tail_short = float(shorts.min()) if len(shorts) else np.inf
+        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        self._tail_long, self._tail_short = kernels.tail_extremes(
+            self._tail_key[:k], self._tail_coef[:k], self.side[tail], self.pristine[tail],
+            self.funding_index,
+        )  # fmt: skip
 
     def _triggered_from_tail(self, price: float) -> np.ndarray:
         """New accounts the price liquidates: the book's test on unsorted keys, run only when
-        the price reaches the tail's first liquidation price."""
+        the price reaches the tail's first liquidation price (which moves in the same pass)."""
         if self._tail_long < price < self._tail_short:
             return _EMPTY
-        tail, sign, index = self._tail_view()
-        k = self.used - self.book_end
-        bound = -sign * price + index * self._tail_coef[:k]
-        key = self._tail_key[:k]
-        hit = key <= bound if self.rules.inclusive_trigger else key < bound
-        hit = self.book_end + np.flatnonzero(hit & self.pristine[tail])
-        self.pristine[hit] = False
-        self._tail_triggers()
-        return hit
+        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        hit, self._tail_long, self._tail_short = kernels.tail_hits(
+            self._tail_key[:k], self._tail_coef[:k], self.side[tail], self.pristine[tail],
+            self.funding_index, price, self.rules.inclusive_trigger,
+        )  # fmt: skip
+        return self.book_end + hit
 
     def _tail_funding(self) -> None:
         """After a funding payment: tail accounts funding pushed across a tier bound go to
         the watch list (as in `_release_tier_crossings`); the first liquidation prices move."""
         if self.used == self.book_end:
             return
-        if len(self.table.mmr) > 1 and self.drift != 0.0:  # rooms exist (`_book_keys`)
-            tail, sign, index = self._tail_view()
-            k = self.used - self.book_end
-            shift = self.drift * sign * index * self._tail_coef[:k]
-            moved = self.book_end + np.flatnonzero(
-                self.pristine[tail] & (self._tail_room[:k] < shift)
-            )
-            self.pristine[moved] = False
-            self._watch_add(moved)
-        self._tail_triggers()
+        if len(self.table.mmr) == 1 or self.drift == 0.0:  # no rooms (`_book_keys`)
+            self._tail_triggers()
+            return
+        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        moved, self._tail_long, self._tail_short = kernels.tail_crossings(
+            self._tail_key[:k], self._tail_coef[:k], self._tail_room[:k], self.side[tail],
+            self.pristine[tail], self.funding_index, self.drift,
+        )  # fmt: skip
+        self._watch_add(self.book_end + moved)
 
     # ------------------------------------------------------------------ triggers
 

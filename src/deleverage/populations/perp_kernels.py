@@ -1,0 +1,208 @@
+"""Compiled loops of the perp book's turnover (`populations.perps`), one pass per call.
+
+Each kernel does what a handful of NumPy fancy-indexing passes over the account columns did,
+in one loop over the accounts concerned, with the same floating-point operations in the
+same order (no fastmath, so no fused multiply-add: every number is bit-identical to the
+NumPy expressions they replace; `tests/populations/test_perp_kernels.py` checks each kernel
+against those expressions on random inputs). Sums stay in NumPy (its pairwise summation):
+the kernels return the arrays that are summed.
+
+Compiled once per machine (`cache=True` keeps the machine code beside this file, or in
+`NUMBA_CACHE_DIR`); see docs/performance.md for the first-call cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def book_keys(idx, side, size, collateral, entry, amount, mmr, upper, lower, funding_index, drift):
+    """Sort key, tier, funding coefficient and tier-crossing room of accounts `idx`
+    (see `PerpPopulation._book_keys`): per account, the tier lines
+    (wallet + amount − side·units·entry) / (units·(MMR − side)) and the highest (long) or
+    lowest (short) of them, the first on ties and a NaN line winning as in argmax/argmin."""
+    m, n_tiers = len(idx), len(mmr)
+    key, coef, room = np.empty(m), np.empty(m), np.empty(m)
+    tier = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        i = idx[j]
+        sgn, units, wallet, price = float(side[i]), size[i], collateral[i], entry[i]
+        best, value = 0, 0.0
+        for t in range(n_tiers):
+            line = (wallet + amount[t] - sgn * units * price) / (units * (mmr[t] - sgn))
+            if t == 0:
+                value = line
+            elif math.isnan(value):
+                break
+            elif math.isnan(line) or (line > value if sgn > 0 else line < value):
+                best, value = t, line
+        c = 1.0 / (1.0 - sgn * mmr[best])
+        shifted = (funding_index[1] if sgn < 0 else funding_index[0]) * c
+        tier[j], coef[j] = best, c
+        key[j] = -sgn * value + shifted  # ascending = liquidated first
+        bound = upper[best] if drift > 0 else lower[best]
+        if drift < 0 and best == 0:
+            bound = -np.inf
+        room[j] = drift * (bound / units - value + sgn * shifted)
+    return key, tier, coef, room
+
+
+@njit(cache=True)
+def pick_closes(draws, side, size, stage, pending, pristine):
+    """The distinct slots among the sorted `draws` that hold an open account not under
+    liquidation nor with an order outstanding, with their sides and sizes; marks them
+    pending and not pristine."""
+    out, sides, sizes = (
+        np.empty(len(draws), np.int64),
+        np.empty(len(draws), side.dtype),
+        np.empty(len(draws)),
+    )
+    k, last = 0, -1
+    for j in range(len(draws)):
+        i = draws[j]
+        if i == last:
+            continue
+        last = i
+        if size[i] > 0 and stage[i] == 0 and not pending[i]:
+            out[k], sides[k], sizes[k] = i, side[i], size[i]
+            k += 1
+            pending[i] = True
+            pristine[i] = False
+    return out[:k], sides[:k], sizes[:k]
+
+
+@njit(cache=True)
+def _extremes_update(high, low, sgn, liquidation):
+    """np.max / np.min semantics, one value at a time (a NaN wins and stays)."""
+    if sgn > 0:
+        if math.isnan(liquidation) or liquidation > high:
+            high = liquidation
+    elif math.isnan(liquidation) or liquidation < low:
+        low = liquidation
+    return high, low
+
+
+@njit(cache=True)
+def tail_extremes(key, coef, side, pristine, funding_index):
+    """The highest long and lowest short liquidation price −side·(key − Φ·coef) among the
+    pristine accounts (−inf / +inf when there are none; NaN if one is NaN, as np.max/min)."""
+    high, low = -np.inf, np.inf
+    for r in range(len(key)):
+        if not pristine[r] or side[r] == 0:
+            continue
+        sgn = float(side[r])
+        index = funding_index[0] if sgn > 0 else funding_index[1]
+        high, low = _extremes_update(high, low, sgn, -sgn * (key[r] - index * coef[r]))
+    return high, low
+
+
+@njit(cache=True)
+def tail_hits(key, coef, side, pristine, funding_index, price, inclusive):
+    """Pristine accounts the `price` liquidates (key ≤ / < −side·price + Φ·coef), no longer
+    pristine; and `tail_extremes` of those left, from the same pass."""
+    hits = np.empty(len(key), dtype=np.int64)
+    n, high, low = 0, -np.inf, np.inf
+    for r in range(len(key)):
+        if not pristine[r] or side[r] == 0:
+            continue
+        sgn = float(side[r])
+        index = funding_index[0] if sgn > 0 else funding_index[1]
+        bound = -sgn * price + index * coef[r]
+        if key[r] <= bound if inclusive else key[r] < bound:
+            hits[n] = r
+            n += 1
+            pristine[r] = False
+        else:
+            high, low = _extremes_update(high, low, sgn, -sgn * (key[r] - index * coef[r]))
+    return hits[:n], high, low
+
+
+@njit(cache=True)
+def tail_crossings(key, coef, room, side, pristine, funding_index, drift):
+    """Pristine accounts whose tier-crossing room funding's shift drift·side·Φ·coef exceeds,
+    no longer pristine; and `tail_extremes` of those left, from the same pass."""
+    moved = np.empty(len(key), dtype=np.int64)
+    n, high, low = 0, -np.inf, np.inf
+    for r in range(len(key)):
+        if not pristine[r] or side[r] == 0:
+            continue
+        sgn = float(side[r])
+        index = funding_index[0] if sgn > 0 else funding_index[1]
+        if room[r] < drift * sgn * index * coef[r]:
+            moved[n] = r
+            n += 1
+            pristine[r] = False
+        else:
+            high, low = _extremes_update(high, low, sgn, -sgn * (key[r] - index * coef[r]))
+    return moved[:n], high, low
+
+
+@njit(cache=True)
+def settle_closes(
+    idx, side, size, collateral, reserve, entry, funding_ref, stage, pending, pristine,
+    funding_index, price,
+):  # fmt: skip
+    """Close accounts `idx` at `price`: returns their sides, sizes and equity (wallet with
+    funding settled + reserve + side·size·(price − entry)), and clears their columns (size,
+    collateral and reserve 0, funding settled, stage 0, neither pending nor pristine)."""
+    m = len(idx)
+    sides, sizes, equity = np.empty(m, dtype=side.dtype), np.empty(m), np.empty(m)
+    for j in range(m):
+        i = idx[j]
+        s, units = side[i], size[i]
+        index = funding_index[1] if s < 0 else funding_index[0]
+        wallet = collateral[i] - units * (index - funding_ref[i])
+        equity[j] = wallet + reserve[i] + s * units * (price - entry[i])
+        sides[j], sizes[j] = s, units
+        size[i] = collateral[i] = reserve[i] = 0.0
+        funding_ref[i] = index
+        stage[i] = 0
+        pending[i] = pristine[i] = False
+    return sides, sizes, equity
+
+
+@njit(cache=True)
+def stable_ties(order, ordered):
+    """Make a sort's `order` stable in place: within each run of equal keys of `ordered`
+    (the keys in that order; NaN, sorted last, counted equal) indices ascend."""
+    n, j = len(order), 0
+    while j < n:
+        k, first = j + 1, ordered[j]
+        while k < n and (ordered[k] == first or (math.isnan(ordered[k]) and math.isnan(first))):
+            k += 1
+        if k - j > 1:
+            order[j:k] = np.sort(order[j:k])
+        j = k
+
+
+@njit(cache=True)
+def merge_by_group(first, first_group, first_key, second, second_group, second_key):
+    """Merge two index arrays, each in (group, key) order with their groups and keys, into
+    one in that order (ties go to `first`; NaN keys sort last, NumPy's order); returns the
+    indices, groups and keys merged."""
+    m = len(first) + len(second)
+    out, group, key = np.empty(m, dtype=np.int64), np.empty(m, first_group.dtype), np.empty(m)
+    a = b = 0
+    for o in range(m):
+        if b == len(second):
+            take_second = False
+        elif a == len(first):
+            take_second = True
+        else:
+            gi, gj = first_group[a], second_group[b]
+            if gi != gj:
+                take_second = gj < gi
+            else:  # NumPy's NaN-aware "less than": second's key < first's
+                ki, kj = first_key[a], second_key[b]
+                take_second = kj < ki or (math.isnan(ki) and not math.isnan(kj))
+        if take_second:
+            out[o], group[o], key[o] = second[b], second_group[b], second_key[b]
+            b += 1
+        else:
+            out[o], group[o], key[o] = first[a], first_group[a], first_key[a]
+            a += 1
+    return out, group, key
