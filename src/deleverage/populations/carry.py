@@ -36,9 +36,11 @@ only by trades. The `carry_unwind` channel switches all of this population's tra
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
 from deleverage.populations.pecking import (
@@ -110,6 +112,16 @@ class CarryFundsPopulation(FundBookPopulation):
         self._last_fx = float(price[self.fx])
         self._step = -1
         self._legs_time, self._legs = None, (np.nan, np.nan)
+        # both legs at every step start of the clock, read once (a dated path's lookup a
+        # step was most of this population's cost); other times are looked up as they come
+        clock = ctx.scenario.clock
+        starts = pd.date_range(clock.start, periods=clock.n_steps, freq=clock.step).asi8
+        self._leg_table = (
+            starts,
+            rate_at(spec.investment_rate, starts).tolist(),
+            rate_at(spec.funding_rate, starts).tolist(),
+        )
+        self._ratio_key, self._ratio = None, np.nan  # carry ÷ vol of a step (no rate_asset)
         self._update_flags(self.defaulted, self.unwound)
 
     def balance_sheet(self, price: np.ndarray) -> BalanceSheet:
@@ -144,11 +156,16 @@ class CarryFundsPopulation(FundBookPopulation):
         the rate differential, the funding leg plus the spread and, only with an explicit
         `rate_asset`, β·Δ its yield."""
         spec = self.spec
-        if view.time != self._legs_time:  # the dated legs, once per step
-            now = np.array([view.time.value])
-            legs = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
-            self._legs_time, self._legs = view.time, (float(legs[0][0]), float(legs[1][0]))
-        investment, funding = self._legs
+        starts, investment_legs, funding_legs = self._leg_table
+        k = view.step
+        if 0 <= k < len(starts) and starts[k] == view.time.value:
+            investment, funding = investment_legs[k], funding_legs[k]
+        else:
+            if view.time != self._legs_time:  # the dated legs, once per step
+                now = np.array([view.time.value])
+                legs = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
+                self._legs_time, self._legs = view.time, (float(legs[0][0]), float(legs[1][0]))
+            investment, funding = self._legs
         funding += spec.funding_spread_pct
         if self.rate_column is not None:
             beta = 1.0 if spec.funding_beta is None else spec.funding_beta
@@ -162,7 +179,7 @@ class CarryFundsPopulation(FundBookPopulation):
 
     def annual_vol(self) -> float:
         """The funds' annualized USDJPY volatility (EWMA of step returns), a fraction."""
-        return float(np.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS))
+        return math.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS)
 
     def _observe_fx(self, view: MarketView) -> None:
         """Once per step: update the EWMA variance of the pair's open-market step returns."""
@@ -180,11 +197,17 @@ class CarryFundsPopulation(FundBookPopulation):
             return
         self._observe_fx(view)
         spec = self.spec
-        ratio = self.carry_to_vol(view)
+        if self.rate_column is not None:  # the linked yield moves with every round's price
+            ratio = self.carry_to_vol(view)
+        elif self._ratio_key != (view.step, view.time):  # else it is the step's
+            self._ratio_key, self._ratio = (view.step, view.time), self.carry_to_vol(view)
+            ratio = self._ratio
+        else:
+            ratio = self._ratio
         held, dollars, loan, assets, equity, leverage = self.balance_sheet(view.price)
         self.leverage = leverage
         # a cheap screen first: does any live fund breach its buffer or want out?
-        if not (np.any(leverage > self._sell_above) or ratio < self._unwind_below):
+        if not ((leverage > self._sell_above).any() or ratio < self._unwind_below):
             return
         live = ~self.defaulted
         default = live & (leverage > spec.default_leverage)

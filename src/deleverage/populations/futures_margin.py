@@ -41,6 +41,7 @@ crossing checks only the accounts crossed, and only a margin change recomputes t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,8 @@ class FuturesPopulation:
         self.settlement_price = price
         self._settled_step = -1
         self._maintenance: Margin | None = None  # the margin the call prices were set with
+        self._pct_margins: tuple[tuple[float, float], tuple[Margin, Margin]] | None = None
+        self._gross_units: float | None = None  # Σ |position|, None after a position moved
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
@@ -227,11 +230,15 @@ class FuturesPopulation:
             self._usd_entry = entry
             return initial.scaled(self.initial_multiplier), maintenance
         self._usd_entry = entry
-        initial = float(view.initial_margin_pct[self.asset])
-        maintenance = float(view.maintenance_margin_pct[self.asset])
-        if np.isnan(initial) or np.isnan(maintenance):  # the schedule gives none yet
-            initial, maintenance = self.fallback_pct
-        return Margin(initial * self.initial_multiplier), Margin(maintenance)
+        pct = (float(view.initial_margin_pct[self.asset]),
+               float(view.maintenance_margin_pct[self.asset]))  # fmt: skip
+        if self._pct_margins is None or self._pct_margins[0] != pct:  # NaN never matches
+            initial, maintenance = pct
+            if math.isnan(initial) or math.isnan(maintenance):  # the schedule gives none yet
+                initial, maintenance = self.fallback_pct
+            margins = Margin(initial * self.initial_multiplier), Margin(maintenance)
+            self._pct_margins = pct, margins
+        return self._pct_margins[1]
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         price = float(view.price[self.asset])
@@ -274,20 +281,27 @@ class FuturesPopulation:
                 detail=f"paid {paid:.0f} USD, received {received:.0f} USD",
             )
 
-    def _refresh_call_prices(self, accounts: slice | np.ndarray) -> None:
-        """Recompute the call prices of `accounts` (a slice or indices), then the extremes."""
+    def _refresh_call_prices(self, accounts: slice | np.ndarray, fresh: bool = False) -> None:
+        """Recompute the call prices of `accounts` (a slice or indices), then the extremes.
+        `fresh`: the accounts are new slots (no call price before), so the extremes are
+        those of the book and of theirs."""
         position, cash = self.position[accounts], self.cash_usd[accounts]
         active = (position != 0.0) & (self.pending[accounts] == 0.0)
         # equity − maintenance = cash − usd·|position| + price · (position − pct·|position|)
         slope = position - self._maintenance.pct / 100.0 * np.abs(position)
         level = cash - self._maintenance.usd_per_unit * np.abs(position)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            call_price = -level / slope
+        # the call price is read only where the slope is not zero
+        call_price = np.divide(-level, slope, out=np.zeros_like(slope), where=slope != 0.0)
         underwater = np.where(level < 0.0, np.inf, -np.inf)  # longs at 100% margin
         floor = np.where(slope > 0.0, call_price, np.where(slope == 0.0, underwater, -np.inf))
-        self.floor[accounts] = np.where(active, floor, -np.inf)
-        self.cap[accounts] = np.where(active & (slope < 0.0), call_price, np.inf)
-        self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
+        floor = np.where(active, floor, -np.inf)
+        cap = np.where(active & (slope < 0.0), call_price, np.inf)
+        self.floor[accounts], self.cap[accounts] = floor, cap
+        if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins)
+            self._call_below = float(np.maximum(self._call_below, floor.max()))
+            self._call_above = float(np.minimum(self._call_above, cap.min()))
+        else:
+            self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
         tolerance = 1e-12 * price
@@ -382,13 +396,21 @@ class FuturesPopulation:
         expectation (a shortfall is made up later)."""
         if self._opening is not None:
             return
-        gap = self.target_units - float(np.abs(self.position).sum())
+        if self._gross_units is None:  # the book's units, summed again only once they moved
+            self._gross_units = float(np.abs(self.position).sum())
+        gap = self.target_units - self._gross_units
         if gap <= 0.0:
             return
         spec, rng = self.law, self.rng
-        units = gap * self.rebuild_share * np.array([spec.long_share, 1.0 - spec.long_share])
-        count = np.floor(units / self.mean_units + rng.random(2)).astype(np.int64)
-        k = int(count.sum())
+        # per side, units / mean account + a uniform draw, floored (NumPy float64 scalars:
+        # the same arithmetic as on the two-element arrays)
+        units = gap * self.rebuild_share
+        draw = rng.random(2)
+        count = [
+            int(np.floor(units * spec.long_share / self.mean_units[0] + draw[0])),
+            int(np.floor(units * (1.0 - spec.long_share) / self.mean_units[1] + draw[1])),
+        ]
+        k = count[0] + count[1]
         if k == 0:
             return
         if self.used + k > len(self.position):
@@ -408,6 +430,7 @@ class FuturesPopulation:
                            ("pending", 0.0), ("floor", -np.inf), ("cap", np.inf),
                            ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
+        self._gross_units = None
 
     def _settle_openings(self, price: float, log: EventLog) -> None:
         """Open the queued accounts at the fill `price` with equity = cushion × initial
@@ -420,8 +443,9 @@ class FuturesPopulation:
         self.position[slots] = position
         self.cash_usd[slots] = equity - position * price
         self.buffer_usd[slots] = outside
+        self._gross_units = None
         self.deposits_usd += float(equity.sum() + outside.sum())
-        self._refresh_call_prices(slots)
+        self._refresh_call_prices(slots, fresh=True)
         log.add(
             "futures_open",
             population=self.name,
@@ -461,6 +485,7 @@ class FuturesPopulation:
         quantity = self.pending[closing]
         self.cash_usd[closing] -= quantity * price
         self.position[closing] += quantity
+        self._gross_units = None
         self.pending[closing] = 0.0
         self._pending_total = 0.0
         # A loss beyond the margin balance is paid from the buffer; what remains is owed

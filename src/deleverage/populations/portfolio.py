@@ -82,7 +82,7 @@ class TargetPortfolio(ABC):
         self.cash_usd = np.zeros(n_funds)
         self.fx = ctx.fx
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
-        self._usd_per_quote = np.ones(n_assets)  # at the last prices seen, per asset
+        self._mark_price = ctx.price0  # prices of the last mark (their FX rates value fills)
         # fx pairs are currency positions funded in their quote currency
         self.is_pair = np.array([a.asset_class == "fx" for a in ctx.scenario.assets])
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
@@ -101,6 +101,7 @@ class TargetPortfolio(ABC):
         self._pending: np.ndarray | None = None  # target units, NaN where reached
         self._orders = Orders.empty()
         self._capped = np.zeros(0, dtype=bool)  # per order: worked over more steps
+        self._never_capped = np.zeros((n_funds, n_assets), dtype=bool)  # read only
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
         self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
@@ -110,14 +111,17 @@ class TargetPortfolio(ABC):
         """Daily realized volatility per asset (EWMA of one squared log return per step)."""
         return np.sqrt(self.variance)
 
-    def equity(self, price: np.ndarray) -> np.ndarray:
-        """USD equity per fund: cash in each currency and holdings, at `price`'s FX rates."""
+    def equity(self, price: np.ndarray, unit_usd: np.ndarray | None = None) -> np.ndarray:
+        """USD equity per fund: cash in each currency and holdings, at `price`'s FX rates
+        (`unit_usd`: their unit values, when the caller has them)."""
         local = self.cash_local @ self.fx.usd_per(price)[1:]
-        return self.cash_usd + local + self.units @ self.fx.unit_usd(price)
+        unit_usd = self.fx.unit_usd(price) if unit_usd is None else unit_usd
+        return self.cash_usd + local + self.units @ unit_usd
 
     def gross_leverage(self, price: np.ndarray) -> float:
         """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
-        return pooled_leverage(np.abs(self.units) @ self.fx.unit_usd(price), self.equity(price))
+        unit_usd = self.fx.unit_usd(price)
+        return pooled_leverage(np.abs(self.units) @ unit_usd, self.equity(price, unit_usd))
 
     def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
         """Hold `units` at the start in assets with a history (equity unchanged); assets
@@ -150,7 +154,7 @@ class TargetPortfolio(ABC):
         if first_round:
             self._step = view.step
             self.observe(view)
-        self._usd_per_quote = self.fx.usd_per(view.price)[self.fx.quote]
+        self._mark_price = view.price.copy()
         self._orders = Orders.empty()
         if not self.enabled:
             return
@@ -177,10 +181,10 @@ class TargetPortfolio(ABC):
         each asset's normal volume a step (pro rata over funds). Returns the trades of this
         step and where a remainder is left for later steps."""
         if not self.worked:
-            return trade, np.zeros(trade.shape, dtype=bool)
+            return trade, self._never_capped
         gross = np.abs(trade).sum(axis=0) * view.unit_usd
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(gross > self._volume_cap_usd, self._volume_cap_usd / gross, 1.0)
+        over = gross > self._volume_cap_usd  # the cap ÷ gross there, 1 elsewhere
+        scale = np.divide(self._volume_cap_usd, gross, out=np.ones_like(gross), where=over)
         capped = (scale < 1.0)[None, :] & (trade != 0.0)
         return np.where(capped, trade * scale, trade), capped
 
@@ -207,6 +211,7 @@ class TargetPortfolio(ABC):
             self._pending[funds[reached], assets[reached]] = np.nan
             if np.isnan(self._pending).all():
                 self._pending = None
+        usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
         for a in np.unique(assets):
             mine = assets == a
             q = float(quantity[mine].sum())
@@ -217,7 +222,7 @@ class TargetPortfolio(ABC):
                 asset=self.asset_ids[a],
                 count=int(mine.sum()),
                 quantity=q,
-                notional_usd=abs(q) * p * self._usd_per_quote[a],
+                notional_usd=abs(q) * p * usd_per_quote[a],
                 price=p,
             )
 

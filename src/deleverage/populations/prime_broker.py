@@ -136,9 +136,8 @@ class PrimeBrokerPopulation(FundBookPopulation):
         self.peak = np.maximum(self.peak, price)
         haircut, equity, requirement, leverage = self.margin_state(view)
         # a cheap screen first: is any live fund in call or past its default leverage?
-        if not (
-            np.any(requirement - equity > self._call_bar) or np.any(leverage > self._default_bar)
-        ):
+        called = (requirement - equity > self._call_bar).any()
+        if not (called or (leverage > self._default_bar).any()):
             return
         live = ~self.defaulted
         default = live & (leverage > self.spec.default_leverage)

@@ -71,10 +71,12 @@ class ValueFundPopulation(TargetPortfolio):
                 notional_usd=float(held[defaulting].sum() * unit),
                 price=price,
             )
-        mispricing = max((self.anchor - price) / self.anchor, 0.0)
         cap = self.max_leverage * np.maximum(wealth, 0.0) / unit
-        wanted = np.where(self.active, self.demand(wealth, price, unit), 0.0)
         forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
+        if not rebalance and not (self.forced_sales and forced.any()):
+            return None  # between rebalances only forced sales trade
+        mispricing = max((self.anchor - price) / self.anchor, 0.0)
+        wanted = np.where(self.active, self.demand(wealth, price, unit), 0.0)
         if not self.forced_sales:  # the cap limits new buying only; nothing forces a sale
             demand = self.beta * mispricing * wealth / unit
             wanted = np.where(self.active, np.minimum(demand, np.maximum(cap, held)), 0.0)
