@@ -100,6 +100,9 @@ class CarryFundsPopulation(FundBookPopulation):
         self.unwound = np.zeros(n, dtype=bool)
         self.desk_usd = np.zeros(n)  # dollars each fund delivered to the outside FX desk
         self.desk_yen = np.zeros(n)  # and yen it received (fx_feedback off)
+        self._desk_trades = 0  # exchanges with the desk so far (for `_cash_parts`)
+        self._cash_key, self._cash_cache = None, None
+        self._sheet_key, self._sheet = None, None  # the last balance sheet and its inputs
         self.leverage = self.balance_sheet(ctx.price0).leverage
 
         self.rate_column = None if spec.rate_asset is None else index[spec.rate_asset]
@@ -115,7 +118,8 @@ class CarryFundsPopulation(FundBookPopulation):
         # both legs at every step start of the clock, read once (a dated path's lookup a
         # step was most of this population's cost); other times are looked up as they come
         clock = ctx.scenario.clock
-        starts = pd.date_range(clock.start, periods=clock.n_steps, freq=clock.step).asi8
+        starts = pd.date_range(clock.start, periods=clock.n_steps, freq=clock.step)
+        starts = starts.as_unit("ns").asi8  # int64 ns, as `rate_at` reads times
         self._leg_table = (
             starts,
             rate_at(spec.investment_rate, starts).tolist(),
@@ -126,16 +130,35 @@ class CarryFundsPopulation(FundBookPopulation):
 
     def balance_sheet(self, price: np.ndarray) -> BalanceSheet:
         """Per fund, USD, on the projected book: pending orders filled at `price` (the
-        engine's (A,) price vector)."""
+        engine's (A,) price vector). The same book at the same prices (the step's last round
+        and the leverage recorded after it) is not valued twice."""
         p = price[self.book.columns]
+        key = (self.book.version, self._desk_trades, p.tobytes())
+        if key == self._sheet_key:
+            return self._sheet
         units, cash = self.book.projected(p)
         held = units[:, : self.fx] @ p[: self.fx]
-        dollars = cash[:, USD] + units[:, self.fx] - self.desk_usd
-        yen_usd = (cash[:, JPY] + self.desk_yen) / p[self.fx]
+        dollars, idle, yen = self._cash_parts(units, cash)
+        yen_usd = yen / p[self.fx]
         equity = held + dollars + yen_usd
-        assets = held + np.maximum(dollars, 0.0) + np.maximum(yen_usd, 0.0)
+        assets = held + idle + np.maximum(yen_usd, 0.0)
         leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
-        return BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+        sheet = BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+        self._sheet_key, self._sheet = key, sheet
+        return sheet
+
+    def _cash_parts(self, units, cash) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per fund: dollars, the positive part of them, and yen (the loan, negative). They
+        move only with trades, queued orders and the FX desk: on a book without pending
+        orders they are read again only after one of those."""
+        key = (self.book.version, self._desk_trades)
+        if self.book._open or key != self._cash_key:
+            dollars = cash[:, USD] + units[:, self.fx] - self.desk_usd
+            parts = dollars, np.maximum(dollars, 0.0), cash[:, JPY] + self.desk_yen
+            if self.book._open:  # projected at this price
+                return parts
+            self._cash_key, self._cash_cache = key, parts
+        return self._cash_cache
 
     def gross_leverage(self, price: np.ndarray) -> float:
         """Assets ÷ equity of the funds not in default, pooled (the balance sheet's
@@ -296,6 +319,7 @@ class CarryFundsPopulation(FundBookPopulation):
         else:
             self.desk_usd += repay_usd
             self.desk_yen += repay_usd * fx_price
+            self._desk_trades += 1
             how = "outside FX desk at the current rate, no order"
         log.add(
             "fx_repay",

@@ -145,6 +145,7 @@ class FuturesPopulation:
         self._settled_step = -1
         self._maintenance: Margin | None = None  # the margin the call prices were set with
         self._pct_margins: tuple[tuple[float, float], tuple[Margin, Margin]] | None = None
+        self.abs_position = np.abs(self.position)  # kept with `position`, for its sum
         self._gross_units: float | None = None  # Σ |position|, None after a position moved
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
@@ -207,7 +208,13 @@ class FuturesPopulation:
 
     def open_interest_usd(self, price: float) -> float:
         """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
-        return 0.5 * float(np.abs(self.position).sum()) * price
+        return 0.5 * self.gross_units() * price
+
+    def gross_units(self) -> float:
+        """Σ |position| over the accounts, summed again only after positions moved."""
+        if self._gross_units is None:
+            self._gross_units = float(self.abs_position.sum())
+        return self._gross_units
 
     def equity(self, price: float) -> np.ndarray:
         return self.cash_usd + self.position * price
@@ -396,9 +403,7 @@ class FuturesPopulation:
         expectation (a shortfall is made up later)."""
         if self._opening is not None:
             return
-        if self._gross_units is None:  # the book's units, summed again only once they moved
-            self._gross_units = float(np.abs(self.position).sum())
-        gap = self.target_units - self._gross_units
+        gap = self.target_units - self.gross_units()
         if gap <= 0.0:
             return
         spec, rng = self.law, self.rng
@@ -426,9 +431,9 @@ class FuturesPopulation:
 
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
-        for name, fill in (("position", 0.0), ("cash_usd", 0.0), ("buffer_usd", 0.0),
-                           ("pending", 0.0), ("floor", -np.inf), ("cap", np.inf),
-                           ("call_due", False)):  # fmt: skip
+        for name, fill in (("position", 0.0), ("abs_position", 0.0), ("cash_usd", 0.0),
+                           ("buffer_usd", 0.0), ("pending", 0.0), ("floor", -np.inf),
+                           ("cap", np.inf), ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
         self._gross_units = None
 
@@ -437,10 +442,12 @@ class FuturesPopulation:
         margin and their buffers, both deposited from outside."""
         slots, position, initial, cushion, buffer = self._opening
         self._opening = None
-        notional = np.abs(position) * price
-        margin = initial.per_unit(price) * np.abs(position)
+        size = np.abs(position)
+        notional = size * price
+        margin = initial.per_unit(price) * size
         equity, outside = cushion * margin, buffer * margin
         self.position[slots] = position
+        self.abs_position[slots] = size
         self.cash_usd[slots] = equity - position * price
         self.buffer_usd[slots] = outside
         self._gross_units = None
@@ -485,6 +492,7 @@ class FuturesPopulation:
         quantity = self.pending[closing]
         self.cash_usd[closing] -= quantity * price
         self.position[closing] += quantity
+        self.abs_position[closing] = np.abs(self.position[closing])
         self._gross_units = None
         self.pending[closing] = 0.0
         self._pending_total = 0.0

@@ -61,6 +61,9 @@ def ewma_end(initial: float, values: np.ndarray, open_steps: np.ndarray, decay: 
     return float(decay ** open_steps.sum() * initial + weights @ values)
 
 
+_NOT_CAPPED = np.zeros(0, dtype=bool)
+
+
 class TargetPortfolio(ABC):
     kind = "target_portfolio"
     trade_event = "rebalance"
@@ -100,7 +103,7 @@ class TargetPortfolio(ABC):
         self._last_rebalance = -self.rebalance_steps
         self._pending: np.ndarray | None = None  # target units, NaN where reached
         self._orders = Orders.empty()
-        self._capped = np.zeros(0, dtype=bool)  # per order: worked over more steps
+        self._capped = _NOT_CAPPED  # per order: worked over more steps
         self._never_capped = np.zeros((n_funds, n_assets), dtype=bool)  # read only
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
@@ -171,6 +174,9 @@ class TargetPortfolio(ABC):
         wanted = view.is_open & ~np.isnan(self._pending)
         trade = np.where(wanted, self._pending - self.units, 0.0)
         self._pending[wanted & (trade == 0.0)] = np.nan  # already there
+        if not trade.any():  # venues closed or targets reached: no order
+            self._capped = _NOT_CAPPED
+            return
         trade, capped = self._work(trade, view)
         funds, assets = np.nonzero(trade)
         self._orders = Orders(assets, trade[funds, assets], funds)

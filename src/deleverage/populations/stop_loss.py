@@ -49,8 +49,8 @@ class StopLossPopulation:
         else:
             self.extreme = min(self.extreme, price)
             move = price / self.extreme - 1.0
-        if self.triggered < len(self.distance) and move < self.distance[self.triggered]:
-            return  # the next stop is further away: nothing is hit (nor a NaN move)
+        if self.triggered == len(self.distance) or move < self.distance[self.triggered]:
+            return  # no stop left, or the next one is further away: nothing is hit
         hit = int(np.searchsorted(self.distance, move, side="right"))
         if hit > self.triggered:
             units = self._cum_units[hit] - self._cum_units[self.triggered]
