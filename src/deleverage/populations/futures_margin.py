@@ -239,10 +239,10 @@ class FuturesPopulation:
         self._usd_entry = entry
         pct = (float(view.initial_margin_pct[self.asset]),
                float(view.maintenance_margin_pct[self.asset]))  # fmt: skip
-        if self._pct_margins is None or self._pct_margins[0] != pct:  # NaN never matches
+        if math.isnan(pct[0]) or math.isnan(pct[1]):  # the schedule gives none yet
+            pct = self.fallback_pct
+        if self._pct_margins is None or self._pct_margins[0] != pct:  # made once per change
             initial, maintenance = pct
-            if math.isnan(initial) or math.isnan(maintenance):  # the schedule gives none yet
-                initial, maintenance = self.fallback_pct
             margins = Margin(initial * self.initial_multiplier), Margin(maintenance)
             self._pct_margins = pct, margins
         return self._pct_margins[1]
@@ -264,7 +264,7 @@ class FuturesPopulation:
             self._opened_step = view.step
             if view.is_open[self.asset]:
                 self._open_positions(initial)
-        if maintenance != self._maintenance:
+        if maintenance is not self._maintenance and maintenance != self._maintenance:
             self._maintenance = maintenance
             self._refresh_call_prices(slice(None))
         tolerance = 1e-12 * price  # call prices select the accounts; the test is exact
@@ -297,10 +297,13 @@ class FuturesPopulation:
         # equity − maintenance = cash − usd·|position| + price · (position − pct·|position|)
         slope = position - self._maintenance.pct / 100.0 * np.abs(position)
         level = cash - self._maintenance.usd_per_unit * np.abs(position)
-        # the call price is read only where the slope is not zero
-        call_price = np.divide(-level, slope, out=np.zeros_like(slope), where=slope != 0.0)
+        flat = slope == 0.0  # no call price there (it is not read)
+        if flat.any():
+            call_price = np.divide(-level, slope, out=np.zeros_like(slope), where=~flat)
+        else:
+            call_price = -level / slope
         underwater = np.where(level < 0.0, np.inf, -np.inf)  # longs at 100% margin
-        floor = np.where(slope > 0.0, call_price, np.where(slope == 0.0, underwater, -np.inf))
+        floor = np.where(slope > 0.0, call_price, np.where(flat, underwater, -np.inf))
         floor = np.where(active, floor, -np.inf)
         cap = np.where(active & (slope < 0.0), call_price, np.inf)
         self.floor[accounts], self.cap[accounts] = floor, cap

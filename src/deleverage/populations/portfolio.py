@@ -1,7 +1,8 @@
 """Funds that trade toward a target portfolio: arrays of funds × assets.
 
 Subclasses say what they want to hold (`target_units`). This base samples prices once a
-step (`observe`: realized volatility per asset), asks for a target when a rebalance is due
+step (`observe`: realized volatility per asset, for the subclasses whose rule reads it,
+`reads_vol`), asks for a target when a rebalance is due
 (every `rebalance_every`) or when a subclass must act at once (forced sales), trades the
 difference on open venues, and keeps the target of a closed venue until it opens.
 
@@ -68,6 +69,7 @@ class TargetPortfolio(ABC):
     kind = "target_portfolio"
     trade_event = "rebalance"
     worked = False  # rebalances worked as a percent-of-volume order (see `_work`)
+    reads_vol = False  # the rule reads `realized_vol`: it is updated every step
 
     def __init__(
         self,
@@ -111,7 +113,8 @@ class TargetPortfolio(ABC):
 
     @property
     def realized_vol(self) -> np.ndarray:
-        """Daily realized volatility per asset (EWMA of one squared log return per step)."""
+        """Daily realized volatility per asset (EWMA of one squared log return per step;
+        the start's estimate where the population's rule does not read it)."""
         return np.sqrt(self.variance)
 
     def equity(self, price: np.ndarray, unit_usd: np.ndarray | None = None) -> np.ndarray:
@@ -145,7 +148,9 @@ class TargetPortfolio(ABC):
         the first round of a step when a scheduled rebalance is due."""
 
     def observe(self, view: MarketView) -> None:
-        """Once per step, before any order: update realized volatility."""
+        """Once per step, before any order: update realized volatility (if read)."""
+        if not self.reads_vol:
+            return
         moved = view.is_open & (view.price != self._last_price)
         r2 = np.log(view.price / self._last_price) ** 2 * self._steps_per_day
         updated = self._vol_decay * self.variance + (1 - self._vol_decay) * r2
@@ -166,12 +171,16 @@ class TargetPortfolio(ABC):
             self._last_rebalance = view.step
         target = self.target_units(view, due, log)
         if target is not None:
+            target[target == self.units] = np.nan  # already there, whatever the venue
             self._pending = target
         elif not first_round:
             return  # what was pending on open venues traded in an earlier round of this step
         if self._pending is None:
             return
         wanted = view.is_open & ~np.isnan(self._pending)
+        if not wanted.any():  # what is left waits for its venue
+            self._capped = _NOT_CAPPED
+            return
         trade = np.where(wanted, self._pending - self.units, 0.0)
         self._pending[wanted & (trade == 0.0)] = np.nan  # already there
         if not trade.any():  # venues closed or targets reached: no order
