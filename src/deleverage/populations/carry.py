@@ -103,6 +103,7 @@ class CarryFundsPopulation(FundBookPopulation):
         self._desk_trades = 0  # exchanges with the desk so far (for `_cash_parts`)
         self._cash_key, self._cash_cache = None, None
         self._sheet_key, self._sheet = None, None  # the last balance sheet and its inputs
+        self._no_equity = np.full(n, np.inf)  # the leverage where equity is gone (copied)
         self.leverage = self.balance_sheet(ctx.price0).leverage
 
         self.rate_column = None if spec.rate_asset is None else index[spec.rate_asset]
@@ -142,7 +143,7 @@ class CarryFundsPopulation(FundBookPopulation):
         yen_usd = yen / p[self.fx]
         equity = held + dollars + yen_usd
         assets = held + idle + np.maximum(yen_usd, 0.0)
-        leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
+        leverage = np.divide(assets, equity, out=self._no_equity.copy(), where=equity > 0.0)
         sheet = BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
         self._sheet_key, self._sheet = key, sheet
         return sheet

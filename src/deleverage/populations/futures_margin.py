@@ -423,9 +423,10 @@ class FuturesPopulation:
             return
         if self.used + k > len(self.position):
             self._grow(max(k, len(self.position)))
-        side = np.repeat([1.0, -1.0], count)
+        side = np.array([1.0] * count[0] + [-1.0] * count[1])
         # the input's lognormal(0, 1) account sizes, with the input's mean per side
-        units_each = np.repeat(self.mean_units, count) * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        mean = np.array([self.mean_units[0]] * count[0] + [self.mean_units[1]] * count[1])
+        units_each = mean * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
         cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
         buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
         slots = np.arange(self.used, self.used + k)
@@ -479,7 +480,7 @@ class FuturesPopulation:
             quantity.append(float(self._opening[1].sum()))
         if not owners:
             return Orders.empty()
-        return Orders(np.full(len(owners), self.asset), np.array(quantity), np.array(owners))
+        return Orders(np.array([self.asset] * len(owners)), np.array(quantity), np.array(owners))
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog

@@ -227,7 +227,7 @@ class TargetPortfolio(ABC):
             if np.isnan(self._pending).all():
                 self._pending = None
         usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
-        for a in np.unique(assets):
+        for a in sorted(set(assets.tolist())):
             mine = assets == a
             q = float(quantity[mine].sum())
             p = float(fill_price[mine][0])
@@ -235,7 +235,7 @@ class TargetPortfolio(ABC):
                 self.trade_event,
                 population=self.name,
                 asset=self.asset_ids[a],
-                count=int(mine.sum()),
+                count=np.count_nonzero(mine),
                 quantity=q,
                 notional_usd=abs(q) * p * usd_per_quote[a],
                 price=p,

@@ -60,7 +60,8 @@ class ValueFundPopulation(TargetPortfolio):
         held = self.units[:, self.asset]
         wealth = self.cash_usd + self.cash_local @ self.fx.usd_per(view.price)[1:] + held * unit
         defaulting = self.active & (wealth <= self.default_equity) & self.forced_sales
-        if defaulting.any():
+        any_default = defaulting.any()
+        if any_default:
             self.active &= ~defaulting
             log.add(
                 "fund_default",
@@ -72,7 +73,9 @@ class ValueFundPopulation(TargetPortfolio):
                 price=price,
             )
         cap = self.max_leverage * np.maximum(wealth, 0.0) / unit
-        forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
+        forced = (held > cap * (1 + 1e-9)) & self.active
+        if any_default:
+            forced |= defaulting & (held != 0)
         if not rebalance and not (self.forced_sales and forced.any()):
             return None  # between rebalances only forced sales trade
         mispricing = max((self.anchor - price) / self.anchor, 0.0)
