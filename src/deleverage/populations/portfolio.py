@@ -88,6 +88,9 @@ class TargetPortfolio(ABC):
         self.fx = ctx.fx
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
         self._mark_price = ctx.price0  # prices of the last mark (their FX rates value fills)
+        self._abs_units: np.ndarray | None = None  # |units|, None once units moved
+        # usd_per(price)[1:] as one indexing and power: the other currencies' USD value
+        self._other_pairs, self._other_powers = self.fx.pair[1:], self.fx.power[1:]
         # fx pairs are currency positions funded in their quote currency
         self.is_pair = np.array([a.asset_class == "fx" for a in ctx.scenario.assets])
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
@@ -120,14 +123,16 @@ class TargetPortfolio(ABC):
     def equity(self, price: np.ndarray, unit_usd: np.ndarray | None = None) -> np.ndarray:
         """USD equity per fund: cash in each currency and holdings, at `price`'s FX rates
         (`unit_usd`: their unit values, when the caller has them)."""
-        local = self.cash_local @ self.fx.usd_per(price)[1:]
+        local = self.cash_local @ price[self._other_pairs] ** self._other_powers
         unit_usd = self.fx.unit_usd(price) if unit_usd is None else unit_usd
         return self.cash_usd + local + self.units @ unit_usd
 
     def gross_leverage(self, price: np.ndarray) -> float:
         """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
         unit_usd = self.fx.unit_usd(price)
-        return pooled_leverage(np.abs(self.units) @ unit_usd, self.equity(price, unit_usd))
+        if self._abs_units is None:
+            self._abs_units = np.abs(self.units)
+        return pooled_leverage(self._abs_units @ unit_usd, self.equity(price, unit_usd))
 
     def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
         """Hold `units` at the start in assets with a history (equity unchanged); assets
@@ -135,6 +140,7 @@ class TargetPortfolio(ABC):
         assets bought with converted dollars), fx pairs in their quote currency (a long
         USDJPY is dollars funded in yen)."""
         self.units = np.where(self.has_history, units, 0.0)
+        self._abs_units = None
         paid_in = self.fx.quote * self.is_pair  # pairs: their quote currency; others: USD
         self.cash_usd = self.cash_usd - self.units @ np.where(
             paid_in == 0, self.fx.unit_usd(price), 0.0
@@ -214,6 +220,7 @@ class TargetPortfolio(ABC):
         )
         fill_price = price[filled]
         np.add.at(self.units, (funds, assets), quantity)
+        self._abs_units = None
         quote = self.fx.quote[assets]
         usd = quote == 0
         np.add.at(self.cash_usd, funds[usd], -(quantity * fill_price)[usd])

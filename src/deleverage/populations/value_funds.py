@@ -58,7 +58,8 @@ class ValueFundPopulation(TargetPortfolio):
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
         price, unit = view.price[self.asset], view.unit_usd[self.asset]
         held = self.units[:, self.asset]
-        wealth = self.cash_usd + self.cash_local @ self.fx.usd_per(view.price)[1:] + held * unit
+        local = self.cash_local @ view.price[self._other_pairs] ** self._other_powers
+        wealth = self.cash_usd + local + held * unit
         defaulting = self.active & (wealth <= self.default_equity) & self.forced_sales
         any_default = defaulting.any()
         if any_default:
