@@ -315,7 +315,8 @@ class FuturesPopulation:
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
         tolerance = 1e-12 * price
-        crossed = np.flatnonzero((self.floor > price - tolerance) | (self.cap < price + tolerance))
+        floor, cap = self.floor[: self.used], self.cap[: self.used]  # free slots: never called
+        crossed = np.flatnonzero((floor > price - tolerance) | (cap < price + tolerance))
         position = self.position[crossed]
         notional = np.abs(position) * price
         equity = self.cash_usd[crossed] + position * price

@@ -219,7 +219,7 @@ class TargetPortfolio(ABC):
             orders.quantity[filled],
         )
         fill_price = price[filled]
-        np.add.at(self.units, (funds, assets), quantity)
+        self.units[funds, assets] += quantity  # one order per (fund, asset): see `mark`
         self._abs_units = None
         quote = self.fx.quote[assets]
         usd = quote == 0
