@@ -11,6 +11,7 @@ from tests.conftest import NASDAQ, base_raw, build
 from deleverage import simulate
 from deleverage.engine.simulate import initial_prices
 from deleverage.errors import ScenarioError
+from deleverage.populations import carry
 from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.carry import JPY, CarryFundsPopulation
 from deleverage.results.events import EventLog
@@ -471,7 +472,7 @@ def test_a_mis_specified_carry_fund_is_a_scenario_error_naming_the_key(change, w
     assert problems and message in problems[0].message
 
 
-def test_the_legs_read_at_each_step_start_are_those_of_the_dated_paths():
+def test_the_legs_read_at_each_step_start_are_those_of_the_dated_paths(monkeypatch):
     """The legs are read once for every step start of the clock; a view at a step start
     gets exactly the rate of the path at that time, and a view at another time (or with a
     step number that does not match it) is looked up as it comes."""
@@ -487,9 +488,11 @@ def test_the_legs_read_at_each_step_start_are_those_of_the_dated_paths():
     starts = pd.date_range("2026-01-05T00:00Z", "2026-01-06T23:55Z", freq="5min")
     now = starts.as_unit("ns").asi8
     investment, funding = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
-    for k in range(0, len(starts), 7):
-        view = _view(time=str(starts[k]), step=k)
-        assert pop.rates(view) == (investment[k], funding[k] + spec.funding_spread_pct)
+    with monkeypatch.context() as patched:  # a step start reads the table, not the paths
+        patched.setattr(carry, "rate_at", lambda *_: pytest.fail("looked up at a step start"))
+        for k in range(0, len(starts), 7):
+            view = _view(time=str(starts[k]), step=k)
+            assert pop.rates(view) == (investment[k], funding[k] + spec.funding_spread_pct)
     assert funding[156] == 0.5 and funding[157] == 0.75  # the step after 13:02 reads the hike
     off_clock = _view(time="2026-01-05T13:02Z", step=156)  # between two step starts
     assert pop.rates(off_clock)[1] == 0.75 + spec.funding_spread_pct
