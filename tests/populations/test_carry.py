@@ -11,9 +11,11 @@ from tests.conftest import NASDAQ, base_raw, build
 from deleverage import simulate
 from deleverage.engine.simulate import initial_prices
 from deleverage.errors import ScenarioError
+from deleverage.populations import carry
 from deleverage.populations.base import BuildContext, MarketView
 from deleverage.populations.carry import JPY, CarryFundsPopulation
 from deleverage.results.events import EventLog
+from deleverage.scenario.schema import rate_at
 
 
 def _asset(asset_id, cls, tier, price, **extra):
@@ -468,3 +470,31 @@ def test_a_mis_specified_carry_fund_is_a_scenario_error_naming_the_key(change, w
         build(base_raw(assets=ASSETS, populations=[{**FUND, **change}]))
     problems = [p for p in caught.value.problems if p.path.startswith(where)]
     assert problems and message in problems[0].message
+
+
+def test_the_legs_read_at_each_step_start_are_those_of_the_dated_paths(monkeypatch):
+    """The legs are read once for every step start of the clock; a view at a step start
+    gets exactly the rate of the path at that time, and a view at another time (or with a
+    step number that does not match it) is looked up as it comes."""
+    fund = FUND | {
+        "investment_rate": {
+            "points": [["2026-01-05T00:00Z", 4.0], ["2026-01-06T07:33Z", 3.1]],
+            "interpolation": "linear",
+        },
+        "funding_rate": {"points": [["2026-01-05T00:00Z", 0.5], ["2026-01-05T13:02Z", 0.75]]},
+    }
+    pop = _population(fund)
+    spec = pop.spec
+    starts = pd.date_range("2026-01-05T00:00Z", "2026-01-06T23:55Z", freq="5min")
+    now = starts.as_unit("ns").asi8
+    investment, funding = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
+    with monkeypatch.context() as patched:  # a step start reads the table, not the paths
+        patched.setattr(carry, "rate_at", lambda *_: pytest.fail("looked up at a step start"))
+        for k in range(0, len(starts), 7):
+            view = _view(time=str(starts[k]), step=k)
+            assert pop.rates(view) == (investment[k], funding[k] + spec.funding_spread_pct)
+    assert funding[156] == 0.5 and funding[157] == 0.75  # the step after 13:02 reads the hike
+    off_clock = _view(time="2026-01-05T13:02Z", step=156)  # between two step starts
+    assert pop.rates(off_clock)[1] == 0.75 + spec.funding_spread_pct
+    wrong_step = _view(time=str(starts[200]), step=3)
+    assert pop.rates(wrong_step) == (investment[200], funding[200] + spec.funding_spread_pct)

@@ -279,6 +279,10 @@ def test_futures_open_interest_emptied_by_a_fall_rebuilds_with_its_half_life():
     for j, price in enumerate(path, start=2):
         bought += _round_trip(pop, price, j, log)
         gaps.append(target - np.abs(pop.position).sum())
+        # new accounts fold into the call extremes and the summed units without a pass
+        # over the book: both stay exactly those of the whole book
+        assert (pop._call_below, pop._call_above) == (pop.floor.max(), pop.cap.min())
+        assert pop.gross_units() == np.abs(pop.position).sum()
     # the missing contracts halve every 6 h (72 five-minute steps)
     assert gaps[71] / gap0 == pytest.approx(0.5, abs=0.05)
     assert gaps[-1] / gap0 == pytest.approx(0.125, abs=0.03)

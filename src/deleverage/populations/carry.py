@@ -36,9 +36,11 @@ only by trades. The `carry_unwind` channel switches all of this population's tra
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
 from deleverage.populations.pecking import (
@@ -98,6 +100,10 @@ class CarryFundsPopulation(FundBookPopulation):
         self.unwound = np.zeros(n, dtype=bool)
         self.desk_usd = np.zeros(n)  # dollars each fund delivered to the outside FX desk
         self.desk_yen = np.zeros(n)  # and yen it received (fx_feedback off)
+        self._desk_trades = 0  # exchanges with the desk so far (for `_cash_parts`)
+        self._cash_key, self._cash_cache = None, None
+        self._sheet_key, self._sheet = None, None  # the last balance sheet and its inputs
+        self._no_equity = np.full(n, np.inf)  # the leverage where equity is gone (copied)
         self.leverage = self.balance_sheet(ctx.price0).leverage
 
         self.rate_column = None if spec.rate_asset is None else index[spec.rate_asset]
@@ -110,20 +116,50 @@ class CarryFundsPopulation(FundBookPopulation):
         self._last_fx = float(price[self.fx])
         self._step = -1
         self._legs_time, self._legs = None, (np.nan, np.nan)
+        # both legs at every step start of the clock, read once (a dated path's lookup a
+        # step was most of this population's cost); other times are looked up as they come
+        clock = ctx.scenario.clock
+        starts = pd.date_range(clock.start, periods=clock.n_steps, freq=clock.step)
+        starts = starts.as_unit("ns").asi8  # int64 ns, as `rate_at` reads times
+        self._leg_table = (
+            starts,
+            rate_at(spec.investment_rate, starts).tolist(),
+            rate_at(spec.funding_rate, starts).tolist(),
+        )
+        self._ratio_key, self._ratio = None, np.nan  # carry ÷ vol of a step (no rate_asset)
         self._update_flags(self.defaulted, self.unwound)
 
     def balance_sheet(self, price: np.ndarray) -> BalanceSheet:
         """Per fund, USD, on the projected book: pending orders filled at `price` (the
-        engine's (A,) price vector)."""
+        engine's (A,) price vector). The same book at the same prices (the step's last round
+        and the leverage recorded after it) is not valued twice."""
         p = price[self.book.columns]
+        key = (self.book.version, self._desk_trades, p.tobytes())
+        if key == self._sheet_key:
+            return self._sheet
         units, cash = self.book.projected(p)
         held = units[:, : self.fx] @ p[: self.fx]
-        dollars = cash[:, USD] + units[:, self.fx] - self.desk_usd
-        yen_usd = (cash[:, JPY] + self.desk_yen) / p[self.fx]
+        dollars, idle, yen = self._cash_parts(units, cash)
+        yen_usd = yen / p[self.fx]
         equity = held + dollars + yen_usd
-        assets = held + np.maximum(dollars, 0.0) + np.maximum(yen_usd, 0.0)
-        leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
-        return BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+        assets = held + idle + np.maximum(yen_usd, 0.0)
+        leverage = np.divide(assets, equity, out=self._no_equity.copy(), where=equity > 0.0)
+        sheet = BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+        self._sheet_key, self._sheet = key, sheet
+        return sheet
+
+    def _cash_parts(self, units, cash) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per fund: dollars, the positive part of them, and yen (the loan, negative). They
+        move only with trades, queued orders and the FX desk: on a book without pending
+        orders they are read again only after one of those."""
+        key = (self.book.version, self._desk_trades)
+        if self.book._open or key != self._cash_key:
+            dollars = cash[:, USD] + units[:, self.fx] - self.desk_usd
+            parts = dollars, np.maximum(dollars, 0.0), cash[:, JPY] + self.desk_yen
+            if self.book._open:  # projected at this price
+                return parts
+            self._cash_key, self._cash_cache = key, parts
+        return self._cash_cache
 
     def gross_leverage(self, price: np.ndarray) -> float:
         """Assets ÷ equity of the funds not in default, pooled (the balance sheet's
@@ -144,11 +180,16 @@ class CarryFundsPopulation(FundBookPopulation):
         the rate differential, the funding leg plus the spread and, only with an explicit
         `rate_asset`, β·Δ its yield."""
         spec = self.spec
-        if view.time != self._legs_time:  # the dated legs, once per step
-            now = np.array([view.time.value])
-            legs = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
-            self._legs_time, self._legs = view.time, (float(legs[0][0]), float(legs[1][0]))
-        investment, funding = self._legs
+        starts, investment_legs, funding_legs = self._leg_table
+        k = view.step
+        if 0 <= k < len(starts) and starts[k] == view.time.value:
+            investment, funding = investment_legs[k], funding_legs[k]
+        else:
+            if view.time != self._legs_time:  # the dated legs, once per step
+                now = np.array([view.time.value])
+                legs = rate_at(spec.investment_rate, now), rate_at(spec.funding_rate, now)
+                self._legs_time, self._legs = view.time, (float(legs[0][0]), float(legs[1][0]))
+            investment, funding = self._legs
         funding += spec.funding_spread_pct
         if self.rate_column is not None:
             beta = 1.0 if spec.funding_beta is None else spec.funding_beta
@@ -162,7 +203,7 @@ class CarryFundsPopulation(FundBookPopulation):
 
     def annual_vol(self) -> float:
         """The funds' annualized USDJPY volatility (EWMA of step returns), a fraction."""
-        return float(np.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS))
+        return math.sqrt(self.step_variance * self.steps_per_day * TRADING_DAYS)
 
     def _observe_fx(self, view: MarketView) -> None:
         """Once per step: update the EWMA variance of the pair's open-market step returns."""
@@ -180,11 +221,17 @@ class CarryFundsPopulation(FundBookPopulation):
             return
         self._observe_fx(view)
         spec = self.spec
-        ratio = self.carry_to_vol(view)
+        if self.rate_column is not None:  # the linked yield moves with every round's price
+            ratio = self.carry_to_vol(view)
+        elif self._ratio_key != (view.step, view.time):  # else it is the step's
+            self._ratio_key, self._ratio = (view.step, view.time), self.carry_to_vol(view)
+            ratio = self._ratio
+        else:
+            ratio = self._ratio
         held, dollars, loan, assets, equity, leverage = self.balance_sheet(view.price)
         self.leverage = leverage
         # a cheap screen first: does any live fund breach its buffer or want out?
-        if not (np.any(leverage > self._sell_above) or ratio < self._unwind_below):
+        if not ((leverage > self._sell_above).any() or ratio < self._unwind_below):
             return
         live = ~self.defaulted
         default = live & (leverage > spec.default_leverage)
@@ -273,6 +320,7 @@ class CarryFundsPopulation(FundBookPopulation):
         else:
             self.desk_usd += repay_usd
             self.desk_yen += repay_usd * fx_price
+            self._desk_trades += 1
             how = "outside FX desk at the current rate, no order"
         log.add(
             "fx_repay",

@@ -25,15 +25,23 @@ class EndInvestors:
         self._pending_units = np.zeros(n)
         self._step = -1
         self._unit_usd = np.ones(n)
+        self._flows = flow_usd.any(axis=1)  # (T,) bool: the step brings a programme slice
+        self._idle = True  # nothing pending: no order (most steps of most scenarios)
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         if view.step != self._step:  # a new step's slice of the programme
             self._step = view.step
-            self.pending_usd += self.flow_usd[view.step]
+            if self._flows[view.step]:
+                self.pending_usd += self.flow_usd[view.step]
+                self._idle = False
         self._unit_usd = view.unit_usd
+        if self._idle:
+            return
         self._pending_units = np.where(view.is_open, self.pending_usd / view.unit_usd, 0.0)
 
     def orders(self) -> Orders:
+        if self._idle:
+            return Orders.empty()
         assets = np.flatnonzero(self._pending_units)
         return Orders(assets, self._pending_units[assets], np.zeros(len(assets), dtype=np.int64))
 
@@ -46,6 +54,7 @@ class EndInvestors:
         np.add.at(self.cash_by_asset, assets, -quantity * price[filled])
         self.pending_usd[assets] = 0.0
         self._pending_units[assets] = 0.0
+        self._idle = not self.pending_usd.any()
         for a, q, p in zip(assets, quantity, price[filled], strict=True):
             value = abs(q) * self._unit_usd[a]
             log.add(

@@ -41,6 +41,7 @@ crossing checks only the accounts crossed, and only a margin change recomputes t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,9 @@ class FuturesPopulation:
         self.settlement_price = price
         self._settled_step = -1
         self._maintenance: Margin | None = None  # the margin the call prices were set with
+        self._pct_margins: tuple[tuple[float, float], tuple[Margin, Margin]] | None = None
+        self.abs_position = np.abs(self.position)  # kept with `position`, for its sum
+        self._gross_units: float | None = None  # Σ |position|, None after a position moved
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
@@ -204,7 +208,13 @@ class FuturesPopulation:
 
     def open_interest_usd(self, price: float) -> float:
         """One-sided open interest of the accounts, (long + short units)/2 at `price`, USD."""
-        return 0.5 * float(np.abs(self.position).sum()) * price
+        return 0.5 * self.gross_units() * price
+
+    def gross_units(self) -> float:
+        """Σ |position| over the accounts, summed again only after positions moved."""
+        if self._gross_units is None:
+            self._gross_units = float(self.abs_position.sum())
+        return self._gross_units
 
     def equity(self, price: float) -> np.ndarray:
         return self.cash_usd + self.position * price
@@ -227,11 +237,15 @@ class FuturesPopulation:
             self._usd_entry = entry
             return initial.scaled(self.initial_multiplier), maintenance
         self._usd_entry = entry
-        initial = float(view.initial_margin_pct[self.asset])
-        maintenance = float(view.maintenance_margin_pct[self.asset])
-        if np.isnan(initial) or np.isnan(maintenance):  # the schedule gives none yet
-            initial, maintenance = self.fallback_pct
-        return Margin(initial * self.initial_multiplier), Margin(maintenance)
+        pct = (float(view.initial_margin_pct[self.asset]),
+               float(view.maintenance_margin_pct[self.asset]))  # fmt: skip
+        if math.isnan(pct[0]) or math.isnan(pct[1]):  # the schedule gives none yet
+            pct = self.fallback_pct
+        if self._pct_margins is None or self._pct_margins[0] != pct:  # made once per change
+            initial, maintenance = pct
+            margins = Margin(initial * self.initial_multiplier), Margin(maintenance)
+            self._pct_margins = pct, margins
+        return self._pct_margins[1]
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         price = float(view.price[self.asset])
@@ -250,7 +264,7 @@ class FuturesPopulation:
             self._opened_step = view.step
             if view.is_open[self.asset]:
                 self._open_positions(initial)
-        if maintenance != self._maintenance:
+        if maintenance is not self._maintenance and maintenance != self._maintenance:
             self._maintenance = maintenance
             self._refresh_call_prices(slice(None))
         tolerance = 1e-12 * price  # call prices select the accounts; the test is exact
@@ -274,24 +288,35 @@ class FuturesPopulation:
                 detail=f"paid {paid:.0f} USD, received {received:.0f} USD",
             )
 
-    def _refresh_call_prices(self, accounts: slice | np.ndarray) -> None:
-        """Recompute the call prices of `accounts` (a slice or indices), then the extremes."""
+    def _refresh_call_prices(self, accounts: slice | np.ndarray, fresh: bool = False) -> None:
+        """Recompute the call prices of `accounts` (a slice or indices), then the extremes.
+        `fresh`: the accounts are new slots (no call price before), so the extremes are
+        those of the book and of theirs."""
         position, cash = self.position[accounts], self.cash_usd[accounts]
         active = (position != 0.0) & (self.pending[accounts] == 0.0)
         # equity − maintenance = cash − usd·|position| + price · (position − pct·|position|)
         slope = position - self._maintenance.pct / 100.0 * np.abs(position)
         level = cash - self._maintenance.usd_per_unit * np.abs(position)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        flat = slope == 0.0  # no call price there (it is not read)
+        if flat.any():
+            call_price = np.divide(-level, slope, out=np.zeros_like(slope), where=~flat)
+        else:
             call_price = -level / slope
         underwater = np.where(level < 0.0, np.inf, -np.inf)  # longs at 100% margin
-        floor = np.where(slope > 0.0, call_price, np.where(slope == 0.0, underwater, -np.inf))
-        self.floor[accounts] = np.where(active, floor, -np.inf)
-        self.cap[accounts] = np.where(active & (slope < 0.0), call_price, np.inf)
-        self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
+        floor = np.where(slope > 0.0, call_price, np.where(flat, underwater, -np.inf))
+        floor = np.where(active, floor, -np.inf)
+        cap = np.where(active & (slope < 0.0), call_price, np.inf)
+        self.floor[accounts], self.cap[accounts] = floor, cap
+        if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins)
+            self._call_below = float(np.maximum(self._call_below, floor.max()))
+            self._call_above = float(np.minimum(self._call_above, cap.min()))
+        else:
+            self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
         tolerance = 1e-12 * price
-        crossed = np.flatnonzero((self.floor > price - tolerance) | (self.cap < price + tolerance))
+        floor, cap = self.floor[: self.used], self.cap[: self.used]  # free slots: never called
+        crossed = np.flatnonzero((floor > price - tolerance) | (cap < price + tolerance))
         position = self.position[crossed]
         notional = np.abs(position) * price
         equity = self.cash_usd[crossed] + position * price
@@ -382,20 +407,27 @@ class FuturesPopulation:
         expectation (a shortfall is made up later)."""
         if self._opening is not None:
             return
-        gap = self.target_units - float(np.abs(self.position).sum())
+        gap = self.target_units - self.gross_units()
         if gap <= 0.0:
             return
         spec, rng = self.law, self.rng
-        units = gap * self.rebuild_share * np.array([spec.long_share, 1.0 - spec.long_share])
-        count = np.floor(units / self.mean_units + rng.random(2)).astype(np.int64)
-        k = int(count.sum())
+        # per side, units / mean account + a uniform draw, floored (NumPy float64 scalars:
+        # the same arithmetic as on the two-element arrays)
+        units = gap * self.rebuild_share
+        draw = rng.random(2)
+        count = [
+            int(np.floor(units * spec.long_share / self.mean_units[0] + draw[0])),
+            int(np.floor(units * (1.0 - spec.long_share) / self.mean_units[1] + draw[1])),
+        ]
+        k = count[0] + count[1]
         if k == 0:
             return
         if self.used + k > len(self.position):
             self._grow(max(k, len(self.position)))
-        side = np.repeat([1.0, -1.0], count)
+        side = np.array([1.0] * count[0] + [-1.0] * count[1])
         # the input's lognormal(0, 1) account sizes, with the input's mean per side
-        units_each = np.repeat(self.mean_units, count) * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        mean = np.array([self.mean_units[0]] * count[0] + [self.mean_units[1]] * count[1])
+        units_each = mean * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
         cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
         buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
         slots = np.arange(self.used, self.used + k)
@@ -404,24 +436,28 @@ class FuturesPopulation:
 
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
-        for name, fill in (("position", 0.0), ("cash_usd", 0.0), ("buffer_usd", 0.0),
-                           ("pending", 0.0), ("floor", -np.inf), ("cap", np.inf),
-                           ("call_due", False)):  # fmt: skip
+        for name, fill in (("position", 0.0), ("abs_position", 0.0), ("cash_usd", 0.0),
+                           ("buffer_usd", 0.0), ("pending", 0.0), ("floor", -np.inf),
+                           ("cap", np.inf), ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
+        self._gross_units = None
 
     def _settle_openings(self, price: float, log: EventLog) -> None:
         """Open the queued accounts at the fill `price` with equity = cushion × initial
         margin and their buffers, both deposited from outside."""
         slots, position, initial, cushion, buffer = self._opening
         self._opening = None
-        notional = np.abs(position) * price
-        margin = initial.per_unit(price) * np.abs(position)
+        size = np.abs(position)
+        notional = size * price
+        margin = initial.per_unit(price) * size
         equity, outside = cushion * margin, buffer * margin
         self.position[slots] = position
+        self.abs_position[slots] = size
         self.cash_usd[slots] = equity - position * price
         self.buffer_usd[slots] = outside
+        self._gross_units = None
         self.deposits_usd += float(equity.sum() + outside.sum())
-        self._refresh_call_prices(slots)
+        self._refresh_call_prices(slots, fresh=True)
         log.add(
             "futures_open",
             population=self.name,
@@ -445,7 +481,7 @@ class FuturesPopulation:
             quantity.append(float(self._opening[1].sum()))
         if not owners:
             return Orders.empty()
-        return Orders(np.full(len(owners), self.asset), np.array(quantity), np.array(owners))
+        return Orders(np.array([self.asset] * len(owners)), np.array(quantity), np.array(owners))
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
@@ -461,6 +497,8 @@ class FuturesPopulation:
         quantity = self.pending[closing]
         self.cash_usd[closing] -= quantity * price
         self.position[closing] += quantity
+        self.abs_position[closing] = np.abs(self.position[closing])
+        self._gross_units = None
         self.pending[closing] = 0.0
         self._pending_total = 0.0
         # A loss beyond the margin balance is paid from the buffer; what remains is owed

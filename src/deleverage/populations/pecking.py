@@ -73,6 +73,7 @@ class FundBook:
         self.currencies = currencies  # (Q,) names of the cash columns
         self.pending = np.zeros_like(units)  # (F, K) units, + buy
         self._open = False  # any pending order
+        self.version = 0  # counts changes of units, cash and pending (for cached reads)
         self._quote_matrix = (quote[:, None] == np.arange(cash.shape[1])).astype(float)
 
     def projected(self, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +86,7 @@ class FundBook:
         """Add orders (units, F × K, + buy) to the pending ones."""
         self.pending += quantity
         self._open = bool(self.pending.any())
+        self.version += 1
 
     def orders(self) -> Orders:
         if not self._open:
@@ -103,6 +105,7 @@ class FundBook:
         self.cash -= (quantity * price[filled]) @ self._quote_matrix[columns]
         self.pending[:, columns] = 0.0
         self._open = bool(self.pending.any())
+        self.version += 1
 
     def queue_sales(
         self,

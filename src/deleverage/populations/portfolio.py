@@ -1,7 +1,8 @@
 """Funds that trade toward a target portfolio: arrays of funds × assets.
 
 Subclasses say what they want to hold (`target_units`). This base samples prices once a
-step (`observe`: realized volatility per asset), asks for a target when a rebalance is due
+step (`observe`: realized volatility per asset, for the subclasses whose rule reads it,
+`reads_vol`), asks for a target when a rebalance is due
 (every `rebalance_every`) or when a subclass must act at once (forced sales), trades the
 difference on open venues, and keeps the target of a closed venue until it opens.
 
@@ -61,10 +62,14 @@ def ewma_end(initial: float, values: np.ndarray, open_steps: np.ndarray, decay: 
     return float(decay ** open_steps.sum() * initial + weights @ values)
 
 
+_NOT_CAPPED = np.zeros(0, dtype=bool)
+
+
 class TargetPortfolio(ABC):
     kind = "target_portfolio"
     trade_event = "rebalance"
     worked = False  # rebalances worked as a percent-of-volume order (see `_work`)
+    reads_vol = False  # the rule reads `realized_vol`: it is updated every step
 
     def __init__(
         self,
@@ -82,7 +87,10 @@ class TargetPortfolio(ABC):
         self.cash_usd = np.zeros(n_funds)
         self.fx = ctx.fx
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
-        self._usd_per_quote = np.ones(n_assets)  # at the last prices seen, per asset
+        self._mark_price = ctx.price0  # prices of the last mark (their FX rates value fills)
+        self._abs_units: np.ndarray | None = None  # |units|, None once units moved
+        # usd_per(price)[1:] as one indexing and power: the other currencies' USD value
+        self._other_pairs, self._other_powers = self.fx.pair[1:], self.fx.power[1:]
         # fx pairs are currency positions funded in their quote currency
         self.is_pair = np.array([a.asset_class == "fx" for a in ctx.scenario.assets])
         self.variance = np.array([a.daily_vol**2 for a in ctx.scenario.assets])
@@ -100,24 +108,31 @@ class TargetPortfolio(ABC):
         self._last_rebalance = -self.rebalance_steps
         self._pending: np.ndarray | None = None  # target units, NaN where reached
         self._orders = Orders.empty()
-        self._capped = np.zeros(0, dtype=bool)  # per order: worked over more steps
+        self._capped = _NOT_CAPPED  # per order: worked over more steps
+        self._never_capped = np.zeros((n_funds, n_assets), dtype=bool)  # read only
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
         self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
 
     @property
     def realized_vol(self) -> np.ndarray:
-        """Daily realized volatility per asset (EWMA of one squared log return per step)."""
+        """Daily realized volatility per asset (EWMA of one squared log return per step;
+        the start's estimate where the population's rule does not read it)."""
         return np.sqrt(self.variance)
 
-    def equity(self, price: np.ndarray) -> np.ndarray:
-        """USD equity per fund: cash in each currency and holdings, at `price`'s FX rates."""
-        local = self.cash_local @ self.fx.usd_per(price)[1:]
-        return self.cash_usd + local + self.units @ self.fx.unit_usd(price)
+    def equity(self, price: np.ndarray, unit_usd: np.ndarray | None = None) -> np.ndarray:
+        """USD equity per fund: cash in each currency and holdings, at `price`'s FX rates
+        (`unit_usd`: their unit values, when the caller has them)."""
+        local = self.cash_local @ price[self._other_pairs] ** self._other_powers
+        unit_usd = self.fx.unit_usd(price) if unit_usd is None else unit_usd
+        return self.cash_usd + local + self.units @ unit_usd
 
     def gross_leverage(self, price: np.ndarray) -> float:
         """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
-        return pooled_leverage(np.abs(self.units) @ self.fx.unit_usd(price), self.equity(price))
+        unit_usd = self.fx.unit_usd(price)
+        if self._abs_units is None:
+            self._abs_units = np.abs(self.units)
+        return pooled_leverage(self._abs_units @ unit_usd, self.equity(price, unit_usd))
 
     def start_at(self, units: np.ndarray, price: np.ndarray) -> None:
         """Hold `units` at the start in assets with a history (equity unchanged); assets
@@ -125,6 +140,7 @@ class TargetPortfolio(ABC):
         assets bought with converted dollars), fx pairs in their quote currency (a long
         USDJPY is dollars funded in yen)."""
         self.units = np.where(self.has_history, units, 0.0)
+        self._abs_units = None
         paid_in = self.fx.quote * self.is_pair  # pairs: their quote currency; others: USD
         self.cash_usd = self.cash_usd - self.units @ np.where(
             paid_in == 0, self.fx.unit_usd(price), 0.0
@@ -138,7 +154,9 @@ class TargetPortfolio(ABC):
         the first round of a step when a scheduled rebalance is due."""
 
     def observe(self, view: MarketView) -> None:
-        """Once per step, before any order: update realized volatility."""
+        """Once per step, before any order: update realized volatility (if read)."""
+        if not self.reads_vol:
+            return
         moved = view.is_open & (view.price != self._last_price)
         r2 = np.log(view.price / self._last_price) ** 2 * self._steps_per_day
         updated = self._vol_decay * self.variance + (1 - self._vol_decay) * r2
@@ -150,7 +168,7 @@ class TargetPortfolio(ABC):
         if first_round:
             self._step = view.step
             self.observe(view)
-        self._usd_per_quote = self.fx.usd_per(view.price)[self.fx.quote]
+        self._mark_price = view.price.copy()
         self._orders = Orders.empty()
         if not self.enabled:
             return
@@ -159,14 +177,21 @@ class TargetPortfolio(ABC):
             self._last_rebalance = view.step
         target = self.target_units(view, due, log)
         if target is not None:
+            target[target == self.units] = np.nan  # already there, whatever the venue
             self._pending = target
         elif not first_round:
             return  # what was pending on open venues traded in an earlier round of this step
         if self._pending is None:
             return
         wanted = view.is_open & ~np.isnan(self._pending)
+        if not wanted.any():  # what is left waits for its venue
+            self._capped = _NOT_CAPPED
+            return
         trade = np.where(wanted, self._pending - self.units, 0.0)
         self._pending[wanted & (trade == 0.0)] = np.nan  # already there
+        if not trade.any():  # venues closed or targets reached: no order
+            self._capped = _NOT_CAPPED
+            return
         trade, capped = self._work(trade, view)
         funds, assets = np.nonzero(trade)
         self._orders = Orders(assets, trade[funds, assets], funds)
@@ -177,10 +202,10 @@ class TargetPortfolio(ABC):
         each asset's normal volume a step (pro rata over funds). Returns the trades of this
         step and where a remainder is left for later steps."""
         if not self.worked:
-            return trade, np.zeros(trade.shape, dtype=bool)
+            return trade, self._never_capped
         gross = np.abs(trade).sum(axis=0) * view.unit_usd
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(gross > self._volume_cap_usd, self._volume_cap_usd / gross, 1.0)
+        over = gross > self._volume_cap_usd  # the cap ÷ gross there, 1 elsewhere
+        scale = np.divide(self._volume_cap_usd, gross, out=np.ones_like(gross), where=over)
         capped = (scale < 1.0)[None, :] & (trade != 0.0)
         return np.where(capped, trade * scale, trade), capped
 
@@ -194,7 +219,8 @@ class TargetPortfolio(ABC):
             orders.quantity[filled],
         )
         fill_price = price[filled]
-        np.add.at(self.units, (funds, assets), quantity)
+        self.units[funds, assets] += quantity  # one order per (fund, asset): see `mark`
+        self._abs_units = None
         quote = self.fx.quote[assets]
         usd = quote == 0
         np.add.at(self.cash_usd, funds[usd], -(quantity * fill_price)[usd])
@@ -207,7 +233,8 @@ class TargetPortfolio(ABC):
             self._pending[funds[reached], assets[reached]] = np.nan
             if np.isnan(self._pending).all():
                 self._pending = None
-        for a in np.unique(assets):
+        usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
+        for a in sorted(set(assets.tolist())):
             mine = assets == a
             q = float(quantity[mine].sum())
             p = float(fill_price[mine][0])
@@ -215,9 +242,9 @@ class TargetPortfolio(ABC):
                 self.trade_event,
                 population=self.name,
                 asset=self.asset_ids[a],
-                count=int(mine.sum()),
+                count=np.count_nonzero(mine),
                 quantity=q,
-                notional_usd=abs(q) * p * self._usd_per_quote[a],
+                notional_usd=abs(q) * p * usd_per_quote[a],
                 price=p,
             )
 

@@ -73,6 +73,7 @@ class PrimeBrokerPopulation(FundBookPopulation):
         self.book = FundBook(columns, np.zeros(len(columns), dtype=np.int64), units, cash)
         self.defaulted = np.zeros(spec.funds, dtype=bool)
         self.settled = np.zeros(spec.funds, dtype=bool)  # defaulted, book sold, debt logged
+        self._no_equity = np.full(spec.funds, np.inf)  # the leverage where equity is gone
         self._update_defaults(self.defaulted)
 
     def _update_defaults(self, default: np.ndarray) -> None:
@@ -102,9 +103,10 @@ class PrimeBrokerPopulation(FundBookPopulation):
                 detail="broker loan left after selling defaulted funds' books at the fill prices",
             )
 
-    def haircuts(self, view: MarketView) -> np.ndarray:
-        """Margin per asset as a fraction of value: broker haircut, at least the exchange's."""
-        price = view.price[self.book.columns]
+    def haircuts(self, view: MarketView, price: np.ndarray | None = None) -> np.ndarray:
+        """Margin per asset as a fraction of value: broker haircut, at least the exchange's
+        (`price`: the view's prices of the book's columns, when the caller has them)."""
+        price = view.price[self.book.columns] if price is None else price
         drawdown = 1.0 - price / self.peak
         broker = self.base_haircut * (1.0 + self.spec.haircut_sensitivity * drawdown)
         exchange = view.maintenance_margin_pct[self.book.columns] / 100.0
@@ -118,15 +120,16 @@ class PrimeBrokerPopulation(FundBookPopulation):
         gross = np.abs(units) @ p
         return pooled_leverage(gross, units @ p + cash[:, 0], ~self.defaulted)
 
-    def margin_state(self, view: MarketView) -> MarginState:
-        """Per fund, on the projected book (pending orders filled at the view's prices)."""
-        price = view.price[self.book.columns]
+    def margin_state(self, view: MarketView, price: np.ndarray | None = None) -> MarginState:
+        """Per fund, on the projected book (pending orders filled at the view's prices;
+        `price`: those of the book's columns, when the caller has them)."""
+        price = view.price[self.book.columns] if price is None else price
         units, cash = self.book.projected(price)
-        haircut = self.haircuts(view)
+        haircut = self.haircuts(view, price)
         held = units @ price
         equity = held + cash[:, 0]
         assets = held + np.maximum(cash[:, 0], 0.0)
-        leverage = np.divide(assets, equity, out=np.full(len(equity), np.inf), where=equity > 0.0)
+        leverage = np.divide(assets, equity, out=self._no_equity.copy(), where=equity > 0.0)
         return MarginState(haircut, equity, units @ (price * haircut), leverage)
 
     def mark(self, view: MarketView, log: EventLog) -> None:
@@ -134,11 +137,10 @@ class PrimeBrokerPopulation(FundBookPopulation):
             return
         price = view.price[self.book.columns]
         self.peak = np.maximum(self.peak, price)
-        haircut, equity, requirement, leverage = self.margin_state(view)
+        haircut, equity, requirement, leverage = self.margin_state(view, price)
         # a cheap screen first: is any live fund in call or past its default leverage?
-        if not (
-            np.any(requirement - equity > self._call_bar) or np.any(leverage > self._default_bar)
-        ):
+        called = (requirement - equity > self._call_bar).any()
+        if not (called or (leverage > self._default_bar).any()):
             return
         live = ~self.defaulted
         default = live & (leverage > self.spec.default_leverage)

@@ -44,11 +44,15 @@ class StopLossPopulation:
             return
         price = view.price[self.asset]
         if self.sign > 0:
-            self.extreme = max(self.extreme, price)
+            if price > self.extreme:  # max(), without its call
+                self.extreme = price
             move = 1.0 - price / self.extreme
         else:
-            self.extreme = min(self.extreme, price)
+            if price < self.extreme:
+                self.extreme = price
             move = price / self.extreme - 1.0
+        if self.triggered == len(self.distance) or move < self.distance[self.triggered]:
+            return  # no stop left, or the next one is further away: nothing is hit
         hit = int(np.searchsorted(self.distance, move, side="right"))
         if hit > self.triggered:
             units = self._cum_units[hit] - self._cum_units[self.triggered]

@@ -49,6 +49,7 @@ class _WeightedFunds(TargetPortfolio):
     rebalances are worked at `market.participation_rate` of normal volume a step."""
 
     worked = True
+    reads_vol = True
 
     def __init__(self, spec: VolTargetFunds | TrendFollowers, ctx: BuildContext):
         hours = spec.vol_half_life.total_seconds() / 3600

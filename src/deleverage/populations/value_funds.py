@@ -58,9 +58,11 @@ class ValueFundPopulation(TargetPortfolio):
     def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
         price, unit = view.price[self.asset], view.unit_usd[self.asset]
         held = self.units[:, self.asset]
-        wealth = self.cash_usd + self.cash_local @ self.fx.usd_per(view.price)[1:] + held * unit
+        local = self.cash_local @ view.price[self._other_pairs] ** self._other_powers
+        wealth = self.cash_usd + local + held * unit
         defaulting = self.active & (wealth <= self.default_equity) & self.forced_sales
-        if defaulting.any():
+        any_default = defaulting.any()
+        if any_default:
             self.active &= ~defaulting
             log.add(
                 "fund_default",
@@ -71,10 +73,14 @@ class ValueFundPopulation(TargetPortfolio):
                 notional_usd=float(held[defaulting].sum() * unit),
                 price=price,
             )
-        mispricing = max((self.anchor - price) / self.anchor, 0.0)
         cap = self.max_leverage * np.maximum(wealth, 0.0) / unit
+        forced = (held > cap * (1 + 1e-9)) & self.active
+        if any_default:
+            forced |= defaulting & (held != 0)
+        if not rebalance and not (self.forced_sales and forced.any()):
+            return None  # between rebalances only forced sales trade
+        mispricing = max((self.anchor - price) / self.anchor, 0.0)
         wanted = np.where(self.active, self.demand(wealth, price, unit), 0.0)
-        forced = (held > cap * (1 + 1e-9)) & self.active | (defaulting & (held != 0))
         if not self.forced_sales:  # the cap limits new buying only; nothing forces a sale
             demand = self.beta * mispricing * wealth / unit
             wanted = np.where(self.active, np.minimum(demand, np.maximum(cap, held)), 0.0)
