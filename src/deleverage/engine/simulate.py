@@ -330,7 +330,8 @@ def simulate(
         for name, values in record.values.items():
             rec[name][k + 1] = values
         if funds:
-            leverage[k + 1] = [p.gross_leverage(rec["price"][k + 1]) for p in funds]
+            price = rec["price"][k + 1]
+            leverage[k + 1] = [p.gross_leverage(price) for p in funds]
         if invariants is not None:
             invariants.check(tape)
         if progress is not None and (k % 256 == 0 or k == n_steps - 1):
