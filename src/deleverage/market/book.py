@@ -178,9 +178,13 @@ def execute_layers(
     z1 = np.where(trading, visible_displacement_for(visible0 + quantity, *visible), z0)
     # pieces end where a layer crosses mid and where the visible walk leaves its band
     points = _segments(quantity, -latent0, -visible0, within_ask - visible0, -within_bid - visible0)
+    # pieces of zero width (a break equal to q, and every piece after the walk reached q:
+    # the points are ordered toward q) add exactly 0: only the pieces up to the last one
+    # that some walk still needs are integrated
+    pieces = int(np.count_nonzero(points != quantity[:, None], axis=1).max())
     # every piece at once (elementwise, the same numbers as piece by piece), laid out
     # (pieces, A, nodes) so that each piece's (A, nodes) block is contiguous
-    ends = points.T[:, :, None]
+    ends = points[:, : pieces + 1].T[:, :, None]
     a, b = ends[:-1], ends[1:]
     u = a + (b - a) * _SMOOTH
     path = _latent_displacement(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None])
