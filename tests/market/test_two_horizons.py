@@ -143,6 +143,40 @@ def test_layered_fills_are_the_volume_weighted_price_and_each_layer_absorbs_the_
     assert np.isclose(latent_absorbed[0], quantity, rtol=1e-9, atol=1e-3)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    walks=st.lists(
+        st.tuples(
+            st.floats(-0.1, 0.1),  # latent displacement
+            st.floats(-0.05, 0.05),  # visible displacement
+            st.floats(-3e4, 3e4),  # quantity (0 sometimes: an asset that does not trade)
+            st.sampled_from([0.5, 0.6, 1.0, 2.0]),  # visible shape
+        ),
+        min_size=2,
+        max_size=5,
+    )
+)
+def test_each_assets_walk_is_the_same_whatever_the_other_assets_trade(walks):
+    """Assets are walked together (pieces of the quadrature shared across assets): a walk
+    must give the same numbers, to the last bit, whether or not the other assets trade and
+    however many pieces their walks need; an asset that does not trade keeps its books and
+    its price."""
+    y, z, q, shape = (np.array(column) for column in zip(*walks, strict=True))
+    n = len(q)
+    ref, latent, within = np.linspace(10.0, 50.0, n), np.full(n, 1e6), np.full(n, 1e4)
+    visible = (within, within * 2, np.full(n, 0.002), np.full(n, 0.01), shape)
+    together = book.execute_layers(y, z, q, ref, latent, latent, *visible)
+    for a in range(n):
+        alone = book.execute_layers(
+            y, z, np.where(np.arange(n) == a, q, 0.0), ref, latent, latent, *visible
+        )
+        assert all(x[a] == w[a] for x, w in zip(alone, together, strict=True))
+        others = np.arange(n) != a
+        assert np.array_equal(alone[0][others], y[others])
+        assert np.array_equal(alone[1][others], z[others])
+        assert np.array_equal(alone[2][others], (ref * np.exp(y + z))[others])
+
+
 def test_with_a_bottomless_latent_book_the_layered_fill_is_the_exact_visible_fill():
     """With shape 2 the visible book is a linear-density book: the quadrature must give
     the closed-form fill of `execute` (Λ = 2·units within band ÷ band²)."""

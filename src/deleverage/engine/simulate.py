@@ -288,6 +288,12 @@ def simulate(
         [np.zeros((len(scenario.venues), 1), bool), calendar.outage[:, :-1]], axis=1
     )
     venue_ids = [v.id for v in scenario.venues]
+    outages_at: dict[int, tuple[str, ...]] = {}  # step -> venues whose outage starts then
+    for v, k in zip(*np.nonzero(outage_start), strict=True):
+        outages_at[int(k)] = (*outages_at.get(int(k), ()), venue_ids[v])
+    labels_at = {k: tuple(labels) for k, labels in timeline.labels.items()}
+    margin_at = {k: tuple(events) for k, events in margin_by_step.items()}
+    driven = ~np.isnan(timeline.driver).all(axis=1)  # steps where an asset follows a driver
     triggers = OutageTriggers.build(scenario, calendar, params.asset_open)  # price-started
 
     # hourly open-interest snapshots for open_interest_change targets (results.targets)
@@ -310,10 +316,11 @@ def simulate(
             driver=timeline.driver[k],
             retreat=timeline.retreat[k],
             gap=timeline.gap[k],
-            labels=tuple(timeline.labels.get(k, ())),
-            margin_events=tuple(margin_by_step.get(k, ())),
-            outages=tuple(venue_ids[v] for v in np.flatnonzero(outage_start[:, k]))
+            labels=labels_at.get(k, ()),
+            margin_events=margin_at.get(k, ()),
+            outages=outages_at.get(k, ())
             + (triggers.check(k, rec["price"][: k + 1]) if triggers else ()),
+            driven=bool(driven[k]),
         )
         record = step(state, params, inputs, populations, investors, log, tape, limits, cross)
         if snapshot[k]:
@@ -323,7 +330,8 @@ def simulate(
         for name, values in record.values.items():
             rec[name][k + 1] = values
         if funds:
-            leverage[k + 1] = [p.gross_leverage(rec["price"][k + 1]) for p in funds]
+            price = rec["price"][k + 1]
+            leverage[k + 1] = [p.gross_leverage(price) for p in funds]
         if invariants is not None:
             invariants.check(tape)
         if progress is not None and (k % 256 == 0 or k == n_steps - 1):

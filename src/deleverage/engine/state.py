@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 import numpy as np
 
@@ -62,9 +63,17 @@ class MarketParams:
     mm_feedback: bool  # channel mm_retreat: desks cut depth on volatility and inventory
     fx: Translation  # USD value of quote currencies at the same step's FX prices
 
-    @property
+    @cached_property
     def unit_usd0(self) -> np.ndarray:
         return self.unit_usd(self.price0)
+
+    @cached_property
+    def any_visible(self) -> bool:
+        return bool(self.has_visible.any())
+
+    @cached_property
+    def all_visible(self) -> bool:
+        return bool(self.has_visible.all())
 
     def unit_usd(self, price: np.ndarray) -> np.ndarray:
         """USD value of one unit: the price translated at the same prices' FX rate, or 1
@@ -162,14 +171,27 @@ class MarketState:
 
     @property
     def mark_price(self) -> np.ndarray:
-        return np.exp(self.log_reference) * np.exp(self.displacement + self.mark_wick)
+        return self.mark_price_at(None)
+
+    def mark_price_at(self, centre: np.ndarray | None) -> np.ndarray:
+        """The mark price; `centre` is e^log_reference when the caller has it (the same
+        numbers, one exponential fewer)."""
+        if centre is None:
+            centre = np.exp(self.log_reference)
+        return centre * np.exp(self.displacement + self.mark_wick)
 
     def update_mark(self, weight: float) -> None:
         self.mark_wick = self.mark_wick + weight * (self.visible_displacement - self.mark_wick)
 
     @property
     def price(self) -> np.ndarray:
-        return np.exp(self.log_reference) * np.exp(self.displacement + self.visible_displacement)
+        return self.price_at(None)
+
+    def price_at(self, centre: np.ndarray | None) -> np.ndarray:
+        """The price; `centre` as in `mark_price_at`."""
+        if centre is None:
+            centre = np.exp(self.log_reference)
+        return centre * np.exp(self.displacement + self.visible_displacement)
 
     @classmethod
     def initial(cls, scenario: Scenario, params: MarketParams, makers: MarketMakers) -> MarketState:

@@ -56,6 +56,7 @@ class StepInputs:
     labels: tuple = ()
     margin_events: tuple[MarginEvent, ...] = ()
     outages: tuple[str, ...] = ()  # venues whose outage starts now
+    driven: bool = True  # some asset follows its driver in this step (`driver` not all NaN)
 
 
 @dataclass
@@ -80,7 +81,7 @@ class StepRecord:
 def _refill_visible(state: MarketState, params: MarketParams, is_open, steps: float) -> None:
     """The visible book refills from the latent one over `steps` steps of time, more slowly
     while the desks are away (half-life ÷ their depth multiplier)."""
-    if not params.has_visible.any():
+    if not params.any_visible:
         return
     makers = state.makers
     side = np.where(state.visible_displacement < 0, makers.visible_bid, makers.visible_ask)
@@ -106,39 +107,68 @@ def _exogenous_move(state: MarketState, params: MarketParams, inputs: StepInputs
     state.pending_jump += inputs.jumps
     log_ref += np.where(is_open, inputs.noise * params.noise_sd + state.pending_jump, 0.0)
     state.pending_jump[is_open] = 0.0
-    follow = ~np.isnan(inputs.driver)
-    log_ref[follow] = inputs.driver[follow]
+    if inputs.driven:
+        follow = ~np.isnan(inputs.driver)
+        log_ref[follow] = inputs.driver[follow]
     state.displacement, state.log_reference = x, log_ref
 
 
-def _execute(state: MarketState, params: MarketParams, net, reference, depth, inputs, k):
+@dataclass(frozen=True)
+class _Books:
+    """What the walks of one step's rounds share: both books' depth at the step's depth
+    multipliers and reference prices (they change between steps, not between rounds)."""
+
+    lam_bid: np.ndarray
+    lam_ask: np.ndarray
+    visible: tuple  # execute_layers' within_bid, within_ask, gap, band, shape (layered assets)
+
+    @classmethod
+    def at(cls, params: MarketParams, reference, depth, gap, k) -> _Books:
+        unit0, unit = params.unit_usd0, params.unit_usd(reference)  # constant USD depth
+        lam_bid = params.latent_depth * depth.latent_bid * unit0 / unit
+        lam_ask = params.latent_depth * depth.latent_ask * unit0 / unit
+        if not params.any_visible:
+            return cls(lam_bid, lam_ask, ())
+        layered = params.has_visible
+        visible = params.visible_units * params.weekend_depth[:, k] * unit0 / unit
+        return cls(
+            lam_bid,
+            lam_ask,
+            (
+                np.where(layered, visible * depth.visible_bid, 1.0),
+                np.where(layered, visible * depth.visible_ask, 1.0),
+                np.where(layered, gap, 0.0),
+                np.where(layered, params.visible_band, 1.0),
+                np.where(layered, params.visible_shape, 1.0),
+            ),
+        )
+
+
+def _execute(state: MarketState, params: MarketParams, net, reference, books: _Books, gap):
     """Walk the books by the net flow; returns the average execution prices."""
-    unit0, unit = params.unit_usd0, params.unit_usd(reference)  # constant USD depth
-    lam_bid = params.latent_depth * depth.latent_bid * unit0 / unit
-    lam_ask = params.latent_depth * depth.latent_ask * unit0 / unit
-    layered = params.has_visible
-    if not layered.any():
+    if not params.any_visible:
         state.displacement, average = book.execute(
-            state.displacement, net, reference, lam_bid, lam_ask, inputs.gap
+            state.displacement, net, reference, books.lam_bid, books.lam_ask, gap
         )
         return average
-    visible = params.visible_units * params.weekend_depth[:, k] * unit0 / unit
+    layered = params.has_visible
     y, z, average = book.execute_layers(
         state.displacement,
         state.visible_displacement,
-        np.where(layered, net, 0.0),
+        net if params.all_visible else np.where(layered, net, 0.0),
         reference,
-        lam_bid,
-        lam_ask,
-        np.where(layered, visible * depth.visible_bid, 1.0),
-        np.where(layered, visible * depth.visible_ask, 1.0),
-        np.where(layered, inputs.gap, 0.0),
-        np.where(layered, params.visible_band, 1.0),
-        np.where(layered, params.visible_shape, 1.0),
+        books.lam_bid,
+        books.lam_ask,
+        *books.visible,
     )
-    if not layered.all():
+    if not params.all_visible:
         single, single_average = book.execute(
-            state.displacement, np.where(layered, 0.0, net), reference, lam_bid, lam_ask, inputs.gap
+            state.displacement,
+            np.where(layered, 0.0, net),
+            reference,
+            books.lam_bid,
+            books.lam_ask,
+            gap,
         )
         y = np.where(layered, y, single)
         average = np.where(layered, average, single_average)
@@ -203,16 +233,20 @@ def step(
     log_latent_start = state.log_reference + state.displacement
 
     _exogenous_move(state, params, inputs, is_open)
+    free = np.isnan(inputs.driver) if limits is not None or cross is not None else None
     if cross is not None:
         cross.relax(state, is_open)
     if limits is not None:
-        limits.clamp(state, np.isnan(inputs.driver))
+        limits.clamp(state, free)
         limits.observe(k, state.price, is_open, log)
     _announce(state, inputs, params.asset_index, log)
 
-    reference = np.exp(state.log_reference)
+    log_reference = state.log_reference
+    reference = np.exp(log_reference)
     makers = state.makers
     depth = makers.depth(params.unit_usd(state.price), inputs.retreat, params.mm_feedback)
+    books = None  # the step's book depths, at the first round that trades
+    settles = params.asset_settles[:, k]
 
     record = StepRecord()
     volume = np.zeros(n_assets)
@@ -224,46 +258,54 @@ def step(
             state.update_mark(params.mark_weight_round)
         else:
             state.update_mark(params.mark_weight_step)
-        price = state.price
+        # e^reference, unless a cross move or a limit re-centred a book in this step
+        centre = reference if state.log_reference is log_reference else None
+        price = state.price_at(centre)
         view = MarketView(
             k,
             inputs.time,
             params.step_hours,
             price,
             is_open,
-            params.asset_settles[:, k],
+            settles,
             state.initial_margin_pct,
             state.maintenance_margin_pct,
             params.implied_yield(price),
             params.unit_usd(price),
-            state.mark_price if params.has_visible.any() else None,
+            state.mark_price_at(centre) if params.any_visible else None,
         )
         for population in populations:
             population.mark(view, log)
-        batches = [(p, p.orders()) for p in populations]
-        batches = [(p, o, is_open[o.asset]) for p, o in batches if len(o.asset)]
-        if not any(f.any() for _, _, f in batches):
+        batches = [(p, o) for p in populations if len((o := p.orders()).asset)]
+        if not batches:
+            break
+        order_asset = np.concatenate([o.asset for _, o in batches])
+        fillable = is_open[order_asset]
+        if not fillable.any():
             break
         if r == params.max_rounds:
             record.round_limit_hit = True
             log.add("round_limit", detail=f"{params.max_rounds} rounds in one step")
             break
-        order_asset = np.concatenate([o.asset for _, o, _ in batches])
-        q = np.concatenate([np.where(f, o.quantity, 0.0) for _, o, f in batches])
+        q = np.where(fillable, np.concatenate([o.quantity for _, o in batches]), 0.0)
         buys = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
         sells = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
         net = buys - sells
+        if books is None:
+            books = _Books.at(params, reference, depth, inputs.gap, k)
         before = (state.displacement, state.visible_displacement)
-        average = _execute(state, params, net, reference, depth, inputs, k)
+        average = _execute(state, params, net, reference, books, inputs.gap)
         if limits is not None:  # a round that would trade through a limit does not trade
             blocked = limits.through(state, before, is_open)
             if blocked.any():
                 net, buys, sells = (np.where(blocked, 0.0, x) for x in (net, buys, sells))
-                batches = [(p, o, f & ~blocked[o.asset]) for p, o, f in batches]
+                fillable = fillable & ~blocked[order_asset]
         if cross is not None:
-            cross.transmit(state, before[0], is_open, np.isnan(inputs.driver), limits)
-        for population, orders, fillable in batches:
-            population.apply_fills(orders, fillable, average[orders.asset], log)
+            cross.transmit(state, before[0], is_open, free, limits)
+        end = 0
+        for population, orders in batches:
+            start, end = end, end + len(orders.asset)
+            population.apply_fills(orders, fillable[start:end], average[orders.asset], log)
         makers.take(net, average)
         tape.add(buys, sells, average)
         net_total += net
@@ -281,7 +323,7 @@ def step(
             limits.observe(k, state.price, is_open, log)
     record.rounds = log.round
 
-    price = state.price
+    price = state.price_at(reference if state.log_reference is log_reference else None)
     log_latent = state.log_reference + state.displacement
     makers.observe(log_latent - log_latent_start, is_open, net_total * params.unit_usd(price))
     investors.take_lay_off(makers.lay_off(price, is_open), price)

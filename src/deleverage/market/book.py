@@ -126,12 +126,27 @@ def _segments(quantity: np.ndarray, *breaks: np.ndarray) -> np.ndarray:
     """Break points of each walk [0, q] in traded units: 0, q, and each of `breaks` (units
     after which the integrand has a kink or a square-root end) that falls inside, ordered
     from 0 to q (all lie on [0, q]: sorted by value, descending when q < 0)."""
-    q = quantity[:, None]
-    at = np.stack(breaks, axis=1)
-    inside = np.where(at * (q - at) > 0, at, q)
-    points = np.concatenate([np.zeros_like(q), q, inside], axis=1)
-    toward = np.where(q < 0, -1.0, 1.0)  # × ±1 is exact
+    at = np.array(breaks)  # (breaks, A)
+    points = np.zeros((len(quantity), 2 + len(breaks)))
+    points[:, 1] = quantity
+    points[:, 2:] = np.where(at * (quantity - at) > 0, at, quantity).T
+    toward = np.where(quantity < 0, -1.0, 1.0)[:, None]  # × ±1 is exact
     return np.sort(points * toward, axis=1) * toward
+
+
+def _latent_units(x: np.ndarray, lam_bid, lam_ask) -> np.ndarray:
+    """`units_to` without a gap (the same numbers: |x| − 0 floored at 0 is |x|)."""
+    return np.sign(x) * 0.5 * np.where(x >= 0, lam_ask, lam_bid) * (x * x)
+
+
+def _latent_displacement(units: np.ndarray, lam_bid, lam_ask) -> np.ndarray:
+    """`displacement_for` without a gap."""
+    lam = np.where(units >= 0, lam_ask, lam_bid)
+    return np.sign(units) * (0.0 + np.sqrt(2.0 * np.abs(units) / lam))
+
+
+# the ufunc that np.clip calls, without np.clip's argument handling (the same numbers)
+clip = (np._core if hasattr(np, "_core") else np.core).umath.clip
 
 
 def execute_layers(
@@ -155,32 +170,36 @@ def execute_layers(
     walk ∫ e^(y(u)+z(u)) du / q: 16-point Gauss–Legendre on each piece between the points
     where a layer crosses mid or the visible walk leaves its band, with
     u = a + (b − a)(3t² − 2t³), smooth through the square-root ends of each piece."""
-    no_gap = np.zeros_like(gap)
-    latent0 = units_to(y0, latent_bid, latent_ask, no_gap)
+    latent0 = _latent_units(y0, latent_bid, latent_ask)
     visible = (within_bid, within_ask, gap, band, shape)
     visible0 = visible_units_to(z0, *visible)
     trading = quantity != 0
-    y1 = np.where(trading, displacement_for(latent0 + quantity, latent_bid, latent_ask, no_gap), y0)
+    y1 = np.where(trading, _latent_displacement(latent0 + quantity, latent_bid, latent_ask), y0)
     z1 = np.where(trading, visible_displacement_for(visible0 + quantity, *visible), z0)
-    columns = [v[:, None, None] for v in visible]
     # pieces end where a layer crosses mid and where the visible walk leaves its band
     points = _segments(quantity, -latent0, -visible0, within_ask - visible0, -within_bid - visible0)
-    # every piece at once (elementwise, the same numbers as piece by piece): (A, pieces, nodes)
-    a, b = points[:, :-1, None], points[:, 1:, None]
+    # pieces of zero width (a break equal to q, and every piece after the walk reached q:
+    # the points are ordered toward q) add exactly 0: only the pieces up to the last one
+    # that some walk still needs are integrated
+    pieces = int(np.count_nonzero(points != quantity[:, None], axis=1).max())
+    # every piece at once (elementwise, the same numbers as piece by piece), laid out
+    # (pieces, A, nodes) so that each piece's (A, nodes) block is contiguous
+    ends = points[:, : pieces + 1].T[:, :, None]
+    a, b = ends[:-1], ends[1:]
     u = a + (b - a) * _SMOOTH
-    lam_bid, lam_ask = latent_bid[:, None, None], latent_ask[:, None, None]
-    path = displacement_for(latent0[:, None, None] + u, lam_bid, lam_ask, 0.0)
-    growth = np.exp(path + visible_displacement_for(visible0[:, None, None] + u, *columns))
+    path = _latent_displacement(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None])
+    columns = [v[:, None] for v in visible]
+    growth = np.exp(path + visible_displacement_for(visible0[:, None] + u, *columns))
+    width = (b - a)[:, :, 0]
     total = np.zeros_like(quantity)
-    for k in range(points.shape[1] - 1):  # the quadrature sums piece by piece, as ever
-        total += (b - a)[:, k, 0] * (np.ascontiguousarray(growth[:, k]) @ _SMOOTH_W)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = total / quantity
+    for k in range(len(growth)):  # the quadrature sums piece by piece, as ever
+        total += width[k] * (growth[k] @ _SMOOTH_W)
+    relative = np.divide(total, quantity, out=np.zeros_like(total), where=trading)
     start, end = y0 + z0, y1 + z1
     low = reference_price * np.exp(np.minimum(start, end))
     high = reference_price * np.exp(np.maximum(start, end))
     average = np.where(trading, reference_price * relative, reference_price * np.exp(start))
-    return y1, z1, np.clip(average, low, high)
+    return y1, z1, clip(average, low, high)
 
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deleverage.market.book import clip
+
 
 @dataclass(frozen=True)
 class Depth:
@@ -99,46 +101,35 @@ class MarketMakers:
     def realized_vol(self) -> np.ndarray:
         return np.sqrt(self.variance)
 
-    def _vol_factor(self, variance: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            ratio = self.normal_vol / np.sqrt(variance)
-        return np.minimum(ratio**self.vol_sensitivity, 1.0)
-
     def depth(self, unit_usd: np.ndarray, retreat: np.ndarray, feedback: bool) -> Depth:
         """Depth multipliers; `unit_usd` is the USD value of one unit. With `feedback` off
         the desks keep normal depth whatever volatility, flow and inventory do; an exogenous
         retreat still applies (to the visible book, or the latent one where there is none).
-        Advances the visible book's drop-and-recovery by one step."""
+        Advances the visible book's drop-and-recovery by one step. Both sides are computed
+        at once, as rows (bid, ask) of one array."""
         # where desks quote a visible book, inventory and retreats act on it, not the latent
         latent_retreat = np.where(self.has_visible, 1.0, retreat)
         if not feedback:
             self.visible_bid, self.visible_ask = retreat.copy(), retreat.copy()
             return Depth(latent_retreat, latent_retreat.copy(), retreat.copy(), retreat.copy())
         loading = self.inventory * unit_usd / self.inventory_limit_usd  # + long, − short
-        bid_room, ask_room = np.clip(1.0 - loading, 0.0, 1.0), np.clip(1.0 + loading, 0.0, 1.0)
-        slow = self._vol_factor(self.variance)
-        latent_bid = np.where(self.has_visible, slow, slow * bid_room)
-        latent_ask = np.where(self.has_visible, slow, slow * ask_room)
-        latent_bid = np.maximum(latent_bid, self.depth_floor) * latent_retreat
-        latent_ask = np.maximum(latent_ask, self.depth_floor) * latent_retreat
-        fast = self._vol_factor(self.fast_variance)
-        selling, buying = np.maximum(-self.imbalance, 0.0), np.maximum(self.imbalance, 0.0)
-        target_bid = fast * bid_room / (1.0 + selling / self.imbalance_tolerance)
-        target_ask = fast * ask_room / (1.0 + buying / self.imbalance_tolerance)
-        self.visible_bid = self._drop_or_recover(self.visible_bid, target_bid)
-        self.visible_ask = self._drop_or_recover(self.visible_ask, target_ask)
+        room = clip(1.0 + np.array([-loading, loading]), 0.0, 1.0)  # 1 − loading, 1 + loading
+        # (σ_normal / σ_realized)^κ on the slow and the short-horizon variance, at most 1
+        with np.errstate(divide="ignore"):
+            ratio = self.normal_vol / np.sqrt(np.array([self.variance, self.fast_variance]))
+        slow, fast = np.minimum(ratio**self.vol_sensitivity, 1.0)
+        latent = np.where(self.has_visible, slow, slow * room)
+        latent = np.maximum(latent, self.depth_floor) * latent_retreat
+        one_sided = np.maximum(np.array([-self.imbalance, self.imbalance]), 0.0)  # sell, buy
+        target = fast * room / (1.0 + one_sided / self.imbalance_tolerance)
+        # desks leave at once and come back at `recovery_share` of the way per step
+        now = np.array([self.visible_bid, self.visible_ask])
+        visible = np.where(target < now, target, now + (target - now) * self.recovery_share)
+        self.visible_bid, self.visible_ask = visible
         # the floor bounds the product: desks that retreat on a shock still leave the
         # thinnest book ever seen (facts 3.2.1), not a fraction of it
-        return Depth(
-            latent_bid,
-            latent_ask,
-            np.maximum(self.visible_bid * retreat, self.visible_floor),
-            np.maximum(self.visible_ask * retreat, self.visible_floor),
-        )
-
-    def _drop_or_recover(self, now: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Desks leave at once and come back at `recovery_share` of the way per step."""
-        return np.where(target < now, target, now + (target - now) * self.recovery_share)
+        quoted = np.maximum(visible * retreat, self.visible_floor)
+        return Depth(latent[0], latent[1], quoted[0], quoted[1])
 
     def take(self, net_quantity: np.ndarray, price: np.ndarray) -> None:
         """Absorb the net order flow (+ = the crowd bought, so the desks sold)."""
