@@ -116,8 +116,11 @@ class TargetPortfolio(ABC):
 
     @property
     def realized_vol(self) -> np.ndarray:
-        """Daily realized volatility per asset (EWMA of one squared log return per step;
-        the start's estimate where the population's rule does not read it)."""
+        """Daily realized volatility per asset (EWMA of one squared log return per step),
+        kept only by rules that read it (`reads_vol`): for the others it is not updated,
+        so reading it is an error rather than a stale number."""
+        if not self.reads_vol:
+            raise AttributeError(f"{type(self).__name__} does not track realized volatility")
         return np.sqrt(self.variance)
 
     def equity(self, price: np.ndarray, unit_usd: np.ndarray | None = None) -> np.ndarray:
