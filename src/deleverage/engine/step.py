@@ -241,7 +241,11 @@ def step(
         limits.observe(k, state.price, is_open, log)
     _announce(state, inputs, params.asset_index, log)
 
+    # Within the rounds, e^reference is reused while `state.log_reference` is this same
+    # array: a re-centring (cross move, limit) must rebind it, never write it in place —
+    # read-only, so an in-place write fails instead of leaving the prices stale.
     log_reference = state.log_reference
+    log_reference.flags.writeable = False
     reference = np.exp(log_reference)
     makers = state.makers
     depth = makers.depth(params.unit_usd(state.price), inputs.retreat, params.mm_feedback)

@@ -118,9 +118,10 @@ class TargetPortfolio(ABC):
     def realized_vol(self) -> np.ndarray:
         """Daily realized volatility per asset (EWMA of one squared log return per step),
         kept only by rules that read it (`reads_vol`): for the others it is not updated,
-        so reading it is an error rather than a stale number."""
+        so reading it is an error rather than a stale number (not an AttributeError, which
+        `getattr` with a default would swallow)."""
         if not self.reads_vol:
-            raise AttributeError(f"{type(self).__name__} does not track realized volatility")
+            raise RuntimeError(f"{type(self).__name__} does not track realized volatility")
         return np.sqrt(self.variance)
 
     def equity(self, price: np.ndarray, unit_usd: np.ndarray | None = None) -> np.ndarray:
