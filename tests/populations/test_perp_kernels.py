@@ -171,22 +171,23 @@ def test_tail_scans_equal_numpy(seed, n, nan, inclusive, drift):
     sign = side.astype(float)
     index = np.where(sign > 0, funding_index[0], funding_index[1])
     bound = -sign * price + index * coef
-    want = np.flatnonzero((key <= bound if inclusive else key < bound) & pristine)
-    left = pristine.copy()
-    left[want] = False
+    reached = (key <= bound if inclusive else key < bound) & pristine
     mine = pristine.copy()
-    hits, *extremes = kernels.tail_hits(key, coef, side, mine, funding_index, price, inclusive)
-    assert _same(hits, want) and _same(mine, left)
-    want = _reference_extremes(key, coef, side, left, funding_index)
-    assert np.array_equal(extremes, want, equal_nan=True)
+    found = kernels.tail_hits(key, coef, side, mine, funding_index, price, inclusive)
+    _check_scan(found, mine, reached, key, coef, side, pristine, funding_index)
 
-    shift = drift * sign * index * coef
-    want = np.flatnonzero(pristine & (room < shift))
-    left = pristine.copy()
-    left[want] = False
+    crossed = pristine & (room < drift * sign * index * coef)
     mine = pristine.copy()
-    moved, *extremes = kernels.tail_crossings(key, coef, room, side, mine, funding_index, drift)
-    assert _same(moved, want) and _same(mine, left)
+    found = kernels.tail_crossings(key, coef, room, side, mine, funding_index, drift)
+    _check_scan(found, mine, crossed, key, coef, side, pristine, funding_index)
+
+
+def _check_scan(found, pristine_after, selected, key, coef, side, pristine, funding_index):
+    """A tail scan's accounts are the `selected` ones, no longer pristine, and its first
+    liquidation prices are those of the accounts left."""
+    accounts, *extremes = found
+    left = pristine & ~selected
+    assert _same(accounts, np.flatnonzero(selected)) and _same(pristine_after, left)
     want = _reference_extremes(key, coef, side, left, funding_index)
     assert np.array_equal(extremes, want, equal_nan=True)
 
