@@ -7,8 +7,9 @@ NumPy expressions they replace; `tests/populations/test_perp_kernels.py` checks 
 against those expressions on random inputs). Sums stay in NumPy (its pairwise summation):
 the kernels return the arrays that are summed.
 
-Compiled once per machine (`cache=True` keeps the machine code beside this file, or in
-`NUMBA_CACHE_DIR`); see docs/performance.md for the first-call cost.
+Compiled once per machine (`cache=True` keeps the machine code beside this file, in the
+user's cache directory when this folder is read-only, or in `NUMBA_CACHE_DIR`); see
+docs/performance.md for the first-call cost.
 """
 
 from __future__ import annotations
