@@ -34,6 +34,14 @@ PERPS = {
     "leverage": {"dist": "uniform", "low": 10, "high": 20},
 }
 
+# a 2,000-account BTC perp book with $200M of open interest, 60% long at 10-40x (retail)
+RETAIL_PERPS = {
+    **PERPS,
+    "open_interest_usd": 2e8,
+    "long_share": 0.6,
+    "leverage": {"dist": "uniform", "low": 10, "high": 40},
+}
+
 NASDAQ = {
     "id": "nasdaq",
     "kind": "equity",

@@ -4,18 +4,9 @@ retreat; one day of 10-minute steps (a few hundredths of a second a run)."""
 from __future__ import annotations
 
 import pytest
-from tests.conftest import base_raw, build
+from tests.conftest import RETAIL_PERPS, base_raw, build
 
-PERPS = {
-    "type": "perp_book",
-    "name": "perps",
-    "asset": "BTC",
-    "margin_rules": "binance-like",
-    "accounts": 2_000,
-    "open_interest_usd": 2e8,
-    "long_share": 0.6,
-    "leverage": {"dist": "uniform", "low": 10, "high": 40},
-}
+PERPS = RETAIL_PERPS
 STOPS = {
     "type": "stop_loss",
     "name": "stops",

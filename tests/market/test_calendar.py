@@ -9,6 +9,8 @@ from deleverage.market.calendar import session_mask, settlement_mask
 from deleverage.scenario.schema import Session
 
 # CME Globex: opens Sun-Thu 18:00 New York time, trades to 17:00 the next day
+# Nasdaq's hours with Martin Luther King Day (Monday 19 Jan 2026) a holiday
+NASDAQ_MLK_DAY = Session(**NASDAQ["session"], holidays=[date(2026, 1, 19)])
 GLOBEX = Session(
     timezone="America/New_York",
     days=["sun", "mon", "tue", "wed", "thu"],
@@ -114,13 +116,7 @@ def test_overnight_session_spans_midnight_and_skips_its_closed_hour():
 
 
 def test_holidays_close_the_venue_all_day():
-    session = Session(
-        timezone="America/New_York",
-        days=["mon", "tue", "wed", "thu", "fri"],
-        open="09:30",
-        close="16:00",
-        holidays=["2026-01-19"],
-    )
+    session = NASDAQ_MLK_DAY
     times = pd.DatetimeIndex(["2026-01-19 15:00", "2026-01-20 15:00"], tz="UTC")
     assert session_mask(session, times).tolist() == [False, True]
 
@@ -165,11 +161,5 @@ def test_an_overnight_session_settles_on_friday_and_not_on_sunday():
 
 
 def test_a_settlement_at_the_close_counts_and_a_holiday_has_none():
-    nasdaq = Session(
-        timezone="America/New_York",
-        days=["mon", "tue", "wed", "thu", "fri"],
-        open="09:30",
-        close="16:00",
-        holidays=[date(2026, 1, 19)],
-    )
+    nasdaq = NASDAQ_MLK_DAY
     assert _settlements(nasdaq, "16:00", "2026-01-16", 5) == ["Fri 16 21:00", "Tue 20 21:00"]

@@ -1,20 +1,11 @@
 """Perp liquidation flows: what the feed reports, and how the fund works off takeovers."""
 
 import numpy as np
-from tests.conftest import base_raw, build
+from tests.conftest import RETAIL_PERPS, base_raw, build
 
 from deleverage import simulate
 
-PERPS = {
-    "type": "perp_book",
-    "name": "perps",
-    "asset": "BTC",
-    "margin_rules": "binance-like",
-    "accounts": 2_000,
-    "open_interest_usd": 2e8,
-    "long_share": 0.6,
-    "leverage": {"dist": "uniform", "low": 10, "high": 40},
-}
+PERPS = RETAIL_PERPS
 CRASH = [{"type": "news", "time": "2026-01-05T12:00:00Z", "returns": {"BTC": -0.12}}]
 WINDOW = ["2026-01-05T00:00:00Z", "2026-01-07T00:00:00Z"]
 

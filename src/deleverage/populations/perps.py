@@ -844,9 +844,13 @@ class PerpPopulation:
 
     # ------------------------------------------------------------------ the tail
 
+    def _tail_slots(self) -> tuple[slice, int]:
+        """The tail's slots in the account columns, and how many (its rows in `_tail_*`)."""
+        return slice(self.book_end, self.used), self.used - self.book_end
+
     def _tail_triggers(self) -> None:
         """The highest long and lowest short liquidation price in the tail now."""
-        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        tail, k = self._tail_slots()
         self._tail_long, self._tail_short = kernels.tail_extremes(
             self._tail_key[:k], self._tail_coef[:k], self.side[tail], self.pristine[tail],
             self.funding_index,
@@ -857,7 +861,7 @@ class PerpPopulation:
         the price reaches the tail's first liquidation price (which moves in the same pass)."""
         if self._tail_long < price < self._tail_short:
             return _EMPTY
-        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        tail, k = self._tail_slots()
         hit, self._tail_long, self._tail_short = kernels.tail_hits(
             self._tail_key[:k], self._tail_coef[:k], self.side[tail], self.pristine[tail],
             self.funding_index, price, self.rules.inclusive_trigger,
@@ -872,7 +876,7 @@ class PerpPopulation:
         if len(self.table.mmr) == 1 or self.drift == 0.0:  # no rooms (`_book_keys`)
             self._tail_triggers()
             return
-        tail, k = slice(self.book_end, self.used), self.used - self.book_end
+        tail, k = self._tail_slots()
         moved, self._tail_long, self._tail_short = kernels.tail_crossings(
             self._tail_key[:k], self._tail_coef[:k], self._tail_room[:k], self.side[tail],
             self.pristine[tail], self.funding_index, self.drift,
