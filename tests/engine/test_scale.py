@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from tests.conftest import base_raw, build
 
 from deleverage import simulate, simulate_paths
-from deleverage.engine.montecarlo import _run_batch, batches, run_path
+from deleverage.engine.montecarlo import batches, run_batch
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 
@@ -84,8 +83,7 @@ def test_batches_cover_every_path_once_in_order():
 
 def test_a_path_of_a_batch_is_the_path_run_alone():
     scenario = small()
-    task = partial(run_path, scenario, 5, measures=None, keep=True)
-    batch = _run_batch(task, range(2, 5))
+    batch = run_batch(scenario, 5, range(2, 5), measures=None, keep=True)
     for outcome in batch:
         alone = simulate(scenario, seed=5, path=outcome.path)
         for name, values in alone.market.items():

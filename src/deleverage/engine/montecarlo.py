@@ -4,6 +4,9 @@ seed, on local processes, reduced to per-path summaries and bands.
 Path i is `simulate(scenario, seed, path=i)`: its noise, population draws and `uncertain`
 priors come from streams spawned for (seed, i), so the results do not depend on the
 number of workers or on the order in which paths finish (they are collected by index).
+Paths go to the workers in batches, and a batch runs as lanes of one simulation
+(`simulate_lanes`): the engine's work per step is shared, each path's result is the same
+to the last bit as the path run alone.
 
 Amplification (SPEC §6): each path is run a second time with the same seed and path and
 all channels off (shocks only). The move compared is the asset's worst 24 h return inside
@@ -25,7 +28,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from deleverage.engine.simulate import simulate
+from deleverage.engine.simulate import simulate_lanes
 from deleverage.results.montecarlo import MonteCarloResult
 from deleverage.results.result import SimulationResult, target_label
 from deleverage.scenario.loader import scenario_hash
@@ -87,30 +90,45 @@ class PathOutcome:
     result: SimulationResult | None
 
 
-def run_path(
+def run_batch(
     scenario: Scenario,
     seed: int,
-    path: int,
+    paths: range,
     measures: list[Measure] | None,
     check_invariants: bool = False,
     keep: bool = False,
+) -> list[PathOutcome]:
+    """A batch of paths run together as lanes (`simulate_lanes`) and, when `measures` are
+    given, their all-channels-off twins (a second batch)."""
+    results = simulate_lanes(scenario, seed, paths, check_invariants=check_invariants)
+    twins: list[SimulationResult | None] = [None] * len(results)
+    if measures is not None and scenario.channels != ALL_CHANNELS_OFF:
+        twin = scenario.model_copy(update={"channels": ALL_CHANNELS_OFF})
+        twins = simulate_lanes(twin, seed, paths, check_invariants=check_invariants)
+    return [
+        _outcome(result, off, measures, keep) for result, off in zip(results, twins, strict=True)
+    ]
+
+
+def _outcome(
+    result: SimulationResult,
+    off: SimulationResult | None,
+    measures: list[Measure] | None,
+    keep: bool,
 ) -> PathOutcome:
-    """One path and, when `measures` are given, its all-channels-off twin."""
-    result = simulate(scenario, seed, path=path, check_invariants=check_invariants)
+    """What a path sends back; `off` is its channels-off twin (None: the twin would be the
+    same run, or no amplification)."""
     diagnostics = dict(result.diagnostics)
     moves = moves_off = None
     if measures is not None:
         moves = np.array([m.on(result) for m in measures])
-        if scenario.channels == ALL_CHANNELS_OFF:  # the twin would be the same run
-            moves_off = moves
-        else:
-            twin = scenario.model_copy(update={"channels": ALL_CHANNELS_OFF})
-            off = simulate(twin, seed, path=path, check_invariants=check_invariants)
-            moves_off = np.array([m.on(off) for m in measures])
+        moves_off = moves if off is None else np.array([m.on(off) for m in measures])
+        if off is not None:
             diagnostics |= {f"channels_off_{k}": v for k, v in off.diagnostics.items()}
     return PathOutcome(
-        path, result.targets_table(), moves, moves_off, diagnostics, result if keep else None
-    )
+        result.path, result.targets_table(), moves, moves_off, diagnostics,
+        result if keep else None,
+    )  # fmt: skip
 
 
 def _ignore_interrupts() -> None:
@@ -121,8 +139,9 @@ def _ignore_interrupts() -> None:
 
 def batches(paths: int, workers: int) -> list[range]:
     """Paths 0 … paths−1 cut into consecutive batches, the unit of work sent to a worker
-    (local process or Dask): about four per worker to balance the load, at most
-    `MAX_BATCH` paths each so progress and memory move in small steps."""
+    (local process or Dask) and run there as lanes of one simulation: about four per
+    worker to balance the load, at most `MAX_BATCH` paths each so progress and memory move
+    in steps of a few paths."""
     size = max(1, min(MAX_BATCH, paths // (4 * workers)))
     return [range(lo, min(lo + size, paths)) for lo in range(0, paths, size)]
 
@@ -130,23 +149,19 @@ def batches(paths: int, workers: int) -> list[range]:
 MAX_BATCH = 16
 
 
-def _run_batch(task: Callable[[int], T], batch: range) -> list[T]:
-    return [task(path) for path in batch]
-
-
 def _finished_paths(
-    task: Callable[[int], T], paths: int, workers: int, scheduler: str | None = None
+    task: Callable[[range], list[T]], paths: int, workers: int, scheduler: str | None = None
 ) -> Iterator[T]:
-    """`task(path)` for every path, yielded as batches of paths finish: in this process
-    (workers == 1), on `workers` local processes, or on the Dask distributed cluster at
-    `scheduler` (an address such as tcp://host:8786; `workers` is then not used).
-    Closing the iterator early (an error, Ctrl-C) stops the work."""
+    """`task(batch)` for every batch of paths, its items yielded as batches finish: in
+    this process (workers == 1), on `workers` local processes, or on the Dask distributed
+    cluster at `scheduler` (an address such as tcp://host:8786; `workers` is then not
+    used). Closing the iterator early (an error, Ctrl-C) stops the work."""
     if scheduler is not None:
         yield from _finished_on_dask(task, paths, scheduler)
         return
     if workers == 1:
-        for path in range(paths):
-            yield task(path)
+        for batch in batches(paths, 1):
+            yield from task(batch)
         return
     # Spawned, not forked: workers start clean (no copy of the parent's threads or locks,
     # e.g. a live progress bar) and behave the same on Linux, macOS and Windows. A plain
@@ -160,7 +175,7 @@ def _finished_paths(
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        for done in pool.imap_unordered(partial(_run_batch, task), batches(paths, workers)):
+        for done in pool.imap_unordered(task, batches(paths, workers)):
             yield from done
         pool.close()
     finally:
@@ -168,7 +183,7 @@ def _finished_paths(
         pool.join()
 
 
-def _finished_on_dask(task: Callable[[int], T], paths: int, scheduler: str) -> Iterator[T]:
+def _finished_on_dask(task: Callable[[range], list[T]], paths: int, scheduler: str) -> Iterator[T]:
     """The same batches on a Dask distributed cluster (the `distributed` extra), sized
     for the cluster's worker threads."""
     try:
@@ -179,8 +194,7 @@ def _finished_on_dask(task: Callable[[int], T], paths: int, scheduler: str) -> I
         ) from exc
     with Client(scheduler) as client:
         threads = max(1, sum(client.nthreads().values()))
-        work = partial(_run_batch, task)
-        completed = as_completed(client.map(work, batches(paths, threads), pure=False))
+        completed = as_completed(client.map(task, batches(paths, threads), pure=False))
         try:
             for future in completed:
                 done = future.result()
@@ -274,7 +288,7 @@ def simulate_paths(
     started = time.perf_counter()
     measures = amplification_measures(scenario) if amplification else None
     task = partial(
-        run_path,
+        run_batch,
         scenario,
         seed,
         measures=measures,

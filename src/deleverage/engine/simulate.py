@@ -8,14 +8,15 @@ import secrets
 import time as wallclock
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from deleverage.engine.state import MarketParams, MarketState, half_life_share
-from deleverage.engine.step import RECORDED, StepInputs, TradeTape, step
-from deleverage.engine.timeline import compile_timeline
-from deleverage.market.calendar import build_calendar
+from deleverage.engine.state import MarketParams, MarketState, half_life_share, stack_lanes
+from deleverage.engine.step import RECORDED, Lane, StepInputs, TradeTape, step
+from deleverage.engine.timeline import Timeline, compile_timeline
+from deleverage.market.calendar import Calendar, build_calendar
 from deleverage.market.cross_impact import CrossImpact
 from deleverage.market.limits import PriceLimits
 from deleverage.market.makers import MarketMakers
@@ -33,7 +34,7 @@ from deleverage.scenario.loader import (
 from deleverage.scenario.schema import Scenario
 from deleverage.scenario.series import history_series
 
-__all__ = ["RECORDED", "initial_prices", "rng_stream", "simulate"]
+__all__ = ["RECORDED", "initial_prices", "rng_stream", "simulate", "simulate_lanes"]
 
 
 def rng_stream(seed: int, path: int, key: str) -> np.random.Generator:
@@ -117,8 +118,11 @@ class Invariants:
     TOLERANCE = 1e-9  # relative drift beyond which `broken` reports a violation
     LEDGER_EVERY = 64  # steps between balance-sheet recomputations
 
-    def __init__(self, params: MarketParams, makers: MarketMakers, populations: list[Population]):
-        self.params, self.makers, self.populations = params, makers, populations
+    def __init__(
+        self, params: MarketParams, makers: MarketMakers, lane: int, populations: list[Population]
+    ):
+        """`params` of the lane's own path; `makers` of the batch, whose row `lane` is it."""
+        self.params, self.makers, self.lane, self.populations = params, makers, lane, populations
         self.currencies = sorted({"USD", *params.currency_of})
         self.units_start, self.cash_start = self.totals()
         self._unit_drift = self._cash_drift_usd = self._cash_drift_ratio = 0.0
@@ -128,10 +132,11 @@ class Invariants:
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         n_assets = len(self.params.price0)
-        units = self.makers.inventory + sum(p.holdings(n_assets) for p in self.populations)
+        inventory, maker_cash = self.makers.inventory[self.lane], self.makers.cash[self.lane]
+        units = inventory + sum(p.holdings(n_assets) for p in self.populations)
         cash = np.zeros(len(self.currencies))
         for a, currency in enumerate(self.params.currency_of):
-            cash[self.currencies.index(currency)] += self.makers.cash[a]
+            cash[self.currencies.index(currency)] += maker_cash[a]
         for population in self.populations:
             for currency, amount in population.cash_by_currency().items():
                 cash[self.currencies.index(currency)] += amount
@@ -139,10 +144,10 @@ class Invariants:
 
     def check(self, tape: TradeTape) -> None:
         units, cash = self.totals()
-        scale = 1.0 + np.abs(self.units_start) + tape.units
-        currency_of = self.params.currency_of
+        scale = 1.0 + np.abs(self.units_start) + tape.units[self.lane]
+        currency_of, tape_cash = self.params.currency_of, tape.cash[self.lane]
         traded = np.array(
-            [tape.cash[[c == name for c in currency_of]].sum() for name in self.currencies]
+            [tape_cash[[c == name for c in currency_of]].sum() for name in self.currencies]
         )
         self._record(
             np.abs(units - self.units_start) / scale, np.abs(cash - self.cash_start), traded
@@ -201,47 +206,36 @@ class Invariants:
         return None
 
 
-def simulate(
-    scenario: Scenario | str | os.PathLike,
-    seed: int | None = 0,
-    *,
-    path: int = 0,
-    check_invariants: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    extra: Sequence[Callable[[BuildContext], Population]] = (),
-) -> SimulationResult:
-    """Run one path of `scenario` (a `Scenario`, a preset name or a scenario file). Same
-    scenario and seed give bit-identical results; `seed=None` draws a fresh seed, recorded
-    in the result (`result.seed`) so the run can be repeated. `extra` builds accounts from
-    outside the scenario (e.g. a user's book, `stress`)."""
-    started = wallclock.perf_counter()
-    if isinstance(scenario, str | os.PathLike):
-        scenario = load_scenario(scenario)
-    if not isinstance(scenario, Scenario):
-        raise TypeError(
-            f"simulate: expected a Scenario, a preset name or a scenario file path, "
-            f"found {type(scenario).__name__}"
-        )
-    if seed is None:
-        seed = secrets.randbits(63)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
-        raise ValueError(f"simulate: expected a seed in [0, 2^63), found {seed!r}")
-    seed = int(seed)
+@dataclass
+class _Path:
+    """One path built for the step loop: its scenario draw, market, agents and streams."""
+
+    scenario: Scenario
+    path: int
+    calendar: Calendar
+    timeline: Timeline
+    params: MarketParams
+    state: MarketState
+    limits: PriceLimits | None
+    cross: CrossImpact | None
+    triggers: OutageTriggers | None
+    lane: Lane
+    noise_rng: np.random.Generator
+    chol: np.ndarray
+    df: float | None
+
+
+def _build_path(scenario: Scenario, seed: int, path: int, extra) -> _Path:
     scenario = sample_uncertain(scenario, rng_stream(seed, path, "uncertain"))
-    clock, channels = scenario.clock, scenario.channels
-    n_assets, n_steps = len(scenario.assets), clock.n_steps
+    channels = scenario.channels
     calendar = build_calendar(scenario)
     price0 = initial_prices(scenario)
     timeline = compile_timeline(scenario, calendar.step_starts, price0)
     if not channels.mm_retreat:  # the channel is market makers' withdrawal, endogenous or shocked
         timeline.retreat[:] = 1.0
         timeline.gap[:] = 0.0
-
     params = MarketParams.build(scenario, calendar, timeline, price0)
-    makers = _market_makers(scenario, params)
-    state = MarketState.initial(scenario, params, makers)
-    limits = PriceLimits.build(scenario, calendar.step_starts, params.asset_settles, price0)
-    cross = CrossImpact.build(scenario, params.resolved, params.permanent)
+    state = MarketState.initial(scenario, params, _market_makers(scenario, params))
     investors = EndInvestors(timeline.flow_usd, params.asset_ids, params.currency_of)
     index = scenario.asset_index()
     populations: list[Population] = [investors]
@@ -262,105 +256,225 @@ def simulate(
         populations.append(
             build(BuildContext(scenario, index, price0, rng, True, params.step_hours))
         )
+    return _Path(
+        scenario=scenario,
+        path=path,
+        calendar=calendar,
+        timeline=timeline,
+        params=params,
+        state=state,
+        limits=PriceLimits.build(scenario, calendar.step_starts, params.asset_settles, price0),
+        cross=CrossImpact.build(scenario, params.resolved, params.permanent),
+        triggers=OutageTriggers.build(scenario, calendar, params.asset_open),  # price-started
+        lane=Lane(populations, investors, EventLog()),
+        noise_rng=rng_stream(seed, path, "noise"),
+        chol=np.linalg.cholesky(correlation_matrix(scenario)),
+        df=scenario.market.correlation.student_df,
+    )
 
-    log = EventLog()
-    noise_rng = rng_stream(seed, path, "noise")
-    chol = np.linalg.cholesky(correlation_matrix(scenario))
-    df = scenario.market.correlation.student_df
 
-    rec = {name: np.full((n_steps + 1, n_assets), np.nan) for name in RECORDED}
+def _checked(scenario, seed) -> tuple[Scenario, int]:
+    if isinstance(scenario, str | os.PathLike):
+        scenario = load_scenario(scenario)
+    if not isinstance(scenario, Scenario):
+        raise TypeError(
+            f"simulate: expected a Scenario, a preset name or a scenario file path, "
+            f"found {type(scenario).__name__}"
+        )
+    if seed is None:
+        seed = secrets.randbits(63)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise ValueError(f"simulate: expected a seed in [0, 2^63), found {seed!r}")
+    return scenario, int(seed)
+
+
+def simulate(
+    scenario: Scenario | str | os.PathLike,
+    seed: int | None = 0,
+    *,
+    path: int = 0,
+    check_invariants: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    extra: Sequence[Callable[[BuildContext], Population]] = (),
+) -> SimulationResult:
+    """Run one path of `scenario` (a `Scenario`, a preset name or a scenario file). Same
+    scenario and seed give bit-identical results; `seed=None` draws a fresh seed, recorded
+    in the result (`result.seed`) so the run can be repeated. `extra` builds accounts from
+    outside the scenario (e.g. a user's book, `stress`). The path is a batch of one lane:
+    `simulate_lanes` with more paths gives each the same result, bit for bit."""
+    return simulate_lanes(
+        scenario, seed, (path,), check_invariants=check_invariants, progress=progress, extra=extra
+    )[0]
+
+
+def simulate_lanes(
+    scenario: Scenario | str | os.PathLike,
+    seed: int | None = 0,
+    paths: Sequence[int] = (0,),
+    *,
+    check_invariants: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    extra: Sequence[Callable[[BuildContext], Population]] = (),
+) -> list[SimulationResult]:
+    """Run `paths` of `scenario` together, as lanes: the market's arrays get a leading lane
+    axis and one `step` advances every path, so the engine's cost per round is paid once
+    for the batch while each path's populations trade on their own row. Path i of a batch
+    is bit-identical to `simulate(scenario, seed, path=i)`. Results in the order of
+    `paths`; each result's `wall_seconds` is the batch's wall time ÷ its paths."""
+    started = wallclock.perf_counter()
+    scenario, seed = _checked(scenario, seed)
+    if not paths:
+        return []
+    built = [_build_path(scenario, seed, path, extra) for path in paths]
+    n_lanes = len(built)
+    clock = built[0].scenario.clock
+    n_assets, n_steps = len(built[0].params.price0), clock.n_steps
+    params = stack_lanes([b.params for b in built])
+    state = stack_lanes([b.state for b in built])
+    makers = state.makers
+    lanes = [b.lane for b in built]
+    limits = _stacked(PriceLimits, [b.limits for b in built])
+    cross = _stacked(CrossImpact, [b.cross for b in built])
+    triggers = _stacked(OutageTriggers, [b.triggers for b in built], params.asset_open)
+    jumps, driver, retreat, gap = (
+        np.stack([getattr(b.timeline, name) for b in built], axis=1)  # (T, L, A): step first
+        for name in ("jumps", "driver", "retreat", "gap")
+    )
+    driven = ~np.isnan(driver).all(axis=(1, 2))  # steps where an asset follows a driver
+    steps_with = _per_step_events(built)
+
+    rec = {name: np.full((n_steps + 1, n_lanes, n_assets), np.nan) for name in RECORDED}
+    price0 = params.price0
     rec["price"][0], rec["reference"][0], rec["impact_log"][0] = price0, price0, 0.0
     rec["depth_bid"][0] = rec["depth_ask"][0] = 1.0
     rec["realized_vol"][0] = makers.realized_vol
     rec["volume_usd"][0] = rec["net_flow_units"][0] = rec["mm_inventory_units"][0] = 0.0
-    rounds_used = np.zeros(n_steps, dtype=np.int32)
-    round_limit_hits = 0
-    funds = [p for p in populations if hasattr(p, "gross_leverage")]  # gross ÷ equity a step
-    leverage = np.full((n_steps + 1, len(funds)), np.nan)
-    leverage[0] = [p.gross_leverage(price0) for p in funds]
+    rounds_used = np.zeros((n_steps, n_lanes), dtype=np.int32)
+    round_limit_hits = np.zeros(n_lanes, dtype=np.int64)
+    funds = [[p for p in lane.populations if hasattr(p, "gross_leverage")] for lane in lanes]
+    leverage = [np.full((n_steps + 1, len(f)), np.nan) for f in funds]
+    for lane_funds, lane_leverage, lane_price0 in zip(funds, leverage, price0, strict=True):
+        lane_leverage[0] = [p.gross_leverage(lane_price0) for p in lane_funds]
 
-    invariants = Invariants(params, makers, populations) if check_invariants else None
-    tape = TradeTape(np.zeros(n_assets), np.zeros(n_assets))
-    margin_by_step: dict[int, list] = {}
-    for event in timeline.margin:
-        margin_by_step.setdefault(event.step, []).append(event)
-    outage_start = calendar.outage & ~np.concatenate(
-        [np.zeros((len(scenario.venues), 1), bool), calendar.outage[:, :-1]], axis=1
+    invariants = (
+        [Invariants(b.params, makers, j, b.lane.populations) for j, b in enumerate(built)]
+        if check_invariants
+        else []
     )
-    venue_ids = [v.id for v in scenario.venues]
-    outages_at: dict[int, tuple[str, ...]] = {}  # step -> venues whose outage starts then
-    for v, k in zip(*np.nonzero(outage_start), strict=True):
-        outages_at[int(k)] = (*outages_at.get(int(k), ()), venue_ids[v])
-    labels_at = {k: tuple(labels) for k, labels in timeline.labels.items()}
-    margin_at = {k: tuple(events) for k, events in margin_by_step.items()}
-    driven = ~np.isnan(timeline.driver).all(axis=1)  # steps where an asset follows a driver
-    triggers = OutageTriggers.build(scenario, calendar, params.asset_open)  # price-started
+    tape = TradeTape(np.zeros((n_lanes, n_assets)), np.zeros((n_lanes, n_assets)))
 
     # hourly open-interest snapshots for open_interest_change targets (results.targets)
-    step_ends = calendar.step_starts + pd.Timedelta(clock.step)
+    step_starts = built[0].calendar.step_starts
+    step_ends = step_starts + pd.Timedelta(clock.step)
     on_the_hour = (step_ends.minute == 0) & (step_ends.second == 0)
     snapshot = np.asarray(on_the_hour) | (np.arange(n_steps) == n_steps - 1)
-    log.step = -1
-    snapshot_open_interest(populations, price0, log)
+    for lane, lane_price0 in zip(lanes, price0, strict=True):
+        lane.log.step = -1
+        snapshot_open_interest(lane.populations, lane_price0, lane.log)
 
     chunk, noise_block = 2048, None
-    step_starts = calendar.step_starts.to_list()  # Timestamps, not one pandas lookup a step
+    times = step_starts.to_list()  # Timestamps, not one pandas lookup a step
+    nothing = ((),) * n_lanes
     for k in range(n_steps):
         if k % chunk == 0:
-            noise_block = _noise(noise_rng, chol, min(chunk, n_steps - k), df)
+            n = min(chunk, n_steps - k)
+            noise_block = np.stack([_noise(b.noise_rng, b.chol, n, b.df) for b in built], axis=1)
+        labels, margin, outages = steps_with.get(k, (nothing, nothing, nothing))
+        if triggers is not None:
+            fired = triggers.check(k, rec["price"][: k + 1])
+            outages = tuple(o + f for o, f in zip(outages, fired, strict=True))
         inputs = StepInputs(
             k=k,
-            time=step_starts[k],
+            time=times[k],
             noise=noise_block[k % chunk],
-            jumps=timeline.jumps[k],
-            driver=timeline.driver[k],
-            retreat=timeline.retreat[k],
-            gap=timeline.gap[k],
-            labels=labels_at.get(k, ()),
-            margin_events=margin_at.get(k, ()),
-            outages=outages_at.get(k, ())
-            + (triggers.check(k, rec["price"][: k + 1]) if triggers else ()),
+            jumps=jumps[k],
+            driver=driver[k],
+            retreat=retreat[k],
+            gap=gap[k],
+            labels=labels,
+            margin_events=margin,
+            outages=outages,
             driven=bool(driven[k]),
         )
-        record = step(state, params, inputs, populations, investors, log, tape, limits, cross)
+        record = step(state, params, inputs, lanes, tape, limits, cross)
         if snapshot[k]:
-            snapshot_open_interest(populations, record.values["price"], log)
+            for lane, lane_price in zip(lanes, record.values["price"], strict=True):
+                snapshot_open_interest(lane.populations, lane_price, lane.log)
         rounds_used[k] = record.rounds
         round_limit_hits += record.round_limit_hit
         for name, values in record.values.items():
             rec[name][k + 1] = values
-        if funds:
-            price = rec["price"][k + 1]
-            leverage[k + 1] = [p.gross_leverage(price) for p in funds]
-        if invariants is not None:
-            invariants.check(tape)
+        for lane_funds, lane_leverage, lane_price in zip(
+            funds, leverage, record.values["price"], strict=True
+        ):
+            if lane_funds:
+                lane_leverage[k + 1] = [p.gross_leverage(lane_price) for p in lane_funds]
+        for check in invariants:
+            check.check(tape)
         if progress is not None and (k % 256 == 0 or k == n_steps - 1):
             progress(k + 1, n_steps)
 
-    diagnostics = {
-        "round_limit_hits": round_limit_hits,
-        "shocks_after_last_step": timeline.dropped,
-        "orders_waiting_at_end": int(
-            sum(np.count_nonzero(p.orders().quantity) for p in populations)
-        ),
-        "max_unit_drift": invariants.max_unit_drift if invariants else 0.0,
-        "max_cash_drift_usd": invariants.max_cash_drift_usd if invariants else 0.0,
-        "max_cash_drift_ratio": invariants.max_cash_drift_ratio if invariants else 0.0,
-        "invariant_checks": invariants.checks if invariants else 0,
+    times = pd.DatetimeIndex([clock.start], tz="UTC").append(step_ends)
+    wall = (wallclock.perf_counter() - started) / n_lanes
+    results = []
+    for j, b in enumerate(built):
+        check = invariants[j] if invariants else None
+        diagnostics = {
+            "round_limit_hits": int(round_limit_hits[j]),
+            "shocks_after_last_step": b.timeline.dropped,
+            "orders_waiting_at_end": int(
+                sum(np.count_nonzero(p.orders().quantity) for p in b.lane.populations)
+            ),
+            "max_unit_drift": check.max_unit_drift if check else 0.0,
+            "max_cash_drift_usd": check.max_cash_drift_usd if check else 0.0,
+            "max_cash_drift_ratio": check.max_cash_drift_ratio if check else 0.0,
+            "invariant_checks": check.checks if check else 0,
+        }
+        results.append(
+            SimulationResult(
+                scenario=b.scenario,
+                seed=seed,
+                path=b.path,
+                scenario_hash=scenario_hash(b.scenario),
+                times=times,
+                market={name: np.ascontiguousarray(values[:, j]) for name, values in rec.items()},
+                rounds=np.ascontiguousarray(rounds_used[:, j]),
+                events=b.lane.log.frame(),
+                diagnostics=diagnostics,
+                wall_seconds=wall,
+                fund_leverage={p.name: leverage[j][:, f] for f, p in enumerate(funds[j])},
+            )
+        )
+    return results
+
+
+def _stacked(cls, objects: list, *args):
+    """The lanes' objects of `cls` as one laned object (`cls.stack`), or None when the
+    scenario has none (built for every lane or for none: lanes share its structure)."""
+    if objects[0] is None:
+        return None
+    return cls.stack(objects, *args)
+
+
+def _per_step_events(built: list[_Path]) -> dict[int, tuple[tuple, tuple, tuple]]:
+    """Steps at which some lane announces a shock, a margin change or a scheduled outage:
+    step -> (labels, margin events, outages), each one tuple per lane."""
+    per_lane = []
+    for b in built:
+        calendar, timeline = b.calendar, b.timeline
+        margin: dict[int, tuple] = {}
+        for event in timeline.margin:
+            margin[event.step] = (*margin.get(event.step, ()), event)
+        outage_start = calendar.outage & ~np.concatenate(
+            [np.zeros((len(calendar.outage), 1), bool), calendar.outage[:, :-1]], axis=1
+        )
+        venue_ids = [v.id for v in b.scenario.venues]
+        outages: dict[int, tuple[str, ...]] = {}  # step -> venues whose outage starts then
+        for v, k in zip(*np.nonzero(outage_start), strict=True):
+            outages[int(k)] = (*outages.get(int(k), ()), venue_ids[v])
+        labels = {k: tuple(found) for k, found in timeline.labels.items()}
+        per_lane.append((labels, margin, outages))
+    steps = sorted({k for lane in per_lane for events in lane for k in events})
+    return {
+        k: tuple(tuple(lane[j].get(k, ()) for lane in per_lane) for j in range(3)) for k in steps
     }
-    times = pd.DatetimeIndex([clock.start], tz="UTC").append(
-        calendar.step_starts + pd.Timedelta(clock.step)
-    )
-    return SimulationResult(
-        scenario=scenario,
-        seed=seed,
-        path=path,
-        scenario_hash=scenario_hash(scenario),
-        times=times,
-        market=rec,
-        rounds=rounds_used,
-        events=log.frame(),
-        diagnostics=diagnostics,
-        wall_seconds=wallclock.perf_counter() - started,
-        fund_leverage={p.name: leverage[:, j] for j, p in enumerate(funds)},
-    )

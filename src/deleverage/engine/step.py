@@ -16,7 +16,7 @@ own state is `MarketState`, advanced here and nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,27 +44,39 @@ RECORDED = (
 
 @dataclass(frozen=True)
 class StepInputs:
-    """The exogenous inputs of step k, from the compiled timeline."""
+    """The exogenous inputs of step k for every lane (one path each), from the compiled
+    timelines: arrays (L, A), lane first; the tuples hold one entry per lane."""
 
     k: int
     time: pd.Timestamp
-    noise: np.ndarray  # (A,) standard correlated shocks
-    jumps: np.ndarray  # (A,) log-return jumps
-    driver: np.ndarray  # (A,) log price to follow, NaN where free
-    retreat: np.ndarray  # (A,) depth multiplier from mm_retreat shocks
-    gap: np.ndarray  # (A,) empty band around mid, log units
-    labels: tuple = ()
-    margin_events: tuple[MarginEvent, ...] = ()
-    outages: tuple[str, ...] = ()  # venues whose outage starts now
+    noise: np.ndarray  # (L, A) standard correlated shocks
+    jumps: np.ndarray  # (L, A) log-return jumps
+    driver: np.ndarray  # (L, A) log price to follow, NaN where free
+    retreat: np.ndarray  # (L, A) depth multiplier from mm_retreat shocks
+    gap: np.ndarray  # (L, A) empty band around mid, log units
+    labels: tuple[tuple, ...]  # per lane: (kind, label) of the shocks announced now
+    margin_events: tuple[tuple[MarginEvent, ...], ...]  # per lane
+    outages: tuple[tuple[str, ...], ...]  # per lane: venues whose outage starts now
     driven: bool = True  # some asset follows its driver in this step (`driver` not all NaN)
 
 
 @dataclass
-class TradeTape:
-    """Gross units and cash traded per asset (for the scale of rounding in the invariants)."""
+class Lane:
+    """One path's agents: its populations (end investors first) and its event log. Lanes
+    share the market's arrays (a row each) and never each other's agents."""
 
-    units: np.ndarray
-    cash: np.ndarray  # in each asset's quote currency
+    populations: list[Population]
+    investors: EndInvestors
+    log: EventLog
+
+
+@dataclass
+class TradeTape:
+    """Gross units and cash traded per lane and asset (the scale of rounding in the
+    invariants)."""
+
+    units: np.ndarray  # (L, A)
+    cash: np.ndarray  # (L, A) in each asset's quote currency
 
     def add(self, buys: np.ndarray, sells: np.ndarray, average: np.ndarray) -> None:
         self.units += buys + sells
@@ -73,9 +85,9 @@ class TradeTape:
 
 @dataclass
 class StepRecord:
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-    rounds: int = 0
-    round_limit_hit: bool = False
+    values: dict[str, np.ndarray]  # (L, A) each
+    rounds: np.ndarray  # (L,) the round each lane stopped at
+    round_limit_hit: np.ndarray  # (L,) bool
 
 
 def _refill_visible(state: MarketState, params: MarketParams, is_open, steps: float) -> None:
@@ -130,7 +142,7 @@ class _Books:
         if not params.any_visible:
             return cls(lam_bid, lam_ask, ())
         layered = params.has_visible
-        visible = params.visible_units * params.weekend_depth[:, k] * unit0 / unit
+        visible = params.visible_units * params.weekend_depth[..., k] * unit0 / unit
         return cls(
             lam_bid,
             lam_ask,
@@ -182,7 +194,7 @@ def _recorded_depth(params: MarketParams, depth, gap, k) -> tuple[np.ndarray, np
     with np.errstate(invalid="ignore"):
         band = params.visible_band
         shape = (np.maximum(band - gap, 0.0) / band) ** params.visible_shape
-        shape = shape * params.weekend_depth[:, k]
+        shape = shape * params.weekend_depth[..., k]
     layered = params.has_visible
     return (
         np.where(layered, depth.visible_bid * shape, depth.latent_bid),
@@ -190,43 +202,68 @@ def _recorded_depth(params: MarketParams, depth, gap, k) -> tuple[np.ndarray, np
     )
 
 
-def _announce(state: MarketState, inputs: StepInputs, index: dict[str, int], log: EventLog):
-    for kind, label in inputs.labels:
-        log.add("shock", detail=f"{kind}: {label}")
-    for event in inputs.margin_events:
-        if event.kind == "effective":
-            state.initial_margin_pct[index[event.asset]] = event.initial_pct
-            state.maintenance_margin_pct[index[event.asset]] = event.maintenance_pct
-        log.add(
-            f"margin_{event.kind}",
-            venue=event.venue,
-            asset=event.asset,
-            detail=f"initial {event.initial_pct}% maintenance {event.maintenance_pct}%",
-        )
-    for venue in inputs.outages:
-        log.add("outage", venue=venue)
+def _announce(state: MarketState, inputs: StepInputs, index: dict[str, int], lanes: list[Lane]):
+    for row, (lane, labels, margin_events, outages) in enumerate(
+        zip(lanes, inputs.labels, inputs.margin_events, inputs.outages, strict=True)
+    ):
+        log = lane.log
+        for kind, label in labels:
+            log.add("shock", detail=f"{kind}: {label}")
+        for event in margin_events:
+            if event.kind == "effective":
+                state.initial_margin_pct[row, index[event.asset]] = event.initial_pct
+                state.maintenance_margin_pct[row, index[event.asset]] = event.maintenance_pct
+            log.add(
+                f"margin_{event.kind}",
+                venue=event.venue,
+                asset=event.asset,
+                detail=f"initial {event.initial_pct}% maintenance {event.maintenance_pct}%",
+            )
+        for venue in outages:
+            log.add("outage", venue=venue)
+
+
+def _orders(lane: Lane, view: MarketView, is_open: np.ndarray):
+    """Mark one lane's populations to `view` and collect their orders: the batches
+    [(population, orders)] and the fillable mask over their concatenation, or None when the
+    lane has nothing that can trade (its cascade is over for this step)."""
+    log = lane.log
+    for population in lane.populations:
+        population.mark(view, log)
+    batches = [(p, o) for p in lane.populations if len((o := p.orders()).asset)]
+    if not batches:
+        return None
+    order_asset = np.concatenate([o.asset for _, o in batches])
+    fillable = is_open[order_asset]
+    if not fillable.any():
+        return None
+    return batches, order_asset, fillable
 
 
 def step(
     state: MarketState,
     params: MarketParams,
     inputs: StepInputs,
-    populations: list[Population],
-    investors: EndInvestors,
-    log: EventLog,
+    lanes: list[Lane],
     tape: TradeTape,
     limits: PriceLimits | None = None,
     cross: CrossImpact | None = None,
 ) -> StepRecord:
-    """Advance the market by one step; populations trade in the intra-step cascade.
-    With `limits` (`market.price_limits`, `market.circuit_breakers`; `market.limits`),
-    halted assets are closed, prices stay inside their limit bands and circuit breakers
-    are checked after every move. With `cross` (`market.cross_impact`), each round's flow
-    in one asset moves the linked assets."""
+    """Advance the market of every lane by one step; each lane's populations trade in its
+    own intra-step cascade. Arrays are (L, A): lane ℓ's row evolves exactly as the path
+    would alone (every operation is per element or per row), so a lane of a batch and the
+    same path run alone agree to the last bit. A lane whose cascade is over sits out the
+    later rounds of the step untouched. With `limits` (`market.price_limits`,
+    `market.circuit_breakers`; `market.limits`), halted assets are closed, prices stay
+    inside their limit bands and circuit breakers are checked after every move. With
+    `cross` (`market.cross_impact`), each round's flow in one asset moves the linked
+    assets."""
     k = inputs.k
-    log.step, log.round = k, 0
-    n_assets = len(params.price0)
-    is_open = params.asset_open[:, k]
+    n_lanes, n_assets = state.log_reference.shape
+    logs = [lane.log for lane in lanes]
+    for log in logs:
+        log.step, log.round = k, 0
+    is_open = params.asset_open[..., k]
     if limits is not None:
         is_open = limits.begin_step(k, state.price, is_open)  # a copy, less halted assets
     # desks read volatility off the price net of their own visible book's wick and refill
@@ -238,8 +275,8 @@ def step(
         cross.relax(state, is_open)
     if limits is not None:
         limits.clamp(state, free)
-        limits.observe(k, state.price, is_open, log)
-    _announce(state, inputs, params.asset_index, log)
+        limits.observe(k, state.price, is_open, logs)
+    _announce(state, inputs, params.asset_index, lanes)
 
     # Within the rounds, e^reference is reused while `state.log_reference` is this same
     # array: a re-centring (cross move, limit) must rebind it, never write it in place —
@@ -250,89 +287,107 @@ def step(
     makers = state.makers
     depth = makers.depth(params.unit_usd(state.price), inputs.retreat, params.mm_feedback)
     books = None  # the step's book depths, at the first round that trades
-    settles = params.asset_settles[:, k]
+    settles = params.asset_settles[..., k]
 
-    record = StepRecord()
-    volume = np.zeros(n_assets)
-    net_total = np.zeros(n_assets)
+    rounds = np.zeros(n_lanes, dtype=np.int64)
+    limit_hit = np.zeros(n_lanes, dtype=bool)
+    active = list(range(n_lanes))  # lanes whose cascade goes on
+    volume = np.zeros((n_lanes, n_assets))
+    net_total = np.zeros((n_lanes, n_assets))
     for r in range(params.max_rounds + 1):
-        log.round = r
         if r > 0:  # forced sellers react seconds later: the visible book has partly refilled
-            _refill_visible(state, params, is_open, params.round_steps)
-            state.update_mark(params.mark_weight_round)
+            moving = np.zeros(n_lanes, dtype=bool)
+            moving[active] = True
+            _refill_visible(state, params, is_open & moving[:, None], params.round_steps)
+            state.update_mark(params.mark_weight_round, moving)
         else:
             state.update_mark(params.mark_weight_step)
         # e^reference, unless a cross move or a limit re-centred a book in this step
         centre = reference if state.log_reference is log_reference else None
         price = state.price_at(centre)
-        view = MarketView(
-            k,
-            inputs.time,
-            params.step_hours,
-            price,
-            is_open,
-            settles,
-            state.initial_margin_pct,
-            state.maintenance_margin_pct,
-            params.implied_yield(price),
-            params.unit_usd(price),
-            state.mark_price_at(centre) if params.any_visible else None,
-        )
-        for population in populations:
-            population.mark(view, log)
-        batches = [(p, o) for p in populations if len((o := p.orders()).asset)]
-        if not batches:
+        implied = params.implied_yield(price)
+        unit_usd = params.unit_usd(price)
+        mark = state.mark_price_at(centre) if params.any_visible else None
+        trading = []  # (lane, batches, order assets, fillable) of the lanes that trade now
+        for lane in active:
+            logs[lane].round = r
+            view = MarketView(
+                k,
+                inputs.time,
+                params.step_hours,
+                price[lane],
+                is_open[lane],
+                settles[lane],
+                state.initial_margin_pct[lane],
+                state.maintenance_margin_pct[lane],
+                implied[lane],
+                unit_usd[lane],
+                None if mark is None else mark[lane],
+            )
+            found = _orders(lanes[lane], view, is_open[lane])
+            if found is None:
+                rounds[lane] = r
+            elif r == params.max_rounds:
+                rounds[lane], limit_hit[lane] = r, True
+                logs[lane].add("round_limit", detail=f"{params.max_rounds} rounds in one step")
+            else:
+                trading.append((lane, *found))
+        if not trading:
             break
-        order_asset = np.concatenate([o.asset for _, o in batches])
-        fillable = is_open[order_asset]
-        if not fillable.any():
-            break
-        if r == params.max_rounds:
-            record.round_limit_hit = True
-            log.add("round_limit", detail=f"{params.max_rounds} rounds in one step")
-            break
-        q = np.where(fillable, np.concatenate([o.quantity for _, o in batches]), 0.0)
-        buys = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
-        sells = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
+        buys = np.zeros((n_lanes, n_assets))
+        sells = np.zeros((n_lanes, n_assets))
+        for lane, batches, order_asset, fillable in trading:
+            q = np.where(fillable, np.concatenate([o.quantity for _, o in batches]), 0.0)
+            buys[lane] = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
+            sells[lane] = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
         net = buys - sells
         if books is None:
             books = _Books.at(params, reference, depth, inputs.gap, k)
         before = (state.displacement, state.visible_displacement)
         average = _execute(state, params, net, reference, books, inputs.gap)
+        blocked = None
         if limits is not None:  # a round that would trade through a limit does not trade
             blocked = limits.through(state, before, is_open)
             if blocked.any():
                 net, buys, sells = (np.where(blocked, 0.0, x) for x in (net, buys, sells))
-                fillable = fillable & ~blocked[order_asset]
+            else:
+                blocked = None
         if cross is not None:
             cross.transmit(state, before[0], is_open, free, limits)
-        end = 0
-        for population, orders in batches:
-            start, end = end, end + len(orders.asset)
-            population.apply_fills(orders, fillable[start:end], average[orders.asset], log)
+        for lane, batches, order_asset, fillable in trading:
+            if blocked is not None:
+                fillable = fillable & ~blocked[lane][order_asset]
+            end, lane_average = 0, average[lane]
+            for population, orders in batches:
+                start, end = end, end + len(orders.asset)
+                population.apply_fills(
+                    orders, fillable[start:end], lane_average[orders.asset], logs[lane]
+                )
         makers.take(net, average)
         tape.add(buys, sells, average)
         net_total += net
         traded_usd = np.maximum(buys, sells) * params.unit_usd(average)
         volume += traded_usd
-        for a in np.flatnonzero(buys + sells):
-            log.add(
+        for lane, a in zip(*np.nonzero(buys + sells), strict=True):
+            logs[lane].add(
                 "trade",
                 asset=params.asset_ids[a],
-                quantity=net[a],
-                notional_usd=traded_usd[a],
-                price=average[a],
+                quantity=net[lane, a],
+                notional_usd=traded_usd[lane, a],
+                price=average[lane, a],
             )
         if limits is not None:
-            limits.observe(k, state.price, is_open, log)
-    record.rounds = log.round
+            limits.observe(k, state.price, is_open, logs)
+        active = [lane for lane, *_ in trading]
 
     price = state.price_at(reference if state.log_reference is log_reference else None)
     log_latent = state.log_reference + state.displacement
     makers.observe(log_latent - log_latent_start, is_open, net_total * params.unit_usd(price))
-    investors.take_lay_off(makers.lay_off(price, is_open), price)
+    laid_off = makers.lay_off(price, is_open)
+    for lane, units, lane_price in zip(lanes, laid_off, price, strict=True):
+        lane.investors.take_lay_off(units, lane_price)
     depth_bid, depth_ask = _recorded_depth(params, depth, inputs.gap, k)
-    record.values = {
+    values = {
         "price": price,
         "reference": reference,
         "impact_log": state.displacement + state.visible_displacement,
@@ -343,4 +398,4 @@ def step(
         "net_flow_units": net_total,
         "mm_inventory_units": makers.inventory,
     }
-    return record
+    return StepRecord(values, rounds, limit_hit)

@@ -125,13 +125,14 @@ def visible_displacement_for(units, within_bid, within_ask, gap, band, shape):
 def _segments(quantity: np.ndarray, *breaks: np.ndarray) -> np.ndarray:
     """Break points of each walk [0, q] in traded units: 0, q, and each of `breaks` (units
     after which the integrand has a kink or a square-root end) that falls inside, ordered
-    from 0 to q (all lie on [0, q]: sorted by value, descending when q < 0)."""
-    at = np.array(breaks)  # (breaks, A)
-    points = np.zeros((len(quantity), 2 + len(breaks)))
-    points[:, 1] = quantity
-    points[:, 2:] = np.where(at * (quantity - at) > 0, at, quantity).T
-    toward = np.where(quantity < 0, -1.0, 1.0)[:, None]  # × ±1 is exact
-    return np.sort(points * toward, axis=1) * toward
+    from 0 to q (all lie on [0, q]: sorted by value, descending when q < 0). Points are the
+    last axis: (..., A, 2 + breaks)."""
+    points = np.zeros((*quantity.shape, 2 + len(breaks)))
+    points[..., 1] = quantity
+    for j, at in enumerate(breaks, start=2):
+        points[..., j] = np.where(at * (quantity - at) > 0, at, quantity)
+    toward = np.where(quantity < 0, -1.0, 1.0)[..., None]  # × ±1 is exact
+    return np.sort(points * toward, axis=-1) * toward
 
 
 def _latent_units(x: np.ndarray, lam_bid, lam_ask) -> np.ndarray:
@@ -181,18 +182,22 @@ def execute_layers(
     # pieces of zero width (a break equal to q, and every piece after the walk reached q:
     # the points are ordered toward q) add exactly 0: only the pieces up to the last one
     # that some walk still needs are integrated
-    pieces = int(np.count_nonzero(points != quantity[:, None], axis=1).max())
+    pieces = int(np.count_nonzero(points != quantity[..., None], axis=-1).max())
     # every piece at once (elementwise, the same numbers as piece by piece), laid out
-    # (pieces, A, nodes) so that each piece's (A, nodes) block is contiguous
-    ends = points[:, : pieces + 1].T[:, :, None]
+    # (pieces, ..., A, nodes) so that each piece's (..., A, nodes) block is contiguous
+    ends = np.moveaxis(points[..., : pieces + 1], -1, 0)[..., None]
     a, b = ends[:-1], ends[1:]
     u = a + (b - a) * _SMOOTH
-    path = _latent_displacement(latent0[:, None] + u, latent_bid[:, None], latent_ask[:, None])
-    columns = [v[:, None] for v in visible]
-    growth = np.exp(path + visible_displacement_for(visible0[:, None] + u, *columns))
-    width = (b - a)[:, :, 0]
+    path = _latent_displacement(
+        latent0[..., None] + u, latent_bid[..., None], latent_ask[..., None]
+    )
+    columns = [v[..., None] for v in visible]
+    growth = np.exp(path + visible_displacement_for(visible0[..., None] + u, *columns))
+    width = (b - a)[..., 0]
     total = np.zeros_like(quantity)
     for k in range(len(growth)):  # the quadrature sums piece by piece, as ever
+        # with lanes, matmul runs one (A, nodes) product per lane: each lane gets the bits
+        # it gets alone (a single (L·A, nodes) product would not: BLAS blocks the rows)
         total += width[k] * (growth[k] @ _SMOOTH_W)
     relative = np.divide(total, quantity, out=np.zeros_like(total), where=trading)
     start, end = y0 + z0, y1 + z1

@@ -56,13 +56,14 @@ class Translation:
         return cls(tuple(currencies), quote, pair, power, usd_base, translated)
 
     def usd_per(self, price: np.ndarray) -> np.ndarray:
-        """(C,) USD value of one unit of each quote currency at these prices."""
+        """(..., C) USD value of one unit of each quote currency at these (..., A) prices
+        (a leading axis: one row per lane)."""
         if len(self.currencies) == 1:
-            return np.ones(1)
-        return price[self.pair] ** self.power
+            return np.ones((*price.shape[:-1], 1))
+        return price[..., self.pair] ** self.power
 
     def unit_usd(self, price: np.ndarray) -> np.ndarray:
-        """(A,) USD value of one unit of each asset at these prices."""
+        """(..., A) USD value of one unit of each asset at these (..., A) prices."""
         if not self.translated:
             return np.where(self.usd_base, 1.0, price)
-        return np.where(self.usd_base, 1.0, price * self.usd_per(price)[self.quote])
+        return np.where(self.usd_base, 1.0, price * self.usd_per(price)[..., self.quote])
