@@ -12,6 +12,7 @@ import yaml
 from tests.conftest import build
 
 from deleverage import simulate
+from deleverage.engine.montecarlo import ALL_CHANNELS_OFF
 from deleverage.engine.simulate import simulate_lanes
 
 
@@ -93,3 +94,30 @@ def test_a_lane_does_not_depend_on_its_neighbours_or_its_place(crash_day, batch)
 
 def test_an_empty_batch_runs_nothing(crash_day):
     assert simulate_lanes(crash_day, seed=0, paths=()) == []
+
+
+def test_lanes_of_a_batch_may_differ_in_their_channels(crash_day, batch):
+    # Monte Carlo twins and explain's coalitions: the same path with other channels, as
+    # lanes of one batch (desks' feedback on in one lane and off in the next)
+    off = crash_day.model_copy(update={"channels": ALL_CHANNELS_OFF})
+    desks_still = crash_day.model_copy(
+        update={"channels": crash_day.channels.model_copy(update={"mm_retreat": False})}
+    )
+    lanes = [crash_day, off, desks_still]
+    mixed = simulate_lanes(lanes, seed=11, paths=[3, 3, 3], check_invariants=True)
+    assert_identical(mixed[0], batch[0])  # path 3, channels on
+    for lane, scenario in zip(mixed[1:], (off, desks_still), strict=True):
+        assert_identical(lane, simulate(scenario, seed=11, path=3, check_invariants=True))
+    low = [r.market["price"][:, 0].min() for r in mixed]
+    assert low[0] != low[1] and low[0] != low[2]  # the channels changed the path
+
+
+def test_lanes_must_share_the_clock_and_the_assets(crash_day):
+    later = crash_day.model_copy(
+        update={"clock": crash_day.clock.model_copy(update={"start": crash_day.clock.start
+                                                            + pd.Timedelta(hours=1)})}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="same clock"):
+        simulate_lanes([crash_day, later], seed=0, paths=[0, 0])
+    with pytest.raises(ValueError, match="one scenario per path"):
+        simulate_lanes([crash_day], seed=0, paths=[0, 1])

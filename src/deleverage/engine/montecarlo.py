@@ -98,15 +98,19 @@ def run_batch(
     check_invariants: bool = False,
     keep: bool = False,
 ) -> list[PathOutcome]:
-    """A batch of paths run together as lanes (`simulate_lanes`) and, when `measures` are
-    given, their all-channels-off twins (a second batch)."""
-    results = simulate_lanes(scenario, seed, paths, check_invariants=check_invariants)
-    twins: list[SimulationResult | None] = [None] * len(results)
-    if measures is not None and scenario.channels != ALL_CHANNELS_OFF:
-        twin = scenario.model_copy(update={"channels": ALL_CHANNELS_OFF})
-        twins = simulate_lanes(twin, seed, paths, check_invariants=check_invariants)
+    """A batch of paths run together as lanes of one simulation (`simulate_lanes`) with,
+    when `measures` are given, their all-channels-off twins as more lanes of it."""
+    n = len(paths)
+    twins = measures is not None and scenario.channels != ALL_CHANNELS_OFF
+    lanes = [scenario] * n
+    if twins:
+        lanes += [scenario.model_copy(update={"channels": ALL_CHANNELS_OFF})] * n
+    results = simulate_lanes(
+        lanes, seed, list(paths) * (2 if twins else 1), check_invariants=check_invariants
+    )
+    offs = results[n:] if twins else [None] * n
     return [
-        _outcome(result, off, measures, keep) for result, off in zip(results, twins, strict=True)
+        _outcome(result, off, measures, keep) for result, off in zip(results[:n], offs, strict=True)
     ]
 
 

@@ -273,7 +273,7 @@ def _build_path(scenario: Scenario, seed: int, path: int, extra) -> _Path:
     )
 
 
-def _checked(scenario, seed) -> tuple[Scenario, int]:
+def _scenario(scenario) -> Scenario:
     if isinstance(scenario, str | os.PathLike):
         scenario = load_scenario(scenario)
     if not isinstance(scenario, Scenario):
@@ -281,11 +281,15 @@ def _checked(scenario, seed) -> tuple[Scenario, int]:
             f"simulate: expected a Scenario, a preset name or a scenario file path, "
             f"found {type(scenario).__name__}"
         )
+    return scenario
+
+
+def _seed(seed) -> int:
     if seed is None:
         seed = secrets.randbits(63)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
         raise ValueError(f"simulate: expected a seed in [0, 2^63), found {seed!r}")
-    return scenario, int(seed)
+    return int(seed)
 
 
 def simulate(
@@ -308,7 +312,7 @@ def simulate(
 
 
 def simulate_lanes(
-    scenario: Scenario | str | os.PathLike,
+    scenario: Scenario | str | os.PathLike | Sequence[Scenario],
     seed: int | None = 0,
     paths: Sequence[int] = (0,),
     *,
@@ -318,14 +322,29 @@ def simulate_lanes(
 ) -> list[SimulationResult]:
     """Run `paths` of `scenario` together, as lanes: the market's arrays get a leading lane
     axis and one `step` advances every path, so the engine's cost per round is paid once
-    for the batch while each path's populations trade on their own row. Path i of a batch
-    is bit-identical to `simulate(scenario, seed, path=i)`. Results in the order of
-    `paths`; each result's `wall_seconds` is the batch's wall time ÷ its paths."""
+    for the batch while each path's populations trade on their own row. Lane j is
+    bit-identical to `simulate(scenario, seed, path=paths[j])`. `scenario` may also be a
+    sequence of scenarios, one per lane (as many as `paths`): variants of one scenario on
+    the same clock and assets — other channels (the coalitions of `explain`), shocks or
+    parameters. Results in lane order; each result's `wall_seconds` is the batch's wall
+    time ÷ its lanes."""
     started = wallclock.perf_counter()
-    scenario, seed = _checked(scenario, seed)
+    if isinstance(scenario, list | tuple):
+        if len(scenario) != len(paths):
+            raise ValueError(
+                f"simulate_lanes: expected one scenario per path, found {len(scenario)} "
+                f"scenarios for {len(paths)} paths"
+            )
+        scenarios = [_scenario(one) for one in scenario]
+    else:
+        scenarios = [_scenario(scenario)] * len(paths)
+    seed = _seed(seed)
     if not paths:
         return []
-    built = [_build_path(scenario, seed, path, extra) for path in paths]
+    _same_grid(scenarios)
+    built = [
+        _build_path(one, seed, path, extra) for one, path in zip(scenarios, paths, strict=True)
+    ]
     n_lanes = len(built)
     clock = built[0].scenario.clock
     n_assets, n_steps = len(built[0].params.price0), clock.n_steps
@@ -446,6 +465,17 @@ def simulate_lanes(
             )
         )
     return results
+
+
+def _same_grid(scenarios: list[Scenario]) -> None:
+    """Lanes share the clock and the assets (their arrays line up step by step and column
+    by column)."""
+    first = scenarios[0]
+    for one in scenarios[1:]:
+        if one.clock != first.clock:
+            raise ValueError("simulate_lanes: expected every lane's scenario on the same clock")
+        if [a.id for a in one.assets] != [a.id for a in first.assets]:
+            raise ValueError("simulate_lanes: expected every lane's scenario with the same assets")
 
 
 def _stacked(cls, objects: list, *args):

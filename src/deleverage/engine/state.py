@@ -21,9 +21,10 @@ from deleverage.scenario.schema import Scenario
 
 def stack_lanes(objects: list):
     """One object of the same dataclass with the lanes side by side: every array field
-    stacked on a new leading axis, dataclass fields stacked field by field, numbers that
-    differ between lanes as an (L, 1) column (they broadcast against (L, A) arrays and give
-    each row the bits of its own scalar); anything else must be the same in every lane."""
+    stacked on a new leading axis, dataclass fields stacked field by field, numbers and
+    switches that differ between lanes as an (L, 1) column (they broadcast against (L, A)
+    arrays and give each row the bits of its own scalar); anything else must be the same in
+    every lane."""
     first = objects[0]
     values = {}
     for f in fields(first):
@@ -35,7 +36,7 @@ def stack_lanes(objects: list):
             values[f.name] = stack_lanes(column)
         elif all(_same(value, v) for v in column[1:]):
             values[f.name] = value
-        elif isinstance(value, float):
+        elif isinstance(value, float | bool):
             values[f.name] = np.array(column)[:, None]
         else:
             raise ValueError(

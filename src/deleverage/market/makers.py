@@ -101,17 +101,29 @@ class MarketMakers:
     def realized_vol(self) -> np.ndarray:
         return np.sqrt(self.variance)
 
-    def depth(self, unit_usd: np.ndarray, retreat: np.ndarray, feedback: bool) -> Depth:
+    def depth(self, unit_usd: np.ndarray, retreat: np.ndarray, feedback) -> Depth:
         """Depth multipliers; `unit_usd` is the USD value of one unit. With `feedback` off
         the desks keep normal depth whatever volatility, flow and inventory do; an exogenous
         retreat still applies (to the visible book, or the latent one where there is none).
-        Advances the visible book's drop-and-recovery by one step. Both sides are computed
-        at once, as rows (bid, ask) of one array."""
+        `feedback` is a bool, or with lanes an (L, 1) column of them (lanes of a batch may
+        differ in their channels). Advances the visible book's drop-and-recovery by one
+        step. Both sides are computed at once, as rows (bid, ask) of one array."""
         # where desks quote a visible book, inventory and retreats act on it, not the latent
         latent_retreat = np.where(self.has_visible, 1.0, retreat)
+        if isinstance(feedback, np.ndarray):  # lanes with and without: each its own rule
+            moved = self._feedback_depth(unit_usd, retreat, latent_retreat)
+            self.visible_bid = np.where(feedback, self.visible_bid, retreat)
+            self.visible_ask = np.where(feedback, self.visible_ask, retreat)
+            fixed = (latent_retreat, latent_retreat, retreat, retreat)
+            return Depth(*(np.where(feedback, m, f) for m, f in zip(moved, fixed, strict=True)))
         if not feedback:
             self.visible_bid, self.visible_ask = retreat.copy(), retreat.copy()
             return Depth(latent_retreat, latent_retreat.copy(), retreat.copy(), retreat.copy())
+        return Depth(*self._feedback_depth(unit_usd, retreat, latent_retreat))
+
+    def _feedback_depth(self, unit_usd, retreat, latent_retreat) -> tuple[np.ndarray, ...]:
+        """The desks' depth with feedback: (latent bid, latent ask, visible bid, visible
+        ask); moves the visible book's multipliers."""
         loading = self.inventory * unit_usd / self.inventory_limit_usd  # + long, − short
         room = clip(1.0 + np.array([-loading, loading]), 0.0, 1.0)  # 1 − loading, 1 + loading
         # (σ_normal / σ_realized)^κ on the slow and the short-horizon variance, at most 1
@@ -129,7 +141,7 @@ class MarketMakers:
         # the floor bounds the product: desks that retreat on a shock still leave the
         # thinnest book ever seen (facts 3.2.1), not a fraction of it
         quoted = np.maximum(visible * retreat, self.visible_floor)
-        return Depth(latent[0], latent[1], quoted[0], quoted[1])
+        return latent[0], latent[1], quoted[0], quoted[1]
 
     def take(self, net_quantity: np.ndarray, price: np.ndarray) -> None:
         """Absorb the net order flow (+ = the crowd bought, so the desks sold)."""
