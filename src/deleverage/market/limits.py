@@ -187,9 +187,10 @@ class PriceLimits:
         """One object for L lanes (each built by `build` from its lane's scenario draw):
         per-lane arrays on a leading lane axis. The assets and the breakers' structure
         must agree (ValueError naming the field); bands and levels may differ."""
+        asset_ids = list(same_in_every_lane([x.asset_ids for x in limits], "asset_ids"))
         n_breakers = same_in_every_lane([len(x.breakers) for x in limits], "len(breakers)")
         return cls(
-            asset_ids=list(same_in_every_lane([x.asset_ids for x in limits], "asset_ids")),
+            asset_ids=asset_ids,
             **{
                 name: stacked_lanes([getattr(x, name) for x in limits], name)
                 for name in ("down", "up", "reset", "reference", "halt_until")
