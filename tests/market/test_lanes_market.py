@@ -109,7 +109,7 @@ def _limit_prices(rng, n_lanes, n_steps, price0):
     30 minutes from Monday 00:00 UTC; the session opens at step 29, 09:30 New York):
     lane 0 past level 1 at 10:30-11:30 (a halt), lane 1 none, lane 2 past level 1 then past
     level 2 at 15:30-16:30 (after 15:25: skipped), lane 3 past level 3 (halted to the close)."""
-    log = np.cumsum(rng.normal(0.0, 0.002, (n_steps, n_lanes, 3)), axis=0)
+    log = np.cumsum(rng.normal(0.0, 0.0005, (n_steps, n_lanes, 3)), axis=0)  # ≤ 0.5% a run
     falls = {0: [(-0.10, 31)], 2: [(-0.09, 31), (-0.08, 41)], 3: [(-0.30, 35)]}
     for lane, moves in falls.items():
         for size, k in moves if lane < n_lanes else ():
@@ -259,7 +259,7 @@ def _outage_scenario(lane: int):
         {"asset": "ETH", "move_pct": 12.0, "within": "1h", "duration": "20min",
          "direction": "up"}]}  # fmt: skip
     dex = {"id": "dex", "kind": "crypto", "triggered_outages": [
-        {"asset": "ETH", "move_pct": 6.0 + lane, "within": "30min", "duration": "1h",
+        {"asset": "ETH", "move_pct": 5.0 + 0.5 * lane, "within": "30min", "duration": "1h",
          "direction": "both"}]}  # fmt: skip
     return build(
         base_raw(
@@ -289,7 +289,7 @@ def test_stacked_outage_triggers_close_only_the_lane_whose_price_moved(n_lanes, 
     log = np.cumsum(rng.normal(0.0, 0.002, (n_steps, n_lanes, 2)), axis=0)
     log[40:, 0, 0] -= 0.15  # lane 0: BTC falls twice (the rule repeats), lanes 1+: noise
     log[100:, 0, 0] -= 0.15
-    log[70:, n_lanes - 1, 1] += rng.choice([-0.1, 0.1])  # last lane: ETH jumps
+    log[70:, n_lanes - 1, 1] += rng.choice([-0.09, 0.09])  # last lane: ETH jumps (dex)
     prices = np.array([100_000.0, 3_000.0]) * np.exp(log)
     started = []
     for k in range(n_steps):

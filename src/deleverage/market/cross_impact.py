@@ -78,10 +78,8 @@ class CrossImpact:
     @classmethod
     def stack(cls, objects: list[CrossImpact]) -> CrossImpact:
         """One object for L lanes (each built by `build` from its lane's scenario draw)."""
-        return cls(
-            *(stacked_lanes([getattr(x, name) for x in objects], name)
-              for name in ("scale", "resolved", "permanent", "transient"))
-        )  # fmt: skip
+        names = ("scale", "resolved", "permanent", "transient")
+        return cls(*(stacked_lanes([getattr(x, name) for x in objects], name) for name in names))
 
     def relax(self, state, is_open: np.ndarray) -> None:
         """Resilience at the start of a step, as `book.refill` for an asset's own impact."""

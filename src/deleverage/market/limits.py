@@ -106,16 +106,13 @@ class _Breaker:
 
     @classmethod
     def stack(cls, breakers: list[_Breaker], name: str) -> _Breaker:
-        """The lanes' breakers as one; the index and the halted assets are the rule's
-        structure and must agree."""
-        return cls(
-            **{
-                f.name: (same_in_every_lane if f.name in ("index", "halted") else stacked_lanes)(
-                    [getattr(b, f.name) for b in breakers], f"{name}.{f.name}"
-                )
-                for f in fields(cls)
-            }
-        )
+        """The lanes' breakers as one: the index and the halted assets are the rule's
+        structure and must agree; levels, halt times and resets may differ by lane."""
+        values = {}
+        for f in fields(cls):
+            combine = same_in_every_lane if f.name in ("index", "halted") else stacked_lanes
+            values[f.name] = combine([getattr(b, f.name) for b in breakers], f"{name}.{f.name}")
+        return cls(**values)
 
 
 @dataclass

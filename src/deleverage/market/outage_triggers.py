@@ -40,7 +40,9 @@ class _Rule:
     free_from: np.ndarray  # first step whose price counts, and may fire (−1: never again)
 
 
-def fires(prices: np.ndarray, move, direction: str, counted: np.ndarray | bool = True):
+def fires(
+    prices: np.ndarray, move: float | np.ndarray, direction: str, counted: np.ndarray | bool = True
+) -> np.ndarray | np.bool_:
     """Whether the last of `prices` (oldest first, along the first axis; lanes after it)
     has moved by `move` (a fraction) from the highest (down) or lowest (up) of the rows
     `counted` (default all)."""
@@ -53,7 +55,15 @@ def fires(prices: np.ndarray, move, direction: str, counted: np.ndarray | bool =
 class OutageTriggers:
     """The price-started outages of one path (`build`) or of L lanes (`stack`)."""
 
-    def __init__(self, venue_ids, assets_on, rules, calendars, asset_open, laned):
+    def __init__(
+        self,
+        venue_ids: list[str],
+        assets_on: list[np.ndarray],
+        rules: list[_Rule],
+        calendars: list[Calendar],
+        asset_open: np.ndarray,
+        laned: bool,
+    ):
         self.venue_ids, self.assets_on, self.rules = venue_ids, assets_on, rules
         self.calendars = calendars  # one a lane
         self.asset_open = asset_open  # (A, T) for one path, (L, A, T) for lanes
@@ -88,8 +98,8 @@ class OutageTriggers:
             np.array([a for a, asset in enumerate(scenario.assets) if asset.venue == v.id], int)
             for v in scenario.venues
         ]
-        return cls([v.id for v in scenario.venues], assets_on, rules, [calendar], asset_open,
-                   laned=False)  # fmt: skip
+        venue_ids = [v.id for v in scenario.venues]
+        return cls(venue_ids, assets_on, rules, [calendar], asset_open, laned=False)
 
     @classmethod
     def stack(cls, triggers: list[OutageTriggers], asset_open: np.ndarray) -> OutageTriggers:
