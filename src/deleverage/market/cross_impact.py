@@ -26,6 +26,9 @@ relaxes like j's own impact: each open step the share of j's book that resolves 
 its `permanent_fraction` staying in the price. A move toward a closed venue waits for the
 open as a jump of its permanent part, like news; an asset replaying an observed driver does
 not take it. Cross moves transmit nothing further: only traded flow does.
+
+Lanes (issue 9): `CrossImpact.stack` joins the objects of L paths on a leading lane axis;
+each lane's vector–matrix product is the one its own object computes alone (bit for bit).
 """
 
 from __future__ import annotations
@@ -34,11 +37,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deleverage.market.limits import stacked_lanes
 from deleverage.scenario.schema import Scenario
+
+
+def _moves(latent: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(..., A) latent moves times each lane's (A, A) links: one `(A,) @ (A, A)` product a
+    lane, so a lane's bits do not depend on the others (a batched product may sum in
+    another order)."""
+    rows, n = latent.reshape(-1, latent.shape[-1]), latent.shape[-1]
+    products = [row @ links for row, links in zip(rows, scale.reshape(-1, n, n), strict=True)]
+    return np.stack(products).reshape(latent.shape)
 
 
 @dataclass
 class CrossImpact:
+    """Arrays as below for one path; with a leading lane axis (L, ...) when stacked."""
+
     scale: np.ndarray  # (A, A): c_ij · σ_j / σ_i, from row i to column j (diagonal 0)
     resolved: np.ndarray  # (A,) share of a transient move resolved per open step
     permanent: np.ndarray  # (A,) share of what resolves that stays in the price
@@ -60,6 +75,12 @@ class CrossImpact:
             scale[i, j] = coefficient * vol[j] / vol[i]
         return cls(scale, resolved, permanent, np.zeros(len(vol)))
 
+    @classmethod
+    def stack(cls, objects: list[CrossImpact]) -> CrossImpact:
+        """One object for L lanes (each built by `build` from its lane's scenario draw)."""
+        names = ("scale", "resolved", "permanent", "transient")
+        return cls(*(stacked_lanes([getattr(x, name) for x in objects], name) for name in names))
+
     def relax(self, state, is_open: np.ndarray) -> None:
         """Resilience at the start of a step, as `book.refill` for an asset's own impact."""
         change = np.where(is_open, self.resolved, 0.0) * self.transient
@@ -69,17 +90,20 @@ class CrossImpact:
     def transmit(self, state, latent_before: np.ndarray, is_open, free, limits=None) -> None:
         """Pass the round's latent moves (displacement now − `latent_before`) to the linked
         assets: open and `free` (not driven) ones move now; closed ones get the permanent
-        part when they open. With price limits, a move beyond a band waits like news."""
-        move = (state.displacement - latent_before) @ self.scale
-        if not move.any():
+        part when they open. With price limits, a move beyond a band waits like news.
+        A lane whose round moved no linked asset is left exactly as it was."""
+        move = _moves(state.displacement - latent_before, self.scale)
+        moved = move.any(axis=-1, keepdims=True)  # (..., 1)
+        if not moved.any():
             return
         now = is_open & free
-        state.log_reference = state.log_reference + np.where(now, move, 0.0)
-        self.transient = self.transient + np.where(now, move, 0.0)
-        state.pending_jump = state.pending_jump + np.where(
-            ~is_open & free, self.permanent * move, 0.0
-        )
+        log_reference = state.log_reference + np.where(now, move, 0.0)
+        transient = self.transient + np.where(now, move, 0.0)
+        pending_jump = state.pending_jump + np.where(~is_open & free, self.permanent * move, 0.0)
+        state.log_reference = np.where(moved, log_reference, state.log_reference)
+        state.pending_jump = np.where(moved, pending_jump, state.pending_jump)
         if limits is not None:
-            held = state.log_reference.copy()
-            limits.clamp(state, free)
-            self.transient = self.transient + (state.log_reference - held)
+            held = state.log_reference
+            limits.clamp(state, free, moved)  # rebinds the state's arrays
+            transient = transient + (state.log_reference - held)
+        self.transient = np.where(moved, transient, self.transient)

@@ -19,11 +19,16 @@ venue for the engine: nothing trades, orders and liquidations wait, news waits.
 
 Halts are whole steps: a halt triggered in step k closes the asset for the rest of step k
 and for ceil(halt / step) steps after it.
+
+Lanes (issue 9): `PriceLimits.stack` joins the objects built for L paths into one whose
+arrays have a leading lane axis; the methods are written on (..., A) arrays, so lane ℓ of
+the stacked object does exactly what lane ℓ's own object does alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -62,6 +67,23 @@ def _next_reset(mask: np.ndarray) -> np.ndarray:
     return after[:n]
 
 
+def same_in_every_lane(values: Sequence, name: str):
+    """The one value every lane has (a scenario's structure); ValueError naming the field
+    if the lanes differ."""
+    if any(not np.array_equal(value, values[0]) for value in values[1:]):
+        raise ValueError(f"cannot stack lanes: {name} differs between lanes")
+    return values[0]
+
+
+def stacked_lanes(values: Sequence, name: str) -> np.ndarray:
+    """Per-lane values stacked on a new leading lane axis; ValueError naming the field if
+    their shapes differ."""
+    shapes = {np.shape(value) for value in values}
+    if len(shapes) > 1:
+        raise ValueError(f"cannot stack lanes: {name} has shapes {sorted(shapes)} in the lanes")
+    return np.stack(values)
+
+
 def _steps(halt, step: pd.Timedelta) -> int:
     """Whole steps a halt lasts after the step that triggers it; -1: until the reset."""
     return -1 if halt is None else int(np.ceil(pd.Timedelta(halt) / step))
@@ -69,21 +91,34 @@ def _steps(halt, step: pd.Timedelta) -> int:
 
 @dataclass
 class _Breaker:
+    """One breaker rule; `...` is the lane axis of a stacked object (nothing in one path)."""
+
     index: int
     halted: np.ndarray  # asset columns halted
-    levels: np.ndarray  # declines as fractions, increasing
-    halt_steps: np.ndarray  # steps after the trigger step; -1: until the next reset
-    not_after: np.ndarray  # local minute from which a level no longer halts (inf: never)
-    minute: np.ndarray  # (T,) local minute of each step start, in the index venue's zone
-    reset: np.ndarray  # (T,) bool
-    next_reset: np.ndarray  # (T,)
-    reference: float
-    triggered: np.ndarray  # (levels,) bool, cleared at each reset
+    levels: np.ndarray  # (..., levels) declines as fractions, increasing
+    halt_steps: np.ndarray  # (..., levels) steps after the trigger step; -1: to the reset
+    not_after: np.ndarray  # (..., levels) local minute from which a level no longer halts
+    minute: np.ndarray  # (..., T) local minute of each step start, in the index venue's zone
+    reset: np.ndarray  # (..., T) bool
+    next_reset: np.ndarray  # (..., T)
+    reference: np.ndarray  # (...) index price at the last reset
+    triggered: np.ndarray  # (..., levels) bool, cleared at each reset
+
+    @classmethod
+    def stack(cls, breakers: list[_Breaker], name: str) -> _Breaker:
+        """The lanes' breakers as one: the index and the halted assets are the rule's
+        structure and must agree; levels, halt times and resets may differ by lane."""
+        values = {}
+        for f in fields(cls):
+            combine = same_in_every_lane if f.name in ("index", "halted") else stacked_lanes
+            values[f.name] = combine([getattr(b, f.name) for b in breakers], f"{name}.{f.name}")
+        return cls(**values)
 
 
 @dataclass
 class PriceLimits:
-    """The limit bands and breaker levels of a run, with what one step changes in them."""
+    """The limit bands and breaker levels of a run, with what one step changes in them.
+    Arrays are (A, ...) for one path, (L, A, ...) for L lanes stacked (`stack`)."""
 
     asset_ids: list[str]
     down: np.ndarray  # (A,) log-distance of the lower limit below the reference (inf: none)
@@ -130,7 +165,7 @@ class PriceLimits:
                     minute=np.asarray(local.hour * 60 + local.minute, dtype=float),
                     reset=mask,
                     next_reset=_next_reset(mask),
-                    reference=float(price0[i]),
+                    reference=np.asarray(price0[i], dtype=float),
                     triggered=np.zeros(len(spec.levels), dtype=bool),
                 )
             )
@@ -144,32 +179,59 @@ class PriceLimits:
             halt_until=np.zeros(n_assets, dtype=np.int64),
         )
 
+    @classmethod
+    def stack(cls, limits: list[PriceLimits]) -> PriceLimits:
+        """One object for L lanes (each built by `build` from its lane's scenario draw):
+        per-lane arrays on a leading lane axis. The assets and the breakers' structure
+        must agree (ValueError naming the field); bands and levels may differ."""
+        asset_ids = list(same_in_every_lane([x.asset_ids for x in limits], "asset_ids"))
+        n_breakers = same_in_every_lane([len(x.breakers) for x in limits], "len(breakers)")
+        return cls(
+            asset_ids=asset_ids,
+            **{
+                name: stacked_lanes([getattr(x, name) for x in limits], name)
+                for name in ("down", "up", "reset", "reference", "halt_until")
+            },
+            breakers=[
+                _Breaker.stack([x.breakers[i] for x in limits], f"breakers[{i}]")
+                for i in range(n_breakers)
+            ],
+        )
+
     # ------------------------------------------------------------------ one step
+    # Arrays (A,) for one path or (L, A) for L lanes: the same code serves both.
 
     def begin_step(self, k: int, price: np.ndarray, is_open: np.ndarray) -> np.ndarray:
         """Resets due at step k (references := the price now) and the trading mask of the
         step: `is_open` less the halted assets (a new array)."""
-        due = self.reset[:, k]
+        due = self.reset[..., k]
         self.reference = np.where(due, np.log(price), self.reference)
         for breaker in self.breakers:
-            if breaker.reset[k]:
-                breaker.reference = float(price[breaker.index])
-                breaker.triggered[:] = False
+            due = breaker.reset[..., k]
+            breaker.reference = np.where(due, price[..., breaker.index], breaker.reference)
+            breaker.triggered = breaker.triggered & ~due[..., None]
         return is_open & (self.halt_until <= k)
 
-    def clamp(self, state, free: np.ndarray) -> None:
+    def clamp(self, state, free: np.ndarray, lanes: np.ndarray | None = None) -> None:
         """Hold the price of `free` assets inside the band: the part of the exogenous move
         beyond a limit waits (added back to the pending jumps, it applies when the band
         allows). An asset following an observed driver replays what happened (inside the
         exchange's limits of the day): its band follows it, so released it starts from its
-        last observed price."""
+        last observed price. `lanes` ((..., 1) bool): only these lanes are clamped, the
+        others are left exactly as they were."""
         log_price = state.log_reference + state.displacement + state.visible_displacement
-        self.reference = np.where(free, self.reference, log_price)
-        excess = np.maximum(log_price - (self.reference + self.up), 0.0) + np.minimum(
-            log_price - (self.reference - self.down), 0.0
+        reference = np.where(free, self.reference, log_price)
+        excess = np.maximum(log_price - (reference + self.up), 0.0) + np.minimum(
+            log_price - (reference - self.down), 0.0
         )
-        state.log_reference = state.log_reference - excess
-        state.pending_jump = state.pending_jump + excess
+        log_reference = state.log_reference - excess
+        pending_jump = state.pending_jump + excess
+        if lanes is not None:
+            reference = np.where(lanes, reference, self.reference)
+            log_reference = np.where(lanes, log_reference, state.log_reference)
+            pending_jump = np.where(lanes, pending_jump, state.pending_jump)
+        self.reference = reference
+        state.log_reference, state.pending_jump = log_reference, pending_jump
 
     def through(self, state, before: tuple[np.ndarray, np.ndarray], is_open) -> np.ndarray:
         """Assets whose round traded through a limit: their books go back to `before`
@@ -185,28 +247,35 @@ class PriceLimits:
             is_open &= ~blocked
         return blocked
 
-    def observe(self, k: int, price: np.ndarray, is_open: np.ndarray, log: EventLog) -> None:
+    def observe(
+        self, k: int, price: np.ndarray, is_open: np.ndarray, log: EventLog | Sequence[EventLog]
+    ) -> None:
         """Trigger the breakers whose index has fallen past a level: halt their assets
-        (closed at once in `is_open`, and until `halt_until`)."""
+        (closed at once in `is_open`, and until `halt_until`). `log`: the path's log, or one
+        log per lane for stacked lanes (lane ℓ's events go to log[ℓ])."""
         for b in self.breakers:
-            decline = 1.0 - price[b.index] / b.reference
-            new = (decline >= b.levels) & ~b.triggered
+            decline = 1.0 - price[..., b.index] / b.reference
+            new = (decline[..., None] >= b.levels) & ~b.triggered
             if not new.any():
                 continue
             b.triggered |= new
-            level = int(np.flatnonzero(new)[-1])
             index_id = self.asset_ids[b.index]
-            if b.minute[k] >= b.not_after[level]:
-                log.add("circuit_breaker_skipped", asset=index_id, price=float(price[b.index]),
-                        detail=f"level {level + 1} ({b.levels[level]:.0%}) after its last "
-                        "halt time: trading continues")  # fmt: skip
-                continue
-            steps = b.halt_steps[level]
-            until = b.next_reset[k] if steps < 0 else k + 1 + steps
-            self.halt_until[b.halted] = np.maximum(self.halt_until[b.halted], until)
-            is_open[b.halted] = False
-            halted = ", ".join(self.asset_ids[a] for a in b.halted)
-            log.add("circuit_breaker", asset=index_id, count=len(b.halted),
-                    price=float(price[b.index]),
-                    detail=f"level {level + 1}: {decline:.1%} below the reference; {halted} "
-                    f"halted for {until - k - 1} steps after this one")  # fmt: skip
+            for lane in map(tuple, np.argwhere(new.any(axis=-1))):  # (): one path
+                lane_log = log[lane[0]] if lane else log
+                level = int(np.flatnonzero(new[lane])[-1])
+                at = float(price[(*lane, b.index)])
+                if b.minute[(*lane, k)] >= b.not_after[(*lane, level)]:
+                    lane_log.add("circuit_breaker_skipped", asset=index_id, price=at,
+                                 detail=f"level {level + 1} ({b.levels[(*lane, level)]:.0%}) "
+                                 "after its last halt time: trading continues")  # fmt: skip
+                    continue
+                steps = b.halt_steps[(*lane, level)]
+                until = b.next_reset[(*lane, k)] if steps < 0 else k + 1 + steps
+                halted = (*lane, b.halted)
+                self.halt_until[halted] = np.maximum(self.halt_until[halted], until)
+                is_open[halted] = False
+                names = ", ".join(self.asset_ids[a] for a in b.halted)
+                lane_log.add("circuit_breaker", asset=index_id, count=len(b.halted), price=at,
+                             detail=f"level {level + 1}: {decline[lane]:.1%} below the "
+                             f"reference; {names} halted for {until - k - 1} steps after "
+                             "this one")  # fmt: skip
