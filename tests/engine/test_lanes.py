@@ -3,17 +3,19 @@ every path the result it gets alone, to the last bit, and shares the engine's wo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests.conftest import build
+from tests.conftest import NASDAQ, base_raw, build
 
 from deleverage import simulate
 from deleverage.engine.montecarlo import ALL_CHANNELS_OFF
 from deleverage.engine.simulate import simulate_lanes
+from deleverage.market.lanes import stack_lanes
 
 
 def feb_2026_crash_day(perp_accounts: int = 3000):
@@ -121,3 +123,80 @@ def test_lanes_must_share_the_clock_and_the_assets(crash_day):
         simulate_lanes([crash_day, later], seed=0, paths=[0, 0])
     with pytest.raises(ValueError, match="one scenario per path"):
         simulate_lanes([crash_day], seed=0, paths=[0, 1])
+
+
+def limited_market():
+    """Two days of BTC and ETH on a crypto venue whose outage a fall of BTC starts, linked
+    by cross-impact, and an index with a daily band and circuit breakers on Nasdaq; a crash
+    on each, perps and stop-losses that cascade, and uncertain priors so the lanes differ."""
+    spot = {"id": "spot", "kind": "crypto", "margin_rules": "binance-like", "triggered_outages": [
+        {"asset": "BTC", "move_pct": 7, "within": "1h", "duration": "30min", "repeat": True,
+         "source": "test"}]}  # fmt: skip
+    index = {"id": "SPX", "class": "equity_index", "tier": "core", "venue": "nasdaq",
+             "price": 6_000.0, "daily_vol": 0.015, "adv_usd": 3e10}  # fmt: skip
+    raw = base_raw(
+        clock={"start": "2026-01-05T00:00:00Z", "end": "2026-01-07T00:00:00Z", "step": "5min"},
+        venues=[spot, NASDAQ],
+    )
+    eth = {**raw["assets"][0], "id": "ETH", "price": 3_000.0, "adv_usd": 1e10}
+    raw["assets"] += [eth, index]
+    raw["market"] = {
+        "cross_impact": [["BTC", "ETH", 0.6], ["ETH", "BTC", 0.3]],
+        "price_limits": [{"asset": "SPX", "down_pct": 7.0, "reset": "session"}],
+        "circuit_breakers": [{"index": "SPX", "reset": "session", "levels": [
+            {"decline_pct": 3, "halt": "15min"}, {"decline_pct": 8}]}],
+    }  # fmt: skip
+    raw["shocks"] = [
+        {"type": "news", "time": "2026-01-05T06:00:00Z", "returns": {"BTC": -0.07}},
+        {"type": "news", "time": "2026-01-05T15:00:00Z", "returns": {"SPX": -0.035}},
+    ]
+    raw["populations"] = [
+        {"type": "perp_book", "name": "perps", "asset": "BTC", "accounts": 2000,
+         "open_interest_usd": 3e9, "long_share": 0.6,
+         "leverage": {"dist": "lognormal", "median": 15, "sigma": 0.5}},
+        {"type": "stop_loss", "name": "stops", "asset": "SPX", "accounts": 200,
+         "notional_usd": 2e9, "stop_distance": {"dist": "uniform", "low": 0.005, "high": 0.04}},
+    ]  # fmt: skip
+    raw["uncertain"] = [
+        {"path": "assets.BTC.daily_vol", "prior": {"dist": "uniform", "low": 0.02, "high": 0.05}},
+        {"path": "market.circuit_breakers.0.levels.0.decline_pct",
+         "prior": {"dist": "uniform", "low": 2.5, "high": 6.0}},
+    ]  # fmt: skip
+    return build(raw)
+
+
+def test_lanes_keep_limits_breakers_cross_impact_and_triggered_outages_apart():
+    scenario = limited_market()
+    paths = (0, 1, 2, 3)
+    batch = simulate_lanes(scenario, seed=4, paths=paths, check_invariants=True)
+    for result in batch:
+        assert_identical(result, simulate(scenario, seed=4, path=result.path,
+                                          check_invariants=True))  # fmt: skip
+    kinds = [set(r.events.kind) for r in batch]
+    assert all("outage" in k for k in kinds)
+    halted = ["circuit_breaker" in k for k in kinds]
+    assert any(halted) and not all(halted)  # a breaker halts in some lanes only
+
+
+@dataclass
+class _Part:
+    depth: np.ndarray
+    decay: float
+    feedback: bool
+    rounds: int
+    ids: list
+
+
+def test_stacking_lanes_stacks_arrays_columns_what_differs_and_refuses_other_structure():
+    one = _Part(np.ones(3), 0.5, True, 8, ["BTC"])
+    two = _Part(np.zeros(3), 0.25, False, 8, ["BTC"])
+    both = stack_lanes([one, two])
+    np.testing.assert_array_equal(both.depth, [[1, 1, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(both.decay, [[0.5], [0.25]])  # broadcasts per row
+    np.testing.assert_array_equal(both.feedback, [[True], [False]])
+    assert both.rounds == 8 and both.ids == ["BTC"]
+    assert stack_lanes([one, one]).decay == 0.5  # the same everywhere: kept a number
+    with pytest.raises(ValueError, match=r"_Part\.rounds differs between lanes"):
+        stack_lanes([one, _Part(np.ones(3), 0.5, True, 9, ["BTC"])])
+    with pytest.raises(ValueError, match=r"_Part\.depth has shapes"):
+        stack_lanes([one, _Part(np.ones(4), 0.5, True, 8, ["BTC"])])

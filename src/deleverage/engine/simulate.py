@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deleverage.engine.state import MarketParams, MarketState, half_life_share, stack_lanes
+from deleverage.engine.state import MarketParams, MarketState, half_life_share
 from deleverage.engine.step import RECORDED, Lane, StepInputs, TradeTape, step
 from deleverage.engine.timeline import Timeline, compile_timeline
 from deleverage.market.calendar import Calendar, build_calendar
 from deleverage.market.cross_impact import CrossImpact
+from deleverage.market.lanes import stack_lanes
 from deleverage.market.limits import PriceLimits
 from deleverage.market.makers import MarketMakers
 from deleverage.market.outage_triggers import OutageTriggers

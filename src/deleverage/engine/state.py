@@ -1,11 +1,11 @@
 """The market's parameters (immutable, from the scenario) and its state (arrays that one
 step advances). Each is built for one path, arrays indexed by asset (`(A, T)`: by asset and
-step); `stack_lanes` puts the paths of a batch side by side as lanes, a leading axis on
-every array ((L, A), (L, A, T)), so one step advances them all."""
+step); `market.lanes.stack_lanes` puts the paths of a batch side by side as lanes, a
+leading axis on every array ((L, A), (L, A, T)), so one step advances them all."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
@@ -17,41 +17,6 @@ from deleverage.market.calendar import Calendar
 from deleverage.market.fx import Translation
 from deleverage.market.makers import MarketMakers
 from deleverage.scenario.schema import Scenario
-
-
-def stack_lanes(objects: list):
-    """One object of the same dataclass with the lanes side by side: every array field
-    stacked on a new leading axis, dataclass fields stacked field by field, numbers and
-    switches that differ between lanes as an (L, 1) column (they broadcast against (L, A)
-    arrays and give each row the bits of its own scalar); anything else must be the same in
-    every lane."""
-    first = objects[0]
-    values = {}
-    for f in fields(first):
-        column = [getattr(o, f.name) for o in objects]
-        value = column[0]
-        if isinstance(value, np.ndarray):
-            values[f.name] = np.stack(column)
-        elif is_dataclass(value) and not isinstance(value, Translation):
-            values[f.name] = stack_lanes(column)
-        elif all(_same(value, v) for v in column[1:]):
-            values[f.name] = value
-        elif isinstance(value, float | bool):
-            values[f.name] = np.array(column)[:, None]
-        else:
-            raise ValueError(
-                f"lanes of one batch must share {type(first).__name__}.{f.name}: "
-                f"found {value!r} and {next(v for v in column if not _same(value, v))!r}"
-            )
-    return type(first)(**values)
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, Translation):
-        return a.currencies == b.currencies and all(
-            np.array_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
-        )
-    return a == b
 
 
 def half_life_share(step: timedelta, half_life: timedelta) -> float:

@@ -345,9 +345,11 @@ def step(
             books = _Books.at(params, reference, depth, inputs.gap, k)
         before = (state.displacement, state.visible_displacement)
         average = _execute(state, params, net, reference, books, inputs.gap)
-        blocked = None
+        blocked = traded = None
         if limits is not None:  # a round that would trade through a limit does not trade
-            blocked = limits.through(state, before, is_open)
+            traded = np.zeros((n_lanes, 1), dtype=bool)
+            traded[[lane for lane, *_ in trading]] = True
+            blocked = limits.through(state, before, is_open, traded)
             if blocked.any():
                 net, buys, sells = (np.where(blocked, 0.0, x) for x in (net, buys, sells))
             else:
@@ -377,7 +379,7 @@ def step(
                 price=average[lane, a],
             )
         if limits is not None:
-            limits.observe(k, state.price, is_open, logs)
+            limits.observe(k, state.price, is_open, logs, traded)
         active = [lane for lane, *_ in trading]
 
     price = state.price_at(reference if state.log_reference is log_reference else None)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deleverage.market.limits import stacked_lanes
+from deleverage.market.lanes import stacked_lanes
 from deleverage.scenario.schema import Scenario
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.market.calendar import session_mask
+from deleverage.market.lanes import same_in_every_lane, stacked_lanes
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import Scenario
 
@@ -65,23 +66,6 @@ def _next_reset(mask: np.ndarray) -> np.ndarray:
     for k in range(n - 1, -1, -1):
         after[k] = k + 1 if k + 1 < n and mask[k + 1] else after[k + 1]
     return after[:n]
-
-
-def same_in_every_lane(values: Sequence, name: str):
-    """The one value every lane has (a scenario's structure); ValueError naming the field
-    if the lanes differ."""
-    if any(not np.array_equal(value, values[0]) for value in values[1:]):
-        raise ValueError(f"cannot stack lanes: {name} differs between lanes")
-    return values[0]
-
-
-def stacked_lanes(values: Sequence, name: str) -> np.ndarray:
-    """Per-lane values stacked on a new leading lane axis; ValueError naming the field if
-    their shapes differ."""
-    shapes = {np.shape(value) for value in values}
-    if len(shapes) > 1:
-        raise ValueError(f"cannot stack lanes: {name} has shapes {sorted(shapes)} in the lanes")
-    return np.stack(values)
 
 
 def _steps(halt, step: pd.Timedelta) -> int:
@@ -233,14 +217,19 @@ class PriceLimits:
         self.reference = reference
         state.log_reference, state.pending_jump = log_reference, pending_jump
 
-    def through(self, state, before: tuple[np.ndarray, np.ndarray], is_open) -> np.ndarray:
+    def through(
+        self, state, before: tuple[np.ndarray, np.ndarray], is_open, lanes=None
+    ) -> np.ndarray:
         """Assets whose round traded through a limit: their books go back to `before`
-        (displacements), and they are closed for the rest of the step (orders wait)."""
+        (displacements), and they are closed for the rest of the step (orders wait).
+        `lanes` ((..., 1) bool): only the lanes that traded in the round are checked."""
         log_price = state.log_reference + state.displacement + state.visible_displacement
         tolerance = 1e-12
         blocked = (log_price < self.reference - self.down - tolerance) | (
             log_price > self.reference + self.up + tolerance
         )
+        if lanes is not None:
+            blocked &= lanes
         if blocked.any():
             state.displacement = np.where(blocked, before[0], state.displacement)
             state.visible_displacement = np.where(blocked, before[1], state.visible_displacement)
@@ -248,14 +237,22 @@ class PriceLimits:
         return blocked
 
     def observe(
-        self, k: int, price: np.ndarray, is_open: np.ndarray, log: EventLog | Sequence[EventLog]
+        self,
+        k: int,
+        price: np.ndarray,
+        is_open: np.ndarray,
+        log: EventLog | Sequence[EventLog],
+        lanes: np.ndarray | None = None,
     ) -> None:
         """Trigger the breakers whose index has fallen past a level: halt their assets
         (closed at once in `is_open`, and until `halt_until`). `log`: the path's log, or one
-        log per lane for stacked lanes (lane ℓ's events go to log[ℓ])."""
+        log per lane for stacked lanes (lane ℓ's events go to log[ℓ]). `lanes` ((..., 1)
+        bool): only these lanes are observed (those that traded in the round)."""
         for b in self.breakers:
             decline = 1.0 - price[..., b.index] / b.reference
             new = (decline[..., None] >= b.levels) & ~b.triggered
+            if lanes is not None:
+                new &= lanes
             if not new.any():
                 continue
             b.triggered |= new

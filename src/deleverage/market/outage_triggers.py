@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deleverage.market.calendar import Calendar
-from deleverage.market.limits import same_in_every_lane
+from deleverage.market.lanes import same_in_every_lane
 from deleverage.scenario.schema import Scenario
 
 _PER_LANE = ("move", "window", "length", "free_from")
