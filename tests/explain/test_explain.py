@@ -11,7 +11,13 @@ from tests.explain.conftest import TARGET, crash_raw
 
 from deleverage import simulate
 from deleverage.explain import explain
-from deleverage.explain.games import channel_game, channels_in_play, liquidations_usd
+from deleverage.explain.games import (
+    channel_game,
+    channels_in_play,
+    evaluator,
+    liquidations_usd,
+    outcomes,
+)
 from deleverage.scenario.schema import Channels
 
 
@@ -124,3 +130,14 @@ def test_channel_game_coalitions_switch_only_their_players(crash):
     none = game.scenario(0).channels
     assert not any(getattr(none, name) for name in game.players)
     assert none.etf_flows == crash.channels.etf_flows  # not a player: left as it was
+
+
+def test_coalitions_run_as_lanes_are_each_coalition_run_alone(crash):
+    # the evaluator runs coalitions as lanes of one simulation (other channels in each
+    # lane): every outcome equals that coalition's own run, exactly
+    game = channel_game(crash, seed=2, path=1)
+    masks = [0, 2 ** len(game.players) - 1, 1, 2]
+    laned = evaluator(game)(masks)
+    alone = np.array([outcomes(game.run(mask), game.measures) for mask in masks])
+    np.testing.assert_array_equal(laned, alone)
+    assert len({tuple(row) for row in alone}) > 2  # the coalitions really differ

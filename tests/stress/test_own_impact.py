@@ -43,3 +43,17 @@ def test_scaling_the_book_up_worsens_its_pnl_through_its_own_impact():
     # ... the endogenous one gets worse with every step up in size
     assert np.all(np.diff(gaps) < 0), gaps
     assert abs(gaps[0]) < 0.05 * abs(gaps[-1])  # 10,000× smaller: no own impact to speak of
+
+
+def test_paths_stressed_as_lanes_are_each_path_run_alone():
+    # `stress` runs its paths as lanes of one simulation: each path's book, endogenous and
+    # static, is the book of that path run alone, to the last bit
+    scenario = crash_market()
+    book = margined_btc(scenario, 2_000.0)
+    result = stress(book, scenario, paths=3, seed=5)
+    for path in range(3):
+        for static, paths in ((False, result.endogenous), (True, result.static)):
+            _, alone = run_book(scenario, book, seed=5, path=path, static=static)
+            np.testing.assert_array_equal(paths.equity[path], alone.record["equity_usd"])
+            assert paths.first_call[path] == alone.first_call
+    assert len({tuple(e) for e in result.endogenous.equity}) == 3  # the paths differ

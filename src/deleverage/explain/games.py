@@ -17,8 +17,8 @@ from functools import partial
 
 import numpy as np
 
-from deleverage.engine.montecarlo import Measure, amplification_measures
-from deleverage.engine.simulate import rng_stream, simulate
+from deleverage.engine.montecarlo import Measure, amplification_measures, batches
+from deleverage.engine.simulate import rng_stream, simulate, simulate_lanes
 from deleverage.populations import REGISTRY
 from deleverage.results.result import SimulationResult
 from deleverage.results.shocks import shock_name
@@ -98,8 +98,13 @@ class Game:
     def run(self, mask: int) -> SimulationResult:
         return simulate(self.scenario(mask), self.seed, path=self.path)
 
-    def value(self, mask: int) -> np.ndarray:
-        return outcomes(self.run(mask), self.measures)
+    def values(self, masks: Sequence[int]) -> np.ndarray:
+        """Outcomes of the coalitions `masks`, run together as lanes of one simulation
+        (the same path with other players: each lane is that coalition run alone)."""
+        runs = simulate_lanes(
+            [self.scenario(mask) for mask in masks], self.seed, [self.path] * len(masks)
+        )
+        return np.array([outcomes(run, self.measures) for run in runs])
 
 
 def channel_game(scenario: Scenario, seed: int, path: int, players=None) -> Game:
@@ -143,23 +148,28 @@ def _ignore_interrupts() -> None:
 def evaluator(
     game: Game, workers: int = 1, progress: Callable[[int, int], None] | None = None
 ) -> Callable[[Sequence[int]], np.ndarray]:
-    """`evaluate(masks)` for the Shapley functions: each coalition simulated once, on
-    `workers` spawned processes (1: here); results by mask, never by completion order."""
+    """`evaluate(masks)` for the Shapley functions: each coalition simulated once, in
+    batches of coalitions run as lanes (`montecarlo.batches`), on `workers` spawned
+    processes (1: here); results by mask, never by completion order."""
 
     def evaluate(masks: Sequence[int]) -> np.ndarray:
         masks = list(masks)
         values: list[np.ndarray | None] = [None] * len(masks)
-        task = partial(_indexed_value, game)
+        parts = batches(len(masks), workers)
+        task = partial(_batch_values, game, masks)
         if workers == 1:
-            finished = map(task, enumerate(masks))
+            finished = map(task, parts)
             pool = None
         else:
             context = multiprocessing.get_context("spawn")
-            pool = context.Pool(min(workers, len(masks)), initializer=_ignore_interrupts)
-            finished = pool.imap_unordered(task, enumerate(masks))
+            pool = context.Pool(min(workers, len(parts)), initializer=_ignore_interrupts)
+            finished = pool.imap_unordered(task, parts)
         try:
-            for done, (i, value) in enumerate(finished, start=1):
-                values[i] = value
+            done = 0
+            for part, part_values in finished:
+                for i, value in zip(part, part_values, strict=True):
+                    values[i] = value
+                done += len(part)
                 if progress is not None:
                     progress(done, len(masks))
             if pool is not None:
@@ -173,6 +183,5 @@ def evaluator(
     return evaluate
 
 
-def _indexed_value(game: Game, item: tuple[int, int]) -> tuple[int, np.ndarray]:
-    i, mask = item
-    return i, game.value(mask)
+def _batch_values(game: Game, masks: list[int], part: range) -> tuple[range, np.ndarray]:
+    return part, game.values([masks[i] for i in part])

@@ -19,7 +19,7 @@ with a confidence interval from order statistics.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from deleverage.engine.montecarlo import _finished_paths
-from deleverage.engine.simulate import initial_prices, simulate
+from deleverage.engine.simulate import initial_prices, simulate_lanes
 from deleverage.errors import Problem, UserError
 from deleverage.market.fx import Translation
 from deleverage.results.result import SimulationResult
@@ -61,14 +61,32 @@ def run_book(
     check_invariants: bool = False,
 ) -> tuple[SimulationResult, UserBook]:
     """One path with the book in the market (or, `static`, revalued beside it)."""
-    built: list[UserBook] = []
+    return run_books(
+        scenario, portfolio, seed, (path,), static=static, check_invariants=check_invariants
+    )[0]
+
+
+def run_books(
+    scenario: Scenario | Sequence[Scenario],
+    portfolio: Portfolio,
+    seed: int,
+    paths: Sequence[int],
+    *,
+    static: bool = False,
+    check_invariants: bool = False,
+) -> list[tuple[SimulationResult, UserBook]]:
+    """`paths` with the book in each, run together as lanes (`simulate_lanes`; `scenario`
+    may be one scenario per lane): each lane's result and its book."""
+    built: list[UserBook] = []  # the lanes build their books in lane order
 
     def build(ctx):
         built.append(UserBook(portfolio, ctx, static=static))
         return built[-1]
 
-    result = simulate(scenario, seed, path=path, check_invariants=check_invariants, extra=[build])
-    return result, built[0]
+    results = simulate_lanes(
+        scenario, seed, paths, check_invariants=check_invariants, extra=[build]
+    )
+    return list(zip(results, built, strict=True))
 
 
 @dataclass(frozen=True)
@@ -94,12 +112,16 @@ def _outcome(book: UserBook) -> Outcome:
     )
 
 
-def stress_path(
-    scenario: Scenario, portfolio: Portfolio, seed: int, path: int
-) -> tuple[int, Outcome, Outcome]:
-    _, endogenous = run_book(scenario, portfolio, seed, path=path)
-    _, static = run_book(scenario, portfolio, seed, path=path, static=True)
-    return path, _outcome(endogenous), _outcome(static)
+def stress_batch(
+    scenario: Scenario, portfolio: Portfolio, seed: int, paths: range
+) -> list[tuple[int, Outcome, Outcome]]:
+    """A batch of paths, the book endogenous and static: two runs of the batch as lanes."""
+    endogenous = run_books(scenario, portfolio, seed, paths)
+    static = run_books(scenario, portfolio, seed, paths, static=True)
+    return [
+        (path, _outcome(endo), _outcome(held))
+        for path, (_, endo), (_, held) in zip(paths, endogenous, static, strict=True)
+    ]
 
 
 def liquidity_costs(scenario: Scenario, portfolio: Portfolio) -> pd.DataFrame:
@@ -152,7 +174,7 @@ def stress(
     if paths < 1:
         raise ValueError(f"paths: expected a whole number ≥ 1, found {paths}")
     started = time.perf_counter()
-    task = partial(stress_path, scenario, portfolio, seed)
+    task = partial(stress_batch, scenario, portfolio, seed)
     outcomes: list = [None] * paths
     for done, (path, endo, stat) in enumerate(_finished_paths(task, paths, min(workers, paths)), 1):
         outcomes[path] = (endo, stat)
@@ -220,35 +242,38 @@ def scale_shocks(scenario: Scenario, scale: float, name: str | None = None) -> S
     return scenario.model_copy(update={"shocks": shocks})
 
 
-def _liquidated(scenario: Scenario, portfolio: Portfolio, seed: int, path: int) -> bool:
-    _, book = run_book(scenario, portfolio, seed, path=path)
-    return _outcome(book).liquidation != NEVER
-
-
-def breaking_scale(
+def breaking_scales(
     scenario: Scenario,
     portfolio: Portfolio,
     seed: int,
     name: str | None,
     max_scale: float,
     tolerance: float,
-    path: int,
-) -> tuple[int, float]:
-    """The smallest scale in [0, max_scale] at which `path` liquidates the book (inf if none
-    does), to `tolerance`, by bisection (a path is taken to break at every larger scale)."""
+    paths: range,
+) -> list[tuple[int, float]]:
+    """For each of `paths`, the smallest scale in [0, max_scale] at which the path
+    liquidates the book (inf if none does), to `tolerance`, by bisection (a path is taken
+    to break at every larger scale). The paths bisect in step, as lanes of one run per
+    round: each lane is its path at its own scale."""
 
-    def breaks(s: float) -> bool:
-        return _liquidated(scale_shocks(scenario, s, name), portfolio, seed, path)
+    def breaks(scales: list[float], which: list[int]) -> list[bool]:
+        scenarios = [scale_shocks(scenario, s, name) for s in scales]
+        runs = run_books(scenarios, portfolio, seed, which)
+        return [_outcome(book).liquidation != NEVER for _, book in runs]
 
-    if not breaks(max_scale):
-        return path, float("inf")
-    if breaks(0.0):
-        return path, 0.0
-    low, high = 0.0, max_scale
-    while high - low > tolerance:
-        mid = 0.5 * (low + high)
-        low, high = (low, mid) if breaks(mid) else (mid, high)
-    return path, high
+    found = dict.fromkeys(paths, float("inf"))
+    hits = breaks([max_scale] * len(paths), list(paths))
+    left = [p for p, hit in zip(paths, hits, strict=True) if hit]
+    at_zero = breaks([0.0] * len(left), left) if left else []
+    found |= {p: 0.0 for p, hit in zip(left, at_zero, strict=True) if hit}
+    left = [p for p, hit in zip(left, at_zero, strict=True) if not hit]
+    low, high = dict.fromkeys(left, 0.0), dict.fromkeys(left, max_scale)
+    while left := [p for p in left if high[p] - low[p] > tolerance]:
+        mids = [0.5 * (low[p] + high[p]) for p in left]
+        for p, mid, hit in zip(left, mids, breaks(mids, left), strict=True):
+            low[p], high[p] = (low[p], mid) if hit else (mid, high[p])
+    found |= high
+    return [(p, found[p]) for p in paths]
 
 
 def find_breaking_shock(
@@ -268,7 +293,7 @@ def find_breaking_shock(
     paths: the median of the per-path breaking scales, with the order-statistic interval
     that holds the median with probability ≥ `confidence`."""
     scale_shocks(scenario, 1.0, shock)  # a name that matches nothing fails before any run
-    task = partial(breaking_scale, scenario, portfolio, seed, shock, max_scale, tolerance)
+    task = partial(breaking_scales, scenario, portfolio, seed, shock, max_scale, tolerance)
     scales = np.full(paths, np.nan)
     for done, (path, value) in enumerate(_finished_paths(task, paths, min(workers, paths)), 1):
         scales[path] = value
