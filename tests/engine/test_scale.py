@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import base_raw, build
 
 from deleverage import simulate, simulate_paths
-from deleverage.engine.montecarlo import batches, run_batch
+from deleverage.engine.montecarlo import MAX_LANES, batches, run_batch
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 
@@ -76,9 +76,10 @@ def assert_same(a, b) -> None:
 def test_batches_cover_every_path_once_in_order():
     for paths in (1, 7, 64, 1000):
         for workers in (1, 2, 8):
-            parts = batches(paths, workers)
-            assert [p for part in parts for p in part] == list(range(paths))
-            assert max(len(part) for part in parts) <= 16
+            for lanes_per_path in (1, 2):
+                parts = batches(paths, workers, lanes_per_path)
+                assert [p for part in parts for p in part] == list(range(paths))
+                assert max(len(part) for part in parts) * lanes_per_path <= MAX_LANES
 
 
 def test_a_path_of_a_batch_is_the_path_run_alone():

@@ -141,30 +141,40 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def batches(paths: int, workers: int) -> list[range]:
+def batches(paths: int, workers: int, lanes_per_path: int = 1) -> list[range]:
     """Paths 0 … paths−1 cut into consecutive batches, the unit of work sent to a worker
     (local process or Dask) and run there as lanes of one simulation: about four per
-    worker to balance the load, at most `MAX_BATCH` paths each so progress and memory move
-    in steps of a few paths."""
-    size = max(1, min(MAX_BATCH, paths // (4 * workers)))
+    worker to balance the load, at most `MAX_LANES` lanes each (`lanes_per_path` lanes a
+    path: 2 with its channels-off twin) so progress and memory move in steps of a few
+    paths."""
+    most = max(1, MAX_LANES // lanes_per_path)
+    size = max(1, min(most, paths // (4 * workers)))
     return [range(lo, min(lo + size, paths)) for lo in range(0, paths, size)]
 
 
-MAX_BATCH = 16
+# Lanes a batch: the engine's share of a path's cost is divided by the lanes, the
+# populations' is not (each lane marks its own); measured on a 100k-account feb-2026,
+# CPU a path: 13.7 s with 1 lane, 10.7 s with 4, 11.0 s with 16, while memory grows
+# ≈ 84 MiB a lane (docs/performance.md, "Lanes").
+MAX_LANES = 8
 
 
 def _finished_paths(
-    task: Callable[[range], list[T]], paths: int, workers: int, scheduler: str | None = None
+    task: Callable[[range], list[T]],
+    paths: int,
+    workers: int,
+    scheduler: str | None = None,
+    lanes_per_path: int = 1,
 ) -> Iterator[T]:
     """`task(batch)` for every batch of paths, its items yielded as batches finish: in
     this process (workers == 1), on `workers` local processes, or on the Dask distributed
     cluster at `scheduler` (an address such as tcp://host:8786; `workers` is then not
     used). Closing the iterator early (an error, Ctrl-C) stops the work."""
     if scheduler is not None:
-        yield from _finished_on_dask(task, paths, scheduler)
+        yield from _finished_on_dask(task, paths, scheduler, lanes_per_path)
         return
     if workers == 1:
-        for batch in batches(paths, 1):
+        for batch in batches(paths, 1, lanes_per_path):
             yield from task(batch)
         return
     # Spawned, not forked: workers start clean (no copy of the parent's threads or locks,
@@ -179,7 +189,7 @@ def _finished_paths(
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        for done in pool.imap_unordered(task, batches(paths, workers)):
+        for done in pool.imap_unordered(task, batches(paths, workers, lanes_per_path)):
             yield from done
         pool.close()
     finally:
@@ -187,7 +197,9 @@ def _finished_paths(
         pool.join()
 
 
-def _finished_on_dask(task: Callable[[range], list[T]], paths: int, scheduler: str) -> Iterator[T]:
+def _finished_on_dask(
+    task: Callable[[range], list[T]], paths: int, scheduler: str, lanes_per_path: int = 1
+) -> Iterator[T]:
     """The same batches on a Dask distributed cluster (the `distributed` extra), sized
     for the cluster's worker threads."""
     try:
@@ -198,7 +210,8 @@ def _finished_on_dask(task: Callable[[range], list[T]], paths: int, scheduler: s
         ) from exc
     with Client(scheduler) as client:
         threads = max(1, sum(client.nthreads().values()))
-        completed = as_completed(client.map(task, batches(paths, threads), pure=False))
+        work = batches(paths, threads, lanes_per_path)
+        completed = as_completed(client.map(task, work, pure=False))
         try:
             for future in completed:
                 done = future.result()
@@ -306,7 +319,9 @@ def simulate_paths(
     moves = np.full((paths, 2, len(measures or ())), np.nan)
     diagnostics = _Diagnostics(paths)
     results: list[SimulationResult] | None = [None] * paths if keep_paths else None
-    with closing(_finished_paths(task, paths, min(workers, paths), scheduler)) as finished:
+    twins = measures is not None and scenario.channels != ALL_CHANNELS_OFF
+    lanes = 2 if twins else 1  # a path and its channels-off twin, lanes of one batch
+    with closing(_finished_paths(task, paths, min(workers, paths), scheduler, lanes)) as finished:
         for done, outcome in enumerate(finished, start=1):
             if on_path is not None:
                 on_path(outcome.result)
