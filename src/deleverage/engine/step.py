@@ -295,7 +295,11 @@ def step(
     volume = np.zeros((n_lanes, n_assets))
     net_total = np.zeros((n_lanes, n_assets))
     for r in range(params.max_rounds + 1):
-        if r > 0:  # forced sellers react seconds later: the visible book has partly refilled
+        if r > 0 and len(active) == n_lanes:  # forced sellers react seconds later: the
+            # visible book has partly refilled
+            _refill_visible(state, params, is_open, params.round_steps)
+            state.update_mark(params.mark_weight_round)
+        elif r > 0:  # only in the lanes whose cascade goes on
             moving = np.zeros(n_lanes, dtype=bool)
             moving[active] = True
             _refill_visible(state, params, is_open & moving[:, None], params.round_steps)

@@ -127,10 +127,11 @@ def _segments(quantity: np.ndarray, *breaks: np.ndarray) -> np.ndarray:
     after which the integrand has a kink or a square-root end) that falls inside, ordered
     from 0 to q (all lie on [0, q]: sorted by value, descending when q < 0). Points are the
     last axis: (..., A, 2 + breaks)."""
+    at = np.stack(breaks, axis=-1)  # (..., A, breaks)
+    q = quantity[..., None]
     points = np.zeros((*quantity.shape, 2 + len(breaks)))
     points[..., 1] = quantity
-    for j, at in enumerate(breaks, start=2):
-        points[..., j] = np.where(at * (quantity - at) > 0, at, quantity)
+    points[..., 2:] = np.where(at * (q - at) > 0, at, q)
     toward = np.where(quantity < 0, -1.0, 1.0)[..., None]  # × ±1 is exact
     return np.sort(points * toward, axis=-1) * toward
 
