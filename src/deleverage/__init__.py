@@ -1,7 +1,7 @@
 """deleverage: simulate, detect and explain cross-asset liquidity crashes."""
 
 from deleverage.engine.montecarlo import simulate_paths
-from deleverage.engine.simulate import simulate
+from deleverage.engine.simulate import simulate, simulate_lanes
 from deleverage.explain import ExplainResult, explain
 from deleverage.results.montecarlo import MonteCarloResult
 from deleverage.results.result import SimulationResult
@@ -18,5 +18,6 @@ __all__ = [
     "load_scenario",
     "open_run",
     "simulate",
+    "simulate_lanes",
     "simulate_paths",
 ]

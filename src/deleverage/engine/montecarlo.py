@@ -144,11 +144,12 @@ def _ignore_interrupts() -> None:
 def batches(paths: int, workers: int, lanes_per_path: int = 1) -> list[range]:
     """Paths 0 … paths−1 cut into consecutive batches, the unit of work sent to a worker
     (local process or Dask) and run there as lanes of one simulation: about four per
-    worker to balance the load, at most `MAX_LANES` lanes each (`lanes_per_path` lanes a
+    worker to balance the load (as many lanes as allowed on one worker), at most
+    `MAX_LANES` lanes each (`lanes_per_path` lanes a
     path: 2 with its channels-off twin) so progress and memory move in steps of a few
     paths."""
     most = max(1, MAX_LANES // lanes_per_path)
-    size = max(1, min(most, paths // (4 * workers)))
+    size = most if workers == 1 else max(1, min(most, paths // (4 * workers)))
     return [range(lo, min(lo + size, paths)) for lo in range(0, paths, size)]
 
 
