@@ -200,3 +200,38 @@ def test_stacking_lanes_stacks_arrays_columns_what_differs_and_refuses_other_str
         stack_lanes([one, _Part(np.ones(3), 0.5, True, 9, ["BTC"])])
     with pytest.raises(ValueError, match=r"_Part\.depth has shapes"):
         stack_lanes([one, _Part(np.ones(4), 0.5, True, 8, ["BTC"])])
+
+
+def _variant(scenario, **market):
+    """The scenario with `market` settings changed (`market_makers` merged)."""
+    makers = market.pop("market_makers", {})
+    update = dict(market, market_makers=scenario.market.market_makers.model_copy(update=makers))
+    return scenario.model_copy(update={"market": scenario.market.model_copy(update=update)})
+
+
+def test_lanes_may_differ_in_the_numbers_the_engine_reads_as_scalars():
+    # the round limit (an int: each lane stops at its own) and the desks' sensitivity to
+    # volatility, an exponent: 2.0 is a square for NumPy only as a scalar exponent, so a
+    # lane must not get it as a column
+    scenario = limited_market()
+    variants = [
+        scenario,
+        _variant(scenario, max_rounds=2),
+        _variant(scenario, market_makers={"vol_sensitivity": 2.0}),
+    ]
+    batch = simulate_lanes(variants, seed=4, paths=[1, 1, 1])
+    for result, variant in zip(batch, variants, strict=True):
+        assert_identical(result, simulate(variant, seed=4, path=1))
+    hits = [r.diagnostics["round_limit_hits"] for r in batch]
+    assert hits[1] > 0 and hits[0] == 0  # only the lane with 2 rounds hit its limit
+
+
+def test_lanes_must_share_what_the_engine_builds_once():
+    scenario = limited_market()
+    no_breakers = _variant(scenario, circuit_breakers=[])
+    with pytest.raises(ValueError, match="same circuit breakers"):
+        simulate_lanes([scenario, no_breakers], seed=0, paths=[0, 0])
+    with pytest.raises(ValueError, match="same circuit breakers"):
+        simulate_lanes([no_breakers, scenario], seed=0, paths=[0, 0])
+    with pytest.raises(TypeError, match="simulate_lanes"):
+        simulate([scenario], seed=0)

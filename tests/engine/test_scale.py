@@ -15,7 +15,13 @@ import pytest
 from tests.conftest import base_raw, build
 
 from deleverage import simulate, simulate_paths
-from deleverage.engine.montecarlo import MAX_LANES, batches, run_batch
+from deleverage.engine.montecarlo import (
+    ALL_CHANNELS_OFF,
+    MAX_LANES,
+    amplification_measures,
+    batches,
+    run_batch,
+)
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 
@@ -83,13 +89,19 @@ def test_batches_cover_every_path_once_in_order():
 
 
 def test_a_path_of_a_batch_is_the_path_run_alone():
+    # a batch is one simulation of lanes: three paths and their channels-off twins
     scenario = small()
-    batch = run_batch(scenario, 5, range(2, 5), measures=None, keep=True)
+    measures = amplification_measures(scenario)
+    batch = run_batch(scenario, 5, range(2, 5), measures=measures, keep=True)
+    twin = scenario.model_copy(update={"channels": ALL_CHANNELS_OFF})
     for outcome in batch:
         alone = simulate(scenario, seed=5, path=outcome.path)
         for name, values in alone.market.items():
             np.testing.assert_array_equal(outcome.result.market[name], values)
         pd.testing.assert_frame_equal(outcome.result.events, alone.events)
+        off = simulate(twin, seed=5, path=outcome.path)
+        np.testing.assert_array_equal(outcome.moves_off_pct, [m.on(off) for m in measures])
+        assert not np.array_equal(outcome.moves_pct, outcome.moves_off_pct)
     assert not np.array_equal(batch[0].result.market["price"], batch[1].result.market["price"])
 
 

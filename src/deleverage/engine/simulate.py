@@ -107,7 +107,9 @@ def _market_makers(scenario: Scenario, params: MarketParams) -> MarketMakers:
 
 class Invariants:
     """Conservation of each asset's units and of cash per currency across all agents
-    (SPEC §10): totals at every step against the start, relative to the gross traded; and
+    (SPEC §10): totals at every step against the start, relative to the units held and
+    traded and to the cash held (summed over agents without sign: a sum of balances of
+    $2bn is exact to ≈ 1e-7 dollars) and traded; and
     each population's own balance sheet: a population that keeps trade ledgers apart from
     its account arrays (`recomputed_totals`) must find the same units and cash in both, so
     money moved inside it (fees, funding, takeovers, ADL) cannot vanish unseen.
@@ -129,48 +131,58 @@ class Invariants:
         self._unit_drift = self._cash_drift_usd = self._cash_drift_ratio = 0.0
         self.checks = 0
         self._ledgers = [p for p in populations if hasattr(p, "recomputed_totals")]
-        self._ledger_due: tuple[np.ndarray, np.ndarray] | None = None  # (scale, traded)
+        self._ledger_due: tuple[np.ndarray, np.ndarray] | None = None  # unit, cash scales
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
+        units, cash, _ = self._totals()
+        return units, cash
+
+    def _totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Units per asset, cash per currency, and the cash held per currency summed
+        without sign over the desks (per asset) and the populations."""
         n_assets = len(self.params.price0)
         inventory, maker_cash = self.makers.inventory[self.lane], self.makers.cash[self.lane]
         units = inventory + sum(p.holdings(n_assets) for p in self.populations)
-        cash = np.zeros(len(self.currencies))
+        cash, held = np.zeros(len(self.currencies)), np.zeros(len(self.currencies))
         for a, currency in enumerate(self.params.currency_of):
             cash[self.currencies.index(currency)] += maker_cash[a]
+            held[self.currencies.index(currency)] += abs(maker_cash[a])
         for population in self.populations:
             for currency, amount in population.cash_by_currency().items():
                 cash[self.currencies.index(currency)] += amount
-        return units, cash
+                held[self.currencies.index(currency)] += abs(amount)
+        return units, cash, held
 
     def check(self, tape: TradeTape) -> None:
-        units, cash = self.totals()
+        units, cash, held = self._totals()
         scale = 1.0 + np.abs(self.units_start) + tape.units[self.lane]
         currency_of, tape_cash = self.params.currency_of, tape.cash[self.lane]
         traded = np.array(
             [tape_cash[[c == name for c in currency_of]].sum() for name in self.currencies]
         )
+        cash_scale = traded + held
         self._record(
-            np.abs(units - self.units_start) / scale, np.abs(cash - self.cash_start), traded
+            np.abs(units - self.units_start) / scale, np.abs(cash - self.cash_start), cash_scale
         )
         self.checks += 1
-        self._ledger_due = (scale, traded)
+        self._ledger_due = (scale, cash_scale)
         if self.checks % self.LEDGER_EVERY == 0:
             self._check_ledgers()
 
-    def _record(self, unit_drift: np.ndarray, cash_drift: np.ndarray, traded: np.ndarray) -> None:
+    def _record(self, unit_drift: np.ndarray, cash_drift: np.ndarray, cash_scale: np.ndarray):
+        """`cash_scale`: cash traded and held per currency (the ratio is to 1 + it)."""
         self._unit_drift = max(self._unit_drift, float(np.max(unit_drift, initial=0.0)))
         usd = float(cash_drift[self.currencies.index("USD")])
         self._cash_drift_usd = max(self._cash_drift_usd, usd)
         self._cash_drift_ratio = max(
-            self._cash_drift_ratio, float(np.max(cash_drift / (1.0 + traded)))
+            self._cash_drift_ratio, float(np.max(cash_drift / (1.0 + cash_scale)))
         )
 
     def _check_ledgers(self) -> None:
         """Each ledger population's units and cash against its recomputed balance sheet."""
         if self._ledger_due is None:
             return
-        scale, traded = self._ledger_due
+        scale, cash_scale = self._ledger_due
         self._ledger_due = None
         n_assets = len(self.params.price0)
         for population in self._ledgers:
@@ -180,7 +192,7 @@ class Invariants:
             for currency, amount in own_cash.items():
                 cash_drift[self.currencies.index(currency)] = abs(amount - ledger.get(currency, 0))
             unit_drift = np.abs(own_units - population.holdings(n_assets)) / scale
-            self._record(unit_drift, cash_drift, traded)
+            self._record(unit_drift, cash_drift, cash_scale)
 
     @property
     def max_unit_drift(self) -> float:
@@ -307,6 +319,8 @@ def simulate(
     in the result (`result.seed`) so the run can be repeated. `extra` builds accounts from
     outside the scenario (e.g. a user's book, `stress`). The path is a batch of one lane:
     `simulate_lanes` with more paths gives each the same result, bit for bit."""
+    if isinstance(scenario, list | tuple):
+        raise TypeError("simulate: expected one scenario; several run as lanes: simulate_lanes")
     return simulate_lanes(
         scenario, seed, (path,), check_invariants=check_invariants, progress=progress, extra=extra
     )[0]
@@ -342,7 +356,7 @@ def simulate_lanes(
     seed = _seed(seed)
     if not paths:
         return []
-    _same_grid(scenarios)
+    _same_structure(scenarios)
     built = [
         _build_path(one, seed, path, extra) for one, path in zip(scenarios, paths, strict=True)
     ]
@@ -468,20 +482,43 @@ def simulate_lanes(
     return results
 
 
-def _same_grid(scenarios: list[Scenario]) -> None:
-    """Lanes share the clock and the assets (their arrays line up step by step and column
-    by column)."""
-    first = scenarios[0]
+def _same_structure(scenarios: list[Scenario]) -> None:
+    """Lanes share what lines their arrays up and what the engine builds once for all:
+    the clock, the assets (ids and quote currencies), the venues, and whether there are
+    price limits, circuit breakers, cross-impact links and triggered outages (their sizes
+    may differ: bands, levels, coefficients, thresholds). ValueError naming what differs,
+    before anything is built."""
+
+    def shape(s: Scenario) -> dict:
+        market = s.market
+        return {
+            "clock": s.clock,
+            "assets": [(a.id, a.currency, a.venue) for a in s.assets],
+            "venues": [v.id for v in s.venues],
+            "price limits": [limit.asset for limit in market.price_limits],
+            "circuit breakers": [
+                (b.index, b.assets, len(b.levels)) for b in market.circuit_breakers
+            ],
+            "cross-impact links": [(i, j) for i, j, _ in market.cross_impact],
+            "triggered outages": [
+                (v.id, r.asset, r.direction, r.repeat)
+                for v in s.venues
+                for r in v.triggered_outages
+            ],
+        }
+
+    first = shape(scenarios[0])
     for one in scenarios[1:]:
-        if one.clock != first.clock:
-            raise ValueError("simulate_lanes: expected every lane's scenario on the same clock")
-        if [a.id for a in one.assets] != [a.id for a in first.assets]:
-            raise ValueError("simulate_lanes: expected every lane's scenario with the same assets")
+        for what, value in shape(one).items():
+            if value != first[what]:
+                raise ValueError(
+                    f"simulate_lanes: expected every lane's scenario with the same {what}"
+                )
 
 
 def _stacked(cls, objects: list, *args):
     """The lanes' objects of `cls` as one laned object (`cls.stack`), or None when the
-    scenario has none (built for every lane or for none: lanes share its structure)."""
+    scenario has none (lanes share that structure: `_same_structure`)."""
     if objects[0] is None:
         return None
     return cls.stack(objects, *args)

@@ -294,7 +294,9 @@ def step(
     active = list(range(n_lanes))  # lanes whose cascade goes on
     volume = np.zeros((n_lanes, n_assets))
     net_total = np.zeros((n_lanes, n_assets))
-    for r in range(params.max_rounds + 1):
+    # the round limit of each lane (lanes may differ in it: a prior on `market.max_rounds`)
+    limit = np.broadcast_to(params.max_rounds, (n_lanes, 1))[:, 0].tolist()
+    for r in range(max(limit) + 1):
         if r > 0 and len(active) == n_lanes:  # forced sellers react seconds later: the
             # visible book has partly refilled
             _refill_visible(state, params, is_open, params.round_steps)
@@ -331,9 +333,9 @@ def step(
             found = _orders(lanes[lane], view, is_open[lane])
             if found is None:
                 rounds[lane] = r
-            elif r == params.max_rounds:
+            elif r == limit[lane]:
                 rounds[lane], limit_hit[lane] = r, True
-                logs[lane].add("round_limit", detail=f"{params.max_rounds} rounds in one step")
+                logs[lane].add("round_limit", detail=f"{limit[lane]} rounds in one step")
             else:
                 trading.append((lane, *found))
         if not trading:

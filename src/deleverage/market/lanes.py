@@ -33,8 +33,9 @@ def stack_lanes(objects: list):
     """One object of the same dataclass with the lanes side by side: every array field
     stacked on a new leading axis, dataclass fields stacked field by field, numbers and
     switches that differ between lanes as an (L, 1) column (they broadcast against (L, A)
-    arrays and give each row the bits of its own scalar); anything else must be the same in
-    every lane."""
+    arrays and give each row the bits of its own scalar, except as an exponent: NumPy
+    computes x**2.0 as a square only for a scalar exponent, so a column exponent is applied
+    row by row); anything else must be the same in every lane."""
     first = objects[0]
     values = {}
     for f in fields(first):
@@ -47,7 +48,7 @@ def stack_lanes(objects: list):
             values[f.name] = stack_lanes(column)
         elif all(_same(value, v) for v in column[1:]):
             values[f.name] = value
-        elif isinstance(value, float | bool):
+        elif isinstance(value, int | float):  # bools too
             values[f.name] = np.array(column)[:, None]
         else:
             raise ValueError(f"cannot stack lanes: {name} differs between lanes")

@@ -129,7 +129,12 @@ class MarketMakers:
         # (σ_normal / σ_realized)^κ on the slow and the short-horizon variance, at most 1
         with np.errstate(divide="ignore"):
             ratio = self.normal_vol / np.sqrt(np.array([self.variance, self.fast_variance]))
-        slow, fast = np.minimum(ratio**self.vol_sensitivity, 1.0)
+        kappa = self.vol_sensitivity
+        if isinstance(kappa, np.ndarray):  # lanes that differ in κ: each row its own scalar
+            powered = np.stack([ratio[:, j] ** k for j, k in enumerate(kappa[:, 0].tolist())], 1)
+        else:
+            powered = ratio**kappa
+        slow, fast = np.minimum(powered, 1.0)
         latent = np.where(self.has_visible, slow, slow * room)
         latent = np.maximum(latent, self.depth_floor) * latent_retreat
         one_sided = np.maximum(np.array([-self.imbalance, self.imbalance]), 0.0)  # sell, buy
