@@ -240,6 +240,31 @@ def _orders(lane: Lane, view: MarketView, is_open: np.ndarray):
     return batches, order_asset, fillable
 
 
+def _flows(trading: list, n_lanes: int, n_assets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Units bought and sold per lane and asset by the fillable orders of the lanes that
+    trade in the round ((lane, batches, order assets, fillable) each)."""
+    buys, sells = np.zeros((n_lanes, n_assets)), np.zeros((n_lanes, n_assets))
+    for lane, batches, order_asset, fillable in trading:
+        q = np.where(fillable, np.concatenate([o.quantity for _, o in batches]), 0.0)
+        buys[lane] = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
+        sells[lane] = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
+    return buys, sells
+
+
+def _fill(trading: list, blocked: np.ndarray | None, average: np.ndarray, logs) -> None:
+    """Each trading lane's populations take their fills at the lane's average prices;
+    orders in an asset whose round a limit `blocked` do not fill (they wait)."""
+    for lane, batches, order_asset, fillable in trading:
+        if blocked is not None:
+            fillable = fillable & ~blocked[lane][order_asset]
+        end, lane_average = 0, average[lane]
+        for population, orders in batches:
+            start, end = end, end + len(orders.asset)
+            population.apply_fills(
+                orders, fillable[start:end], lane_average[orders.asset], logs[lane]
+            )
+
+
 def step(
     state: MarketState,
     params: MarketParams,
@@ -340,12 +365,7 @@ def step(
                 trading.append((lane, *found))
         if not trading:
             break
-        buys = np.zeros((n_lanes, n_assets))
-        sells = np.zeros((n_lanes, n_assets))
-        for lane, batches, order_asset, fillable in trading:
-            q = np.where(fillable, np.concatenate([o.quantity for _, o in batches]), 0.0)
-            buys[lane] = np.bincount(order_asset, np.maximum(q, 0.0), n_assets)
-            sells[lane] = np.bincount(order_asset, np.maximum(-q, 0.0), n_assets)
+        buys, sells = _flows(trading, n_lanes, n_assets)
         net = buys - sells
         if books is None:
             books = _Books.at(params, reference, depth, inputs.gap, k)
@@ -362,15 +382,7 @@ def step(
                 blocked = None
         if cross is not None:
             cross.transmit(state, before[0], is_open, free, limits)
-        for lane, batches, order_asset, fillable in trading:
-            if blocked is not None:
-                fillable = fillable & ~blocked[lane][order_asset]
-            end, lane_average = 0, average[lane]
-            for population, orders in batches:
-                start, end = end, end + len(orders.asset)
-                population.apply_fills(
-                    orders, fillable[start:end], lane_average[orders.asset], logs[lane]
-                )
+        _fill(trading, blocked, average, logs)
         makers.take(net, average)
         tape.add(buys, sells, average)
         net_total += net
