@@ -339,10 +339,11 @@ def simulate_lanes(
     axis and one `step` advances every path, so the engine's cost per round is paid once
     for the batch while each path's populations trade on their own row. Lane j is
     bit-identical to `simulate(scenario, seed, path=paths[j])`. `scenario` may also be a
-    sequence of scenarios, one per lane (as many as `paths`): variants of one scenario on
-    the same clock and assets — other channels (the coalitions of `explain`), shocks or
-    parameters. Results in lane order; each result's `wall_seconds` is the batch's wall
-    time ÷ its lanes."""
+    sequence of scenarios, one per lane (as many as `paths`): variants of one scenario —
+    other channels (the coalitions of `explain`), shocks or parameters — that share the
+    clock, the assets, the venues and which market rules exist (`_same_structure`;
+    ValueError otherwise). Results in lane order; each result's `wall_seconds` is the
+    batch's wall time ÷ its lanes."""
     started = wallclock.perf_counter()
     if isinstance(scenario, list | tuple):
         if len(scenario) != len(paths):
