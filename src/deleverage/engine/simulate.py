@@ -279,7 +279,7 @@ def _build_path(scenario: Scenario, seed: int, path: int, extra) -> _Path:
         limits=PriceLimits.build(scenario, calendar.step_starts, params.asset_settles, price0),
         cross=CrossImpact.build(scenario, params.resolved, params.permanent),
         triggers=OutageTriggers.build(scenario, calendar, params.asset_open),  # price-started
-        lane=Lane(populations, investors, EventLog()),
+        lane=Lane(populations, EventLog()),
         noise_rng=rng_stream(seed, path, "noise"),
         chol=np.linalg.cholesky(correlation_matrix(scenario)),
         df=scenario.market.correlation.student_df,

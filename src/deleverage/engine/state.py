@@ -70,6 +70,12 @@ class MarketParams:
         return self.unit_usd(self.price0)
 
     @cached_property
+    def round_limits(self) -> list[int]:
+        """Each lane's round limit, for parameters stacked on lanes (they may differ in it:
+        a prior on `market.max_rounds` makes it an (L, 1) column)."""
+        return np.broadcast_to(self.max_rounds, (len(self.price0), 1))[:, 0].tolist()
+
+    @cached_property
     def any_visible(self) -> bool:
         return bool(self.has_visible.any())
 

@@ -66,8 +66,11 @@ class Lane:
     share the market's arrays (a row each) and never each other's agents."""
 
     populations: list[Population]
-    investors: EndInvestors
     log: EventLog
+
+    @property
+    def investors(self) -> EndInvestors:
+        return self.populations[0]
 
 
 @dataclass
@@ -319,8 +322,7 @@ def step(
     active = list(range(n_lanes))  # lanes whose cascade goes on
     volume = np.zeros((n_lanes, n_assets))
     net_total = np.zeros((n_lanes, n_assets))
-    # the round limit of each lane (lanes may differ in it: a prior on `market.max_rounds`)
-    limit = np.broadcast_to(params.max_rounds, (n_lanes, 1))[:, 0].tolist()
+    limit = params.round_limits
     for r in range(max(limit) + 1):
         if r > 0 and len(active) == n_lanes:  # forced sellers react seconds later: the
             # visible book has partly refilled

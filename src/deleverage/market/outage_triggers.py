@@ -53,7 +53,8 @@ def fires(
 
 
 class OutageTriggers:
-    """The price-started outages of one path (`build`) or of L lanes (`stack`)."""
+    """The price-started outages of L lanes: one path's (`build`, L = 1) or several
+    stacked (`stack`)."""
 
     def __init__(
         self,
@@ -62,20 +63,17 @@ class OutageTriggers:
         rules: list[_Rule],
         calendars: list[Calendar],
         asset_open: np.ndarray,
-        laned: bool,
     ):
         self.venue_ids, self.assets_on, self.rules = venue_ids, assets_on, rules
         self.calendars = calendars  # one a lane
-        self.asset_open = asset_open  # (A, T) for one path, (L, A, T) for lanes
-        self.laned = laned
-        self._open = asset_open if laned else asset_open[None]  # (L, A, T), a view
+        self.asset_open = asset_open  # (L, A, T): the lanes' open masks, closed in place
 
     @classmethod
     def build(
         cls, scenario: Scenario, calendar: Calendar, asset_open: np.ndarray
     ) -> OutageTriggers | None:
-        """None when no venue has a triggered outage (nothing to check). The triggers close
-        venues in `calendar` and assets in `asset_open` ((A, T)), in place."""
+        """None when no venue has a triggered outage (nothing to check). One lane: the
+        triggers close venues in `calendar` and assets in `asset_open` ((A, T)), in place."""
         if not any(v.triggered_outages for v in scenario.venues):
             return None
         step = scenario.clock.step
@@ -99,7 +97,7 @@ class OutageTriggers:
             for v in scenario.venues
         ]
         venue_ids = [v.id for v in scenario.venues]
-        return cls(venue_ids, assets_on, rules, [calendar], asset_open, laned=False)
+        return cls(venue_ids, assets_on, rules, [calendar], asset_open[None])
 
     @classmethod
     def stack(cls, triggers: list[OutageTriggers], asset_open: np.ndarray) -> OutageTriggers:
@@ -122,21 +120,17 @@ class OutageTriggers:
         venue_ids = same_in_every_lane([t.venue_ids for t in triggers], "venue_ids")
         for v in range(len(venue_ids)):
             same_in_every_lane([t.assets_on[v] for t in triggers], f"assets_on[{v}]")
-        shape = same_in_every_lane([t.asset_open.shape for t in triggers], "asset_open.shape")
+        shape = same_in_every_lane([t.asset_open.shape[1:] for t in triggers], "asset_open.shape")
         if asset_open.shape != (len(triggers), *shape):
             raise ValueError(f"cannot stack lanes: asset_open has shape {asset_open.shape}, "
                              f"expected {(len(triggers), *shape)}")  # fmt: skip
         calendars = [t.calendars[0] for t in triggers]
-        return cls(list(venue_ids), triggers[0].assets_on, rules, calendars, asset_open, True)
+        return cls(list(venue_ids), triggers[0].assets_on, rules, calendars, asset_open)
 
-    def check(
-        self, k: int, step_start_prices: np.ndarray
-    ) -> tuple[str, ...] | list[tuple[str, ...]]:
-        """Venues whose triggered outage starts at step k, given the prices at the start of
-        steps 0..k (rows; (k + 1, A), or (k + 1, L, A) for lanes); closes them in the
-        calendar and the assets' open mask. One path: a tuple of venue ids; lanes: a list
-        of L such tuples."""
-        prices = step_start_prices if self.laned else step_start_prices[:, None]
+    def check(self, k: int, prices: np.ndarray) -> list[tuple[str, ...]]:
+        """Venues whose triggered outage starts at step k in each lane, given the prices at
+        the start of steps 0..k ((k + 1, L, A)); closes them in the lane's calendar and
+        open mask. A tuple of venue ids a lane."""
         started: list[list[str]] = [[] for _ in range(prices.shape[1])]
         for rule in self.rules:
             live = (rule.free_from >= 0) & (k >= rule.free_from)
@@ -154,7 +148,7 @@ class OutageTriggers:
                 calendar = self.calendars[lane]
                 calendar.open[rule.venue, k:end] = False
                 calendar.outage[rule.venue, k:end] = True
-                self._open[lane, self.assets_on[rule.venue], k:end] = False
+                self.asset_open[lane, self.assets_on[rule.venue], k:end] = False
                 rule.free_from[lane] = end if rule.repeat else -1
                 started[lane].append(self.venue_ids[rule.venue])
-        return [tuple(venues) for venues in started] if self.laned else tuple(started[0])
+        return [tuple(venues) for venues in started]
