@@ -23,6 +23,7 @@ from deleverage.market.limits import PriceLimits
 from deleverage.market.makers import MarketMakers
 from deleverage.market.outage_triggers import OutageTriggers
 from deleverage.populations import REGISTRY, BuildContext, EndInvestors, Population
+from deleverage.populations.lanes import stack_populations
 from deleverage.results.events import EventLog
 from deleverage.results.result import SimulationResult
 from deleverage.results.targets import snapshot_open_interest
@@ -368,6 +369,7 @@ def simulate_lanes(
     state = stack_lanes([b.state for b in built])
     makers = state.makers
     lanes = [b.lane for b in built]
+    slots = stack_populations([lane.populations for lane in lanes])
     limits = _stacked(PriceLimits, [b.limits for b in built])
     cross = _stacked(CrossImpact, [b.cross for b in built])
     triggers = _stacked(OutageTriggers, [b.triggers for b in built], params.asset_open)
@@ -431,7 +433,7 @@ def simulate_lanes(
             outages=outages,
             driven=bool(driven[k]),
         )
-        record = step(state, params, inputs, lanes, tape, limits, cross)
+        record = step(state, params, inputs, lanes, tape, limits, cross, slots)
         if snapshot[k]:
             for lane, lane_price in zip(lanes, record.values["price"], strict=True):
                 snapshot_open_interest(lane.populations, lane_price, lane.log)

@@ -226,13 +226,27 @@ def _announce(state: MarketState, inputs: StepInputs, index: dict[str, int], lan
             log.add("outage", venue=venue)
 
 
-def _orders(lane: Lane, view: MarketView, is_open: np.ndarray):
-    """Mark one lane's populations to `view` and collect their orders: the batches
-    [(population, orders)] and the fillable mask over their concatenation, or None when the
-    lane has nothing that can trade (its cascade is over for this step)."""
-    log = lane.log
-    for population in lane.populations:
-        population.mark(view, log)
+def _mark(
+    lanes: list[Lane], slots: list, active: list[int], views: list[MarketView], laned: MarketView
+) -> None:
+    """Mark the populations of the `active` lanes: slot by slot, a stacked slot once for
+    all of them (`laned`: the round's arrays at their rows), any other lane by lane
+    (`views`: one per active lane). Within a lane, populations mark in their order."""
+    rows = None
+    for i, slot in enumerate(slots):
+        if slot is None:
+            for lane, view in zip(active, views, strict=True):
+                lanes[lane].populations[i].mark(view, lanes[lane].log)
+            continue
+        if rows is None:
+            rows = np.array(active)
+        slot.mark_lanes(laned, rows, [lanes[lane].log for lane in active])
+
+
+def _orders(lane: Lane, is_open: np.ndarray):
+    """One lane's orders after its mark: the batches [(population, orders)] and the fillable
+    mask over their concatenation, or None when the lane has nothing that can trade (its
+    cascade is over for this step)."""
     batches = [(p, o) for p in lane.populations if len((o := p.orders()).asset)]
     if not batches:
         return None
@@ -276,6 +290,7 @@ def step(
     tape: TradeTape,
     limits: PriceLimits | None = None,
     cross: CrossImpact | None = None,
+    slots: list | None = None,
 ) -> StepRecord:
     """Advance the market of every lane by one step; each lane's populations trade in its
     own intra-step cascade. Arrays are (L, A): lane ℓ's row evolves exactly as the path
@@ -285,9 +300,13 @@ def step(
     `market.circuit_breakers`; `market.limits`), halted assets are closed, prices stay
     inside their limit bands and circuit breakers are checked after every move. With
     `cross` (`market.cross_impact`), each round's flow in one asset moves the linked
-    assets."""
+    assets. `slots` (`populations.lanes.stack_populations`): the population slots marked
+    once for every lane (None: each lane's populations one by one)."""
     k = inputs.k
     n_lanes, n_assets = state.log_reference.shape
+    if slots is None:
+        slots = [None] * len(lanes[0].populations)
+    per_lane = any(slot is None for slot in slots)  # some slot needs one view per lane
     logs = [lane.log for lane in lanes]
     for log in logs:
         log.step, log.round = k, 0
@@ -344,20 +363,24 @@ def step(
         trading = []  # (lane, batches, order assets, fillable) of the lanes that trade now
         for lane in active:
             logs[lane].round = r
-            view = MarketView(
-                k,
-                inputs.time,
-                params.step_hours,
-                price[lane],
-                is_open[lane],
-                settles[lane],
-                state.initial_margin_pct[lane],
-                state.maintenance_margin_pct[lane],
-                implied[lane],
-                unit_usd[lane],
-                None if mark is None else mark[lane],
-            )
-            found = _orders(lanes[lane], view, is_open[lane])
+        rows = slice(None) if len(active) == n_lanes else active  # the active lanes' rows
+        laned = MarketView(
+            k,
+            inputs.time,
+            params.step_hours,
+            price[rows],
+            is_open[rows],
+            settles[rows],
+            state.initial_margin_pct[rows],
+            state.maintenance_margin_pct[rows],
+            implied[rows],
+            unit_usd[rows],
+            None if mark is None else mark[rows],
+        )
+        views = [laned.row(n) for n in range(len(active))] if per_lane else []
+        _mark(lanes, slots, active, views, laned)
+        for lane in active:
+            found = _orders(lanes[lane], is_open[lane])
             if found is None:
                 rounds[lane] = r
             elif r == limit[lane]:

@@ -40,7 +40,8 @@ _NO_ORDERS = Orders(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=
 @dataclass(frozen=True)
 class MarketView:
     """What a population may see during a round: prices now, which assets trade, and the
-    venue state that margin rules need. Arrays are indexed by asset."""
+    venue state that margin rules need. Arrays are indexed by asset: (A,), or (lanes, A)
+    for a population slot marked once for several lanes (`populations.lanes`)."""
 
     step: int
     time: pd.Timestamp  # UTC start of the step
@@ -53,6 +54,22 @@ class MarketView:
     yield_pct: np.ndarray  # (A,) bond yields in % p.a. (NaN for non-bonds)
     unit_usd: np.ndarray  # (A,) USD value of one unit: price × FX rate, or 1 for a USD/xxx pair
     mark_price: np.ndarray | None = None  # (A,) exchanges' mark price; None: the price
+
+    def row(self, n: int) -> MarketView:
+        """Row n of a view whose arrays are (lanes, A): that lane's own view."""
+        return MarketView(
+            self.step,
+            self.time,
+            self.step_hours,
+            self.price[n],
+            self.is_open[n],
+            self.settlement[n],
+            self.initial_margin_pct[n],
+            self.maintenance_margin_pct[n],
+            self.yield_pct[n],
+            self.unit_usd[n],
+            None if self.mark_price is None else self.mark_price[n],
+        )
 
     @property
     def mark(self) -> np.ndarray:

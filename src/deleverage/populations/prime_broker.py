@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
+from deleverage.populations.lanes import lanes_of, same_shapes, stack_rows
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -74,13 +75,27 @@ class PrimeBrokerPopulation(FundBookPopulation):
         self.defaulted = np.zeros(spec.funds, dtype=bool)
         self.settled = np.zeros(spec.funds, dtype=bool)  # defaulted, book sold, debt logged
         self._no_equity = np.full(spec.funds, np.inf)  # the leverage where equity is gone
+        self._call_bar, self._default_bar = np.zeros(spec.funds), np.zeros(spec.funds)
         self._update_defaults(self.defaulted)
+
+    @classmethod
+    def stack(cls, populations: list[PrimeBrokerPopulation]) -> PrimeBrokerLanes | None:
+        """The lanes' funds as one slot (`populations.lanes`), or None if their books differ
+        in size or assets."""
+        first = populations[0]
+        if not same_shapes(populations, ("peak", "defaulted")) or not same_shapes(
+            [p.book for p in populations], ("units", "cash")
+        ):
+            return None
+        if any(not np.array_equal(p.book.columns, first.book.columns) for p in populations):
+            return None
+        return PrimeBrokerLanes(populations)
 
     def _update_defaults(self, default: np.ndarray) -> None:
         """Record defaults; defaulted funds drop out of the screen."""
-        self.defaulted |= default
-        self._call_bar = np.where(self.defaulted, np.inf, 0.0)
-        self._default_bar = np.where(self.defaulted, np.inf, self.spec.default_leverage)
+        self.defaulted |= default  # in place: a lane's arrays may be rows of a slot's
+        self._call_bar[:] = np.where(self.defaulted, np.inf, 0.0)
+        self._default_bar[:] = np.where(self.defaulted, np.inf, self.spec.default_leverage)
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
@@ -136,8 +151,12 @@ class PrimeBrokerPopulation(FundBookPopulation):
         if not self.enabled:
             return
         price = view.price[self.book.columns]
-        self.peak = np.maximum(self.peak, price)
-        haircut, equity, requirement, leverage = self.margin_state(view, price)
+        np.maximum(self.peak, price, out=self.peak)
+        self._act(self.margin_state(view, price), price, log)
+
+    def _act(self, state: MarginState, price: np.ndarray, log: EventLog) -> None:
+        """Call, default and sell on this round's margin state (`price`: the book's columns)."""
+        haircut, equity, requirement, leverage = state
         # a cheap screen first: is any live fund in call or past its default leverage?
         called = (requirement - equity > self._call_bar).any()
         if not (called or (leverage > self._default_bar).any()):
@@ -174,3 +193,53 @@ class PrimeBrokerPopulation(FundBookPopulation):
                 detail=f"leverage above {self.spec.default_leverage} or no equity: "
                 "the broker liquidates the book",
             )
+
+
+class PrimeBrokerLanes:
+    """The prime-broker funds of several lanes as one slot (`populations.lanes`): the margin
+    state of every active lane in one pass, each lane's own `_act` where its screen finds a
+    call or a default. Arrays (L, F, K); each lane's population works on its row."""
+
+    def __init__(self, populations: list[PrimeBrokerPopulation]):
+        self.lanes = populations
+        first = populations[0]
+        self.columns = first.book.columns
+        self.quote_matrix = first.book._quote_matrix
+        self.enabled = np.array([p.enabled for p in populations])
+        own = stack_rows(populations, ("peak", "_call_bar", "_default_bar"))
+        self.peak, self.call_bar, self.default_bar = (
+            own[name] for name in ("peak", "_call_bar", "_default_bar")
+        )
+        book = stack_rows([p.book for p in populations], ("units", "cash", "pending"))
+        self.units, self.cash, self.pending = book["units"], book["cash"], book["pending"]
+        self.base_haircut = np.stack([p.base_haircut for p in populations])
+        self.sensitivity = np.array([[p.spec.haircut_sensitivity] for p in populations])
+
+    def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
+        view, rows, logs = lanes_of(view, rows, logs, self.enabled[rows])
+        if not len(rows):
+            return
+        price = view.price[:, self.columns]
+        peak = np.maximum(self.peak[rows], price)
+        self.peak[rows] = peak
+        units, cash = self.units[rows], self.cash[rows]
+        open_ = np.array([self.lanes[j].book._open for j in rows])
+        if open_.any():  # pending orders filled at these prices (`FundBook.projected`)
+            pending = self.pending[rows]
+            projected = cash - (pending * price[:, None, :]) @ self.quote_matrix
+            cash = np.where(open_[:, None, None], projected, cash)
+            units = np.where(open_[:, None, None], units + pending, units)
+        drawdown = 1.0 - price / peak
+        broker = self.base_haircut[rows] * (1.0 + self.sensitivity[rows] * drawdown)
+        exchange = view.maintenance_margin_pct[:, self.columns] / 100.0
+        haircut = np.minimum(np.fmax(broker, exchange), 1.0)
+        held = (units @ price[:, :, None])[..., 0]
+        equity = held + cash[..., 0]
+        assets = held + np.maximum(cash[..., 0], 0.0)
+        leverage = np.divide(assets, equity, out=np.full_like(equity, np.inf), where=equity > 0.0)
+        requirement = (units @ (price * haircut)[:, :, None])[..., 0]
+        called = (requirement - equity > self.call_bar[rows]).any(axis=1)
+        called |= (leverage > self.default_bar[rows]).any(axis=1)
+        for n in np.flatnonzero(called):
+            state = MarginState(haircut[n], equity[n], requirement[n], leverage[n])
+            self.lanes[rows[n]]._act(state, price[n], logs[n])

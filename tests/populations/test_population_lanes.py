@@ -1,0 +1,139 @@
+"""Population slots (issue 9, `populations.lanes`): a type's stacked slot marks several
+lanes at once, and each lane must get exactly what its own `mark` gives it alone — orders,
+events and state to the last bit — whichever lanes are active in a round."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deleverage import load_scenario
+from deleverage.engine.simulate import initial_prices, rng_stream
+from deleverage.populations import REGISTRY, BuildContext, MarketView
+from deleverage.populations.lanes import stack_populations
+from deleverage.results.events import EventLog
+from deleverage.scenario.loader import sample_uncertain
+
+SLOTS = ("multi-asset-pb-funds",)
+LANES = 4
+
+
+@pytest.fixture(scope="module")
+def feb_2026():
+    return load_scenario(
+        "feb-2026",
+        sets=["populations.btc-perps.accounts=2", "populations.eth-perps.accounts=2"],
+    )
+
+
+def _build(scenario, name: str, seed: int, path: int, enabled: bool = True):
+    """Population `name` of path `path`, as `simulate` builds it (its own draws)."""
+    scenario = sample_uncertain(scenario, rng_stream(seed, path, "uncertain"))
+    spec = next(p for p in scenario.populations if p.name == name)
+    builder, _ = REGISTRY[spec.type]
+    ctx = BuildContext(
+        scenario,
+        scenario.asset_index(),
+        initial_prices(scenario),
+        rng_stream(seed, path, f"population:{name}"),
+        enabled,
+        0.25,
+    )
+    return builder(spec, ctx)
+
+
+def _views(scenario, rng: np.random.Generator, rounds: int):
+    """Random rounds for LANES lanes: prices walking from the start with crashes of up to
+    −30% in some lanes, venues mostly open, exchange margins in some assets."""
+    price0 = initial_prices(scenario)
+    n_assets = len(price0)
+    log_move = np.zeros((LANES, n_assets))
+    step = 0
+    time = pd.Timestamp(scenario.clock.start)
+    for _ in range(rounds):
+        if rng.random() < 0.4:
+            step += 1
+        crash = rng.random((LANES, 1)) < 0.15
+        log_move += rng.normal(0.0, 0.01, (LANES, n_assets)) + crash * np.log(
+            rng.uniform(0.7, 1.0, (LANES, n_assets))
+        )
+        price = price0 * np.exp(log_move)
+        margin = np.where(rng.random((LANES, n_assets)) < 0.5, rng.uniform(5, 30), np.nan)
+        view = MarketView(
+            step,
+            time + pd.Timedelta(minutes=15 * step),
+            0.25,
+            price,
+            rng.random((LANES, n_assets)) < 0.9,
+            rng.random((LANES, n_assets)) < 0.05,
+            margin * 1.1,
+            margin,
+            np.full((LANES, n_assets), 4.0),
+            price,
+            None,
+        )
+        active = np.flatnonzero(rng.random(LANES) < 0.7)
+        yield view, active
+
+
+def _same_orders(a, b) -> None:
+    np.testing.assert_array_equal(a.asset, b.asset)
+    np.testing.assert_array_equal(a.quantity, b.quantity)
+    np.testing.assert_array_equal(a.owner, b.owner)
+
+
+@pytest.mark.parametrize("name", SLOTS)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31), enabled=st.lists(st.booleans(), min_size=LANES, max_size=4))
+def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, enabled):
+    laned = [_build(feb_2026, name, 0, path, on) for path, on in enumerate(enabled)]
+    alone = [_build(feb_2026, name, 0, path, on) for path, on in enumerate(enabled)]
+    (slot,) = stack_populations([[p] for p in laned])
+    assert slot is not None  # the type stacks
+    logs_laned, logs_alone = [EventLog() for _ in laned], [EventLog() for _ in alone]
+    rng = np.random.default_rng(seed)
+    for view, active in _views(feb_2026, rng, 60):
+        if not len(active):
+            continue
+        for log in logs_laned + logs_alone:
+            log.step = view.step
+        sub = MarketView(
+            view.step,
+            view.time,
+            view.step_hours,
+            *(None if x is None else x[active] for x in (
+                view.price, view.is_open, view.settlement, view.initial_margin_pct,
+                view.maintenance_margin_pct, view.yield_pct, view.unit_usd, view.mark_price,
+            )),
+        )  # fmt: skip
+        slot.mark_lanes(sub, active, [logs_laned[j] for j in active])
+        for j in active:
+            alone[j].mark(view.row(j), logs_alone[j])
+        for j in active:
+            orders = alone[j].orders()
+            _same_orders(laned[j].orders(), orders)
+            if len(orders.asset):  # fill a random part at the lane's prices
+                filled = rng.random(len(orders.asset)) < 0.8
+                price = view.price[j][orders.asset]
+                alone[j].apply_fills(orders, filled, price, logs_alone[j])
+                laned[j].apply_fills(laned[j].orders(), filled, price, logs_laned[j])
+    n_assets = len(feb_2026.assets)
+    price = initial_prices(feb_2026)
+    for a, b, log_a, log_b in zip(laned, alone, logs_laned, logs_alone, strict=True):
+        pd.testing.assert_frame_equal(log_a.frame(), log_b.frame())
+        np.testing.assert_array_equal(a.holdings(n_assets), b.holdings(n_assets))
+        assert a.cash_by_currency() == b.cash_by_currency()
+        np.testing.assert_array_equal(a.gross_leverage(price), b.gross_leverage(price))
+    acted = sum(len(log.rows) for log in logs_alone)
+    assert acted or not any(enabled)  # the walk reaches the funds' calls and defaults
+
+
+def test_lanes_that_differ_are_marked_one_by_one(feb_2026):
+    pb = [_build(feb_2026, "multi-asset-pb-funds", 0, path) for path in range(2)]
+    single = stack_populations([[pb[0]]])
+    assert single == [None]  # one lane: its own mark, nothing to share
+    carry = _build(feb_2026, "yen-carry-funds", 0, 0)
+    assert stack_populations([[pb[0]], [carry]]) == [None]  # different types
