@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
+from deleverage.populations.lanes import same_shapes, stack_rows
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -127,7 +128,20 @@ class CarryFundsPopulation(FundBookPopulation):
             rate_at(spec.funding_rate, starts).tolist(),
         )
         self._ratio_key, self._ratio = None, np.nan  # carry ÷ vol of a step (no rate_asset)
+        self._sell_above = np.zeros(n)
         self._update_flags(self.defaulted, self.unwound)
+
+    @classmethod
+    def stack(cls, populations: list[CarryFundsPopulation]) -> CarryLanes | None:
+        """The lanes' funds as one slot (`populations.lanes`), or None if their books differ
+        in size or assets."""
+        first = populations[0]
+        books = [p.book for p in populations]
+        if not same_shapes(populations, ("defaulted",)) or not same_shapes(books, ("units",)):
+            return None
+        if any(not np.array_equal(b.columns, first.book.columns) for b in books):
+            return None
+        return CarryLanes(populations)
 
     def balance_sheet(self, price: np.ndarray) -> BalanceSheet:
         """Per fund, USD, on the projected book: pending orders filled at `price` (the
@@ -169,9 +183,9 @@ class CarryFundsPopulation(FundBookPopulation):
 
     def _update_flags(self, default: np.ndarray, unwind: np.ndarray) -> None:
         """Record defaults and unwinds, and the screen they imply for later rounds."""
-        self.defaulted |= default
+        self.defaulted |= default  # in place: a lane's arrays may be rows of a slot's
         self.unwound |= unwind
-        self._sell_above = np.where(self.defaulted, np.inf, self.spec.buffer_leverage)
+        self._sell_above[:] = np.where(self.defaulted, np.inf, self.spec.buffer_leverage)
         waiting = self.threshold[~self.defaulted & ~self.unwound]
         self._unwind_below = float(waiting.max(initial=-np.inf))
 
@@ -219,17 +233,24 @@ class CarryFundsPopulation(FundBookPopulation):
     def mark(self, view: MarketView, log: EventLog) -> None:
         if not self.enabled:
             return
+        ratio = self._ratio_at(view)
+        sheet = self.balance_sheet(view.price)
+        self.leverage = sheet.leverage
+        self._act(view, sheet, ratio, log)
+
+    def _ratio_at(self, view: MarketView) -> float:
+        """Observe the pair (once a step) and return this round's carry ÷ volatility."""
         self._observe_fx(view)
-        spec = self.spec
         if self.rate_column is not None:  # the linked yield moves with every round's price
-            ratio = self.carry_to_vol(view)
-        elif self._ratio_key != (view.step, view.time):  # else it is the step's
+            return self.carry_to_vol(view)
+        if self._ratio_key != (view.step, view.time):  # else it is the step's
             self._ratio_key, self._ratio = (view.step, view.time), self.carry_to_vol(view)
-            ratio = self._ratio
-        else:
-            ratio = self._ratio
-        held, dollars, loan, assets, equity, leverage = self.balance_sheet(view.price)
-        self.leverage = leverage
+        return self._ratio
+
+    def _act(self, view: MarketView, sheet: BalanceSheet, ratio: float, log: EventLog) -> None:
+        """Default, deleverage or unwind on this round's balance sheet and carry ÷ vol."""
+        spec = self.spec
+        held, dollars, loan, assets, equity, leverage = sheet
         # a cheap screen first: does any live fund breach its buffer or want out?
         if not ((leverage > self._sell_above).any() or ratio < self._unwind_below):
             return
@@ -332,3 +353,54 @@ class CarryFundsPopulation(FundBookPopulation):
             price=fx_price,
             detail=f"{total * fx_price:.0f} JPY repaid via {how}",
         )
+
+
+class CarryLanes:
+    """The carry funds of several lanes as one slot (`populations.lanes`): every active
+    lane's balance sheet in one pass (arrays (L, F, K)), each lane's carry ÷ volatility
+    and its own `_act` where its screen finds a breach or an unwind."""
+
+    def __init__(self, populations: list[CarryFundsPopulation]):
+        self.lanes = populations
+        first = populations[0]
+        self.columns, self.fx = first.book.columns, first.fx
+        self.quote_matrix = first.book._quote_matrix
+        self.enabled = np.array([p.enabled for p in populations])
+        book = stack_rows([p.book for p in populations], ("units", "cash", "pending"))
+        self.units, self.cash, self.pending = book["units"], book["cash"], book["pending"]
+        own = stack_rows(populations, ("desk_usd", "desk_yen", "_sell_above"))
+        self.desk_usd, self.desk_yen, self.sell_above = (
+            own[name] for name in ("desk_usd", "desk_yen", "_sell_above")
+        )
+
+    def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
+        lanes, fx = self.lanes, self.fx
+        # `BalanceSheet` of every lane at once (`CarryFundsPopulation.balance_sheet`)
+        p = view.price[:, self.columns]
+        units, cash = self.units[rows], self.cash[rows]
+        open_ = np.array([lanes[j].book._open for j in rows])
+        if open_.any():  # pending orders filled at these prices (`FundBook.projected`)
+            pending = self.pending[rows]
+            projected = cash - (pending * p[:, None, :]) @ self.quote_matrix
+            cash = np.where(open_[:, None, None], projected, cash)
+            units = np.where(open_[:, None, None], units + pending, units)
+        held = (units[..., :fx] @ p[:, :fx, None])[..., 0]
+        dollars = cash[..., USD] + units[..., fx] - self.desk_usd[rows]
+        idle = np.maximum(dollars, 0.0)
+        yen_usd = (cash[..., JPY] + self.desk_yen[rows]) / p[:, fx, None]
+        equity = held + dollars + yen_usd
+        assets = held + idle + np.maximum(yen_usd, 0.0)
+        leverage = np.divide(assets, equity, out=np.full_like(equity, np.inf), where=equity > 0.0)
+        loan = np.maximum(-yen_usd, 0.0)
+        breach = (leverage > self.sell_above[rows]).any(axis=1)
+        for n, j in enumerate(rows):
+            lane = lanes[j]
+            if not lane.enabled:
+                continue
+            row = view.row(n)
+            ratio = lane._ratio_at(row)
+            sheet = BalanceSheet(held[n], dollars[n], loan[n], assets[n], equity[n], leverage[n])
+            lane._sheet_key = (lane.book.version, lane._desk_trades, p[n].tobytes())
+            lane._sheet, lane.leverage = sheet, sheet.leverage  # as `balance_sheet` keeps it
+            if breach[n] or ratio < lane._unwind_below:
+                lane._act(row, sheet, ratio, logs[n])
