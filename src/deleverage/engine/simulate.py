@@ -390,8 +390,8 @@ def simulate_lanes(
     round_limit_hits = np.zeros(n_lanes, dtype=np.int64)
     funds = [[p for p in lane.populations if hasattr(p, "gross_leverage")] for lane in lanes]
     leverage = [np.full((n_steps + 1, len(f)), np.nan) for f in funds]
-    for lane_funds, lane_leverage, lane_price0 in zip(funds, leverage, price0, strict=True):
-        lane_leverage[0] = [p.gross_leverage(lane_price0) for p in lane_funds]
+    record_leverage = _leverage_recorder(lanes, slots, funds, leverage)
+    record_leverage(0, price0)
 
     invariants = (
         [Invariants(b.params, makers, j, b.lane.populations) for j, b in enumerate(built)]
@@ -441,11 +441,7 @@ def simulate_lanes(
         round_limit_hits += record.round_limit_hit
         for name, values in record.values.items():
             rec[name][k + 1] = values
-        for lane_funds, lane_leverage, lane_price in zip(
-            funds, leverage, record.values["price"], strict=True
-        ):
-            if lane_funds:
-                lane_leverage[k + 1] = [p.gross_leverage(lane_price) for p in lane_funds]
+        record_leverage(k + 1, record.values["price"])
         for check in invariants:
             check.check(tape)
         if progress is not None and (k % 256 == 0 or k == n_steps - 1):
@@ -483,6 +479,38 @@ def simulate_lanes(
             )
         )
     return results
+
+
+def _leverage_recorder(lanes: list[Lane], slots: list, funds: list, leverage: list):
+    """record(row, price (L, A)): each fund population's gross leverage into its lane's
+    `leverage[lane][row]`, a stacked slot's for every lane at once where it can
+    (`gross_leverage_lanes`), the others lane by lane."""
+    shared = []  # (slot, the population's column in each lane's record)
+    for i, slot in enumerate(slots):
+        if slot is not None and hasattr(slot, "gross_leverage_lanes"):
+            columns = [
+                lane_funds.index(lane.populations[i])
+                for lane, lane_funds in zip(lanes, funds, strict=True)
+            ]
+            shared.append((slot, columns))
+    taken = [{columns[j] for _, columns in shared} for j in range(len(lanes))]
+    single = [  # (lane, column, population) valued lane by lane
+        (j, column, p)
+        for j, lane_funds in enumerate(funds)
+        for column, p in enumerate(lane_funds)
+        if column not in taken[j]
+    ]
+
+    def record(row: int, price: np.ndarray) -> None:
+        for slot, columns in shared:
+            for lane_leverage, column, value in zip(
+                leverage, columns, slot.gross_leverage_lanes(price), strict=True
+            ):
+                lane_leverage[row, column] = value
+        for j, column, p in single:
+            leverage[j][row, column] = p.gross_leverage(price[j])
+
+    return record
 
 
 def _same_structure(scenarios: list[Scenario]) -> None:

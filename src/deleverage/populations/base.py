@@ -152,3 +152,16 @@ def pooled_leverage(
     counted = equity_usd > 0.0 if live is None else live & (equity_usd > 0.0)
     equity = equity_usd @ counted
     return float(gross_usd @ counted / equity) if equity > 0.0 else float("nan")
+
+
+def pooled_leverage_lanes(
+    gross_usd: np.ndarray, equity_usd: np.ndarray, live: np.ndarray | None = None
+) -> np.ndarray:
+    """`pooled_leverage` of every lane at once: arrays (L, F), one leverage a lane (L,),
+    each the bits of its lane's own (the sums are one dot product a lane)."""
+    counted = equity_usd > 0.0 if live is None else live & (equity_usd > 0.0)
+    counted = counted[:, :, None].astype(float)
+    equity = (equity_usd[:, None, :] @ counted)[:, 0, 0]
+    gross = (gross_usd[:, None, :] @ counted)[:, 0, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(equity > 0.0, gross / equity, np.nan)

@@ -24,7 +24,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
+from deleverage.populations.base import (
+    BuildContext,
+    MarketView,
+    Orders,
+    pooled_leverage,
+    pooled_leverage_lanes,
+)
 from deleverage.populations.lanes import lanes_of, same_shapes, stack_rows
 from deleverage.populations.pecking import (
     TIER_RANK,
@@ -215,6 +221,26 @@ class PrimeBrokerLanes:
         self.base_haircut = np.stack([p.base_haircut for p in populations])
         self.sensitivity = np.array([[p.spec.haircut_sensitivity] for p in populations])
 
+    def gross_leverage_lanes(self, price: np.ndarray) -> np.ndarray:
+        """Every lane's `gross_leverage` at its row of `price` (L, A)."""
+        p = price[:, self.columns]
+        units, cash = self._projected(np.arange(len(self.lanes)), p)
+        gross = (np.abs(units) @ p[:, :, None])[..., 0]
+        equity = (units @ p[:, :, None])[..., 0] + cash[..., 0]
+        live = ~np.stack([lane.defaulted for lane in self.lanes])
+        return pooled_leverage_lanes(gross, equity, live)
+
+    def _projected(self, rows: np.ndarray, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`FundBook.projected` of lanes `rows` at their prices (rows, K)."""
+        units, cash = self.units[rows], self.cash[rows]
+        open_ = np.array([self.lanes[j].book._open for j in rows])
+        if open_.any():  # pending orders filled at these prices
+            pending = self.pending[rows]
+            projected = cash - (pending * price[:, None, :]) @ self.quote_matrix
+            cash = np.where(open_[:, None, None], projected, cash)
+            units = np.where(open_[:, None, None], units + pending, units)
+        return units, cash
+
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
         view, rows, logs = lanes_of(view, rows, logs, self.enabled[rows])
         if not len(rows):
@@ -222,13 +248,7 @@ class PrimeBrokerLanes:
         price = view.price[:, self.columns]
         peak = np.maximum(self.peak[rows], price)
         self.peak[rows] = peak
-        units, cash = self.units[rows], self.cash[rows]
-        open_ = np.array([self.lanes[j].book._open for j in rows])
-        if open_.any():  # pending orders filled at these prices (`FundBook.projected`)
-            pending = self.pending[rows]
-            projected = cash - (pending * price[:, None, :]) @ self.quote_matrix
-            cash = np.where(open_[:, None, None], projected, cash)
-            units = np.where(open_[:, None, None], units + pending, units)
+        units, cash = self._projected(rows, price)
         drawdown = 1.0 - price / peak
         broker = self.base_haircut[rows] * (1.0 + self.sensitivity[rows] * drawdown)
         exchange = view.maintenance_margin_pct[:, self.columns] / 100.0
