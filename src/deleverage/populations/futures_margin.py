@@ -49,6 +49,8 @@ import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_window, extremes_since
+from deleverage.populations.futures_kernels import call_prices
+from deleverage.populations.futures_kernels import crossed as crossed_accounts
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import FuturesBook
 
@@ -112,6 +114,7 @@ class FuturesPopulation:
         self.initial_multiplier = spec.initial_margin_multiplier
         self.usd_schedule = usd_schedule(ctx.scenario, spec.asset)
         self._usd_entry = -1  # the USD schedule's entry last in force
+        self._schedule_time, self._schedule_entry = None, -1  # the entry at that time
         price, rng, n = ctx.price0[self.asset], ctx.rng, spec.accounts
         if asset.initial_margin_usd is not None:
             start_initial, start_maintenance = self.usd_schedule[0][1]
@@ -224,10 +227,12 @@ class FuturesPopulation:
         multiplier applied: USD per contract while the USD schedule says so (a change in
         USD takes effect, like the engine's, at the first step starting at or after it),
         else the engine's % of notional."""
-        entry = -1
-        for j, (when, _) in enumerate(self.usd_schedule):
-            if when <= view.time:
-                entry = j
+        if view.time is not self._schedule_time:  # the entry in force, once a step
+            self._schedule_time, self._schedule_entry = view.time, -1
+            for j, (when, _) in enumerate(self.usd_schedule):
+                if when <= view.time:
+                    self._schedule_entry = j
+        entry = self._schedule_entry
         if entry >= 0 and self.usd_schedule[entry][1] is not None:
             initial, maintenance = self.usd_schedule[entry][1]
             if entry != self._usd_entry and log is not None:
@@ -292,31 +297,29 @@ class FuturesPopulation:
         """Recompute the call prices of `accounts` (a slice or indices), then the extremes.
         `fresh`: the accounts are new slots (no call price before), so the extremes are
         those of the book and of theirs."""
-        position, cash = self.position[accounts], self.cash_usd[accounts]
-        active = (position != 0.0) & (self.pending[accounts] == 0.0)
-        # equity − maintenance = cash − usd·|position| + price · (position − pct·|position|)
-        slope = position - self._maintenance.pct / 100.0 * np.abs(position)
-        level = cash - self._maintenance.usd_per_unit * np.abs(position)
-        flat = slope == 0.0  # no call price there (it is not read)
-        if flat.any():
-            call_price = np.divide(-level, slope, out=np.zeros_like(slope), where=~flat)
-        else:
-            call_price = -level / slope
-        underwater = np.where(level < 0.0, np.inf, -np.inf)  # longs at 100% margin
-        floor = np.where(slope > 0.0, call_price, np.where(flat, underwater, -np.inf))
-        floor = np.where(active, floor, -np.inf)
-        cap = np.where(active & (slope < 0.0), call_price, np.inf)
-        self.floor[accounts], self.cap[accounts] = floor, cap
+        if isinstance(accounts, slice):
+            accounts = np.arange(len(self.position))[accounts]
+        highest, lowest = call_prices(
+            accounts,
+            self.position,
+            self.cash_usd,
+            self.pending,
+            self._maintenance.pct / 100.0,
+            self._maintenance.usd_per_unit,
+            self.floor,
+            self.cap,
+        )
         if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins)
-            self._call_below = float(np.maximum(self._call_below, floor.max()))
-            self._call_above = float(np.minimum(self._call_above, cap.min()))
+            self._call_below = float(np.maximum(self._call_below, highest))
+            self._call_above = float(np.minimum(self._call_above, lowest))
         else:
             self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
-        tolerance = 1e-12 * price
-        floor, cap = self.floor[: self.used], self.cap[: self.used]  # free slots: never called
-        crossed = np.flatnonzero((floor > price - tolerance) | (cap < price + tolerance))
+        tolerance = 1e-12 * price  # free slots (from `used` on) are never called
+        crossed = crossed_accounts(
+            self.floor, self.cap, self.used, price - tolerance, price + tolerance
+        )
         position = self.position[crossed]
         notional = np.abs(position) * price
         equity = self.cash_usd[crossed] + position * price
