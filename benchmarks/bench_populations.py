@@ -13,6 +13,10 @@ Wraps the methods the engine calls (`mark`, `orders`, `apply_fills`, `gross_leve
 prints the path's CPU and each class's share. The wrappers cost ≈ 1 µs a call (about
 0.4 s a feb-2026 path), the same whatever the code under them: compare figures of two
 trees run by this script, not against a bare run. Prints figures, asserts nothing.
+
+`--lanes L` runs paths 0..L-1 as lanes of one batch (`simulate_lanes`) and prints per-path
+figures; a type marked as a population slot (`populations.lanes`) shows its `mark_lanes`
+(the whole slot's marks ÷ L) under the slot's class.
 """
 
 from __future__ import annotations
@@ -20,12 +24,21 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import sys
 import time
 
-from deleverage import load_scenario, simulate
+from deleverage import load_scenario, simulate_lanes
 from deleverage.populations import REGISTRY, EndInvestors, perps
 
-ENGINE_CALLS = ("mark", "orders", "apply_fills", "gross_leverage", "take_lay_off")
+ENGINE_CALLS = (
+    "mark",
+    "mark_lanes",
+    "orders",
+    "apply_fills",
+    "gross_leverage",
+    "gross_leverage_lanes",
+    "take_lay_off",
+)
 
 
 def _clocked(function, spent: collections.Counter, method: str, depth: list[int]):
@@ -56,7 +69,11 @@ def _population_classes() -> set[type]:
         for obj in vars(perps).values()
         if isinstance(obj, type) and hasattr(obj, "mark") and hasattr(obj, "apply_fills")
     }
-    return classes
+    slots = set()  # the stacked forms of the types that mark as population slots
+    for cls in classes:
+        module = sys.modules[cls.__module__]
+        slots |= {obj for obj in vars(module).values() if hasattr(obj, "mark_lanes")}
+    return classes | slots
 
 
 def main() -> None:
@@ -64,6 +81,12 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default="feb-2026")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=1,
+        help="paths run as lanes of one batch (figures are per path: the batch's ÷ lanes)",
+    )
     args = parser.parse_args()
     scenario = load_scenario(args.scenario, sets=args.sets)
     spent: collections.Counter = collections.Counter()
@@ -75,14 +98,17 @@ def main() -> None:
                 wrapped.add((owner, method))
                 setattr(owner, method, _clocked(vars(owner)[method], spent, method, depth))
     started = time.process_time()
-    simulate(scenario, seed=args.seed)
-    cpu = time.process_time() - started
+    simulate_lanes(scenario, args.seed, range(args.lanes))
+    cpu = (time.process_time() - started) / args.lanes
+    for key in spent:
+        spent[key] /= args.lanes
     by_class: collections.Counter = collections.Counter()
     for (name, _), seconds in spent.items():
         by_class[name] += seconds
     perp_cpu = sum(s for name, s in by_class.items() if "Perp" in name or "Cross" in name)
     funds = sum(by_class.values()) - perp_cpu
-    print(f"{args.scenario} seed {args.seed}: path {cpu:.2f} s CPU")
+    lanes = f", {args.lanes} lanes, per path" if args.lanes > 1 else ""
+    print(f"{args.scenario} seed {args.seed}{lanes}: path {cpu:.2f} s CPU")
     print(f"  fund populations {funds:.2f} s ({100 * funds / cpu:.0f}%), perps {perp_cpu:.2f} s")
     for name, seconds in by_class.most_common():
         timed = [method for method in ENGINE_CALLS if (name, method) in spent]

@@ -40,7 +40,7 @@ def _build(scenario, name: str, seed: int, path: int, enabled: bool = True):
         initial_prices(scenario),
         rng_stream(seed, path, f"population:{name}"),
         enabled,
-        0.25,
+        pd.Timedelta(scenario.clock.step) / pd.Timedelta(hours=1),
     )
     return builder(spec, ctx)
 
@@ -52,7 +52,7 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
     n_assets = len(price0)
     log_move = np.zeros((LANES, n_assets))
     step = 0
-    time = pd.Timestamp(scenario.clock.start)
+    start, clock_step = pd.Timestamp(scenario.clock.start), pd.Timedelta(scenario.clock.step)
     for _ in range(rounds):
         if rng.random() < 0.4:
             step += 1
@@ -64,8 +64,8 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
         margin = np.where(rng.random((LANES, n_assets)) < 0.5, rng.uniform(5, 30), np.nan)
         view = MarketView(
             step,
-            time + pd.Timedelta(minutes=15 * step),
-            0.25,
+            start + clock_step * step,  # on the clock: the populations' step tables apply
+            clock_step / pd.Timedelta(hours=1),
             price,
             rng.random((LANES, n_assets)) < 0.9,
             rng.random((LANES, n_assets)) < 0.05,
@@ -77,6 +77,23 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
         )
         active = np.flatnonzero(rng.random(LANES) < 0.7)
         yield view, active
+
+
+CACHES = ("_sheet", "_sheet_key", "_cash_key", "_cash_cache")  # kept by a lane alone only
+
+
+def _same_state(a, b) -> None:
+    """Every number and array a population holds, the same in the lane as alone."""
+    for name, value in vars(b).items():
+        if name in CACHES:
+            continue
+        mine = getattr(a, name)
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(mine, value, err_msg=name)
+        elif isinstance(value, float | int | np.floating | np.integer):
+            assert mine == value or (np.isnan(mine) and np.isnan(value)), name
+        elif hasattr(value, "units") and hasattr(value, "pending"):  # a fund book
+            _same_state(mine, value)
 
 
 def _same_orders(a, b) -> None:
@@ -118,6 +135,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
         for j in active:
             orders = alone[j].orders()
             _same_orders(laned[j].orders(), orders)
+            _same_state(laned[j], alone[j])
             if len(orders.asset):  # fill a random part at the lane's prices
                 filled = rng.random(len(orders.asset)) < 0.8
                 price = view.price[j][orders.asset]

@@ -42,8 +42,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
-from deleverage.populations.lanes import same_shapes, stack_rows
+from deleverage.populations.base import (
+    BuildContext,
+    MarketView,
+    Orders,
+    pooled_leverage,
+    pooled_leverage_lanes,
+)
+from deleverage.populations.lanes import lanes_of, same_shapes, stack_rows
 from deleverage.populations.pecking import (
     TIER_RANK,
     FundBook,
@@ -357,50 +363,102 @@ class CarryFundsPopulation(FundBookPopulation):
 
 class CarryLanes:
     """The carry funds of several lanes as one slot (`populations.lanes`): every active
-    lane's balance sheet in one pass (arrays (L, F, K)), each lane's carry ÷ volatility
-    and its own `_act` where its screen finds a breach or an unwind."""
+    lane's balance sheet and carry ÷ volatility in one pass (arrays (L, F, K)), each lane's
+    own `_act` where its screen finds a breach or an unwind."""
 
     def __init__(self, populations: list[CarryFundsPopulation]):
         self.lanes = populations
         first = populations[0]
         self.columns, self.fx = first.book.columns, first.fx
-        self.quote_matrix = first.book._quote_matrix
         self.enabled = np.array([p.enabled for p in populations])
+        self.all_enabled = bool(self.enabled.all())
         book = stack_rows([p.book for p in populations], ("units", "cash", "pending"))
         self.units, self.cash, self.pending = book["units"], book["cash"], book["pending"]
-        own = stack_rows(populations, ("desk_usd", "desk_yen", "_sell_above"))
-        self.desk_usd, self.desk_yen, self.sell_above = (
-            own[name] for name in ("desk_usd", "desk_yen", "_sell_above")
+        own = stack_rows(populations, ("desk_usd", "desk_yen", "_sell_above", "defaulted"))
+        self.desk_usd, self.desk_yen, self.sell_above, self.defaulted = (
+            own[name] for name in ("desk_usd", "desk_yen", "_sell_above", "defaulted")
         )
+        # carry ÷ vol from the step tables (`rates`), where no bond yield moves the funding
+        self.tabled = all(p.rate_column is None for p in populations)
+        self.starts = first._leg_table[0]
+        self.investment = np.array([p._leg_table[1] for p in populations])  # (L, steps)
+        self.funding = np.array([p._leg_table[2] for p in populations])
+        self.spread = np.array([p.spec.funding_spread_pct for p in populations])
+        self.decay = np.array([p.vol_decay for p in populations])
+        self.steps_per_day = np.array([p.steps_per_day for p in populations])
 
-    def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
-        lanes, fx = self.lanes, self.fx
-        # `BalanceSheet` of every lane at once (`CarryFundsPopulation.balance_sheet`)
-        p = view.price[:, self.columns]
+    def _sheets(self, rows, price: np.ndarray) -> BalanceSheet:
+        """`balance_sheet` of lanes `rows` at their `price` rows (the engine's (·, A)), on
+        their books without pending orders (a lane with orders pending values itself)."""
+        fx = self.fx
+        p = price[:, self.columns]
         units, cash = self.units[rows], self.cash[rows]
-        open_ = np.array([lanes[j].book._open for j in rows])
-        if open_.any():  # pending orders filled at these prices (`FundBook.projected`)
-            pending = self.pending[rows]
-            projected = cash - (pending * p[:, None, :]) @ self.quote_matrix
-            cash = np.where(open_[:, None, None], projected, cash)
-            units = np.where(open_[:, None, None], units + pending, units)
         held = (units[..., :fx] @ p[:, :fx, None])[..., 0]
         dollars = cash[..., USD] + units[..., fx] - self.desk_usd[rows]
-        idle = np.maximum(dollars, 0.0)
         yen_usd = (cash[..., JPY] + self.desk_yen[rows]) / p[:, fx, None]
         equity = held + dollars + yen_usd
-        assets = held + idle + np.maximum(yen_usd, 0.0)
+        assets = held + np.maximum(dollars, 0.0) + np.maximum(yen_usd, 0.0)
         leverage = np.divide(assets, equity, out=np.full_like(equity, np.inf), where=equity > 0.0)
-        loan = np.maximum(-yen_usd, 0.0)
-        breach = (leverage > self.sell_above[rows]).any(axis=1)
+        return BalanceSheet(held, dollars, np.maximum(-yen_usd, 0.0), assets, equity, leverage)
+
+    def gross_leverage_lanes(self, price: np.ndarray) -> np.ndarray:
+        """Every lane's `gross_leverage` at its row of `price` (L, A)."""
+        sheet = self._sheets(slice(None), price)
+        assets, equity = sheet.assets, sheet.equity
+        for j, lane in enumerate(self.lanes):
+            if lane.book._open:  # the projected book
+                own = lane.balance_sheet(price[j])
+                assets[j], equity[j] = own.assets, own.equity
+        return pooled_leverage_lanes(assets, equity, ~self.defaulted)
+
+    def _ratios(self, view: MarketView, rows: list[int]) -> list[float]:
+        """Each lane's carry ÷ vol this round (`_ratio_at`): a lane's first round of a step
+        observes the pair and reads the step's rates, all such lanes at once."""
+        lanes, step, time = self.lanes, view.step, view.time
+        new = [n for n, j in enumerate(rows) if lanes[j]._step != step]
+        if new and self.tabled and 0 <= step < len(self.starts) and self.starts[step] == time.value:
+            at = np.array([rows[n] for n in new])
+            column = self.columns[self.fx]
+            fx_price = view.price[new, column]
+            last = np.array([lanes[j]._last_fx for j in at.tolist()])
+            variance = np.array([lanes[j].step_variance for j in at.tolist()])
+            r = np.log(fx_price / last)
+            decay = self.decay[at]
+            updated = decay * variance + (1 - decay) * r * r
+            variance = np.where(view.is_open[new, column], updated, variance)
+            annual = np.sqrt(variance * self.steps_per_day[at] * TRADING_DAYS)
+            funding = self.funding[at, step] + self.spread[at]
+            ratio = (self.investment[at, step] - funding) / (100.0 * annual)
+            for i, j in enumerate(at.tolist()):
+                lane = lanes[j]
+                lane._step, lane._last_fx = step, float(fx_price[i])
+                lane.step_variance = float(variance[i])
+                lane._ratio_key, lane._ratio = (step, time), float(ratio[i])
+        ratios = []
         for n, j in enumerate(rows):
             lane = lanes[j]
-            if not lane.enabled:
+            key = lane._ratio_key
+            if lane.rate_column is None and key is not None and key[0] == step and key[1] is time:
+                ratios.append(lane._ratio)
+            else:
+                ratios.append(lane._ratio_at(view.row(n)))
+        return ratios
+
+    def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
+        if not self.all_enabled:
+            view, rows, logs = lanes_of(view, rows, logs, self.enabled[rows])
+            if not len(rows):
+                return
+        sheet = self._sheets(rows, view.price)
+        breach = (sheet.leverage > self.sell_above[rows]).any(axis=1)
+        rows = rows.tolist()
+        for n, (j, ratio) in enumerate(zip(rows, self._ratios(view, rows), strict=True)):
+            lane = self.lanes[j]
+            if lane.book._open:  # the projected book (pending orders filled at these prices)
+                own = lane.balance_sheet(view.price[n])
+                lane.leverage = own.leverage
+                lane._act(view.row(n), own, ratio, logs[n])
                 continue
-            row = view.row(n)
-            ratio = lane._ratio_at(row)
-            sheet = BalanceSheet(held[n], dollars[n], loan[n], assets[n], equity[n], leverage[n])
-            lane._sheet_key = (lane.book.version, lane._desk_trades, p[n].tobytes())
-            lane._sheet, lane.leverage = sheet, sheet.leverage  # as `balance_sheet` keeps it
+            lane.leverage = sheet.leverage[n]
             if breach[n] or ratio < lane._unwind_below:
-                lane._act(row, sheet, ratio, logs[n])
+                lane._act(view.row(n), BalanceSheet(*(x[n] for x in sheet)), ratio, logs[n])

@@ -212,6 +212,7 @@ class PrimeBrokerLanes:
         self.columns = first.book.columns
         self.quote_matrix = first.book._quote_matrix
         self.enabled = np.array([p.enabled for p in populations])
+        self.all_enabled = bool(self.enabled.all())
         own = stack_rows(populations, ("peak", "_call_bar", "_default_bar"))
         self.peak, self.call_bar, self.default_bar = (
             own[name] for name in ("peak", "_call_bar", "_default_bar")
@@ -233,18 +234,18 @@ class PrimeBrokerLanes:
     def _projected(self, rows: np.ndarray, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`FundBook.projected` of lanes `rows` at their prices (rows, K)."""
         units, cash = self.units[rows], self.cash[rows]
-        open_ = np.array([self.lanes[j].book._open for j in rows])
-        if open_.any():  # pending orders filled at these prices
-            pending = self.pending[rows]
-            projected = cash - (pending * price[:, None, :]) @ self.quote_matrix
-            cash = np.where(open_[:, None, None], projected, cash)
-            units = np.where(open_[:, None, None], units + pending, units)
+        open_ = [n for n, j in enumerate(rows.tolist()) if self.lanes[j].book._open]
+        if open_:  # pending orders filled at these prices
+            pending = self.pending[rows[open_]]
+            cash[open_] -= (pending * price[open_, None, :]) @ self.quote_matrix
+            units[open_] += pending
         return units, cash
 
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
-        view, rows, logs = lanes_of(view, rows, logs, self.enabled[rows])
-        if not len(rows):
-            return
+        if not self.all_enabled:
+            view, rows, logs = lanes_of(view, rows, logs, self.enabled[rows])
+            if not len(rows):
+                return
         price = view.price[:, self.columns]
         peak = np.maximum(self.peak[rows], price)
         self.peak[rows] = peak
@@ -254,12 +255,15 @@ class PrimeBrokerLanes:
         exchange = view.maintenance_margin_pct[:, self.columns] / 100.0
         haircut = np.minimum(np.fmax(broker, exchange), 1.0)
         held = (units @ price[:, :, None])[..., 0]
-        equity = held + cash[..., 0]
-        assets = held + np.maximum(cash[..., 0], 0.0)
+        cash = cash[..., 0]
+        equity = held + cash
+        assets = held + np.maximum(cash, 0.0)
         leverage = np.divide(assets, equity, out=np.full_like(equity, np.inf), where=equity > 0.0)
         requirement = (units @ (price * haircut)[:, :, None])[..., 0]
-        called = (requirement - equity > self.call_bar[rows]).any(axis=1)
-        called |= (leverage > self.default_bar[rows]).any(axis=1)
-        for n in np.flatnonzero(called):
+        called = requirement - equity > self.call_bar[rows]
+        called |= leverage > self.default_bar[rows]
+        if not called.any():
+            return
+        for n in np.flatnonzero(called.any(axis=1)).tolist():
             state = MarginState(haircut[n], equity[n], requirement[n], leverage[n])
             self.lanes[rows[n]]._act(state, price[n], logs[n])
