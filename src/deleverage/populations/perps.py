@@ -70,7 +70,9 @@ Liquidation (facts 1.1.7), while the venue trades:
 Speed (SPEC §9, §11). Untouched accounts live in a book sorted by liquidation price, in one
 segment per (side, maintenance tier at the liquidation price); the accounts a price
 liquidates are a prefix of each segment, found by one `searchsorted`, so a round costs
-O(segments + log n) plus the accounts liquidated. Funding moves every liquidation price of
+O(segments + log n) plus the accounts liquidated; after each search the book keeps the
+band of prices that reach no segment's next account (`_book_band`, moved by every search
+and reset by funding and re-sorts), and a mark inside it — most marks — skips the search. Funding moves every liquidation price of
 a segment by the same amount, `Φ/(1 − side·MMR)` for a funding index Φ, which the search
 adds instead of rewriting keys. An account whose liquidation price funding pushes across a
 tier boundary would change segment: at each settlement those few are found by a second
@@ -107,6 +109,7 @@ ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
+NO_SCREEN = (np.inf, -np.inf)  # a `_book_band` no price is inside: the book is checked
 # funding shift (× the price) the index of tier-crossing rooms covers beyond the present one
 ROOM_MARGIN = 0.02
 
@@ -284,6 +287,7 @@ def _solvent(side, size, entry, leverage, buffer, mode, table: TierTable, price)
 
 class PerpPopulation:
     kind = "perp_book"
+    book_screen = True  # skip the book's search for prices inside `_book_band` (tests: off)
 
     def __init__(self, spec: PerpBook, ctx: BuildContext):
         scenario = ctx.scenario
@@ -505,6 +509,7 @@ class PerpPopulation:
         self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
         self.g_coef = 1.0 / (1.0 - self.g_sign * self.table.mmr[ids % n_tiers])
         self.g_head = self._sortkey[self.g_start]
+        self._book_band = NO_SCREEN
 
         # tier-crossing rooms sorted per segment (see module docstring)
         self._book_room = self._room_sorted = self._room_order = None
@@ -554,8 +559,9 @@ class PerpPopulation:
         if not view.is_open[self.asset]:
             return  # no mark price, no liquidation engine while the venue is shut
         from_book = self._triggered_from_book(price)
-        if self.used > self.book_end:
-            from_book = np.concatenate([from_book, self._triggered_from_tail(price)])
+        if self.used > self.book_end and not self._tail_long < price < self._tail_short:
+            from_tail = self._triggered_from_tail(price)  # the tail's screen, inline
+            from_book = np.concatenate([from_book, from_tail]) if len(from_tail) else from_book
         from_watch = self._triggered_from_watch(price)
         if len(from_book) or len(from_watch):
             triggered = np.concatenate([from_book, from_watch]) if len(from_watch) else from_book
@@ -564,11 +570,18 @@ class PerpPopulation:
             self._watch_changed()
 
     def orders(self) -> Orders:
+        self._queued_offload = self._offload_units()
+        if (
+            self._queued_offload == 0.0
+            and self._opening is None
+            and self._closing is None
+            and not len(self._pending_idx)
+        ):
+            return Orders.empty()  # most rounds: nothing to send
         owners, quantity = [], []
         if len(self._pending_idx):
             owners.append(ACCOUNTS)
             quantity.append(-float(np.sum(self.side[self._pending_idx] * self._pending_qty)))
-        self._queued_offload = self._offload_units()
         if self._queued_offload != 0.0:
             owners.append(FUND)
             quantity.append(-self._queued_offload)
@@ -579,8 +592,6 @@ class PerpPopulation:
         if self._closing is not None:
             owners.append(CLOSING)
             quantity.append(-float(np.sum(self.side[self._closing] * self.size[self._closing])))
-        if not owners:
-            return Orders.empty()
         return Orders(
             np.full(len(owners), self.asset, dtype=np.int64),
             np.array(quantity),
@@ -649,11 +660,30 @@ class PerpPopulation:
         """Insurance fund (or vault) balance with its open position at `price`, USD."""
         return self.fund_cash + self.fund_units * price
 
-    def margin(self, idx: np.ndarray, price: float) -> tuple[np.ndarray, np.ndarray]:
-        """Margin balance and maintenance margin of accounts `idx` at `price`, USD."""
+    def margin(self, idx: np.ndarray, price: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Margin balance and maintenance margin of accounts `idx` at `price` (one price, or
+        one per account), USD."""
+        if isinstance(price, float):
+            balance, maintenance, _ = self._margin_tier(idx, price)
+            return balance, maintenance
         side = self.side[idx]
         balance = self._wallet_balance(idx) + side * self.size[idx] * (price - self.entry[idx])
-        return balance, self.table.maintenance_margin(self.size[idx] * price)
+        maintenance = self.table.maintenance_margin(self.size[idx] * price)
+        return self._with_collateral(idx, balance), maintenance
+
+    def _margin_tier(self, idx: np.ndarray, price: float) -> tuple[np.ndarray, ...]:
+        """`margin` and the tier of each position's notional at `price`, in one compiled
+        pass over the accounts (`perp_kernels.margin_tier`)."""
+        table = self.table
+        balance, maintenance, tier = kernels.margin_tier(
+            idx, self.side, self.size, self.collateral, self.entry, self.funding_ref,
+            self.funding_index, price, table.upper_usd, table.mmr, table.amount_usd,
+        )  # fmt: skip
+        return self._with_collateral(idx, balance), maintenance, tier
+
+    def _with_collateral(self, idx: np.ndarray, balance: np.ndarray) -> np.ndarray:
+        """The margin balance with what else the wallets hold (none here: USD wallets)."""
+        return balance
 
     @staticmethod
     def _side_index(side: np.ndarray) -> np.ndarray:
@@ -689,6 +719,7 @@ class PerpPopulation:
                 break
             payment = self.funding_rate * price * matched  # longs → shorts, USD
             self.funding_index += (payment / long_units, -payment / short_units)
+            self._book_band = NO_SCREEN  # the segments' bounds moved
             paid += payment
         if paid == 0.0:
             return
@@ -886,21 +917,19 @@ class PerpPopulation:
     # ------------------------------------------------------------------ triggers
 
     def _triggered_from_book(self, price: float) -> np.ndarray:
-        bound = -self.g_sign * price + self.funding_index[self.g_side_index] * self.g_coef
-        inclusive = self.rules.inclusive_trigger
-        hit = np.flatnonzero(self.g_head <= bound if inclusive else self.g_head < bound)
-        if not len(hit):
+        """Book accounts the price liquidates, in one compiled pass over the segments
+        (`perp_kernels.book_hits`), which also returns the screen: a price strictly inside
+        `_book_band` reaches no segment's next account, so most marks return here."""
+        low, high = self._book_band
+        if low < price < high:
             return _EMPTY
-        side = "right" if inclusive else "left"
-        parts = []
-        for g in hit:
-            lo, hi = self.g_next[g], self.g_end[g]
-            cut = lo + int(np.searchsorted(self._sortkey[lo:hi], bound[g], side=side))
-            parts.append(lo + np.flatnonzero(self.pristine[lo:cut]))
-            self.pristine[lo:cut] = False
-            self.g_next[g] = cut
-            self.g_head[g] = self._sortkey[cut] if cut < hi else np.inf
-        return np.concatenate(parts)
+        hits, low, high = kernels.book_hits(
+            price, self.g_sign, self.g_side_index, self.g_coef, self.g_head, self.g_next,
+            self.g_end, self._sortkey, self.pristine, self.funding_index,
+            self.rules.inclusive_trigger,
+        )  # fmt: skip
+        self._book_band = (low, high) if self.book_screen else NO_SCREEN
+        return hits
 
     def _triggered_from_watch(self, price: float) -> np.ndarray:
         if not len(self._watch):
@@ -930,7 +959,7 @@ class PerpPopulation:
 
     def _liquidate(self, idx: np.ndarray, price: float, now_s: float, log: EventLog) -> None:
         side, size = self.side[idx], self.size[idx]
-        balance, maintenance = self.margin(idx, price)
+        balance, maintenance, tier = self._margin_tier(idx, price)
         notional = size * price
         starting = self.stage[idx] == 0
         self._log_by_side(
@@ -940,7 +969,6 @@ class PerpPopulation:
         if self.cex_waterfall:
             # one IOC down to the top of the next lower tier, if there is margin to save
             # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
-            tier = self.table.tier(notional)
             derisk = starting & (tier > 0) & (balance > 0)
             lower = self.table.upper_usd[np.maximum(tier - 1, 0)]
             self._send(idx[derisk], size[derisk] - lower[derisk] / price, partial=True)
@@ -1010,24 +1038,23 @@ class PerpPopulation:
             return idx
         side, size = self.side[idx], self.size[idx]
         wallet = self._wallet_balance(idx)
-        balance = wallet + side * size * (price - self.entry[idx])
-        n = takeover_count(
-            self.fund_units,
-            self.fund_equity(price),
-            price,
-            side * size,
-            balance,
-            self.capacity,
-        )
+        n = len(idx)
+        if self.capacity is not None:  # without a cap the fund takes them all
+            balance = wallet + side * size * (price - self.entry[idx])
+            n = takeover_count(
+                self.fund_units, self.fund_equity(price), price, side * size, balance,
+                self.capacity,
+            )  # fmt: skip
         take, side, size = idx[:n], side[:n], size[:n]
         if n:
             bankruptcy = self.entry[take] - side * wallet[:n] / size
-            self.fund_units += float(np.sum(side * size))
-            self.fund_cash -= float(np.sum(side * size * bankruptcy))
+            units = side * size
+            self.fund_units += float(np.sum(units))
+            self.fund_cash -= float(np.sum(units * bankruptcy))
             self._close(take)
             self._check_fund(price, log)
             self._log_by_side(
-                log, "perp_takeover", side, side * size, size * bankruptcy, None,
+                log, "perp_takeover", side, units, size * bankruptcy, None,
                 f"{label} at the bankruptcy price",
             )  # fmt: skip
         return idx[n:]
