@@ -354,3 +354,16 @@ def test_book_hits_equal_numpy_and_the_band_screens_exactly(
             assert len(got) == 0
             for got_column, old in zip(book, before, strict=True):
                 assert _same(got_column, old)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), watched=st.integers(0, 400))
+def test_watch_split_equals_numpy(seed, n, watched):
+    rng = np.random.default_rng(seed)
+    size = np.where(rng.random(n) < 0.3, 0.0, rng.random(n))
+    pending = rng.random(n) < 0.4
+    watch = rng.integers(0, n, watched).astype(np.int64)  # any order, repeats included
+    # the NumPy code `_triggered_from_watch` ran before the kernel
+    live = watch[size[watch] > 0]
+    got_live, got_free = kernels.watch_split(watch, size, pending)
+    assert _same(got_live, live) and _same(got_free, live[~pending[live]])

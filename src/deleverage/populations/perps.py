@@ -70,22 +70,24 @@ Liquidation (facts 1.1.7), while the venue trades:
 Speed (SPEC §9, §11). Untouched accounts live in a book sorted by liquidation price, in one
 segment per (side, maintenance tier at the liquidation price); the accounts a price
 liquidates are a prefix of each segment, found by one `searchsorted`, so a round costs
-O(segments + log n) plus the accounts liquidated; after each search the book keeps the
-band of prices that reach no segment's next account (`_book_band`, moved by every search
-and reset by funding and re-sorts), and a mark inside it — most marks — skips the search. Funding moves every liquidation price of
-a segment by the same amount, `Φ/(1 − side·MMR)` for a funding index Φ, which the search
-adds instead of rewriting keys. An account whose liquidation price funding pushes across a
-tier boundary would change segment: at each settlement those few are found by a second
-sorted array (their distance to the boundary) and moved to a small watch list. Accounts
-touched once (partly liquidated, deleveraged, moved) join the watch list, which is checked
-by a full vectorized margin computation every round. New accounts take spare slots after the
-book and join the watch list; when they fill the spare slots, the book is sorted again from
-the current wallets (O(n log n), about once per 10% of the book opened), and closed accounts
-leave the arrays, their remaining wallets kept in `idle_usd`.
+O(segments + log n) plus the accounts liquidated; after each search the book keeps the band
+of prices that reach no segment's next account (`_book_band`, moved by every search and
+reset by funding and re-sorts), and a mark inside it — most marks — skips the search.
+Funding moves every liquidation price of a segment by the same amount, `Φ/(1 − side·MMR)`
+for a funding index Φ, which the search adds instead of rewriting keys. An account whose
+liquidation price funding pushes across a tier boundary would change segment: at each
+settlement those few are found by a second sorted array (their distance to the boundary) and
+moved to a small watch list. Accounts touched once (partly liquidated, deleveraged, moved)
+join the watch list, which is checked by a full vectorized margin computation every round.
+New accounts take spare slots after the book and join the watch list; when they fill the
+spare slots, the book is sorted again from the current wallets (O(n log n), about once per
+10% of the book opened), and closed accounts leave the arrays, their remaining wallets kept
+in `idle_usd`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -570,14 +572,12 @@ class PerpPopulation:
             self._watch_changed()
 
     def orders(self) -> Orders:
-        self._queued_offload = self._offload_units()
-        if (
-            self._queued_offload == 0.0
-            and self._opening is None
-            and self._closing is None
-            and not len(self._pending_idx)
-        ):
-            return Orders.empty()  # most rounds: nothing to send
+        if self.fund_units == 0.0:  # most rounds: no taken-over position, often no order
+            self._queued_offload = 0.0
+            if self._opening is None and self._closing is None and not len(self._pending_idx):
+                return Orders.empty()
+        else:
+            self._queued_offload = self._offload_units()
         owners, quantity = [], []
         if len(self._pending_idx):
             owners.append(ACCOUNTS)
@@ -710,6 +710,9 @@ class PerpPopulation:
 
     def _pay_funding(self, view: MarketView, price: float, log: EventLog) -> None:
         now = view.time.value / 1e9
+        interval_s = self.rules.funding_interval_hours * 3600.0
+        if math.floor(now / interval_s) == math.floor((now - self.step_seconds) / interval_s):
+            return  # most steps: no settlement instant in (now − step, now] (a screen)
         count = settlements_between(now - self.step_seconds, now, self.rules.funding_interval_hours)
         paid = 0.0
         for _ in range(count):
@@ -939,8 +942,7 @@ class PerpPopulation:
         # slack / (2·size) cannot trigger anyone: skip the scan (a pure speed-up).
         if abs(price - self._watch_checked_price) < self._watch_safe_distance:
             return _EMPTY
-        self._watch = self._watch[self.size[self._watch] > 0]
-        idx = self._watch[~self.pending[self._watch]]
+        self._watch, idx = kernels.watch_split(self._watch, self.size, self.pending)
         if not len(idx):  # all under way: nothing to check until an order fills
             self._watch_checked_price, self._watch_safe_distance = price, np.inf
             return _EMPTY
