@@ -3,6 +3,7 @@ one agent per account (Mesa), on identical inputs.
 
     pip install -e '.[bench]'        # Mesa
     python benchmarks/bench_mesa.py [--accounts 10000 50000 100000] [--steps 288]
+    python benchmarks/bench_mesa.py --accounts 100000 --project-only --repeat 9
 
 The sub-model: binance-like tiered maintenance margin, cross margin, no funding, an
 insurance fund without a capacity limit (channel `insurance_adl` off, so no ADL moves
@@ -209,8 +210,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=288)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs, each side")
+    parser.add_argument(
+        "--project-only",
+        action="store_true",
+        help="time only the project's steps (best and median of --repeat runs): to compare "
+        "two trees back to back without Mesa's minutes",
+    )
     args = parser.parse_args()
     prices = price_path(args.steps, args.seed)
+    if args.project_only:
+        with tempfile.TemporaryDirectory() as folder:
+            for n in args.accounts:
+                path = write_accounts(n, args.seed, Path(folder))
+                spec = scenario({"file": str(path)}, args.steps)
+                steps = sorted(run_project(spec, prices)[3] for _ in range(args.repeat))
+                print(
+                    f"{n:>9,} accounts: project steps best {steps[0] * 1e3:.2f} ms, "
+                    f"median {steps[len(steps) // 2] * 1e3:.2f} ms ({args.repeat} runs)"
+                )
+        return
     print(f"{args.steps} steps, mark {prices[0]:,.0f} → low {prices.min():,.0f}")
     print(
         f"{'accounts':>9} {'entering':>9} {'notional USD':>16}   project s (build+steps)"

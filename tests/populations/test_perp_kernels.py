@@ -367,3 +367,46 @@ def test_watch_split_equals_numpy(seed, n, watched):
     live = watch[size[watch] > 0]
     got_live, got_free = kernels.watch_split(watch, size, pending)
     assert _same(got_live, live) and _same(got_free, live[~pending[live]])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), n_tiers=st.integers(1, 6))
+def test_cex_triage_equals_numpy(seed, n, n_tiers):
+    rng = np.random.default_rng(seed)
+    table = _table(rng, n_tiers, False)
+    size = rng.lognormal(0.0, 1.5, n)
+    stage = (rng.random(n) < 0.3).astype(np.int8)
+    idx = rng.choice(n, size=rng.integers(0, n + 1), replace=False).astype(np.int64)
+    balance = rng.normal(0.0, 1e3, len(idx))
+    tier = rng.integers(0, n_tiers, len(idx))
+    price = float(rng.uniform(1e3, 1e5))
+    # the NumPy code `_liquidate` ran before the kernel
+    starting = stage[idx] == 0
+    derisk = starting & (tier > 0) & (balance > 0)
+    lower = table.upper_usd[np.maximum(tier - 1, 0)]
+    want_stage = stage.copy()
+    want_stage[idx] = 1
+    got = kernels.cex_triage(idx, stage, size, balance, tier, table.upper_usd, price)
+    assert _same(got[0], starting) and _same(got[1], idx[derisk]) and _same(got[3], idx[~derisk])
+    assert _same(got[2], size[idx][derisk] - lower[derisk] / price)
+    assert _same(stage, want_stage)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300))
+def test_close_positions_equals_numpy(seed, n):
+    rng = np.random.default_rng(seed)
+    side, size, _, collateral = _accounts(rng, n, False)
+    side[rng.random(n) < 0.1] = 0  # spare slots
+    funding_ref, funding_index = rng.normal(0.0, 50.0, n), rng.normal(0.0, 50.0, 2)
+    stage = (rng.random(n) < 0.5).astype(np.int8)
+    idx = rng.integers(0, n, rng.integers(0, n + 1)).astype(np.int64)  # repeats included
+    # the NumPy code `_close` ran before the kernel
+    longs, shorts = size[idx][side[idx] == 1], size[idx][side[idx] == -1]
+    want = [a.copy() for a in (size, collateral, funding_ref, stage)]
+    want[0][idx], want[1][idx], want[3][idx] = 0.0, 0.0, 0
+    want[2][idx] = funding_index[(side[idx] < 0).astype(np.intp)]
+    got = kernels.close_positions(idx, side, size, collateral, funding_ref, stage, funding_index)
+    assert _same(got[0], longs) and _same(got[1], shorts)
+    for column, expected in zip((size, collateral, funding_ref, stage), want, strict=True):
+        assert _same(column, expected)

@@ -321,3 +321,54 @@ def watch_split(watch, size, pending):
                 free[n_free] = i
                 n_free += 1
     return live[:n_live], free[:n_free]
+
+
+@njit(cache=True)
+def cex_triage(idx, stage, size, balance, tier, upper, price):
+    """The binance-like waterfall's first cut (`PerpPopulation._liquidate`) of accounts `idx`
+    with their margin balances and tiers: which start a liquidation (stage 0), which of
+    those above the first tier with margin left de-risk with one order down to the top of
+    the next lower tier (size − bound/price units), and the rest (for the fund or ADL), in
+    order; leaves every account at stage 1."""
+    m = len(idx)
+    starting = np.empty(m, dtype=np.bool_)
+    send, quantity = np.empty(m, dtype=np.int64), np.empty(m)
+    rest = np.empty(m, dtype=np.int64)
+    n_send = n_rest = 0
+    for j in range(m):
+        i = idx[j]
+        starting[j] = stage[i] == 0
+        if starting[j] and tier[j] > 0 and balance[j] > 0:
+            send[n_send] = i
+            quantity[n_send] = size[i] - upper[tier[j] - 1] / price
+            n_send += 1
+        else:
+            rest[n_rest] = i
+            n_rest += 1
+    for j in range(m):
+        stage[idx[j]] = 1
+    return starting, send[:n_send], quantity[:n_send], rest[:n_rest]
+
+
+@njit(cache=True)
+def close_positions(idx, side, size, collateral, funding_ref, stage, funding_index):
+    """Clear positions `idx` (size and collateral 0, funding settled at the index, stage 0;
+    `PerpPopulation._close`); returns the sizes they had, longs and shorts, in order (for
+    NumPy's sums)."""
+    m = len(idx)
+    longs, shorts = np.empty(m), np.empty(m)
+    n_long = n_short = 0
+    for j in range(m):  # read every size before clearing any
+        i = idx[j]
+        if side[i] == 1:
+            longs[n_long] = size[i]
+            n_long += 1
+        elif side[i] == -1:
+            shorts[n_short] = size[i]
+            n_short += 1
+    for j in range(m):
+        i = idx[j]
+        size[i] = collateral[i] = 0.0
+        funding_ref[i] = funding_index[1] if side[i] < 0 else funding_index[0]
+        stage[i] = 0
+    return longs[:n_long], shorts[:n_short]

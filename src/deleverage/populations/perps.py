@@ -963,19 +963,21 @@ class PerpPopulation:
         side, size = self.side[idx], self.size[idx]
         balance, maintenance, tier = self._margin_tier(idx, price)
         notional = size * price
-        starting = self.stage[idx] == 0
+        if self.cex_waterfall:
+            # one IOC down to the top of the next lower tier, if there is margin to save
+            # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
+            starting, derisk, quantity, rest = kernels.cex_triage(
+                idx, self.stage, self.size, balance, tier, self.table.upper_usd, price
+            )
+        else:
+            starting = self.stage[idx] == 0
         self._log_by_side(
             log, "perp_liquidation", side[starting], -side[starting] * size[starting],
             notional[starting], price, "accounts entering liquidation",
         )  # fmt: skip
         if self.cex_waterfall:
-            # one IOC down to the top of the next lower tier, if there is margin to save
-            # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
-            derisk = starting & (tier > 0) & (balance > 0)
-            lower = self.table.upper_usd[np.maximum(tier - 1, 0)]
-            self._send(idx[derisk], size[derisk] - lower[derisk] / price, partial=True)
-            self.stage[idx] = 1
-            self._to_fund_or_adl(idx[~derisk], price, log, "insurance fund")
+            self._send(derisk, quantity, partial=True)
+            self._to_fund_or_adl(rest, price, log, "insurance fund")
             return
         # hyperliquid-like: ADL below zero (1.5.5), backstop below 2/3·MM (1.5.4), else market
         # orders, 20% first above $100k and the rest after the cooldown (1.5.3)
@@ -1026,12 +1028,12 @@ class PerpPopulation:
     def _close(self, idx: np.ndarray) -> None:
         """Positions `idx` are gone with all their collateral (the reserve of isolated
         accounts stays with them)."""
-        for sign, column in ((1, 0), (-1, 1)):
-            self.open_units[column] -= self.size[idx][self.side[idx] == sign].sum()
-        self.size[idx] = 0.0
-        self.collateral[idx] = 0.0
-        self.funding_ref[idx] = self.funding_index[self._side_index(self.side[idx])]
-        self.stage[idx] = 0
+        longs, shorts = kernels.close_positions(
+            idx, self.side, self.size, self.collateral, self.funding_ref, self.stage,
+            self.funding_index,
+        )  # fmt: skip
+        self.open_units[0] -= longs.sum()
+        self.open_units[1] -= shorts.sum()
 
     def _take_over(self, idx: np.ndarray, price: float, log: EventLog, label: str) -> np.ndarray:
         """The fund buys positions `idx` at their bankruptcy prices (so it keeps their margin
