@@ -241,3 +241,172 @@ def test_order_and_merge_by_group_equal_numpy(seed, n, n_groups, distinct, nan):
     want = _reference_merge(first, second, group, key, n_groups)
     assert _same(got, want)
     assert _same(got_group, group[want]) and _same(got_key, key[want])
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    n_tiers=st.integers(1, 8),
+    nan=st.booleans(),
+)
+def test_margin_tier_equals_numpy(seed, n, n_tiers, nan):
+    rng = np.random.default_rng(seed)
+    table = _table(rng, n_tiers, False)
+    side, size, entry, collateral = _accounts(rng, n, nan)
+    if nan and n:
+        size[rng.integers(0, n)] = np.nan  # a NaN notional goes to the last tier
+    funding_ref, funding_index = rng.normal(0.0, 50.0, n), rng.normal(0.0, 50.0, 2)
+    idx = rng.choice(n, size=rng.integers(0, n + 1), replace=False).astype(np.int64)
+    price = float(rng.uniform(1e3, 1e5))
+    # the NumPy code `PerpPopulation.margin` and `_liquidate` ran before the kernel
+    s = side[idx]
+    accrued = size[idx] * (funding_index[(s < 0).astype(np.intp)] - funding_ref[idx])
+    balance = collateral[idx] - accrued + s * size[idx] * (price - entry[idx])
+    notional = size[idx] * price
+    got = kernels.margin_tier(
+        idx, side, size, collateral, entry, funding_ref, funding_index, price,
+        table.upper_usd, table.mmr, table.amount_usd,
+    )  # fmt: skip
+    assert _same(got[0], balance)
+    assert _same(got[1], table.maintenance_margin(notional))
+    assert _same(got[2], table.tier(notional).astype(np.int64))
+
+
+def _reference_book_hits(price, g_sign, g_side_index, g_coef, g_head, g_next, g_end, sortkey,
+                         pristine, funding_index, inclusive):  # fmt: skip
+    """The NumPy code `PerpPopulation._triggered_from_book` ran before the kernel."""
+    bound = -g_sign * price + funding_index[g_side_index] * g_coef
+    hit = np.flatnonzero(g_head <= bound if inclusive else g_head < bound)
+    side = "right" if inclusive else "left"
+    parts = [np.zeros(0, dtype=np.int64)]
+    for g in hit:
+        lo, hi = g_next[g], g_end[g]
+        cut = lo + int(np.searchsorted(sortkey[lo:hi], bound[g], side=side))
+        parts.append(lo + np.flatnonzero(pristine[lo:cut]))
+        pristine[lo:cut] = False
+        g_next[g] = cut
+        g_head[g] = sortkey[cut] if cut < hi else np.inf
+    return np.concatenate(parts)
+
+
+def _random_book(rng, n_groups: int, per_group: int, nan: bool):
+    """Segments of sorted keys (ties and NaN keys last included), each with a next account
+    somewhere in it, as `PerpPopulation` keeps them; keys near ±price."""
+    sizes = rng.integers(0, per_group + 1, n_groups)
+    g_end = np.cumsum(sizes).astype(np.int64)
+    g_start = g_end - sizes
+    g_sign = np.where(np.arange(n_groups) % 2 == 0, 1.0, -1.0)
+    keys = []
+    for g in range(n_groups):
+        k = -g_sign[g] * rng.uniform(5e4, 1.5e5, sizes[g])
+        if len(k) > 2:
+            k[1] = k[0]  # a tie
+        if nan and len(k) and rng.random() < 0.3:
+            k[-1] = np.nan
+        keys.append(np.sort(k))
+    sortkey = np.concatenate([np.zeros(0), *keys])
+    g_next = g_start + (rng.random(n_groups) * (sizes + 1)).astype(np.int64).clip(0, sizes)
+    g_head = np.array([sortkey[i] if i < e else np.inf for i, e in zip(g_next, g_end, strict=True)])
+    g_side_index = (g_sign < 0).astype(np.int64)
+    g_coef = 1.0 / (1.0 - g_sign * rng.uniform(0.001, 0.05, n_groups))
+    pristine = rng.random(len(sortkey)) < 0.9
+    return g_sign, g_side_index, g_coef, g_head, g_next, g_end, sortkey, pristine
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_groups=st.integers(0, 12),
+    per_group=st.integers(0, 60),
+    nan=st.booleans(),
+    inclusive=st.booleans(),
+    at_threshold=st.booleans(),
+)
+def test_book_hits_equal_numpy_and_the_band_screens_exactly(
+    seed, n_groups, per_group, nan, inclusive, at_threshold
+):
+    rng = np.random.default_rng(seed)
+    book = _random_book(rng, n_groups, per_group, nan)
+    funding_index = rng.normal(0.0, 50.0, 2)
+    for _ in range(6):  # successive marks move the heads
+        g_sign, g_side_index, g_coef, g_head = book[:4]
+        price = float(rng.uniform(4e4, 1.6e5))
+        if at_threshold and n_groups and np.isfinite(g_head).any():
+            # exactly where a segment's head is reached, or one ulp either side
+            g = rng.choice(np.flatnonzero(np.isfinite(g_head)))
+            shifted = funding_index[g_side_index[g]] * g_coef[g]
+            price = float(g_sign[g] * (shifted - g_head[g]))
+            price = (
+                float(np.nextafter(price, price * rng.choice([0.0, 2.0])))
+                if rng.random() < 0.6
+                else price
+            )
+        want_state = [a.copy() for a in book]
+        want = _reference_book_hits(price, *want_state, funding_index, inclusive)
+        before = [a.copy() for a in book]
+        low, high = kernels.book_band(g_sign, g_side_index, g_coef, g_head, funding_index)
+        got, _, _ = kernels.book_hits(price, *book, funding_index, inclusive)
+        assert _same(got, want)
+        for got_column, want_column in zip(book, want_state, strict=True):
+            assert _same(got_column, want_column)
+        if low < price < high:  # the screen would have skipped: nothing may be hit
+            assert len(got) == 0
+            for got_column, old in zip(book, before, strict=True):
+                assert _same(got_column, old)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), watched=st.integers(0, 400))
+def test_watch_split_equals_numpy(seed, n, watched):
+    rng = np.random.default_rng(seed)
+    size = np.where(rng.random(n) < 0.3, 0.0, rng.random(n))
+    pending = rng.random(n) < 0.4
+    watch = rng.integers(0, n, watched).astype(np.int64)  # any order, repeats included
+    # the NumPy code `_triggered_from_watch` ran before the kernel
+    live = watch[size[watch] > 0]
+    got_live, got_free = kernels.watch_split(watch, size, pending)
+    assert _same(got_live, live) and _same(got_free, live[~pending[live]])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), n_tiers=st.integers(1, 6))
+def test_cex_triage_equals_numpy(seed, n, n_tiers):
+    rng = np.random.default_rng(seed)
+    table = _table(rng, n_tiers, False)
+    size = rng.lognormal(0.0, 1.5, n)
+    stage = (rng.random(n) < 0.3).astype(np.int8)
+    idx = rng.choice(n, size=rng.integers(0, n + 1), replace=False).astype(np.int64)
+    balance = rng.normal(0.0, 1e3, len(idx))
+    tier = rng.integers(0, n_tiers, len(idx))
+    price = float(rng.uniform(1e3, 1e5))
+    # the NumPy code `_liquidate` ran before the kernel
+    starting = stage[idx] == 0
+    derisk = starting & (tier > 0) & (balance > 0)
+    lower = table.upper_usd[np.maximum(tier - 1, 0)]
+    want_stage = stage.copy()
+    want_stage[idx] = 1
+    got = kernels.cex_triage(idx, stage, size, balance, tier, table.upper_usd, price)
+    assert _same(got[0], starting) and _same(got[1], idx[derisk]) and _same(got[3], idx[~derisk])
+    assert _same(got[2], size[idx][derisk] - lower[derisk] / price)
+    assert _same(stage, want_stage)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300))
+def test_close_positions_equals_numpy(seed, n):
+    rng = np.random.default_rng(seed)
+    side, size, _, collateral = _accounts(rng, n, False)
+    side[rng.random(n) < 0.1] = 0  # spare slots
+    funding_ref, funding_index = rng.normal(0.0, 50.0, n), rng.normal(0.0, 50.0, 2)
+    stage = (rng.random(n) < 0.5).astype(np.int8)
+    idx = rng.integers(0, n, rng.integers(0, n + 1)).astype(np.int64)  # repeats included
+    # the NumPy code `_close` ran before the kernel
+    longs, shorts = size[idx][side[idx] == 1], size[idx][side[idx] == -1]
+    want = [a.copy() for a in (size, collateral, funding_ref, stage)]
+    want[0][idx], want[1][idx], want[3][idx] = 0.0, 0.0, 0
+    want[2][idx] = funding_index[(side[idx] < 0).astype(np.intp)]
+    got = kernels.close_positions(idx, side, size, collateral, funding_ref, stage, funding_index)
+    assert _same(got[0], longs) and _same(got[1], shorts)
+    for column, expected in zip((size, collateral, funding_ref, stage), want, strict=True):
+        assert _same(column, expected)

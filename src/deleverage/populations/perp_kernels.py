@@ -207,3 +207,168 @@ def merge_by_group(first, first_group, first_key, second, second_group, second_k
             out[o], group[o], key[o] = first[a], first_group[a], first_key[a]
             a += 1
     return out, group, key
+
+
+@njit(cache=True)
+def margin_tier(
+    idx, side, size, collateral, entry, funding_ref, funding_index, price, upper, mmr, amount
+):  # fmt: skip
+    """Margin balance, maintenance margin and tier of accounts `idx` at `price` (see
+    `PerpPopulation.margin`): wallet = collateral − size·(Φ − Φ at settlement), balance =
+    wallet + side·size·(price − entry); tier = the bracket of the notional size·price
+    (`TierTable.tier`: the first inclusive upper bound at or above it, the last for NaN) and
+    MM = notional·MMR − amount."""
+    m, last = len(idx), len(upper) - 1
+    balance, maintenance = np.empty(m), np.empty(m)
+    tier = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        i = idx[j]
+        s, units = side[i], size[i]
+        index = funding_index[1] if s < 0 else funding_index[0]
+        wallet = collateral[i] - units * (index - funding_ref[i])
+        balance[j] = wallet + s * units * (price - entry[i])
+        notional = units * price
+        t = 0
+        if math.isnan(notional):
+            t = last
+        else:
+            while t < last and upper[t] < notional:
+                t += 1
+        tier[j] = t
+        maintenance[j] = notional * mmr[t] - amount[t]
+    return balance, maintenance, tier
+
+
+@njit(cache=True)
+def book_hits(
+    price, g_sign, g_side_index, g_coef, g_head, g_next, g_end, sortkey, pristine,
+    funding_index, inclusive,
+):  # fmt: skip
+    """The book's accounts the `price` liquidates (`PerpPopulation._triggered_from_book`):
+    in each segment g whose head key is ≤ (< when not `inclusive`) its bound
+    −sign·price + Φ·coef, the keys up to the bound (a binary search, as `np.searchsorted`
+    right / left) from the segment's next account on; returns the pristine ones, in segment
+    order, and leaves them not pristine, the segment's next account and head key moved past
+    them. Also returns the screen (`_book_band`) of the book after the pass: the prices
+    strictly between `low` and `high` liquidate no account of it."""
+    n_groups = len(g_head)
+    hits = np.empty(0, dtype=np.int64)
+    count = 0
+    for g in range(n_groups):
+        bound = -g_sign[g] * price + funding_index[g_side_index[g]] * g_coef[g]
+        head = g_head[g]
+        if not (head <= bound if inclusive else head < bound):
+            continue
+        lo, hi = g_next[g], g_end[g]
+        a, b = lo, hi  # first key > bound (inclusive) or ≥ bound, NaN keys last
+        while a < b:
+            mid = (a + b) // 2
+            if sortkey[mid] <= bound if inclusive else sortkey[mid] < bound:
+                a = mid + 1
+            else:
+                b = mid
+        cut = a
+        if count + cut - lo > len(hits):
+            grown = np.empty(max(2 * len(hits), count + cut - lo), dtype=np.int64)
+            grown[:count] = hits[:count]
+            hits = grown
+        for i in range(lo, cut):
+            if pristine[i]:
+                hits[count] = i
+                count += 1
+                pristine[i] = False
+        g_next[g] = cut
+        g_head[g] = sortkey[cut] if cut < hi else np.inf
+    low, high = book_band(g_sign, g_side_index, g_coef, g_head, funding_index)
+    return hits[:count], low, high
+
+
+@njit(cache=True)
+def book_band(g_sign, g_side_index, g_coef, g_head, funding_index):
+    """Prices strictly between `low` and `high` liquidate no account of the book (a screen
+    `book_hits` can skip). Segment g's next account is liquidated at the prices where its
+    head key h reaches −sign·price + T (T = Φ·coef): a long segment at prices up to T − h,
+    a short one from h − T on; each threshold is widened by 1e-7 of |T| + |h|, far beyond
+    the rounding of either expression, so a price past it can never reach the head."""
+    low, high = -np.inf, np.inf
+    for g in range(len(g_head)):
+        head = g_head[g]
+        if head == np.inf:  # the segment is used up
+            continue
+        shifted = funding_index[g_side_index[g]] * g_coef[g]
+        slack = 1e-7 * (abs(shifted) + abs(head))
+        if not math.isfinite(slack):
+            return np.inf, -np.inf  # no screen: every price is checked
+        if g_sign[g] > 0:
+            low = max(low, shifted - head + slack)
+        else:
+            high = min(high, head - shifted - slack)
+    return low, high
+
+
+@njit(cache=True)
+def watch_split(watch, size, pending):
+    """The watch list without closed accounts (size 0), and those of it with no liquidation
+    order outstanding (`PerpPopulation._triggered_from_watch`), in order, in one pass."""
+    live = np.empty(len(watch), dtype=np.int64)
+    free = np.empty(len(watch), dtype=np.int64)
+    n_live = n_free = 0
+    for i in watch:
+        if size[i] > 0:
+            live[n_live] = i
+            n_live += 1
+            if not pending[i]:
+                free[n_free] = i
+                n_free += 1
+    return live[:n_live], free[:n_free]
+
+
+@njit(cache=True)
+def cex_triage(idx, stage, size, balance, tier, upper, price):
+    """The binance-like waterfall's first cut (`PerpPopulation._liquidate`) of accounts `idx`
+    with their margin balances and tiers: which start a liquidation (stage 0), which of
+    those above the first tier with margin left de-risk with one order down to the top of
+    the next lower tier (size − bound/price units), and the rest (for the fund or ADL), in
+    order; leaves every account at stage 1."""
+    m = len(idx)
+    starting = np.empty(m, dtype=np.bool_)
+    send, quantity = np.empty(m, dtype=np.int64), np.empty(m)
+    rest = np.empty(m, dtype=np.int64)
+    n_send = n_rest = 0
+    for j in range(m):
+        i = idx[j]
+        starting[j] = stage[i] == 0
+        if starting[j] and tier[j] > 0 and balance[j] > 0:
+            send[n_send] = i
+            quantity[n_send] = size[i] - upper[tier[j] - 1] / price
+            n_send += 1
+        else:
+            rest[n_rest] = i
+            n_rest += 1
+    for j in range(m):
+        stage[idx[j]] = 1
+    return starting, send[:n_send], quantity[:n_send], rest[:n_rest]
+
+
+@njit(cache=True)
+def close_positions(idx, side, size, collateral, funding_ref, stage, funding_index):
+    """Clear positions `idx` (size and collateral 0, funding settled at the index, stage 0;
+    `PerpPopulation._close`); returns the sizes they had, longs and shorts, in order (for
+    NumPy's sums)."""
+    m = len(idx)
+    longs, shorts = np.empty(m), np.empty(m)
+    n_long = n_short = 0
+    for j in range(m):  # read every size before clearing any
+        i = idx[j]
+        if side[i] == 1:
+            longs[n_long] = size[i]
+            n_long += 1
+        elif side[i] == -1:
+            shorts[n_short] = size[i]
+            n_short += 1
+    for j in range(m):
+        i = idx[j]
+        size[i] = collateral[i] = 0.0
+        funding_ref[i] = funding_index[1] if side[i] < 0 else funding_index[0]
+        stage[i] = 0
+    return longs[:n_long], shorts[:n_short]

@@ -47,7 +47,7 @@ import numpy as np
 
 from deleverage.market.calendar import build_calendar
 from deleverage.populations.base import BuildContext, MarketView, Orders
-from deleverage.populations.perps import CLOSING, OPENING, PerpPopulation
+from deleverage.populations.perps import CLOSING, NO_SCREEN, OPENING, PerpPopulation
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import PerpBook
 from deleverage.venues.funding import funding_rate, settlements_between
@@ -250,11 +250,8 @@ class VenuePerpPopulation(PerpPopulation):
 
     # ------------------------------------------------------------------ overrides
 
-    def margin(self, idx: np.ndarray, price: float) -> tuple[np.ndarray, np.ndarray]:
-        balance, maintenance = super().margin(idx, price)
-        if self.has_collateral:
-            balance = balance + self.collateral_value_usd(idx)
-        return balance, maintenance
+    def _with_collateral(self, idx: np.ndarray, balance: np.ndarray) -> np.ndarray:
+        return balance + self.collateral_value_usd(idx) if self.has_collateral else balance
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         if self.has_collateral:
@@ -405,6 +402,7 @@ class VenuePerpPopulation(PerpPopulation):
         empty = np.zeros(0, dtype=np.int64)
         self.g_start, self.g_end, self.g_next, self.g_side_index = empty, empty, empty, empty
         self.g_sign, self.g_coef, self.g_head = np.zeros(0), np.zeros(0), np.zeros(0)
+        self._book_band = NO_SCREEN
         self._room_sorted = self._room_order = None
 
 

@@ -70,20 +70,24 @@ Liquidation (facts 1.1.7), while the venue trades:
 Speed (SPEC §9, §11). Untouched accounts live in a book sorted by liquidation price, in one
 segment per (side, maintenance tier at the liquidation price); the accounts a price
 liquidates are a prefix of each segment, found by one `searchsorted`, so a round costs
-O(segments + log n) plus the accounts liquidated. Funding moves every liquidation price of
-a segment by the same amount, `Φ/(1 − side·MMR)` for a funding index Φ, which the search
-adds instead of rewriting keys. An account whose liquidation price funding pushes across a
-tier boundary would change segment: at each settlement those few are found by a second
-sorted array (their distance to the boundary) and moved to a small watch list. Accounts
-touched once (partly liquidated, deleveraged, moved) join the watch list, which is checked
-by a full vectorized margin computation every round. New accounts take spare slots after the
-book and join the watch list; when they fill the spare slots, the book is sorted again from
-the current wallets (O(n log n), about once per 10% of the book opened), and closed accounts
-leave the arrays, their remaining wallets kept in `idle_usd`.
+O(segments + log n) plus the accounts liquidated; after each search the book keeps the band
+of prices that reach no segment's next account (`_book_band`, moved by every search and
+reset by funding and re-sorts), and a mark inside it — most marks — skips the search.
+Funding moves every liquidation price of a segment by the same amount, `Φ/(1 − side·MMR)`
+for a funding index Φ, which the search adds instead of rewriting keys. An account whose
+liquidation price funding pushes across a tier boundary would change segment: at each
+settlement those few are found by a second sorted array (their distance to the boundary) and
+moved to a small watch list. Accounts touched once (partly liquidated, deleveraged, moved)
+join the watch list, which is checked by a full vectorized margin computation every round.
+New accounts take spare slots after the book and join the watch list; when they fill the
+spare slots, the book is sorted again from the current wallets (O(n log n), about once per
+10% of the book opened), and closed accounts leave the arrays, their remaining wallets kept
+in `idle_usd`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +111,7 @@ ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
+NO_SCREEN = (np.inf, -np.inf)  # a `_book_band` no price is inside: the book is checked
 # funding shift (× the price) the index of tier-crossing rooms covers beyond the present one
 ROOM_MARGIN = 0.02
 
@@ -284,6 +289,7 @@ def _solvent(side, size, entry, leverage, buffer, mode, table: TierTable, price)
 
 class PerpPopulation:
     kind = "perp_book"
+    book_screen = True  # skip the book's search for prices inside `_book_band` (tests: off)
 
     def __init__(self, spec: PerpBook, ctx: BuildContext):
         scenario = ctx.scenario
@@ -505,6 +511,7 @@ class PerpPopulation:
         self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
         self.g_coef = 1.0 / (1.0 - self.g_sign * self.table.mmr[ids % n_tiers])
         self.g_head = self._sortkey[self.g_start]
+        self._book_band = NO_SCREEN
 
         # tier-crossing rooms sorted per segment (see module docstring)
         self._book_room = self._room_sorted = self._room_order = None
@@ -554,8 +561,9 @@ class PerpPopulation:
         if not view.is_open[self.asset]:
             return  # no mark price, no liquidation engine while the venue is shut
         from_book = self._triggered_from_book(price)
-        if self.used > self.book_end:
-            from_book = np.concatenate([from_book, self._triggered_from_tail(price)])
+        if self.used > self.book_end and not self._tail_long < price < self._tail_short:
+            from_tail = self._triggered_from_tail(price)  # the tail's screen, inline
+            from_book = np.concatenate([from_book, from_tail]) if len(from_tail) else from_book
         from_watch = self._triggered_from_watch(price)
         if len(from_book) or len(from_watch):
             triggered = np.concatenate([from_book, from_watch]) if len(from_watch) else from_book
@@ -564,11 +572,16 @@ class PerpPopulation:
             self._watch_changed()
 
     def orders(self) -> Orders:
+        if self.fund_units == 0.0:  # most rounds: no taken-over position, often no order
+            self._queued_offload = 0.0
+            if self._opening is None and self._closing is None and not len(self._pending_idx):
+                return Orders.empty()
+        else:
+            self._queued_offload = self._offload_units()
         owners, quantity = [], []
         if len(self._pending_idx):
             owners.append(ACCOUNTS)
             quantity.append(-float(np.sum(self.side[self._pending_idx] * self._pending_qty)))
-        self._queued_offload = self._offload_units()
         if self._queued_offload != 0.0:
             owners.append(FUND)
             quantity.append(-self._queued_offload)
@@ -579,8 +592,6 @@ class PerpPopulation:
         if self._closing is not None:
             owners.append(CLOSING)
             quantity.append(-float(np.sum(self.side[self._closing] * self.size[self._closing])))
-        if not owners:
-            return Orders.empty()
         return Orders(
             np.full(len(owners), self.asset, dtype=np.int64),
             np.array(quantity),
@@ -649,11 +660,30 @@ class PerpPopulation:
         """Insurance fund (or vault) balance with its open position at `price`, USD."""
         return self.fund_cash + self.fund_units * price
 
-    def margin(self, idx: np.ndarray, price: float) -> tuple[np.ndarray, np.ndarray]:
-        """Margin balance and maintenance margin of accounts `idx` at `price`, USD."""
+    def margin(self, idx: np.ndarray, price: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Margin balance and maintenance margin of accounts `idx` at `price` (one price, or
+        one per account), USD."""
+        if isinstance(price, float):
+            balance, maintenance, _ = self._margin_tier(idx, price)
+            return balance, maintenance
         side = self.side[idx]
         balance = self._wallet_balance(idx) + side * self.size[idx] * (price - self.entry[idx])
-        return balance, self.table.maintenance_margin(self.size[idx] * price)
+        maintenance = self.table.maintenance_margin(self.size[idx] * price)
+        return self._with_collateral(idx, balance), maintenance
+
+    def _margin_tier(self, idx: np.ndarray, price: float) -> tuple[np.ndarray, ...]:
+        """`margin` and the tier of each position's notional at `price`, in one compiled
+        pass over the accounts (`perp_kernels.margin_tier`)."""
+        table = self.table
+        balance, maintenance, tier = kernels.margin_tier(
+            idx, self.side, self.size, self.collateral, self.entry, self.funding_ref,
+            self.funding_index, price, table.upper_usd, table.mmr, table.amount_usd,
+        )  # fmt: skip
+        return self._with_collateral(idx, balance), maintenance, tier
+
+    def _with_collateral(self, idx: np.ndarray, balance: np.ndarray) -> np.ndarray:
+        """The margin balance with what else the wallets hold (none here: USD wallets)."""
+        return balance
 
     @staticmethod
     def _side_index(side: np.ndarray) -> np.ndarray:
@@ -680,6 +710,9 @@ class PerpPopulation:
 
     def _pay_funding(self, view: MarketView, price: float, log: EventLog) -> None:
         now = view.time.value / 1e9
+        interval_s = self.rules.funding_interval_hours * 3600.0
+        if math.floor(now / interval_s) == math.floor((now - self.step_seconds) / interval_s):
+            return  # most steps: no settlement instant in (now − step, now] (a screen)
         count = settlements_between(now - self.step_seconds, now, self.rules.funding_interval_hours)
         paid = 0.0
         for _ in range(count):
@@ -689,6 +722,7 @@ class PerpPopulation:
                 break
             payment = self.funding_rate * price * matched  # longs → shorts, USD
             self.funding_index += (payment / long_units, -payment / short_units)
+            self._book_band = NO_SCREEN  # the segments' bounds moved
             paid += payment
         if paid == 0.0:
             return
@@ -886,21 +920,19 @@ class PerpPopulation:
     # ------------------------------------------------------------------ triggers
 
     def _triggered_from_book(self, price: float) -> np.ndarray:
-        bound = -self.g_sign * price + self.funding_index[self.g_side_index] * self.g_coef
-        inclusive = self.rules.inclusive_trigger
-        hit = np.flatnonzero(self.g_head <= bound if inclusive else self.g_head < bound)
-        if not len(hit):
+        """Book accounts the price liquidates, in one compiled pass over the segments
+        (`perp_kernels.book_hits`), which also returns the screen: a price strictly inside
+        `_book_band` reaches no segment's next account, so most marks return here."""
+        low, high = self._book_band
+        if low < price < high:
             return _EMPTY
-        side = "right" if inclusive else "left"
-        parts = []
-        for g in hit:
-            lo, hi = self.g_next[g], self.g_end[g]
-            cut = lo + int(np.searchsorted(self._sortkey[lo:hi], bound[g], side=side))
-            parts.append(lo + np.flatnonzero(self.pristine[lo:cut]))
-            self.pristine[lo:cut] = False
-            self.g_next[g] = cut
-            self.g_head[g] = self._sortkey[cut] if cut < hi else np.inf
-        return np.concatenate(parts)
+        hits, low, high = kernels.book_hits(
+            price, self.g_sign, self.g_side_index, self.g_coef, self.g_head, self.g_next,
+            self.g_end, self._sortkey, self.pristine, self.funding_index,
+            self.rules.inclusive_trigger,
+        )  # fmt: skip
+        self._book_band = (low, high) if self.book_screen else NO_SCREEN
+        return hits
 
     def _triggered_from_watch(self, price: float) -> np.ndarray:
         if not len(self._watch):
@@ -910,8 +942,7 @@ class PerpPopulation:
         # slack / (2·size) cannot trigger anyone: skip the scan (a pure speed-up).
         if abs(price - self._watch_checked_price) < self._watch_safe_distance:
             return _EMPTY
-        self._watch = self._watch[self.size[self._watch] > 0]
-        idx = self._watch[~self.pending[self._watch]]
+        self._watch, idx = kernels.watch_split(self._watch, self.size, self.pending)
         if not len(idx):  # all under way: nothing to check until an order fills
             self._watch_checked_price, self._watch_safe_distance = price, np.inf
             return _EMPTY
@@ -930,22 +961,23 @@ class PerpPopulation:
 
     def _liquidate(self, idx: np.ndarray, price: float, now_s: float, log: EventLog) -> None:
         side, size = self.side[idx], self.size[idx]
-        balance, maintenance = self.margin(idx, price)
+        balance, maintenance, tier = self._margin_tier(idx, price)
         notional = size * price
-        starting = self.stage[idx] == 0
+        if self.cex_waterfall:
+            # one IOC down to the top of the next lower tier, if there is margin to save
+            # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
+            starting, derisk, quantity, rest = kernels.cex_triage(
+                idx, self.stage, self.size, balance, tier, self.table.upper_usd, price
+            )
+        else:
+            starting = self.stage[idx] == 0
         self._log_by_side(
             log, "perp_liquidation", side[starting], -side[starting] * size[starting],
             notional[starting], price, "accounts entering liquidation",
         )  # fmt: skip
         if self.cex_waterfall:
-            # one IOC down to the top of the next lower tier, if there is margin to save
-            # (facts 1.2.5, 1.3.3); otherwise, or on a second breach, takeover or ADL
-            tier = self.table.tier(notional)
-            derisk = starting & (tier > 0) & (balance > 0)
-            lower = self.table.upper_usd[np.maximum(tier - 1, 0)]
-            self._send(idx[derisk], size[derisk] - lower[derisk] / price, partial=True)
-            self.stage[idx] = 1
-            self._to_fund_or_adl(idx[~derisk], price, log, "insurance fund")
+            self._send(derisk, quantity, partial=True)
+            self._to_fund_or_adl(rest, price, log, "insurance fund")
             return
         # hyperliquid-like: ADL below zero (1.5.5), backstop below 2/3·MM (1.5.4), else market
         # orders, 20% first above $100k and the rest after the cooldown (1.5.3)
@@ -996,12 +1028,12 @@ class PerpPopulation:
     def _close(self, idx: np.ndarray) -> None:
         """Positions `idx` are gone with all their collateral (the reserve of isolated
         accounts stays with them)."""
-        for sign, column in ((1, 0), (-1, 1)):
-            self.open_units[column] -= self.size[idx][self.side[idx] == sign].sum()
-        self.size[idx] = 0.0
-        self.collateral[idx] = 0.0
-        self.funding_ref[idx] = self.funding_index[self._side_index(self.side[idx])]
-        self.stage[idx] = 0
+        longs, shorts = kernels.close_positions(
+            idx, self.side, self.size, self.collateral, self.funding_ref, self.stage,
+            self.funding_index,
+        )  # fmt: skip
+        self.open_units[0] -= longs.sum()
+        self.open_units[1] -= shorts.sum()
 
     def _take_over(self, idx: np.ndarray, price: float, log: EventLog, label: str) -> np.ndarray:
         """The fund buys positions `idx` at their bankruptcy prices (so it keeps their margin
@@ -1010,24 +1042,23 @@ class PerpPopulation:
             return idx
         side, size = self.side[idx], self.size[idx]
         wallet = self._wallet_balance(idx)
-        balance = wallet + side * size * (price - self.entry[idx])
-        n = takeover_count(
-            self.fund_units,
-            self.fund_equity(price),
-            price,
-            side * size,
-            balance,
-            self.capacity,
-        )
+        n = len(idx)
+        if self.capacity is not None:  # without a cap the fund takes them all
+            balance = wallet + side * size * (price - self.entry[idx])
+            n = takeover_count(
+                self.fund_units, self.fund_equity(price), price, side * size, balance,
+                self.capacity,
+            )  # fmt: skip
         take, side, size = idx[:n], side[:n], size[:n]
         if n:
             bankruptcy = self.entry[take] - side * wallet[:n] / size
-            self.fund_units += float(np.sum(side * size))
-            self.fund_cash -= float(np.sum(side * size * bankruptcy))
+            units = side * size
+            self.fund_units += float(np.sum(units))
+            self.fund_cash -= float(np.sum(units * bankruptcy))
             self._close(take)
             self._check_fund(price, log)
             self._log_by_side(
-                log, "perp_takeover", side, side * size, size * bankruptcy, None,
+                log, "perp_takeover", side, units, size * bankruptcy, None,
                 f"{label} at the bankruptcy price",
             )  # fmt: skip
         return idx[n:]
