@@ -4,6 +4,8 @@ events and state to the last bit — whichever lanes are active in a round."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,12 +14,19 @@ from hypothesis import strategies as st
 
 from deleverage import load_scenario
 from deleverage.engine.simulate import initial_prices, rng_stream
+from deleverage.market.calendar import build_calendar
 from deleverage.populations import REGISTRY, BuildContext, MarketView
 from deleverage.populations.lanes import stack_populations
 from deleverage.results.events import EventLog
 from deleverage.scenario.loader import sample_uncertain
 
-SLOTS = ("multi-asset-pb-funds",)
+SLOTS = (
+    "multi-asset-pb-funds",
+    "btc-dip-buyers",
+    "spot-btc-etfs",
+    "risk-parity-vol-target",
+    "cta-trend",
+)
 LANES = 4
 
 
@@ -25,12 +34,30 @@ LANES = 4
 def feb_2026():
     return load_scenario(
         "feb-2026",
-        sets=["populations.btc-perps.accounts=2", "populations.eth-perps.accounts=2"],
+        sets=[
+            "populations.btc-perps.accounts=2",
+            "populations.eth-perps.accounts=2",
+            "populations.btc-dip-buyers.max_leverage=3",  # leveraged: defaults, forced sales
+            # rebalances within the walk's two hours (daily in the preset)
+            "populations.risk-parity-vol-target.rebalance_every=15min",
+            "populations.cta-trend.rebalance_every=15min",
+        ],
     )
 
 
 def _build(scenario, name: str, seed: int, path: int, enabled: bool = True):
-    """Population `name` of path `path`, as `simulate` builds it (its own draws)."""
+    """Population `name` of path `path`, as `simulate` builds it (its own draws): a fresh
+    copy of the one built once for these arguments."""
+    key = (id(scenario), name, seed, path, enabled)
+    if key not in _BUILT:
+        _BUILT[key] = _build_new(scenario, name, seed, path, enabled)
+    return copy.deepcopy(_BUILT[key])
+
+
+_BUILT: dict = {}
+
+
+def _build_new(scenario, name: str, seed: int, path: int, enabled: bool):
     scenario = sample_uncertain(scenario, rng_stream(seed, path, "uncertain"))
     spec = next(p for p in scenario.populations if p.name == name)
     builder, _ = REGISTRY[spec.type]
@@ -47,12 +74,14 @@ def _build(scenario, name: str, seed: int, path: int, enabled: bool = True):
 
 def _views(scenario, rng: np.random.Generator, rounds: int):
     """Random rounds for LANES lanes: prices walking from the start with crashes of up to
-    −30% in some lanes, venues mostly open, exchange margins in some assets."""
+    −30% in some lanes, venues mostly open, exchange margins in some assets. The walk's
+    steps begin when the US equity market first opens (ETF creations take place then)."""
     price0 = initial_prices(scenario)
     n_assets = len(price0)
     log_move = np.zeros((LANES, n_assets))
-    step = 0
-    time = pd.Timestamp(scenario.clock.start)
+    calendar = build_calendar(scenario)
+    step = int(np.argmax(calendar.open[scenario.venue_index()["nasdaq"]]))
+    time, step_length = calendar.step_starts[0], pd.Timedelta(scenario.clock.step)
     for _ in range(rounds):
         if rng.random() < 0.4:
             step += 1
@@ -64,7 +93,7 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
         margin = np.where(rng.random((LANES, n_assets)) < 0.5, rng.uniform(5, 30), np.nan)
         view = MarketView(
             step,
-            time + pd.Timedelta(minutes=15 * step),
+            time + step_length * step,
             0.25,
             price,
             rng.random((LANES, n_assets)) < 0.9,
@@ -95,6 +124,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
     assert slot is not None  # the type stacks
     logs_laned, logs_alone = [EventLog() for _ in laned], [EventLog() for _ in alone]
     rng = np.random.default_rng(seed)
+    sent = 0  # rounds in which a lane's funds sent orders
     for view, active in _views(feb_2026, rng, 60):
         if not len(active):
             continue
@@ -116,6 +146,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
             orders = alone[j].orders()
             _same_orders(laned[j].orders(), orders)
             if len(orders.asset):  # fill a random part at the lane's prices
+                sent += 1
                 filled = rng.random(len(orders.asset)) < 0.8
                 price = view.price[j][orders.asset]
                 alone[j].apply_fills(orders, filled, price, logs_alone[j])
@@ -129,6 +160,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
         np.testing.assert_array_equal(a.gross_leverage(price), b.gross_leverage(price))
     acted = sum(len(log.rows) for log in logs_alone)
     assert acted or not any(enabled)  # the walk reaches the funds' calls and defaults
+    assert sent or not any(enabled)  # and their orders
 
 
 def test_lanes_that_differ_are_marked_one_by_one(feb_2026):

@@ -34,6 +34,7 @@ import pandas as pd
 
 from deleverage.market.calendar import trading_mask
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
+from deleverage.populations.lanes import same_shapes, stack_rows
 from deleverage.results.events import EventLog
 
 
@@ -87,7 +88,7 @@ class TargetPortfolio(ABC):
         self.cash_usd = np.zeros(n_funds)
         self.fx = ctx.fx
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
-        self._mark_price = ctx.price0  # prices of the last mark (their FX rates value fills)
+        self._mark_price = ctx.price0.copy()  # prices of the last mark (FX rates of fills)
         self._abs_units: np.ndarray | None = None  # |units|, None once units moved
         # usd_per(price)[1:] as one indexing and power: the other currencies' USD value
         self._other_pairs, self._other_powers = self.fx.pair[1:], self.fx.power[1:]
@@ -113,6 +114,25 @@ class TargetPortfolio(ABC):
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
         self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
+
+    @classmethod
+    def stack(cls, populations: list[TargetPortfolio]) -> TargetPortfolioLanes | None:
+        """The lanes' funds as one slot (`populations.lanes`), or None if their arrays
+        differ in shape or their currencies differ."""
+        first = populations[0]
+        names = ("units", "cash_usd", "cash_local", "_mark_price", "variance", "_last_price")
+        if not same_shapes(populations, names) or any(
+            not np.array_equal(p._other_pairs, first._other_pairs)
+            or not np.array_equal(p._other_powers, first._other_powers)
+            for p in populations
+        ):
+            return None
+        return cls.slot(populations)
+
+    @classmethod
+    def slot(cls, populations: list[TargetPortfolio]) -> TargetPortfolioLanes | None:
+        """The slot of this type (a subclass with its own screen gives its own)."""
+        return TargetPortfolioLanes(populations)
 
     @property
     def realized_vol(self) -> np.ndarray:
@@ -153,9 +173,12 @@ class TargetPortfolio(ABC):
             self.cash_local[:, c - 1] -= self.units @ np.where(paid_in == c, price, 0.0)
 
     @abstractmethod
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+    def target_units(
+        self, view: MarketView, rebalance: bool, log: EventLog, screen=None
+    ) -> np.ndarray | None:
         """Units each fund wants to hold, or None for no new target. `rebalance` is True on
-        the first round of a step when a scheduled rebalance is due."""
+        the first round of a step when a scheduled rebalance is due; `screen`: this lane's
+        row of what its slot computed for every lane (`TargetPortfolioLanes.screen`)."""
 
     def observe(self, view: MarketView) -> None:
         """Once per step, before any order: update realized volatility (if read)."""
@@ -164,22 +187,34 @@ class TargetPortfolio(ABC):
         moved = view.is_open & (view.price != self._last_price)
         r2 = np.log(view.price / self._last_price) ** 2 * self._steps_per_day
         updated = self._vol_decay * self.variance + (1 - self._vol_decay) * r2
-        self.variance = np.where(moved, updated, self.variance)
-        self._last_price = view.price.copy()
+        self.variance[:] = np.where(moved, updated, self.variance)  # in place: lane rows
+        self._last_price[:] = view.price
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         first_round = view.step != self._step
         if first_round:
             self._step = view.step
             self.observe(view)
-        self._mark_price = view.price.copy()
+        self._mark_price[:] = view.price
         self._orders = Orders.empty()
-        if not self.enabled:
-            return
-        due = first_round and view.step - self._last_rebalance >= self.rebalance_steps
+        if self.enabled:
+            self._decide(view, first_round, self._due(view.step, first_round), log)
+
+    def _due(self, step: int, first_round: bool) -> bool:
+        """Whether a scheduled rebalance falls on this round (the first of a step), and
+        if so, that it is taken."""
+        due = first_round and step - self._last_rebalance >= self.rebalance_steps
         if due:
-            self._last_rebalance = view.step
-        target = self.target_units(view, due, log)
+            self._last_rebalance = step
+        return due
+
+    def _decide(
+        self, view: MarketView, first_round: bool, due: bool, log: EventLog, screen=None
+    ) -> None:
+        """The mark after the prices are taken: a new target, then the orders toward what
+        is pending on open venues (`screen`: what a slot computed of `target_units` for
+        this lane, `TargetPortfolioLanes`)."""
+        target = self.target_units(view, due, log, screen)
         if target is not None:
             target[target == self.units] = np.nan  # already there, whatever the venue
             self._pending = target
@@ -261,3 +296,64 @@ class TargetPortfolio(ABC):
     def cash_by_currency(self) -> dict[str, float]:
         local = dict(zip(self.fx.currencies[1:], self.cash_local.sum(axis=0), strict=True))
         return {"USD": float(self.cash_usd.sum()), **{c: float(v) for c, v in local.items()}}
+
+
+class TargetPortfolioLanes:
+    """Target-portfolio funds of several lanes as one slot (`populations.lanes`): the
+    round's prices and the step's volatility sample of every active lane in one pass, then
+    each lane's own `_decide` where the screen finds a target to set or orders to send.
+    Arrays (L, A) and (L, F, A); each lane's population works on its row. A subclass with
+    work every round (value funds' caps) does it for all lanes in its `screen`."""
+
+    def __init__(self, populations: list[TargetPortfolio]):
+        self.lanes = populations
+        self.enabled = np.array([p.enabled for p in populations])
+        self.mark_price = stack_rows(populations, ("_mark_price",))["_mark_price"]
+        self.reads_vol = populations[0].reads_vol
+        if self.reads_vol:
+            own = stack_rows(populations, ("variance", "_last_price"))
+            self.variance, self.last_price = own["variance"], own["_last_price"]
+            self.vol_decay = np.array([[p._vol_decay] for p in populations])
+            self.steps_per_day = np.stack([p._steps_per_day for p in populations])
+
+    def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
+        step, lanes = view.step, [self.lanes[j] for j in rows]
+        first = np.array([p._step != step for p in lanes])
+        due = np.zeros(len(lanes), dtype=bool)
+        pending = np.zeros(len(lanes), dtype=bool)  # a first round with a target left
+        for n in np.flatnonzero(first):
+            p = lanes[n]
+            p._step = step
+            due[n] = p.enabled and p._due(step, True)
+            pending[n] = p._pending is not None
+        if first.any():
+            self.observe(view, rows, first)
+        self.mark_price[rows] = view.price
+        for p in lanes:
+            p._orders = Orders.empty()
+        need, screen = self.screen(view, rows, due)
+        for n in np.flatnonzero((need | pending) & self.enabled[rows]):
+            row = None if screen is None else tuple(x[n] for x in screen)
+            lanes[n]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
+
+    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
+        """`TargetPortfolio.observe` of the lanes `rows[first]` (their first round)."""
+        if not self.reads_vol:
+            return
+        at = rows[first]
+        price, last, decay, variance = (
+            view.price[first],
+            self.last_price[at],
+            self.vol_decay[at],
+            self.variance[at],
+        )
+        moved = view.is_open[first] & (price != last)
+        r2 = np.log(price / last) ** 2 * self.steps_per_day[at]
+        updated = decay * variance + (1 - decay) * r2
+        self.variance[at] = np.where(moved, updated, variance)
+        self.last_price[at] = price
+
+    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
+        """Which lanes may get a new target this round (a subclass narrows this and may
+        give each lane its row of what it computed for all: `target_units`' `screen`)."""
+        return due, None
