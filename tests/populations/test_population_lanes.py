@@ -151,6 +151,9 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
                 price = view.price[j][orders.asset]
                 alone[j].apply_fills(orders, filled, price, logs_alone[j])
                 laned[j].apply_fills(laned[j].orders(), filled, price, logs_laned[j])
+        for j in range(LANES):  # as the engine records it: at the lane's last prices
+            leverage = laned[j].gross_leverage(view.price[j])
+            np.testing.assert_array_equal(leverage, alone[j].gross_leverage(view.price[j]))
     n_assets = len(feb_2026.assets)
     price = initial_prices(feb_2026)
     for a, b, log_a, log_b in zip(laned, alone, logs_laned, logs_alone, strict=True):

@@ -41,8 +41,8 @@ class EtfFlowPopulation(TargetPortfolio):
 
     @classmethod
     def slot(cls, populations: list[EtfFlowPopulation]) -> EtfFlowLanes | None:
-        first = populations[0]
-        if any(p.asset != first.asset or p.creating.shape != first.creating.shape for p in populations):
+        asset, steps = populations[0].asset, populations[0].creating.shape
+        if any(p.asset != asset or p.creating.shape != steps for p in populations):
             return None
         return EtfFlowLanes(populations)
 

@@ -90,6 +90,8 @@ class TargetPortfolio(ABC):
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
         self._mark_price = ctx.price0.copy()  # prices of the last mark (FX rates of fills)
         self._abs_units: np.ndarray | None = None  # |units|, None once units moved
+        self._slot: tuple[TargetPortfolioLanes, int] | None = None  # its slot and row there
+        self._fresh = False  # marked by its slot since its last fill
         # usd_per(price)[1:] as one indexing and power: the other currencies' USD value
         self._other_pairs, self._other_powers = self.fx.pair[1:], self.fx.power[1:]
         # fx pairs are currency positions funded in their quote currency
@@ -121,10 +123,11 @@ class TargetPortfolio(ABC):
         differ in shape or their currencies differ."""
         first = populations[0]
         names = ("units", "cash_usd", "cash_local", "_mark_price", "variance", "_last_price")
+        fx = ("quote", "pair", "power", "usd_base")
         if not same_shapes(populations, names) or any(
-            not np.array_equal(p._other_pairs, first._other_pairs)
-            or not np.array_equal(p._other_powers, first._other_powers)
+            not np.array_equal(getattr(p.fx, name), getattr(first.fx, name))
             for p in populations
+            for name in fx
         ):
             return None
         return cls.slot(populations)
@@ -152,7 +155,12 @@ class TargetPortfolio(ABC):
         return self.cash_usd + local + self.units @ unit_usd
 
     def gross_leverage(self, price: np.ndarray) -> float:
-        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
+        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds. A
+        lane of a slot at the prices of its last mark, not filled since, reads its row of
+        what the slot computed for every lane (`TargetPortfolioLanes.gross_leverage`)."""
+        if self._fresh and np.array_equal(price, self._mark_price):
+            slot, row = self._slot
+            return slot.gross_leverage(row)
         unit_usd = self.fx.unit_usd(price)
         if self._abs_units is None:
             self._abs_units = np.abs(self.units)
@@ -268,6 +276,7 @@ class TargetPortfolio(ABC):
             np.add.at(self.cash_local, local, -(quantity * fill_price)[~usd])
         reached = ~self._capped[filled]
         self._orders = Orders.empty()
+        self._fresh = False
         if self._pending is not None:
             self._pending[funds[reached], assets[reached]] = np.nan
             if np.isnan(self._pending).all():
@@ -303,12 +312,22 @@ class TargetPortfolioLanes:
     round's prices and the step's volatility sample of every active lane in one pass, then
     each lane's own `_decide` where the screen finds a target to set or orders to send.
     Arrays (L, A) and (L, F, A); each lane's population works on its row. A subclass with
-    work every round (value funds' caps) does it for all lanes in its `screen`."""
+    work every round (value funds' caps) does it for all lanes in its `screen`. The gross
+    leverage the engine records after each step is computed once for every lane, at the
+    first lane's call (`gross_leverage`)."""
 
     def __init__(self, populations: list[TargetPortfolio]):
         self.lanes = populations
         self.enabled = np.array([p.enabled for p in populations])
-        self.mark_price = stack_rows(populations, ("_mark_price",))["_mark_price"]
+        own = stack_rows(populations, ("_mark_price", "units", "cash_usd", "cash_local"))
+        self.mark_price, self.units = own["_mark_price"], own["units"]
+        self.cash_usd, self.cash_local = own["cash_usd"], own["cash_local"]
+        first = populations[0]
+        self.fx, self.pairs, self.powers = first.fx, first._other_pairs, first._other_powers
+        self.marks = 0  # mark_lanes calls so far
+        self.leverage, self.leverage_at = np.zeros(len(populations)), -1  # and at which mark
+        for row, p in enumerate(populations):
+            p._slot = (self, row)
         self.reads_vol = populations[0].reads_vol
         if self.reads_vol:
             own = stack_rows(populations, ("variance", "_last_price"))
@@ -318,6 +337,7 @@ class TargetPortfolioLanes:
 
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
         step, lanes = view.step, [self.lanes[j] for j in rows]
+        self.marks += 1
         first = np.array([p._step != step for p in lanes])
         due = np.zeros(len(lanes), dtype=bool)
         pending = np.zeros(len(lanes), dtype=bool)  # a first round with a target left
@@ -330,7 +350,7 @@ class TargetPortfolioLanes:
             self.observe(view, rows, first)
         self.mark_price[rows] = view.price
         for p in lanes:
-            p._orders = Orders.empty()
+            p._orders, p._fresh = Orders.empty(), True
         need, screen = self.screen(view, rows, due)
         for n in np.flatnonzero((need | pending) & self.enabled[rows]):
             row = None if screen is None else tuple(x[n] for x in screen)
@@ -357,3 +377,21 @@ class TargetPortfolioLanes:
         """Which lanes may get a new target this round (a subclass narrows this and may
         give each lane its row of what it computed for all: `target_units`' `screen`)."""
         return due, None
+
+    def gross_leverage(self, row: int) -> float:
+        """Lane `row`'s `TargetPortfolio.gross_leverage` at the prices of its last mark,
+        for a lane not filled since: the slot computes it for every lane once after a
+        mark (a lane filled since reads its own; its row here is not used)."""
+        if self.leverage_at != self.marks:
+            self.leverage_at = self.marks
+            price = self.mark_price
+            unit_usd = self.fx.unit_usd(price)[:, :, None]
+            gross = (np.abs(self.units) @ unit_usd)[..., 0]  # one product per lane
+            local = (self.cash_local @ (price[:, self.pairs] ** self.powers)[:, :, None])[..., 0]
+            equity = self.cash_usd + local + (self.units @ unit_usd)[..., 0]
+            counted = (equity > 0.0)[:, :, None]  # `pooled_leverage`
+            total = (equity[:, None, :] @ counted)[:, 0, 0]
+            exposed = (gross[:, None, :] @ counted)[:, 0, 0]
+            nan = np.full_like(total, np.nan)
+            self.leverage = np.divide(exposed, total, out=nan, where=total > 0.0)
+        return float(self.leverage[row])

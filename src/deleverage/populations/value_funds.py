@@ -125,11 +125,8 @@ class ValueFundLanes(TargetPortfolioLanes):
 
     def __init__(self, populations: list[ValueFundPopulation]):
         super().__init__(populations)
-        first = populations[0]
-        self.asset, self.pairs, self.powers = first.asset, first._other_pairs, first._other_powers
-        own = stack_rows(populations, ("units", "cash_usd", "cash_local", "active"))
-        self.units, self.cash_usd = own["units"], own["cash_usd"]
-        self.cash_local, self.active = own["cash_local"], own["active"]
+        self.asset = populations[0].asset
+        self.active = stack_rows(populations, ("active",))["active"]
         self.default_equity = np.array([[p.default_equity] for p in populations])
         self.max_leverage = np.array([[p.max_leverage] for p in populations])
         self.forced_sales = np.array([[p.forced_sales] for p in populations])
