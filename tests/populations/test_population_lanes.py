@@ -38,9 +38,10 @@ def feb_2026():
             "populations.btc-perps.accounts=2",
             "populations.eth-perps.accounts=2",
             "populations.btc-dip-buyers.max_leverage=3",  # leveraged: defaults, forced sales
-            # rebalances within the walk's two hours (daily in the preset)
-            "populations.risk-parity-vol-target.rebalance_every=15min",
-            "populations.cta-trend.rebalance_every=15min",
+            # hourly (daily in the preset): several rebalances in the walk, steps between
+            # them that send only what is still pending
+            "populations.risk-parity-vol-target.rebalance_every=1h",
+            "populations.cta-trend.rebalance_every=1h",
         ],
     )
 

@@ -110,6 +110,7 @@ class TargetPortfolio(ABC):
         self._step = -1
         self._last_rebalance = -self.rebalance_steps
         self._pending: np.ndarray | None = None  # target units, NaN where reached
+        self._waiting = np.zeros(n_assets, dtype=bool)  # assets with a target left (or more)
         self._orders = Orders.empty()
         self._capped = _NOT_CAPPED  # per order: worked over more steps
         self._never_capped = np.zeros((n_funds, n_assets), dtype=bool)  # read only
@@ -204,7 +205,7 @@ class TargetPortfolio(ABC):
             self._step = view.step
             self.observe(view)
         self._mark_price[:] = view.price
-        self._orders = Orders.empty()
+        self._orders, self._capped = Orders.empty(), _NOT_CAPPED
         if self.enabled:
             self._decide(view, first_round, self._due(view.step, first_round), log)
 
@@ -226,18 +227,18 @@ class TargetPortfolio(ABC):
         if target is not None:
             target[target == self.units] = np.nan  # already there, whatever the venue
             self._pending = target
+            self._waiting[:] = ~np.isnan(target).all(axis=0)
         elif not first_round:
             return  # what was pending on open venues traded in an earlier round of this step
         if self._pending is None:
             return
         wanted = view.is_open & ~np.isnan(self._pending)
         if not wanted.any():  # what is left waits for its venue
-            self._capped = _NOT_CAPPED
             return
         trade = np.where(wanted, self._pending - self.units, 0.0)
         self._pending[wanted & (trade == 0.0)] = np.nan  # already there
         if not trade.any():  # venues closed or targets reached: no order
-            self._capped = _NOT_CAPPED
+            self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
             return
         trade, capped = self._work(trade, view)
         funds, assets = np.nonzero(trade)
@@ -279,7 +280,8 @@ class TargetPortfolio(ABC):
         self._fresh = False
         if self._pending is not None:
             self._pending[funds[reached], assets[reached]] = np.nan
-            if np.isnan(self._pending).all():
+            self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
+            if not self._waiting.any():
                 self._pending = None
         usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
         for a in sorted(set(assets.tolist())):
@@ -319,9 +321,11 @@ class TargetPortfolioLanes:
     def __init__(self, populations: list[TargetPortfolio]):
         self.lanes = populations
         self.enabled = np.array([p.enabled for p in populations])
-        own = stack_rows(populations, ("_mark_price", "units", "cash_usd", "cash_local"))
-        self.mark_price, self.units = own["_mark_price"], own["units"]
-        self.cash_usd, self.cash_local = own["cash_usd"], own["cash_local"]
+        names = ("_mark_price", "_waiting", "units", "cash_usd", "cash_local")
+        own = stack_rows(populations, names)
+        self.mark_price, self.waiting = own["_mark_price"], own["_waiting"]
+        self.units, self.cash_usd = own["units"], own["cash_usd"]
+        self.cash_local = own["cash_local"]
         first = populations[0]
         self.fx, self.pairs, self.powers = first.fx, first._other_pairs, first._other_powers
         self.marks = 0  # mark_lanes calls so far
@@ -340,19 +344,19 @@ class TargetPortfolioLanes:
         self.marks += 1
         first = np.array([p._step != step for p in lanes])
         due = np.zeros(len(lanes), dtype=bool)
-        pending = np.zeros(len(lanes), dtype=bool)  # a first round with a target left
         for n in np.flatnonzero(first):
             p = lanes[n]
             p._step = step
             due[n] = p.enabled and p._due(step, True)
-            pending[n] = p._pending is not None
         if first.any():
             self.observe(view, rows, first)
         self.mark_price[rows] = view.price
         for p in lanes:
-            p._orders, p._fresh = Orders.empty(), True
+            p._orders, p._capped, p._fresh = Orders.empty(), _NOT_CAPPED, True
         need, screen = self.screen(view, rows, due)
-        for n in np.flatnonzero((need | pending) & self.enabled[rows]):
+        # a first round sends what is pending where a venue of it is open
+        need = need | first & (view.is_open & self.waiting[rows]).any(axis=1)
+        for n in np.flatnonzero(need & self.enabled[rows]):
             row = None if screen is None else tuple(x[n] for x in screen)
             lanes[n]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
 
