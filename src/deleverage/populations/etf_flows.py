@@ -16,6 +16,7 @@ import pandas as pd
 
 from deleverage.market.calendar import build_calendar
 from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.lanes import same_shapes, stack_rows
 from deleverage.populations.portfolio import TargetPortfolio, TargetPortfolioLanes
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import EtfFlows
@@ -41,8 +42,10 @@ class EtfFlowPopulation(TargetPortfolio):
 
     @classmethod
     def slot(cls, populations: list[EtfFlowPopulation]) -> EtfFlowLanes | None:
-        asset, steps = populations[0].asset, populations[0].creating.shape
-        if any(p.asset != asset or p.creating.shape != steps for p in populations):
+        first = populations[0]
+        if any(p.asset != first.asset for p in populations) or not same_shapes(
+            populations, ("creating", "lagged_log_price")
+        ):
             return None
         return EtfFlowLanes(populations)
 
@@ -76,18 +79,24 @@ class EtfFlowPopulation(TargetPortfolio):
 
 
 class EtfFlowLanes(TargetPortfolioLanes):
-    """ETF holders of several lanes as one slot: a lane sends orders only on the first
-    round of a step its creation venue is open (or with a creation still pending). The
-    trailing return is sampled lane by lane (a scalar log a step)."""
+    """ETF holders of several lanes as one slot: the step's trailing return sampled for
+    all lanes at once; a lane sends orders only on the first round of a step its creation
+    venue is open (or with a creation still pending)."""
 
     def __init__(self, populations: list[EtfFlowPopulation]):
         super().__init__(populations)
         self.asset = populations[0].asset
         self.creating = np.stack([p.creating for p in populations])  # read only
+        self.lagged = stack_rows(populations, ("lagged_log_price",))["lagged_log_price"]
 
     def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
-        for n in np.flatnonzero(first):
-            self.lanes[rows[n]].observe(view.row(n))
+        at = rows[first]
+        log_price = np.log(view.price[first, self.asset])
+        slot = view.step % self.lagged.shape[1]
+        trailing = log_price - self.lagged[at, slot]
+        self.lagged[at, slot] = log_price
+        for j, value in zip(at, trailing, strict=True):
+            self.lanes[j].trailing = value
 
     def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
         return due & view.is_open[:, self.asset] & self.creating[rows, view.step], None

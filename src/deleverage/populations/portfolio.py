@@ -318,6 +318,8 @@ class TargetPortfolioLanes:
     leverage the engine records after each step is computed once for every lane, at the
     first lane's call (`gross_leverage`)."""
 
+    quiet_later = True  # a later round of a step (not its first) only takes the prices
+
     def __init__(self, populations: list[TargetPortfolio]):
         self.lanes = populations
         self.enabled = np.array([p.enabled for p in populations])
@@ -342,20 +344,28 @@ class TargetPortfolioLanes:
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
         step, lanes = view.step, [self.lanes[j] for j in rows]
         self.marks += 1
-        first = np.array([p._step != step for p in lanes])
-        due = np.zeros(len(lanes), dtype=bool)
-        for n in np.flatnonzero(first):
-            p = lanes[n]
-            p._step = step
-            due[n] = p.enabled and p._due(step, True)
-        if first.any():
-            self.observe(view, rows, first)
+        first = [p._step != step for p in lanes]
+        starts = any(first)  # in the engine, every lane's first round of the step
+        if len(rows) == 1 and (starts or not self.quiet_later):  # its own mark, on its rows
+            lanes[0].mark(view.row(0), logs[0])
+            lanes[0]._fresh = True
+            return
         self.mark_price[rows] = view.price
         for p in lanes:
             p._orders, p._capped, p._fresh = Orders.empty(), _NOT_CAPPED, True
+        if not starts and self.quiet_later:
+            return  # a later round takes the prices and nothing else
+        first = np.array(first)
+        due = np.zeros(len(lanes), dtype=bool)
+        if starts:
+            for n in np.flatnonzero(first):
+                p = lanes[n]
+                p._step = step
+                due[n] = p.enabled and p._due(step, True)
+            self.observe(view, rows, first)
         need, screen = self.screen(view, rows, due)
-        # a first round sends what is pending where a venue of it is open
-        need = need | first & (view.is_open & self.waiting[rows]).any(axis=1)
+        if starts:  # what is pending is sent where a venue of it is open
+            need = need | first & (view.is_open & self.waiting[rows]).any(axis=1)
         for n in np.flatnonzero(need & self.enabled[rows]):
             row = None if screen is None else tuple(x[n] for x in screen)
             lanes[n]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)

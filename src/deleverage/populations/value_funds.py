@@ -123,6 +123,8 @@ class ValueFundLanes(TargetPortfolioLanes):
     of all active lanes at once (`ValueFundPopulation.screen`); a lane goes on alone on a
     rebalance, a default or a forced sale."""
 
+    quiet_later = False  # every round may force a sale
+
     def __init__(self, populations: list[ValueFundPopulation]):
         super().__init__(populations)
         self.asset = populations[0].asset
