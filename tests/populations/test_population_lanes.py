@@ -4,6 +4,8 @@ events and state to the last bit — whichever lanes are active in a round."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,12 +14,20 @@ from hypothesis import strategies as st
 
 from deleverage import load_scenario
 from deleverage.engine.simulate import initial_prices, rng_stream
+from deleverage.market.calendar import build_calendar
 from deleverage.populations import REGISTRY, BuildContext, MarketView
 from deleverage.populations.lanes import stack_populations
 from deleverage.results.events import EventLog
 from deleverage.scenario.loader import sample_uncertain
 
-SLOTS = ("multi-asset-pb-funds", "yen-carry-funds")
+SLOTS = (
+    "multi-asset-pb-funds",
+    "yen-carry-funds",
+    "btc-dip-buyers",
+    "spot-btc-etfs",
+    "risk-parity-vol-target",
+    "cta-trend",
+)
 LANES = 4
 
 
@@ -25,12 +35,31 @@ LANES = 4
 def feb_2026():
     return load_scenario(
         "feb-2026",
-        sets=["populations.btc-perps.accounts=2", "populations.eth-perps.accounts=2"],
+        sets=[
+            "populations.btc-perps.accounts=2",
+            "populations.eth-perps.accounts=2",
+            "populations.btc-dip-buyers.max_leverage=3",  # leveraged: defaults, forced sales
+            # hourly (daily in the preset): several rebalances in the walk, steps between
+            # them that send only what is still pending
+            "populations.risk-parity-vol-target.rebalance_every=1h",
+            "populations.cta-trend.rebalance_every=1h",
+        ],
     )
 
 
 def _build(scenario, name: str, seed: int, path: int, enabled: bool = True):
-    """Population `name` of path `path`, as `simulate` builds it (its own draws)."""
+    """Population `name` of path `path`, as `simulate` builds it (its own draws): a fresh
+    copy of the one built once for these arguments."""
+    key = (id(scenario), name, seed, path, enabled)
+    if key not in _BUILT:
+        _BUILT[key] = _build_new(scenario, name, seed, path, enabled)
+    return copy.deepcopy(_BUILT[key])
+
+
+_BUILT: dict = {}
+
+
+def _build_new(scenario, name: str, seed: int, path: int, enabled: bool):
     scenario = sample_uncertain(scenario, rng_stream(seed, path, "uncertain"))
     spec = next(p for p in scenario.populations if p.name == name)
     builder, _ = REGISTRY[spec.type]
@@ -47,12 +76,14 @@ def _build(scenario, name: str, seed: int, path: int, enabled: bool = True):
 
 def _views(scenario, rng: np.random.Generator, rounds: int):
     """Random rounds for LANES lanes: prices walking from the start with crashes of up to
-    −30% in some lanes, venues mostly open, exchange margins in some assets."""
+    −30% in some lanes, venues mostly open, exchange margins in some assets. The walk's
+    steps begin when the US equity market first opens (ETF creations take place then)."""
     price0 = initial_prices(scenario)
     n_assets = len(price0)
     log_move = np.zeros((LANES, n_assets))
-    step = 0
-    start, clock_step = pd.Timestamp(scenario.clock.start), pd.Timedelta(scenario.clock.step)
+    calendar = build_calendar(scenario)
+    step = int(np.argmax(calendar.open[scenario.venue_index()["nasdaq"]]))
+    time, step_length = calendar.step_starts[0], pd.Timedelta(scenario.clock.step)
     for _ in range(rounds):
         if rng.random() < 0.4:
             step += 1
@@ -64,8 +95,8 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
         margin = np.where(rng.random((LANES, n_assets)) < 0.5, rng.uniform(5, 30), np.nan)
         view = MarketView(
             step,
-            start + clock_step * step,  # on the clock: the populations' step tables apply
-            clock_step / pd.Timedelta(hours=1),
+            time + step_length * step,  # on the clock: the populations' step tables apply
+            step_length / pd.Timedelta(hours=1),
             price,
             rng.random((LANES, n_assets)) < 0.9,
             rng.random((LANES, n_assets)) < 0.05,
@@ -79,7 +110,7 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
         yield view, active
 
 
-CACHES = ("_sheet", "_sheet_key", "_cash_key", "_cash_cache")  # kept by a lane alone only
+CACHES = ("_sheet", "_sheet_key", "_cash_key", "_cash_cache", "_fresh", "_abs_units")  # caches
 
 
 def _same_state(a, b) -> None:
@@ -115,6 +146,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
     assert slot is not None  # the type stacks
     logs_laned, logs_alone = [EventLog() for _ in laned], [EventLog() for _ in alone]
     rng = np.random.default_rng(seed)
+    sent = 0  # rounds in which a lane's funds sent orders
     for view, active in _views(feb_2026, rng, 60):
         if not len(active):
             continue
@@ -137,6 +169,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
             _same_orders(laned[j].orders(), orders)
             _same_state(laned[j], alone[j])
             if len(orders.asset):  # fill a random part at the lane's prices
+                sent += 1
                 filled = rng.random(len(orders.asset)) < 0.8
                 price = view.price[j][orders.asset]
                 alone[j].apply_fills(orders, filled, price, logs_alone[j])
@@ -144,6 +177,9 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
         if hasattr(slot, "gross_leverage_lanes"):  # the leverage recorded every step
             pooled = [p.gross_leverage(price) for p, price in zip(alone, view.price, strict=True)]
             np.testing.assert_array_equal(slot.gross_leverage_lanes(view.price), pooled)
+        for j in range(LANES):  # as the engine records it: at the lane's last prices
+            leverage = laned[j].gross_leverage(view.price[j])
+            np.testing.assert_array_equal(leverage, alone[j].gross_leverage(view.price[j]))
     n_assets = len(feb_2026.assets)
     price = initial_prices(feb_2026)
     for a, b, log_a, log_b in zip(laned, alone, logs_laned, logs_alone, strict=True):
@@ -153,6 +189,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
         np.testing.assert_array_equal(a.gross_leverage(price), b.gross_leverage(price))
     acted = sum(len(log.rows) for log in logs_alone)
     assert acted  # the walk reaches the funds' calls and defaults
+    assert sent  # and their orders
 
 
 def test_lanes_that_differ_are_marked_one_by_one(feb_2026):

@@ -16,7 +16,8 @@ import pandas as pd
 
 from deleverage.market.calendar import build_calendar
 from deleverage.populations.base import BuildContext, MarketView
-from deleverage.populations.portfolio import TargetPortfolio
+from deleverage.populations.lanes import same_shapes, stack_rows
+from deleverage.populations.portfolio import TargetPortfolio, TargetPortfolioLanes
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import EtfFlows
 
@@ -39,6 +40,15 @@ class EtfFlowPopulation(TargetPortfolio):
         self.share_per_step = spec.sensitivity * ctx.step_hours / hours
         self.trailing = 0.0  # log return over the lookback, updated once a step
 
+    @classmethod
+    def slot(cls, populations: list[EtfFlowPopulation]) -> EtfFlowLanes | None:
+        first = populations[0]
+        if any(p.asset != first.asset for p in populations) or not same_shapes(
+            populations, ("creating", "lagged_log_price")
+        ):
+            return None
+        return EtfFlowLanes(populations)
+
     def _lookback_prices(self, ctx: BuildContext, lags: int) -> np.ndarray:
         """Log prices `lags` steps before each of the first `lags` steps: slot k holds the
         price at start + (k − lags)·step, as of the asset's history (before its first point,
@@ -58,9 +68,35 @@ class EtfFlowPopulation(TargetPortfolio):
         self.trailing = log_price - self.lagged_log_price[slot]
         self.lagged_log_price[slot] = log_price
 
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+    def target_units(
+        self, view: MarketView, rebalance: bool, log: EventLog, screen=None
+    ) -> np.ndarray | None:
         if not rebalance or not (view.is_open[self.asset] and self.creating[view.step]):
             return None
         target = self.units.copy()
         target[0, self.asset] *= np.exp(self.share_per_step * self.trailing)
         return target
+
+
+class EtfFlowLanes(TargetPortfolioLanes):
+    """ETF holders of several lanes as one slot: the step's trailing return sampled for
+    all lanes at once; a lane sends orders only on the first round of a step its creation
+    venue is open (or with a creation still pending)."""
+
+    def __init__(self, populations: list[EtfFlowPopulation]):
+        super().__init__(populations)
+        self.asset = populations[0].asset
+        self.creating = np.stack([p.creating for p in populations])  # read only
+        self.lagged = stack_rows(populations, ("lagged_log_price",))["lagged_log_price"]
+
+    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
+        at = rows[first]
+        log_price = np.log(view.price[first, self.asset])
+        slot = view.step % self.lagged.shape[1]
+        trailing = log_price - self.lagged[at, slot]
+        self.lagged[at, slot] = log_price
+        for j, value in zip(at, trailing, strict=True):
+            self.lanes[j].trailing = value
+
+    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
+        return due & view.is_open[:, self.asset] & self.creating[rows, view.step], None

@@ -34,6 +34,7 @@ import pandas as pd
 
 from deleverage.market.calendar import trading_mask
 from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
+from deleverage.populations.lanes import same_shapes, stack_rows
 from deleverage.results.events import EventLog
 
 
@@ -87,8 +88,10 @@ class TargetPortfolio(ABC):
         self.cash_usd = np.zeros(n_funds)
         self.fx = ctx.fx
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
-        self._mark_price = ctx.price0  # prices of the last mark (their FX rates value fills)
+        self._mark_price = ctx.price0.copy()  # prices of the last mark (FX rates of fills)
         self._abs_units: np.ndarray | None = None  # |units|, None once units moved
+        self._slot: tuple[TargetPortfolioLanes, int] | None = None  # its slot and row there
+        self._fresh = False  # marked by its slot since its last fill
         # usd_per(price)[1:] as one indexing and power: the other currencies' USD value
         self._other_pairs, self._other_powers = self.fx.pair[1:], self.fx.power[1:]
         # fx pairs are currency positions funded in their quote currency
@@ -107,12 +110,33 @@ class TargetPortfolio(ABC):
         self._step = -1
         self._last_rebalance = -self.rebalance_steps
         self._pending: np.ndarray | None = None  # target units, NaN where reached
+        self._waiting = np.zeros(n_assets, dtype=bool)  # assets with a target left (or more)
         self._orders = Orders.empty()
         self._capped = _NOT_CAPPED  # per order: worked over more steps
         self._never_capped = np.zeros((n_funds, n_assets), dtype=bool)  # read only
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
         self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
+
+    @classmethod
+    def stack(cls, populations: list[TargetPortfolio]) -> TargetPortfolioLanes | None:
+        """The lanes' funds as one slot (`populations.lanes`), or None if their arrays
+        differ in shape or their currencies differ."""
+        first = populations[0]
+        names = ("units", "cash_usd", "cash_local", "_mark_price", "variance", "_last_price")
+        fx = ("quote", "pair", "power", "usd_base")
+        if not same_shapes(populations, names) or any(
+            not np.array_equal(getattr(p.fx, name), getattr(first.fx, name))
+            for p in populations
+            for name in fx
+        ):
+            return None
+        return cls.slot(populations)
+
+    @classmethod
+    def slot(cls, populations: list[TargetPortfolio]) -> TargetPortfolioLanes | None:
+        """The slot of this type (a subclass with its own screen gives its own)."""
+        return TargetPortfolioLanes(populations)
 
     @property
     def realized_vol(self) -> np.ndarray:
@@ -132,7 +156,12 @@ class TargetPortfolio(ABC):
         return self.cash_usd + local + self.units @ unit_usd
 
     def gross_leverage(self, price: np.ndarray) -> float:
-        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
+        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds. A
+        lane of a slot at the prices of its last mark, not filled since, reads its row of
+        what the slot computed for every lane (`TargetPortfolioLanes.gross_leverage`)."""
+        if self._fresh and np.array_equal(price, self._mark_price):
+            slot, row = self._slot
+            return slot.gross_leverage(row)
         unit_usd = self.fx.unit_usd(price)
         if self._abs_units is None:
             self._abs_units = np.abs(self.units)
@@ -153,9 +182,12 @@ class TargetPortfolio(ABC):
             self.cash_local[:, c - 1] -= self.units @ np.where(paid_in == c, price, 0.0)
 
     @abstractmethod
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+    def target_units(
+        self, view: MarketView, rebalance: bool, log: EventLog, screen=None
+    ) -> np.ndarray | None:
         """Units each fund wants to hold, or None for no new target. `rebalance` is True on
-        the first round of a step when a scheduled rebalance is due."""
+        the first round of a step when a scheduled rebalance is due; `screen`: this lane's
+        row of what its slot computed for every lane (`TargetPortfolioLanes.screen`)."""
 
     def observe(self, view: MarketView) -> None:
         """Once per step, before any order: update realized volatility (if read)."""
@@ -164,37 +196,49 @@ class TargetPortfolio(ABC):
         moved = view.is_open & (view.price != self._last_price)
         r2 = np.log(view.price / self._last_price) ** 2 * self._steps_per_day
         updated = self._vol_decay * self.variance + (1 - self._vol_decay) * r2
-        self.variance = np.where(moved, updated, self.variance)
-        self._last_price = view.price.copy()
+        self.variance[:] = np.where(moved, updated, self.variance)  # in place: lane rows
+        self._last_price[:] = view.price
 
     def mark(self, view: MarketView, log: EventLog) -> None:
         first_round = view.step != self._step
         if first_round:
             self._step = view.step
             self.observe(view)
-        self._mark_price = view.price.copy()
-        self._orders = Orders.empty()
-        if not self.enabled:
-            return
-        due = first_round and view.step - self._last_rebalance >= self.rebalance_steps
+        self._mark_price[:] = view.price
+        self._orders, self._capped = Orders.empty(), _NOT_CAPPED
+        if self.enabled:
+            self._decide(view, first_round, self._due(view.step, first_round), log)
+
+    def _due(self, step: int, first_round: bool) -> bool:
+        """Whether a scheduled rebalance falls on this round (the first of a step), and
+        if so, that it is taken."""
+        due = first_round and step - self._last_rebalance >= self.rebalance_steps
         if due:
-            self._last_rebalance = view.step
-        target = self.target_units(view, due, log)
+            self._last_rebalance = step
+        return due
+
+    def _decide(
+        self, view: MarketView, first_round: bool, due: bool, log: EventLog, screen=None
+    ) -> None:
+        """The mark after the prices are taken: a new target, then the orders toward what
+        is pending on open venues (`screen`: what a slot computed of `target_units` for
+        this lane, `TargetPortfolioLanes`)."""
+        target = self.target_units(view, due, log, screen)
         if target is not None:
             target[target == self.units] = np.nan  # already there, whatever the venue
             self._pending = target
+            self._waiting[:] = ~np.isnan(target).all(axis=0)
         elif not first_round:
             return  # what was pending on open venues traded in an earlier round of this step
         if self._pending is None:
             return
         wanted = view.is_open & ~np.isnan(self._pending)
         if not wanted.any():  # what is left waits for its venue
-            self._capped = _NOT_CAPPED
             return
         trade = np.where(wanted, self._pending - self.units, 0.0)
         self._pending[wanted & (trade == 0.0)] = np.nan  # already there
         if not trade.any():  # venues closed or targets reached: no order
-            self._capped = _NOT_CAPPED
+            self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
             return
         trade, capped = self._work(trade, view)
         funds, assets = np.nonzero(trade)
@@ -233,9 +277,11 @@ class TargetPortfolio(ABC):
             np.add.at(self.cash_local, local, -(quantity * fill_price)[~usd])
         reached = ~self._capped[filled]
         self._orders = Orders.empty()
+        self._fresh = False
         if self._pending is not None:
             self._pending[funds[reached], assets[reached]] = np.nan
-            if np.isnan(self._pending).all():
+            self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
+            if not self._waiting.any():
                 self._pending = None
         usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
         for a in sorted(set(assets.tolist())):
@@ -261,3 +307,105 @@ class TargetPortfolio(ABC):
     def cash_by_currency(self) -> dict[str, float]:
         local = dict(zip(self.fx.currencies[1:], self.cash_local.sum(axis=0), strict=True))
         return {"USD": float(self.cash_usd.sum()), **{c: float(v) for c, v in local.items()}}
+
+
+class TargetPortfolioLanes:
+    """Target-portfolio funds of several lanes as one slot (`populations.lanes`): the
+    round's prices and the step's volatility sample of every active lane in one pass, then
+    each lane's own `_decide` where the screen finds a target to set or orders to send.
+    Arrays (L, A) and (L, F, A); each lane's population works on its row. A subclass with
+    work every round (value funds' caps) does it for all lanes in its `screen`. The gross
+    leverage the engine records after each step is computed once for every lane, at the
+    first lane's call (`gross_leverage`)."""
+
+    quiet_later = True  # a later round of a step (not its first) only takes the prices
+
+    def __init__(self, populations: list[TargetPortfolio]):
+        self.lanes = populations
+        self.enabled = np.array([p.enabled for p in populations])
+        names = ("_mark_price", "_waiting", "units", "cash_usd", "cash_local")
+        own = stack_rows(populations, names)
+        self.mark_price, self.waiting = own["_mark_price"], own["_waiting"]
+        self.units, self.cash_usd = own["units"], own["cash_usd"]
+        self.cash_local = own["cash_local"]
+        first = populations[0]
+        self.fx, self.pairs, self.powers = first.fx, first._other_pairs, first._other_powers
+        self.marks = 0  # mark_lanes calls so far
+        self.leverage, self.leverage_at = np.zeros(len(populations)), -1  # and at which mark
+        for row, p in enumerate(populations):
+            p._slot = (self, row)
+        self.reads_vol = populations[0].reads_vol
+        if self.reads_vol:
+            own = stack_rows(populations, ("variance", "_last_price"))
+            self.variance, self.last_price = own["variance"], own["_last_price"]
+            self.vol_decay = np.array([[p._vol_decay] for p in populations])
+            self.steps_per_day = np.stack([p._steps_per_day for p in populations])
+
+    def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
+        step, lanes = view.step, [self.lanes[j] for j in rows]
+        self.marks += 1
+        first = [p._step != step for p in lanes]
+        starts = any(first)  # in the engine, every lane's first round of the step
+        if len(rows) == 1 and (starts or not self.quiet_later):  # its own mark, on its rows
+            lanes[0].mark(view.row(0), logs[0])
+            lanes[0]._fresh = True
+            return
+        self.mark_price[rows] = view.price
+        for p in lanes:
+            p._orders, p._capped, p._fresh = Orders.empty(), _NOT_CAPPED, True
+        if not starts and self.quiet_later:
+            return  # a later round takes the prices and nothing else
+        first = np.array(first)
+        due = np.zeros(len(lanes), dtype=bool)
+        if starts:
+            for n in np.flatnonzero(first):
+                p = lanes[n]
+                p._step = step
+                due[n] = p.enabled and p._due(step, True)
+            self.observe(view, rows, first)
+        need, screen = self.screen(view, rows, due)
+        if starts:  # what is pending is sent where a venue of it is open
+            need = need | first & (view.is_open & self.waiting[rows]).any(axis=1)
+        for n in np.flatnonzero(need & self.enabled[rows]):
+            row = None if screen is None else tuple(x[n] for x in screen)
+            lanes[n]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
+
+    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
+        """`TargetPortfolio.observe` of the lanes `rows[first]` (their first round)."""
+        if not self.reads_vol:
+            return
+        at = rows[first]
+        price, last, decay, variance = (
+            view.price[first],
+            self.last_price[at],
+            self.vol_decay[at],
+            self.variance[at],
+        )
+        moved = view.is_open[first] & (price != last)
+        r2 = np.log(price / last) ** 2 * self.steps_per_day[at]
+        updated = decay * variance + (1 - decay) * r2
+        self.variance[at] = np.where(moved, updated, variance)
+        self.last_price[at] = price
+
+    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
+        """Which lanes may get a new target this round (a subclass narrows this and may
+        give each lane its row of what it computed for all: `target_units`' `screen`)."""
+        return due, None
+
+    def gross_leverage(self, row: int) -> float:
+        """Lane `row`'s `TargetPortfolio.gross_leverage` at the prices of its last mark,
+        for a lane not filled since: the slot computes it for every lane once after a
+        mark (a lane filled since reads its own; its row here is not used)."""
+        if self.leverage_at != self.marks:
+            self.leverage_at = self.marks
+            price = self.mark_price
+            unit_usd = self.fx.unit_usd(price)[:, :, None]
+            gross = (np.abs(self.units) @ unit_usd)[..., 0]  # one product per lane
+            local = (self.cash_local @ (price[:, self.pairs] ** self.powers)[:, :, None])[..., 0]
+            equity = self.cash_usd + local + (self.units @ unit_usd)[..., 0]
+            counted = (equity > 0.0)[:, :, None]  # `pooled_leverage`
+            total = (equity[:, None, :] @ counted)[:, 0, 0]
+            exposed = (gross[:, None, :] @ counted)[:, 0, 0]
+            nan = np.full_like(total, np.nan)
+            self.leverage = np.divide(exposed, total, out=nan, where=total > 0.0)
+        return float(self.leverage[row])

@@ -25,7 +25,8 @@ from abc import abstractmethod
 import numpy as np
 
 from deleverage.populations.base import BuildContext, MarketView
-from deleverage.populations.portfolio import TargetPortfolio, ewma_end
+from deleverage.populations.lanes import stack_rows
+from deleverage.populations.portfolio import TargetPortfolio, TargetPortfolioLanes, ewma_end
 from deleverage.results.events import EventLog
 from deleverage.scenario.loader import correlation_matrix
 from deleverage.scenario.schema import TrendFollowers, VolTargetFunds
@@ -66,7 +67,9 @@ class _WeightedFunds(TargetPortfolio):
         equity = np.maximum(self.equity(price), 0.0)
         return np.outer(equity, self.exposure(price) / self.fx.unit_usd(price))
 
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
+    def target_units(
+        self, view: MarketView, rebalance: bool, log: EventLog, screen=None
+    ) -> np.ndarray | None:
         if not rebalance:
             return None
         return _banded(self.rule_units(view.price), self.units, self.spec.rebalance_band)
@@ -102,10 +105,14 @@ class TrendPopulation(_WeightedFunds):
             self.trend[a] = ewma_end(log_price[0], log_price[1:], open_steps, self._trend_decay)
         self.start_at(self.rule_units(ctx.price0), ctx.price0)
 
+    @classmethod
+    def slot(cls, populations: list[TrendPopulation]) -> TrendLanes:
+        return TrendLanes(populations)
+
     def observe(self, view: MarketView) -> None:
         super().observe(view)
         log_price = np.log(view.price)
-        self.trend = np.where(
+        self.trend[:] = np.where(  # in place: a lane's trend may be a row of its slot's
             view.is_open,
             self._trend_decay * self.trend + (1 - self._trend_decay) * log_price,
             self.trend,
@@ -118,4 +125,22 @@ class TrendPopulation(_WeightedFunds):
             self.weights * signal * self.spec.target_vol / vol,
             -self.spec.max_leverage,
             self.spec.max_leverage,
+        )
+
+
+class TrendLanes(TargetPortfolioLanes):
+    """Trend followers of several lanes as one slot: volatility and trend sampled for all."""
+
+    def __init__(self, populations: list[TrendPopulation]):
+        super().__init__(populations)
+        self.trend = stack_rows(populations, ("trend",))["trend"]
+        self.trend_decay = np.array([[p._trend_decay] for p in populations])
+
+    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
+        super().observe(view, rows, first)
+        at = rows[first]
+        trend, decay = self.trend[at], self.trend_decay[at]
+        log_price = np.log(view.price[first])
+        self.trend[at] = np.where(
+            view.is_open[first], decay * trend + (1 - decay) * log_price, trend
         )

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from deleverage.populations.base import BuildContext, MarketView
-from deleverage.populations.portfolio import TargetPortfolio
+from deleverage.populations.lanes import stack_rows
+from deleverage.populations.portfolio import TargetPortfolio, TargetPortfolioLanes
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import ValueFunds
 
@@ -55,12 +56,29 @@ class ValueFundPopulation(TargetPortfolio):
         cap = self.max_leverage * np.maximum(wealth, 0.0) / unit_usd
         return np.minimum(self.beta * mispricing * wealth / unit_usd, cap)
 
-    def target_units(self, view: MarketView, rebalance: bool, log: EventLog) -> np.ndarray | None:
-        price, unit = view.price[self.asset], view.unit_usd[self.asset]
-        held = self.units[:, self.asset]
+    @classmethod
+    def slot(cls, populations: list[ValueFundPopulation]) -> ValueFundLanes | None:
+        if any(p.asset != populations[0].asset for p in populations):
+            return None
+        return ValueFundLanes(populations)
+
+    def screen(self, view: MarketView) -> tuple[np.ndarray, ...]:
+        """Every round, per fund: wealth (USD), whether it defaults now, its cap (units)
+        and whether it holds more than its cap (a forced sale, defaulting funds apart)."""
+        held, unit = self.units[:, self.asset], view.unit_usd[self.asset]
         local = self.cash_local @ view.price[self._other_pairs] ** self._other_powers
         wealth = self.cash_usd + local + held * unit
         defaulting = self.active & (wealth <= self.default_equity) & self.forced_sales
+        cap = self.max_leverage * np.maximum(wealth, 0.0) / unit
+        forced = (held > cap * (1 + 1e-9)) & self.active & ~defaulting
+        return wealth, defaulting, cap, forced
+
+    def target_units(
+        self, view: MarketView, rebalance: bool, log: EventLog, screen=None
+    ) -> np.ndarray | None:
+        price, unit = view.price[self.asset], view.unit_usd[self.asset]
+        held = self.units[:, self.asset]
+        wealth, defaulting, cap, forced = self.screen(view) if screen is None else screen
         any_default = defaulting.any()
         if any_default:
             self.active &= ~defaulting
@@ -73,9 +91,6 @@ class ValueFundPopulation(TargetPortfolio):
                 notional_usd=float(held[defaulting].sum() * unit),
                 price=price,
             )
-        cap = self.max_leverage * np.maximum(wealth, 0.0) / unit
-        forced = (held > cap * (1 + 1e-9)) & self.active
-        if any_default:
             forced |= defaulting & (held != 0)
         if not rebalance and not (self.forced_sales and forced.any()):
             return None  # between rebalances only forced sales trade
@@ -101,3 +116,31 @@ class ValueFundPopulation(TargetPortfolio):
         target = self.units.copy()
         target[:, self.asset] = np.maximum(wanted, 0.0)
         return target
+
+
+class ValueFundLanes(TargetPortfolioLanes):
+    """Value funds of several lanes as one slot: every round's wealth, defaults and caps
+    of all active lanes at once (`ValueFundPopulation.screen`); a lane goes on alone on a
+    rebalance, a default or a forced sale."""
+
+    quiet_later = False  # every round may force a sale
+
+    def __init__(self, populations: list[ValueFundPopulation]):
+        super().__init__(populations)
+        self.asset = populations[0].asset
+        self.active = stack_rows(populations, ("active",))["active"]
+        self.default_equity = np.array([[p.default_equity] for p in populations])
+        self.max_leverage = np.array([[p.max_leverage] for p in populations])
+        self.forced_sales = np.array([[p.forced_sales] for p in populations])
+
+    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
+        held, unit = self.units[rows, :, self.asset], view.unit_usd[:, self.asset, None]
+        other = view.price[:, self.pairs] ** self.powers
+        local = (self.cash_local[rows] @ other[:, :, None])[..., 0]  # one product per lane
+        wealth = self.cash_usd[rows] + local + held * unit
+        active, forced_sales = self.active[rows], self.forced_sales[rows]
+        defaulting = active & (wealth <= self.default_equity[rows]) & forced_sales
+        cap = self.max_leverage[rows] * np.maximum(wealth, 0.0) / unit
+        forced = (held > cap * (1 + 1e-9)) & active & ~defaulting
+        need = due | defaulting.any(axis=1) | (forced_sales[:, 0] & forced.any(axis=1))
+        return need, (wealth, defaulting, cap, forced)
