@@ -110,7 +110,7 @@ def _views(scenario, rng: np.random.Generator, rounds: int):
         yield view, active
 
 
-CACHES = ("_sheet", "_sheet_key", "_cash_key", "_cash_cache", "_fresh", "_abs_units")  # caches
+CACHES = ("_sheet", "_sheet_key", "_cash_key", "_cash_cache", "_abs_units")  # caches
 
 
 def _same_state(a, b) -> None:
@@ -152,15 +152,7 @@ def test_a_slot_marks_each_lane_as_its_population_alone(feb_2026, name, seed, en
             continue
         for log in logs_laned + logs_alone:
             log.step = view.step
-        sub = MarketView(
-            view.step,
-            view.time,
-            view.step_hours,
-            *(None if x is None else x[active] for x in (
-                view.price, view.is_open, view.settlement, view.initial_margin_pct,
-                view.maintenance_margin_pct, view.yield_pct, view.unit_usd, view.mark_price,
-            )),
-        )  # fmt: skip
+        sub = view.row(active)  # the active lanes' rows
         slot.mark_lanes(sub, active, [logs_laned[j] for j in active])
         for j in active:
             alone[j].mark(view.row(j), logs_alone[j])

@@ -55,21 +55,21 @@ class MarketView:
     unit_usd: np.ndarray  # (A,) USD value of one unit: price × FX rate, or 1 for a USD/xxx pair
     mark_price: np.ndarray | None = None  # (A,) exchanges' mark price; None: the price
 
-    def row(self, n: int) -> MarketView:
-        """Row n of a view whose arrays are (lanes, A): that lane's own view."""
-        return MarketView(
-            self.step,
-            self.time,
-            self.step_hours,
-            self.price[n],
-            self.is_open[n],
-            self.settlement[n],
-            self.initial_margin_pct[n],
-            self.maintenance_margin_pct[n],
-            self.yield_pct[n],
-            self.unit_usd[n],
-            None if self.mark_price is None else self.mark_price[n],
+    def row(self, index) -> MarketView:
+        """Row(s) `index` (an int, or indices) of a view whose arrays are (lanes, A): that
+        lane's own view, or the view of those lanes."""
+        arrays = (
+            self.price,
+            self.is_open,
+            self.settlement,
+            self.initial_margin_pct,
+            self.maintenance_margin_pct,
+            self.yield_pct,
+            self.unit_usd,
+            self.mark_price,
         )
+        taken = (None if x is None else x[index] for x in arrays)
+        return MarketView(self.step, self.time, self.step_hours, *taken)
 
     @property
     def mark(self) -> np.ndarray:

@@ -71,21 +71,4 @@ def lanes_of(view: MarketView, rows: np.ndarray, logs: Sequence[EventLog], keep:
     if keep.all():
         return view, rows, logs
     index = np.flatnonzero(keep)
-    arrays = [
-        None if value is None else value[index]
-        for value in (
-            view.price,
-            view.is_open,
-            view.settlement,
-            view.initial_margin_pct,
-            view.maintenance_margin_pct,
-            view.yield_pct,
-            view.unit_usd,
-            view.mark_price,
-        )
-    ]
-    return (
-        MarketView(view.step, view.time, view.step_hours, *arrays),
-        rows[index],
-        [logs[n] for n in index],
-    )
+    return view.row(index), rows[index], [logs[n] for n in index]

@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from deleverage.market.calendar import trading_mask
-from deleverage.populations.base import BuildContext, MarketView, Orders, pooled_leverage
+from deleverage.populations.base import (
+    BuildContext,
+    MarketView,
+    Orders,
+    pooled_leverage,
+    pooled_leverage_lanes,
+)
 from deleverage.populations.lanes import same_shapes, stack_rows
 from deleverage.results.events import EventLog
 
@@ -90,8 +96,6 @@ class TargetPortfolio(ABC):
         self.cash_local = np.zeros((n_funds, len(self.fx.currencies) - 1))  # other currencies
         self._mark_price = ctx.price0.copy()  # prices of the last mark (FX rates of fills)
         self._abs_units: np.ndarray | None = None  # |units|, None once units moved
-        self._slot: tuple[TargetPortfolioLanes, int] | None = None  # its slot and row there
-        self._fresh = False  # marked by its slot since its last fill
         # usd_per(price)[1:] as one indexing and power: the other currencies' USD value
         self._other_pairs, self._other_powers = self.fx.pair[1:], self.fx.power[1:]
         # fx pairs are currency positions funded in their quote currency
@@ -156,12 +160,7 @@ class TargetPortfolio(ABC):
         return self.cash_usd + local + self.units @ unit_usd
 
     def gross_leverage(self, price: np.ndarray) -> float:
-        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds. A
-        lane of a slot at the prices of its last mark, not filled since, reads its row of
-        what the slot computed for every lane (`TargetPortfolioLanes.gross_leverage`)."""
-        if self._fresh and np.array_equal(price, self._mark_price):
-            slot, row = self._slot
-            return slot.gross_leverage(row)
+        """Gross exposure (|units| at `price`, in USD) ÷ equity, pooled over the funds."""
         unit_usd = self.fx.unit_usd(price)
         if self._abs_units is None:
             self._abs_units = np.abs(self.units)
@@ -277,7 +276,6 @@ class TargetPortfolio(ABC):
             np.add.at(self.cash_local, local, -(quantity * fill_price)[~usd])
         reached = ~self._capped[filled]
         self._orders = Orders.empty()
-        self._fresh = False
         if self._pending is not None:
             self._pending[funds[reached], assets[reached]] = np.nan
             self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
@@ -315,8 +313,8 @@ class TargetPortfolioLanes:
     each lane's own `_decide` where the screen finds a target to set or orders to send.
     Arrays (L, A) and (L, F, A); each lane's population works on its row. A subclass with
     work every round (value funds' caps) does it for all lanes in its `screen`. The gross
-    leverage the engine records after each step is computed once for every lane, at the
-    first lane's call (`gross_leverage`)."""
+    leverage the engine records after each step is one computation for every lane
+    (`gross_leverage_lanes`)."""
 
     quiet_later = True  # a later round of a step (not its first) only takes the prices
 
@@ -330,10 +328,6 @@ class TargetPortfolioLanes:
         self.cash_local = own["cash_local"]
         first = populations[0]
         self.fx, self.pairs, self.powers = first.fx, first._other_pairs, first._other_powers
-        self.marks = 0  # mark_lanes calls so far
-        self.leverage, self.leverage_at = np.zeros(len(populations)), -1  # and at which mark
-        for row, p in enumerate(populations):
-            p._slot = (self, row)
         self.reads_vol = populations[0].reads_vol
         if self.reads_vol:
             own = stack_rows(populations, ("variance", "_last_price"))
@@ -343,16 +337,14 @@ class TargetPortfolioLanes:
 
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
         step, lanes = view.step, [self.lanes[j] for j in rows]
-        self.marks += 1
         first = [p._step != step for p in lanes]
         starts = any(first)  # in the engine, every lane's first round of the step
         if len(rows) == 1 and (starts or not self.quiet_later):  # its own mark, on its rows
             lanes[0].mark(view.row(0), logs[0])
-            lanes[0]._fresh = True
             return
         self.mark_price[rows] = view.price
         for p in lanes:
-            p._orders, p._capped, p._fresh = Orders.empty(), _NOT_CAPPED, True
+            p._orders, p._capped = Orders.empty(), _NOT_CAPPED
         if not starts and self.quiet_later:
             return  # a later round takes the prices and nothing else
         first = np.array(first)
@@ -392,20 +384,11 @@ class TargetPortfolioLanes:
         give each lane its row of what it computed for all: `target_units`' `screen`)."""
         return due, None
 
-    def gross_leverage(self, row: int) -> float:
-        """Lane `row`'s `TargetPortfolio.gross_leverage` at the prices of its last mark,
-        for a lane not filled since: the slot computes it for every lane once after a
-        mark (a lane filled since reads its own; its row here is not used)."""
-        if self.leverage_at != self.marks:
-            self.leverage_at = self.marks
-            price = self.mark_price
-            unit_usd = self.fx.unit_usd(price)[:, :, None]
-            gross = (np.abs(self.units) @ unit_usd)[..., 0]  # one product per lane
-            local = (self.cash_local @ (price[:, self.pairs] ** self.powers)[:, :, None])[..., 0]
-            equity = self.cash_usd + local + (self.units @ unit_usd)[..., 0]
-            counted = (equity > 0.0)[:, :, None]  # `pooled_leverage`
-            total = (equity[:, None, :] @ counted)[:, 0, 0]
-            exposed = (gross[:, None, :] @ counted)[:, 0, 0]
-            nan = np.full_like(total, np.nan)
-            self.leverage = np.divide(exposed, total, out=nan, where=total > 0.0)
-        return float(self.leverage[row])
+    def gross_leverage_lanes(self, price: np.ndarray) -> np.ndarray:
+        """Every lane's `TargetPortfolio.gross_leverage` at its row of `price` (L, A): one
+        product per lane, as each lane's own."""
+        unit_usd = self.fx.unit_usd(price)[:, :, None]
+        gross = (np.abs(self.units) @ unit_usd)[..., 0]
+        local = (self.cash_local @ (price[:, self.pairs] ** self.powers)[:, :, None])[..., 0]
+        equity = self.cash_usd + local + (self.units @ unit_usd)[..., 0]
+        return pooled_leverage_lanes(gross, equity)
