@@ -7,8 +7,9 @@ the time 1,000 paths would take at that rate, and whether the two runs agree.
 Target (c): 1,000 paths in ≤ 10 min on 2 cores; (d): identical results on Dask, overhead
 ≤ 20%. A run of fewer paths extrapolates linearly (paths are independent; the fixed cost
 of starting the workers is printed apart; a worker runs each batch of paths as lanes of
-one simulation, up to 8 lanes: with fewer than 64 paths on 2 workers the batches are
-smaller than at 1,000, and printed). A benchmark, not a test.
+one simulation, up to 16 lanes where memory allows (`montecarlo.lanes_for`): with fewer
+than 128 paths on 2 workers the batches are smaller than at 1,000, and printed). A
+benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import pandas as pd
 
 from deleverage import load_scenario, simulate_paths
-from deleverage.engine.montecarlo import batches
+from deleverage.engine.montecarlo import batches, lanes_for
 
 ACCOUNTS_100K = [
     "populations.btc-perps.accounts=62500",
@@ -53,7 +54,8 @@ def main() -> None:
     scenario = load_scenario(args.scenario, sets=sets)
     common = {"scenario": scenario, "seed": args.seed, "amplification": args.amplification}
     lanes = 2 if args.amplification else 1  # a path and its twin
-    sizes = sorted({len(b) * lanes for b in batches(args.paths, args.workers, lanes)})
+    most = lanes_for(scenario, args.workers)
+    sizes = sorted({len(b) * lanes for b in batches(args.paths, args.workers, lanes, most)})
     print(f"{scenario.name} {' '.join(sets)}, {args.workers} workers, batches of {sizes} lanes")
     local, local_s = timed("local processes", args.paths, workers=args.workers, **common)
     if not args.skip_dask:

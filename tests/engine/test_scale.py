@@ -17,11 +17,15 @@ from tests.conftest import base_raw, build
 from deleverage import simulate, simulate_paths
 from deleverage.engine.montecarlo import (
     ALL_CHANNELS_OFF,
+    LANE_CAP,
     MAX_LANES,
     amplification_measures,
     batches,
+    lane_bytes,
+    lanes_for,
     run_batch,
 )
+from deleverage.scenario import load_scenario
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 
@@ -86,6 +90,30 @@ def test_batches_cover_every_path_once_in_order():
                 parts = batches(paths, workers, lanes_per_path)
                 assert [p for part in parts for p in part] == list(range(paths))
                 assert max(len(part) for part in parts) * lanes_per_path <= MAX_LANES
+
+
+def test_batches_are_sized_by_memory_within_the_cap():
+    # more perp accounts a lane: fewer lanes a batch; more memory or fewer workers: more,
+    # up to LANE_CAP; never none
+    gib = 1 << 30
+    books = [f"populations.{name}.accounts={n}" for name in ("btc-perps", "eth-perps")
+             for n in (62_500,)]  # fmt: skip
+    hundred_k = load_scenario("feb-2026", sets=books)
+    ten_m = load_scenario("feb-2026", sets=[b.replace("62500", "5000000") for b in books])
+    assert lane_bytes(ten_m) - lane_bytes(hundred_k) >= 9_800_000 * 140  # measured ≈ 140 B
+    assert lanes_for(hundred_k, 2, memory=24 * gib) == LANE_CAP
+    assert lanes_for(hundred_k, 2, memory=2 * gib) < lanes_for(hundred_k, 1, memory=2 * gib)
+    assert lanes_for(ten_m, 2, memory=24 * gib) < LANE_CAP
+    assert lanes_for(ten_m, 8, memory=gib) == 1
+    for workers in (1, 2, 4):
+        for memory in (gib, 4 * gib, 16 * gib, 64 * gib):
+            for scenario in (hundred_k, ten_m):
+                lanes = lanes_for(scenario, workers, memory)
+                assert 1 <= lanes <= LANE_CAP
+                # the batches at once fit in half the memory, unless one lane alone does not
+                assert lanes == 1 or workers * lanes * lane_bytes(scenario) <= memory / 2
+                parts = batches(1000, workers, 2, lanes)  # a path and its twin: 2 lanes
+                assert max(len(part) for part in parts) * 2 <= max(lanes, 2)
 
 
 def test_a_path_of_a_batch_is_the_path_run_alone():

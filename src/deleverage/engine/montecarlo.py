@@ -17,6 +17,7 @@ drawdown over the run.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -141,23 +142,61 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def batches(paths: int, workers: int, lanes_per_path: int = 1) -> list[range]:
+# Lanes a batch: the engine's share of a path's cost is divided by the lanes, and so is
+# the population slots' overhead (docs/performance.md, "Lanes", "population slots").
+# Measured on a 100k-account feb-2026, CPU a path (session 10, one process): 7.19 s with
+# 8 lanes, 6.47 s with 16, 6.72 s with 32 (caches): so at most 16, fewer where memory is
+# short (`lanes_for`). `MAX_LANES`: where no scenario sizes the batch (coalitions, stress).
+LANE_CAP = 16
+MAX_LANES = 8
+MEMORY_SHARE = 0.5  # of physical memory, for all the workers' batches together
+LANE_BASE_BYTES = 80 << 20
+ACCOUNT_BYTES = {"perp_book": 200}  # per account, peak (the book's tail and its re-sorts)
+OTHER_ACCOUNT_BYTES = 64  # stop-loss, futures and margin-loan books: a few columns each
+
+
+def batches(
+    paths: int, workers: int, lanes_per_path: int = 1, max_lanes: int = MAX_LANES
+) -> list[range]:
     """Paths 0 … paths−1 cut into consecutive batches, the unit of work sent to a worker
     (local process or Dask) and run there as lanes of one simulation: about four per
     worker to balance the load (as many lanes as allowed on one worker), at most
-    `MAX_LANES` lanes each (`lanes_per_path` lanes a
-    path: 2 with its channels-off twin) so progress and memory move in steps of a few
-    paths."""
-    most = max(1, MAX_LANES // lanes_per_path)
+    `max_lanes` lanes each (`lanes_per_path` lanes a path: 2 with its channels-off twin)
+    so progress and memory move in steps of a few paths."""
+    most = max(1, max_lanes // lanes_per_path)
     size = most if workers == 1 else max(1, min(most, paths // (4 * workers)))
     return [range(lo, min(lo + size, paths)) for lo in range(0, paths, size)]
 
 
-# Lanes a batch: the engine's share of a path's cost is divided by the lanes, the
-# populations' is not (each lane marks its own); measured on a 100k-account feb-2026,
-# CPU a path: 13.7 s with 1 lane, 10.7 s with 4, 11.0 s with 16, while memory grows
-# ≈ 84 MiB a lane (docs/performance.md, "Lanes").
-MAX_LANES = 8
+def lane_bytes(scenario: Scenario) -> int:
+    """What one lane of `scenario` may hold at its peak, bytes: a base (the market, its
+    records and event log, the fund populations) and a figure per account of each account
+    book. Measured on feb-2026 (10,944 steps, 9 assets; peak RSS of 8 and 16 lanes):
+    ≈ 65 MiB a lane with 2-account perp books (its 700k stop-loss and 40k futures accounts
+    included) and ≈ 185 B more per perp account (83 MiB at 100k); the figures below are
+    rounded up (docs/performance.md, "Session 10: lanes by memory")."""
+    accounts = 0
+    for spec in scenario.populations:
+        n = getattr(spec, "accounts", None) or 0
+        accounts += n * ACCOUNT_BYTES.get(spec.type, OTHER_ACCOUNT_BYTES)
+    return LANE_BASE_BYTES + accounts
+
+
+def lanes_for(scenario: Scenario, workers: int, memory: int | None = None) -> int:
+    """Lanes a batch of `scenario` may hold so that `workers` batches at once stay within
+    half of `memory` (bytes; default: this machine's physical memory), at most
+    `LANE_CAP` and at least 1."""
+    memory = physical_memory() if memory is None else memory
+    fit = int(memory * MEMORY_SHARE / max(workers, 1) // lane_bytes(scenario))
+    return max(1, min(LANE_CAP, fit))
+
+
+def physical_memory() -> int:
+    """This machine's physical memory, bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
 
 
 def _finished_paths(
@@ -166,16 +205,19 @@ def _finished_paths(
     workers: int,
     scheduler: str | None = None,
     lanes_per_path: int = 1,
+    sized_by: Scenario | None = None,
 ) -> Iterator[T]:
     """`task(batch)` for every batch of paths, its items yielded as batches finish: in
     this process (workers == 1), on `workers` local processes, or on the Dask distributed
     cluster at `scheduler` (an address such as tcp://host:8786; `workers` is then not
-    used). Closing the iterator early (an error, Ctrl-C) stops the work."""
+    used). Batches hold at most `MAX_LANES` lanes, or as many as `sized_by`'s lanes fit in
+    memory (`lanes_for`). Closing the iterator early (an error, Ctrl-C) stops the work."""
     if scheduler is not None:
-        yield from _finished_on_dask(task, paths, scheduler, lanes_per_path)
+        yield from _finished_on_dask(task, paths, scheduler, lanes_per_path, sized_by)
         return
+    most = MAX_LANES if sized_by is None else lanes_for(sized_by, workers)
     if workers == 1:
-        for batch in batches(paths, 1, lanes_per_path):
+        for batch in batches(paths, 1, lanes_per_path, most):
             yield from task(batch)
         return
     # Spawned, not forked: workers start clean (no copy of the parent's threads or locks,
@@ -190,7 +232,7 @@ def _finished_paths(
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        for done in pool.imap_unordered(task, batches(paths, workers, lanes_per_path)):
+        for done in pool.imap_unordered(task, batches(paths, workers, lanes_per_path, most)):
             yield from done
         pool.close()
     finally:
@@ -199,10 +241,15 @@ def _finished_paths(
 
 
 def _finished_on_dask(
-    task: Callable[[range], list[T]], paths: int, scheduler: str, lanes_per_path: int = 1
+    task: Callable[[range], list[T]],
+    paths: int,
+    scheduler: str,
+    lanes_per_path: int = 1,
+    sized_by: Scenario | None = None,
 ) -> Iterator[T]:
     """The same batches on a Dask distributed cluster (the `distributed` extra), sized
-    for the cluster's worker threads."""
+    for the cluster's worker threads and, with `sized_by`, for the smallest memory a
+    thread has (a worker's `memory_limit` ÷ its threads; no limit: `MAX_LANES`)."""
     try:
         from distributed import Client, as_completed
     except ImportError as exc:
@@ -211,7 +258,12 @@ def _finished_on_dask(
         ) from exc
     with Client(scheduler) as client:
         threads = max(1, sum(client.nthreads().values()))
-        work = batches(paths, threads, lanes_per_path)
+        most = MAX_LANES
+        workers = client.scheduler_info()["workers"].values()
+        limits = [(w.get("memory_limit") or 0, w.get("nthreads") or 1) for w in workers]
+        if sized_by is not None and limits and all(limit > 0 for limit, _ in limits):
+            most = min(lanes_for(sized_by, n, memory=limit) for limit, n in limits)
+        work = batches(paths, threads, lanes_per_path, most)
         completed = as_completed(client.map(task, work, pure=False))
         try:
             for future in completed:
@@ -322,7 +374,8 @@ def simulate_paths(
     results: list[SimulationResult] | None = [None] * paths if keep_paths else None
     twins = measures is not None and scenario.channels != ALL_CHANNELS_OFF
     lanes = 2 if twins else 1  # a path and its channels-off twin, lanes of one batch
-    with closing(_finished_paths(task, paths, min(workers, paths), scheduler, lanes)) as finished:
+    finished = _finished_paths(task, paths, min(workers, paths), scheduler, lanes, scenario)
+    with closing(finished):
         for done, outcome in enumerate(finished, start=1):
             if on_path is not None:
                 on_path(outcome.result)
