@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from deleverage.engine.montecarlo import Measure, amplification_measures, batches
+from deleverage.engine.montecarlo import Measure, amplification_measures, batches, lanes_for
 from deleverage.engine.simulate import rng_stream, simulate, simulate_lanes
 from deleverage.populations import REGISTRY
 from deleverage.results.result import SimulationResult
@@ -155,7 +155,7 @@ def evaluator(
     def evaluate(masks: Sequence[int]) -> np.ndarray:
         masks = list(masks)
         values: list[np.ndarray | None] = [None] * len(masks)
-        parts = batches(len(masks), workers)
+        parts = batches(len(masks), workers, 1, lanes_for(game.scenario(0), workers))
         task = partial(_batch_values, game, masks)
         if workers == 1:
             finished = map(task, parts)
