@@ -146,7 +146,7 @@ def _ignore_interrupts() -> None:
 # the population slots' overhead (docs/performance.md, "Lanes", "population slots").
 # Measured on a 100k-account feb-2026, CPU a path (session 10, one process): 7.19 s with
 # 8 lanes, 6.47 s with 16, 6.72 s with 32 (caches): so at most 16, fewer where memory is
-# short (`lanes_for`). `MAX_LANES`: where no scenario sizes the batch (coalitions, stress).
+# short (`lanes_for`). `MAX_LANES`: where no scenario sizes the batch.
 LANE_CAP = 16
 MAX_LANES = 8
 MEMORY_SHARE = 0.5  # of physical memory, for all the workers' batches together

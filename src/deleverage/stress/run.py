@@ -176,7 +176,8 @@ def stress(
     started = time.perf_counter()
     task = partial(stress_batch, scenario, portfolio, seed)
     outcomes: list = [None] * paths
-    for done, (path, endo, stat) in enumerate(_finished_paths(task, paths, min(workers, paths)), 1):
+    finished = _finished_paths(task, paths, min(workers, paths), sized_by=scenario)
+    for done, (path, endo, stat) in enumerate(finished, 1):
         outcomes[path] = (endo, stat)
         if progress is not None:
             progress(done, paths)
