@@ -53,13 +53,110 @@ def call_prices(accounts, position, cash, pending, pct_frac, usd_per_unit, floor
 
 
 @njit(cache=True)
-def crossed(floor, cap, used, below, above):
-    """Indices of the first `used` accounts whose floor is above `below` or whose cap is
-    below `above` (the accounts a price inside [below, above] has crossed)."""
-    out = np.empty(used, dtype=np.int64)
+def margin_calls(floor, cap, used, below, above, price, position, cash, buffer, pending,
+                 maintenance_per_unit, initial_per_unit, pct_frac, usd_per_unit):  # fmt: skip
+    """A continuous-timing call round in one pass (`FuturesPopulation._call`): the first
+    `used` accounts whose floor is above `below` or cap below `above` (crossed) and whose
+    equity at `price` is below maintenance (`maintenance_per_unit` · |position|) are called
+    back to initial margin: the need (`initial_per_unit` · |position| − equity) moves from
+    the buffer to the margin balance where the buffer covers it, else the account's whole
+    position is queued for liquidation (`pending`). The called accounts' call prices are
+    then recomputed (as `call_prices`). Returns the called accounts, their positions and
+    needs, and which paid from their buffer (for the event log's sums, left to NumPy)."""
+    called = np.empty(used, dtype=np.int64)
+    units = np.empty(used)
+    need = np.empty(used)
     n = 0
     for i in range(used):
         if floor[i] > below or cap[i] < above:
-            out[n] = i
-            n += 1
-    return out[:n]
+            x = position[i]
+            equity = cash[i] + x * price
+            if equity < maintenance_per_unit * abs(x):
+                called[n], units[n] = i, x
+                need[n] = initial_per_unit * abs(x) - equity
+                n += 1
+    called, units, need = called[:n], units[:n], need[:n]
+    paid = np.empty(n, dtype=np.bool_)
+    for j in range(n):
+        i = called[j]
+        paid[j] = buffer[i] >= need[j]
+        if paid[j]:
+            buffer[i] -= need[j]
+            cash[i] += need[j]
+        else:
+            pending[i] = -position[i]
+    call_prices(called, position, cash, pending, pct_frac, usd_per_unit, floor, cap)
+    return called, units, need, paid
+
+
+@njit(cache=True)
+def _leaf_sum(a, lo, n):
+    """NumPy's pairwise summation of a[lo:lo + n] for n ≤ 128 (one leaf of its tree):
+    a plain loop below 8 elements, else eight interleaved partial sums then the rest."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+def pairwise_plan(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tree NumPy's `sum` of n contiguous float64 follows (halves rounded down to a
+    multiple of 8, leaves of ≤ 128): the leaves' starts and lengths, their sums (to fill),
+    and the postfix program combining them (j ≥ 0: leaf j's sum; −1: the sum of the two
+    last values)."""
+    starts, lengths, program = [], [], []
+
+    def walk(lo: int, m: int) -> None:
+        if m <= 128:
+            program.append(len(starts))
+            starts.append(lo)
+            lengths.append(m)
+            return
+        half = m // 2 - (m // 2) % 8
+        walk(lo, half)
+        walk(lo + half, m - half)
+        program.append(-1)
+
+    walk(0, n)
+    as_int = lambda x: np.array(x, dtype=np.int64)  # noqa: E731
+    return as_int(starts), as_int(lengths), np.zeros(len(starts)), as_int(program)
+
+
+@njit(cache=True)
+def pairwise_sum(a, starts, lengths, sums, program, lo, hi):
+    """`a.sum()` of a contiguous float64 array as NumPy computes it (pairwise, on the
+    `pairwise_plan(len(a))` tree), recomputing only the leaf sums that meet a[lo:hi] (the
+    elements written since the last call; the others are kept in `sums`)."""
+    for j in range(len(starts)):
+        if starts[j] < hi and starts[j] + lengths[j] > lo:
+            sums[j] = _leaf_sum(a, starts[j], lengths[j])
+    stack = np.empty(64)
+    top = 0
+    for op in program:
+        if op >= 0:
+            stack[top] = sums[op]
+            top += 1
+        else:
+            top -= 1
+            stack[top - 1] = stack[top - 1] + stack[top]
+    return 0.0 + stack[0]  # the reduction's start, 0.0 (so −0.0 sums to 0.0)

@@ -49,8 +49,12 @@ import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_window, extremes_since
-from deleverage.populations.futures_kernels import call_prices
-from deleverage.populations.futures_kernels import crossed as crossed_accounts
+from deleverage.populations.futures_kernels import (
+    call_prices,
+    margin_calls,
+    pairwise_plan,
+    pairwise_sum,
+)
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import FuturesBook
 
@@ -150,6 +154,8 @@ class FuturesPopulation:
         self._pct_margins: tuple[tuple[float, float], tuple[Margin, Margin]] | None = None
         self.abs_position = np.abs(self.position)  # kept with `position`, for its sum
         self._gross_units: float | None = None  # Σ |position|, None after a position moved
+        self._sum_plan = pairwise_plan(n)  # NumPy's summation tree of abs_position
+        self._moved = (0, n)  # abs_position[lo:hi] written since the last sum
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
@@ -169,6 +175,8 @@ class FuturesPopulation:
             counts = np.array([n_long, n - n_long])
             side_units = self.target_units * shares
             self.mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
+            self._side_shares = (spec.long_share, 1.0 - spec.long_share)
+            self._side_means = tuple(self.mean_units.tolist())
 
     def _survivors(self, spec, window, price0, initial, maintenance, equity, buffer, rng):
         """Equity and outside cash at the start of accounts opened at points of `window`
@@ -214,10 +222,18 @@ class FuturesPopulation:
         return 0.5 * self.gross_units() * price
 
     def gross_units(self) -> float:
-        """Σ |position| over the accounts, summed again only after positions moved."""
+        """Σ |position| over the accounts, summed again only after positions moved: NumPy's
+        `abs_position.sum()`, its pairwise partial sums kept where no position moved."""
         if self._gross_units is None:
-            self._gross_units = float(self.abs_position.sum())
+            lo, hi = self._moved
+            total = pairwise_sum(self.abs_position, *self._sum_plan, lo, hi)
+            self._gross_units, self._moved = float(total), (len(self.abs_position), 0)
         return self._gross_units
+
+    def _positions_moved(self, lo: int, hi: int) -> None:
+        """abs_position[lo:hi] was written: the sum is stale there."""
+        self._gross_units = None
+        self._moved = (min(self._moved[0], lo), max(self._moved[1], hi))
 
     def equity(self, price: float) -> np.ndarray:
         return self.cash_usd + self.position * price
@@ -293,14 +309,12 @@ class FuturesPopulation:
                 detail=f"paid {paid:.0f} USD, received {received:.0f} USD",
             )
 
-    def _refresh_call_prices(self, accounts: slice | np.ndarray, fresh: bool = False) -> None:
-        """Recompute the call prices of `accounts` (a slice or indices), then the extremes.
+    def _refresh_call_prices(self, accounts: slice, fresh: bool = False) -> None:
+        """Recompute the call prices of `accounts` (a slice of the slots), then the extremes.
         `fresh`: the accounts are new slots (no call price before), so the extremes are
         those of the book and of theirs."""
-        if isinstance(accounts, slice):
-            accounts = np.arange(len(self.position))[accounts]
         highest, lowest = call_prices(
-            accounts,
+            np.arange(*accounts.indices(len(self.position))),
             self.position,
             self.cash_usd,
             self.pending,
@@ -309,30 +323,28 @@ class FuturesPopulation:
             self.floor,
             self.cap,
         )
-        if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins)
-            self._call_below = float(np.maximum(self._call_below, highest))
-            self._call_above = float(np.minimum(self._call_above, lowest))
+        if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins,
+            # as in np.maximum and np.minimum)
+            below, above = self._call_below, self._call_above
+            self._call_below = below if below != below or below >= highest else highest
+            self._call_above = above if above != above or above <= lowest else lowest
         else:
             self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
+        """Accounts crossed and below maintenance are called back to initial margin: the
+        buffer moves to the exchange (cash unchanged) or the account is liquidated
+        (`futures_kernels.margin_calls`); their call prices are recomputed."""
         tolerance = 1e-12 * price  # free slots (from `used` on) are never called
-        crossed = crossed_accounts(
-            self.floor, self.cap, self.used, price - tolerance, price + tolerance
-        )
-        position = self.position[crossed]
-        notional = np.abs(position) * price
-        equity = self.cash_usd[crossed] + position * price
-        below = equity < maintenance.per_unit(price) * np.abs(position)
-        called, position, notional = crossed[below], position[below], notional[below]
+        called, position, need, can_pay = margin_calls(
+            self.floor, self.cap, self.used, price - tolerance, price + tolerance, price,
+            self.position, self.cash_usd, self.buffer_usd, self.pending,
+            maintenance.per_unit(price), initial.per_unit(price),
+            self._maintenance.pct / 100.0, self._maintenance.usd_per_unit,
+        )  # fmt: skip
         if len(called) == 0:
             return
-        need = initial.per_unit(price) * np.abs(position) - equity[below]  # back to initial
-        can_pay = self.buffer_usd[called] >= need
         met, liquidated = called[can_pay], called[~can_pay]
-        self.buffer_usd[met] -= need[can_pay]
-        self.cash_usd[met] += need[can_pay]  # the buffer moves to the exchange: cash unchanged
-        self.pending[liquidated] = -self.position[liquidated]
         self._pending_total += float(self.pending[liquidated].sum())
         log.add(
             "margin_call",
@@ -346,8 +358,11 @@ class FuturesPopulation:
             detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
             f"{len(liquidated)} liquidated; maintenance {maintenance}",
         )
-        self._log_liquidations(liquidated, price, log, "")
-        self._refresh_call_prices(called)
+        if len(liquidated):
+            self._log_liquidations(liquidated, price, log, "")
+        # the extremes of the book (free slots, from `used` on, have none: ±inf)
+        self._call_below = float(self.floor[: self.used].max())
+        self._call_above = float(self.cap[: self.used].min())
 
     def _settlement_calls(
         self, price: float, initial: Margin, maintenance: Margin, log: EventLog
@@ -414,28 +429,28 @@ class FuturesPopulation:
         if gap <= 0.0:
             return
         spec, rng = self.law, self.rng
-        # per side, units / mean account + a uniform draw, floored (NumPy float64 scalars:
-        # the same arithmetic as on the two-element arrays)
+        # per side, units / mean account + a uniform draw, floored (IEEE doubles: the same
+        # arithmetic as on the two-element arrays)
         units = gap * self.rebuild_share
-        draw = rng.random(2)
-        count = [
-            int(np.floor(units * spec.long_share / self.mean_units[0] + draw[0])),
-            int(np.floor(units * (1.0 - spec.long_share) / self.mean_units[1] + draw[1])),
-        ]
-        k = count[0] + count[1]
+        draw = rng.random(2).tolist()
+        (long_share, short_share), (long_mean, short_mean) = self._side_shares, self._side_means
+        longs = math.floor(units * long_share / long_mean + draw[0])
+        k = longs + math.floor(units * short_share / short_mean + draw[1])
         if k == 0:
             return
         if self.used + k > len(self.position):
             self._grow(max(k, len(self.position)))
-        side = np.array([1.0] * count[0] + [-1.0] * count[1])
         # the input's lognormal(0, 1) account sizes, with the input's mean per side
-        mean = np.array([self.mean_units[0]] * count[0] + [self.mean_units[1]] * count[1])
-        units_each = mean * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        size = np.repeat(self.mean_units, (longs, k - longs))
+        size *= np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        position = size.copy()
+        position[longs:] *= -1.0  # shorts (exact: the sign alone changes)
         cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
         buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
-        slots = np.arange(self.used, self.used + k)
+        slots = slice(self.used, self.used + k)
         self.used += k
-        self._opening = (slots, side * units_each, initial, cushion, buffer)
+        self._opening = (slots, position, size, initial, cushion, buffer)
+        self._opening_units = float(position.sum())
 
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
@@ -443,14 +458,14 @@ class FuturesPopulation:
                            ("buffer_usd", 0.0), ("pending", 0.0), ("floor", -np.inf),
                            ("cap", np.inf), ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
-        self._gross_units = None
+        self._gross_units, self._sum_plan = None, pairwise_plan(len(self.abs_position))
+        self._moved = (0, len(self.abs_position))
 
     def _settle_openings(self, price: float, log: EventLog) -> None:
         """Open the queued accounts at the fill `price` with equity = cushion × initial
         margin and their buffers, both deposited from outside."""
-        slots, position, initial, cushion, buffer = self._opening
+        slots, position, size, initial, cushion, buffer = self._opening
         self._opening = None
-        size = np.abs(position)
         notional = size * price
         margin = initial.per_unit(price) * size
         equity, outside = cushion * margin, buffer * margin
@@ -458,7 +473,7 @@ class FuturesPopulation:
         self.abs_position[slots] = size
         self.cash_usd[slots] = equity - position * price
         self.buffer_usd[slots] = outside
-        self._gross_units = None
+        self._positions_moved(slots.start, slots.stop)
         self.deposits_usd += float(equity.sum() + outside.sum())
         self._refresh_call_prices(slots, fresh=True)
         log.add(
@@ -466,8 +481,8 @@ class FuturesPopulation:
             population=self.name,
             venue=self.venue,
             asset=self.asset_id,
-            count=len(slots),
-            quantity=float(position.sum()),
+            count=slots.stop - slots.start,
+            quantity=self._opening_units,
             notional_usd=float(notional.sum()),
             price=price,
             detail="new positions at the price of the moment",
@@ -475,25 +490,25 @@ class FuturesPopulation:
 
     def orders(self) -> Orders:
         """Owner 0: the liquidation orders, owner 1: the new accounts' opening order."""
-        owners, quantity = [], []
-        if self._pending_total != 0.0:
-            owners.append(0)
-            quantity.append(self._pending_total)
-        if self._opening is not None:
-            owners.append(1)
-            quantity.append(float(self._opening[1].sum()))
-        if not owners:
+        liquidating, opening = self._pending_total != 0.0, self._opening is not None
+        if liquidating and opening:
+            quantity, owners = [self._pending_total, self._opening_units], [0, 1]
+        elif liquidating or opening:
+            quantity = [self._pending_total if liquidating else self._opening_units]
+            owners = [0 if liquidating else 1]
+        else:
             return Orders.empty()
-        return Orders(np.array([self.asset] * len(owners)), np.array(quantity), np.array(owners))
+        return Orders(np.full(len(owners), self.asset), np.array(quantity), np.array(owners))
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
     ) -> None:
-        for owner, done, fill_price in zip(orders.owner, filled, price, strict=True):
+        fills = zip(orders.owner.tolist(), filled.tolist(), price.tolist(), strict=True)
+        for owner, done, fill_price in fills:
             if done and owner == 0:
-                self._settle_liquidations(float(fill_price), log)
+                self._settle_liquidations(fill_price, log)
             elif done:
-                self._settle_openings(float(fill_price), log)
+                self._settle_openings(fill_price, log)
 
     def _settle_liquidations(self, price: float, log: EventLog) -> None:
         closing = self.pending != 0.0
@@ -501,7 +516,7 @@ class FuturesPopulation:
         self.cash_usd[closing] -= quantity * price
         self.position[closing] += quantity
         self.abs_position[closing] = np.abs(self.position[closing])
-        self._gross_units = None
+        self._positions_moved(0, len(self.abs_position))
         self.pending[closing] = 0.0
         self._pending_total = 0.0
         # A loss beyond the margin balance is paid from the buffer; what remains is owed
