@@ -8,8 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deleverage.populations.futures_kernels import (
+    _pairwise,
     call_prices,
     margin_calls,
+    open_accounts,
+    opening_sizes,
     pairwise_plan,
     pairwise_sum,
 )
@@ -130,6 +133,8 @@ def test_pairwise_sum_is_numpys_sum_with_partial_sums_kept(seed, n, writes):
     a = rng.lognormal(0.0, 4.0, n) * rng.choice([1.0, -1.0, 0.0], n)
     plan = pairwise_plan(n)
     assert pairwise_sum(a, *plan, 0, n) == a.sum()
+    lo = int(rng.integers(0, n + 1))
+    assert 0.0 + _pairwise(a, lo, n - lo) == a[lo:].sum()  # the walk without a plan
     for at, width in writes:
         lo = int(at * n)
         hi = min(n, lo + width)
@@ -145,3 +150,47 @@ def test_pairwise_sum_keeps_numpys_zero_and_nan():
         total = pairwise_sum(a, *pairwise_plan(len(a)), 0, len(a))
         assert np.array_equal(total, a.sum(), equal_nan=True)
         assert np.signbit(total) == np.signbit(a.sum())
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.one_of(st.integers(0, 12), st.integers(12, 400)))
+def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
+    """New accounts as `FuturesPopulation` queued and opened them with NumPy before the
+    kernels: sizes and positions, the slots written, deposits, Σ position, Σ notional."""
+    rng = np.random.default_rng(seed)
+    longs = int(rng.integers(0, k + 1))
+    means = rng.lognormal(0.0, 3.0, 2)
+    lognormal = np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+    size, position, units = opening_sizes(float(means[0]), float(means[1]), longs, lognormal)
+    side = np.array([1.0] * longs + [-1.0] * (k - longs))
+    want = side * (np.array([means[0]] * longs + [means[1]] * (k - longs)) * lognormal)
+    np.testing.assert_array_equal(position, want)
+    np.testing.assert_array_equal(size, np.abs(want))
+    assert units == float(want.sum())
+
+    n, lo = k + 50, int(rng.integers(0, 51))
+    book, pending = _book(rng, n), np.where(rng.random(n) < 0.5, 1.0, 0.0)
+    mine = [x.copy() for x in (*book[:2], np.abs(book[0]), rng.random(n))]
+    bounds = [np.full(n, -np.inf), np.full(n, np.inf)]
+    price, unit, pct = float(rng.lognormal(3.0, 1.0)), float(rng.lognormal(0.0, 1.0)), 0.0925
+    cushion, buffer = np.maximum(rng.normal(1.5, 1.0, (2, k)), 0.0)
+    deposits, notional, highest, lowest = open_accounts(
+        lo, position, size, price, unit, cushion, buffer, mine[0], mine[2], mine[1], mine[3],
+        pending, pct, 2.5, *bounds,
+    )  # fmt: skip
+    margin = unit * np.abs(position)
+    equity, outside = cushion * margin, buffer * margin
+    slots = np.arange(lo, lo + k)
+    position_after, cash_after = book[0].copy(), book[1].copy()
+    position_after[slots], cash_after[slots] = position, equity - position * price
+    np.testing.assert_array_equal(mine[0], position_after)
+    np.testing.assert_array_equal(mine[1], cash_after)
+    np.testing.assert_array_equal(mine[2][slots], np.abs(position))
+    np.testing.assert_array_equal(mine[3][slots], outside)
+    assert deposits == float(equity.sum() + outside.sum())
+    assert notional == float((np.abs(position) * price).sum())
+    floor, cap = np.full(n, -np.inf), np.full(n, np.inf)
+    want_high, want_low = call_prices(slots, mine[0], mine[1], pending, pct, 2.5, floor, cap)
+    np.testing.assert_array_equal(bounds[0], floor)
+    np.testing.assert_array_equal(bounds[1], cap)
+    assert (highest, lowest) == (want_high, want_low)

@@ -160,3 +160,69 @@ def pairwise_sum(a, starts, lengths, sums, program, lo, hi):
             top -= 1
             stack[top - 1] = stack[top - 1] + stack[top]
     return 0.0 + stack[0]  # the reduction's start, 0.0 (so −0.0 sums to 0.0)
+
+
+@njit(cache=True)
+def _pairwise(a, lo, n):
+    """NumPy's pairwise summation of a[lo:lo + n] (its tree, as `pairwise_plan`), walked
+    with explicit stacks (a recursive kernel crashes when loaded from Numba's cache)."""
+    if n <= 128:
+        return _leaf_sum(a, lo, n)
+    starts, sizes, stages = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64)
+    values = np.empty(64)
+    starts[0], sizes[0], stages[0] = lo, n, 0
+    top, count = 1, 0
+    while top:
+        start, size, stage = starts[top - 1], sizes[top - 1], stages[top - 1]
+        half = size // 2 - (size // 2) % 8
+        if size <= 128:  # a leaf: its sum
+            values[count] = _leaf_sum(a, start, size)
+            count += 1
+            top -= 1
+        elif stage < 2:  # the left half, then the right half
+            stages[top - 1] = stage + 1
+            starts[top] = start if stage == 0 else start + half
+            sizes[top] = half if stage == 0 else size - half
+            stages[top] = 0
+            top += 1
+        else:  # both halves summed: their sum
+            count -= 1
+            values[count - 1] = values[count - 1] + values[count]
+            top -= 1
+    return values[0]
+
+
+@njit(cache=True)
+def opening_sizes(long_mean, short_mean, longs, lognormal):
+    """New accounts' sizes (mean × lognormal draw; the first `longs` long, the rest short),
+    their signed positions, and Σ position as NumPy's `position.sum()`."""
+    k = len(lognormal)
+    size, position = np.empty(k), np.empty(k)
+    for j in range(k):
+        size[j] = (long_mean if j < longs else short_mean) * lognormal[j]
+        position[j] = size[j] if j < longs else -size[j]
+    return size, position, 0.0 + _pairwise(position, 0, k)
+
+
+@njit(cache=True)
+def open_accounts(lo, position, size, price, margin_per_unit, cushion, buffer,
+                  book_position, book_size, book_cash, book_buffer, pending,
+                  pct_frac, usd_per_unit, floor, cap):  # fmt: skip
+    """Write new accounts into the free slots from `lo` on, opened at `price` with equity
+    cushion × initial margin (`margin_per_unit` · size) and `buffer` × that margin outside,
+    and set their call prices (`call_prices`). Returns the deposits (Σ equity + Σ buffer),
+    Σ notional (NumPy's sums) and the new call prices' highest floor and lowest cap."""
+    k = len(position)
+    equity, outside, notional = np.empty(k), np.empty(k), np.empty(k)
+    for j in range(k):
+        i = lo + j
+        margin = margin_per_unit * size[j]
+        equity[j], outside[j] = cushion[j] * margin, buffer[j] * margin
+        notional[j] = size[j] * price
+        book_position[i], book_size[i] = position[j], size[j]
+        book_cash[i], book_buffer[i] = equity[j] - position[j] * price, outside[j]
+    accounts = np.arange(lo, lo + k)
+    highest, lowest = call_prices(accounts, book_position, book_cash, pending, pct_frac,
+                                  usd_per_unit, floor, cap)  # fmt: skip
+    deposits = (0.0 + _pairwise(equity, 0, k)) + (0.0 + _pairwise(outside, 0, k))
+    return deposits, 0.0 + _pairwise(notional, 0, k), highest, lowest

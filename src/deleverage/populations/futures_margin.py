@@ -52,6 +52,8 @@ from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.populations.futures_kernels import (
     call_prices,
     margin_calls,
+    open_accounts,
+    opening_sizes,
     pairwise_plan,
     pairwise_sum,
 )
@@ -152,6 +154,7 @@ class FuturesPopulation:
         self._settled_step = -1
         self._maintenance: Margin | None = None  # the margin the call prices were set with
         self._pct_margins: tuple[tuple[float, float], tuple[Margin, Margin]] | None = None
+        self._raw_pct = None  # the schedule's (initial, maintenance) %, _pct_margins made from
         self.abs_position = np.abs(self.position)  # kept with `position`, for its sum
         self._gross_units: float | None = None  # Σ |position|, None after a position moved
         self._sum_plan = pairwise_plan(n)  # NumPy's summation tree of abs_position
@@ -161,11 +164,16 @@ class FuturesPopulation:
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
         self.call_timing = spec.call_timing
         self.call_due = np.zeros(n, dtype=bool)  # settlement timing: call unmet, due next
+        # assets and owners of the orders: liquidations, opening, both (read-only, shared)
+        self._order_keys = [(np.full(len(o), self.asset), np.array(o)) for o in ([0], [1], [0, 1])]
+        for array in (a for key in self._order_keys for a in key):
+            array.flags.writeable = False
 
         # open interest as a flow: contracts (units) of the input, mean account per side
         self.rng, self.law, self.used = rng, spec, n
         self.deposits_usd = 0.0  # equity and buffers brought by newly opened accounts
-        self._opening: tuple[np.ndarray, np.ndarray] | None = None
+        self._opening: tuple | None = None  # the queued accounts: first slot, arrays, margin
+        self._opening_units = 0.0  # Σ position of the queued accounts (their order)
         self._opened_step = -1
         if spec.oi_rebuild_half_life is not None:
             half_life_hours = spec.oi_rebuild_half_life.total_seconds() / 3600.0
@@ -258,8 +266,11 @@ class FuturesPopulation:
             self._usd_entry = entry
             return initial.scaled(self.initial_multiplier), maintenance
         self._usd_entry = entry
-        pct = (float(view.initial_margin_pct[self.asset]),
-               float(view.maintenance_margin_pct[self.asset]))  # fmt: skip
+        raw = (view.initial_margin_pct[self.asset], view.maintenance_margin_pct[self.asset])
+        if raw == self._raw_pct:  # as at the last call (a NaN never equals: made again)
+            return self._pct_margins[1]
+        self._raw_pct = raw
+        pct = (float(raw[0]), float(raw[1]))
         if math.isnan(pct[0]) or math.isnan(pct[1]):  # the schedule gives none yet
             pct = self.fallback_pct
         if self._pct_margins is None or self._pct_margins[0] != pct:  # made once per change
@@ -287,7 +298,7 @@ class FuturesPopulation:
                 self._open_positions(initial)
         if maintenance is not self._maintenance and maintenance != self._maintenance:
             self._maintenance = maintenance
-            self._refresh_call_prices(slice(None))
+            self._refresh_call_prices()
         tolerance = 1e-12 * price  # call prices select the accounts; the test is exact
         if self._call_below + tolerance <= price <= self._call_above - tolerance:
             return
@@ -309,12 +320,10 @@ class FuturesPopulation:
                 detail=f"paid {paid:.0f} USD, received {received:.0f} USD",
             )
 
-    def _refresh_call_prices(self, accounts: slice, fresh: bool = False) -> None:
-        """Recompute the call prices of `accounts` (a slice of the slots), then the extremes.
-        `fresh`: the accounts are new slots (no call price before), so the extremes are
-        those of the book and of theirs."""
-        highest, lowest = call_prices(
-            np.arange(*accounts.indices(len(self.position))),
+    def _refresh_call_prices(self) -> None:
+        """Recompute the call prices of all accounts, then their extremes."""
+        call_prices(
+            np.arange(len(self.position)),
             self.position,
             self.cash_usd,
             self.pending,
@@ -323,13 +332,7 @@ class FuturesPopulation:
             self.floor,
             self.cap,
         )
-        if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins,
-            # as in np.maximum and np.minimum)
-            below, above = self._call_below, self._call_above
-            self._call_below = below if below != below or below >= highest else highest
-            self._call_above = above if above != above or above <= lowest else lowest
-        else:
-            self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
+        self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
         """Accounts crossed and below maintenance are called back to initial margin: the
@@ -441,16 +444,13 @@ class FuturesPopulation:
         if self.used + k > len(self.position):
             self._grow(max(k, len(self.position)))
         # the input's lognormal(0, 1) account sizes, with the input's mean per side
-        size = np.repeat(self.mean_units, (longs, k - longs))
-        size *= np.exp(rng.normal(0.0, 1.0, k) - 0.5)
-        position = size.copy()
-        position[longs:] *= -1.0  # shorts (exact: the sign alone changes)
+        size, position, self._opening_units = opening_sizes(
+            long_mean, short_mean, longs, np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        )
         cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
         buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
-        slots = slice(self.used, self.used + k)
+        self._opening = (self.used, position, size, initial, cushion, buffer)
         self.used += k
-        self._opening = (slots, position, size, initial, cushion, buffer)
-        self._opening_units = float(position.sum())
 
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
@@ -464,26 +464,27 @@ class FuturesPopulation:
     def _settle_openings(self, price: float, log: EventLog) -> None:
         """Open the queued accounts at the fill `price` with equity = cushion × initial
         margin and their buffers, both deposited from outside."""
-        slots, position, size, initial, cushion, buffer = self._opening
+        start, position, size, initial, cushion, buffer = self._opening
         self._opening = None
-        notional = size * price
-        margin = initial.per_unit(price) * size
-        equity, outside = cushion * margin, buffer * margin
-        self.position[slots] = position
-        self.abs_position[slots] = size
-        self.cash_usd[slots] = equity - position * price
-        self.buffer_usd[slots] = outside
-        self._positions_moved(slots.start, slots.stop)
-        self.deposits_usd += float(equity.sum() + outside.sum())
-        self._refresh_call_prices(slots, fresh=True)
+        deposits, notional, highest, lowest = open_accounts(
+            start, position, size, price, initial.per_unit(price), cushion, buffer,
+            self.position, self.abs_position, self.cash_usd, self.buffer_usd, self.pending,
+            self._maintenance.pct / 100.0, self._maintenance.usd_per_unit, self.floor, self.cap,
+        )  # fmt: skip
+        self._positions_moved(start, start + len(size))
+        self.deposits_usd += deposits
+        # the book's extremes and the new slots' (NaN wins, as in np.maximum and np.minimum)
+        below, above = self._call_below, self._call_above
+        self._call_below = below if below != below or below >= highest else highest
+        self._call_above = above if above != above or above <= lowest else lowest
         log.add(
             "futures_open",
             population=self.name,
             venue=self.venue,
             asset=self.asset_id,
-            count=slots.stop - slots.start,
+            count=len(size),
             quantity=self._opening_units,
-            notional_usd=float(notional.sum()),
+            notional_usd=notional,
             price=price,
             detail="new positions at the price of the moment",
         )
@@ -492,13 +493,13 @@ class FuturesPopulation:
         """Owner 0: the liquidation orders, owner 1: the new accounts' opening order."""
         liquidating, opening = self._pending_total != 0.0, self._opening is not None
         if liquidating and opening:
-            quantity, owners = [self._pending_total, self._opening_units], [0, 1]
+            quantity = [self._pending_total, self._opening_units]
         elif liquidating or opening:
             quantity = [self._pending_total if liquidating else self._opening_units]
-            owners = [0 if liquidating else 1]
         else:
             return Orders.empty()
-        return Orders(np.full(len(owners), self.asset), np.array(quantity), np.array(owners))
+        assets, owners = self._order_keys[2 * opening + liquidating - 1]
+        return Orders(assets, np.array(quantity), owners)
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
