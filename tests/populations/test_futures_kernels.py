@@ -156,7 +156,8 @@ def test_pairwise_sum_keeps_numpys_zero_and_nan():
 @given(seed=st.integers(0, 2**32 - 1), k=st.one_of(st.integers(0, 12), st.integers(12, 400)))
 def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     """New accounts as `FuturesPopulation` queued and opened them with NumPy before the
-    kernels: sizes and positions, the slots written, deposits, Σ position, Σ notional."""
+    kernels: sizes and positions, the slots written, deposits, Σ position, Σ notional,
+    and the book's Σ |position|."""
     rng = np.random.default_rng(seed)
     longs = int(rng.integers(0, k + 1))
     means = rng.lognormal(0.0, 3.0, 2)
@@ -174,9 +175,11 @@ def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     bounds = [np.full(n, -np.inf), np.full(n, np.inf)]
     price, unit, pct = float(rng.lognormal(3.0, 1.0)), float(rng.lognormal(0.0, 1.0)), 0.0925
     cushion, buffer = np.maximum(rng.normal(1.5, 1.0, (2, k)), 0.0)
-    deposits, notional, highest, lowest = open_accounts(
+    plan = pairwise_plan(n)
+    pairwise_sum(mine[2], *plan, 0, n)  # the partial sums before
+    deposits, notional, highest, lowest, gross = open_accounts(
         lo, position, size, price, unit, cushion, buffer, mine[0], mine[2], mine[1], mine[3],
-        pending, pct, 2.5, *bounds,
+        pending, pct, 2.5, *bounds, plan, n, 0,
     )  # fmt: skip
     margin = unit * np.abs(position)
     equity, outside = cushion * margin, buffer * margin
@@ -186,6 +189,7 @@ def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     np.testing.assert_array_equal(mine[0], position_after)
     np.testing.assert_array_equal(mine[1], cash_after)
     np.testing.assert_array_equal(mine[2][slots], np.abs(position))
+    assert gross == mine[2].sum()  # the slots written are summed again
     np.testing.assert_array_equal(mine[3][slots], outside)
     assert deposits == float(equity.sum() + outside.sum())
     assert notional == float((np.abs(position) * price).sum())

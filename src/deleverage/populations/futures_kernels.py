@@ -207,11 +207,13 @@ def opening_sizes(long_mean, short_mean, longs, lognormal):
 @njit(cache=True)
 def open_accounts(lo, position, size, price, margin_per_unit, cushion, buffer,
                   book_position, book_size, book_cash, book_buffer, pending,
-                  pct_frac, usd_per_unit, floor, cap):  # fmt: skip
+                  pct_frac, usd_per_unit, floor, cap, plan, moved_lo, moved_hi):  # fmt: skip
     """Write new accounts into the free slots from `lo` on, opened at `price` with equity
     cushion × initial margin (`margin_per_unit` · size) and `buffer` × that margin outside,
     and set their call prices (`call_prices`). Returns the deposits (Σ equity + Σ buffer),
-    Σ notional (NumPy's sums) and the new call prices' highest floor and lowest cap."""
+    Σ notional (NumPy's sums), the new call prices' highest floor and lowest cap, and the
+    book's Σ size after (`pairwise_sum` on `plan`, book_size[moved_lo:moved_hi] written
+    before)."""
     k = len(position)
     equity, outside, notional = np.empty(k), np.empty(k), np.empty(k)
     for j in range(k):
@@ -225,4 +227,7 @@ def open_accounts(lo, position, size, price, margin_per_unit, cushion, buffer,
     highest, lowest = call_prices(accounts, book_position, book_cash, pending, pct_frac,
                                   usd_per_unit, floor, cap)  # fmt: skip
     deposits = (0.0 + _pairwise(equity, 0, k)) + (0.0 + _pairwise(outside, 0, k))
-    return deposits, 0.0 + _pairwise(notional, 0, k), highest, lowest
+    starts, lengths, sums, program = plan
+    gross = pairwise_sum(book_size, starts, lengths, sums, program, min(moved_lo, lo),
+                         max(moved_hi, lo + k))  # fmt: skip
+    return deposits, 0.0 + _pairwise(notional, 0, k), highest, lowest, gross

@@ -466,12 +466,13 @@ class FuturesPopulation:
         margin and their buffers, both deposited from outside."""
         start, position, size, initial, cushion, buffer = self._opening
         self._opening = None
-        deposits, notional, highest, lowest = open_accounts(
+        deposits, notional, highest, lowest, gross = open_accounts(
             start, position, size, price, initial.per_unit(price), cushion, buffer,
             self.position, self.abs_position, self.cash_usd, self.buffer_usd, self.pending,
             self._maintenance.pct / 100.0, self._maintenance.usd_per_unit, self.floor, self.cap,
+            self._sum_plan, *self._moved,
         )  # fmt: skip
-        self._positions_moved(start, start + len(size))
+        self._gross_units, self._moved = gross, (len(self.abs_position), 0)
         self.deposits_usd += deposits
         # the book's extremes and the new slots' (NaN wins, as in np.maximum and np.minimum)
         below, above = self._call_below, self._call_above
