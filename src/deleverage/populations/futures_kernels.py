@@ -1,10 +1,15 @@
-"""Compiled loops of the futures books' margin calls (`populations.futures_margin`).
+"""Compiled loops of the futures books' margin calls and openings
+(`populations.futures_margin`).
 
 Each kernel does in one pass over the accounts concerned what a dozen NumPy calls on small
 arrays did, with the same floating-point operations in the same order (no fastmath, so no
 fused multiply-add): every number is bit-identical to the NumPy expressions they replace
-(`tests/populations/test_futures_kernels.py` checks both on random inputs). Compiled once
-per machine (`cache=True`), as the perp book's kernels (`perp_kernels`).
+(`tests/populations/test_futures_kernels.py` checks both on random inputs). Sums follow
+NumPy's own pairwise summation tree (`pairwise_plan`), so they equal `ndarray.sum()` to the
+bit; a book's Σ |position| keeps the tree's partial sums where no position moved. Kept
+in NumPy: random draws and `exp` (NumPy's own vectorized `exp` may differ from LLVM's in
+the last bit). Compiled once per machine (`cache=True`), as the perp book's kernels
+(`perp_kernels`); none is recursive (a recursive kernel crashes when loaded from the cache).
 """
 
 from __future__ import annotations

@@ -182,9 +182,9 @@ class FuturesPopulation:
             shares = np.array([spec.long_share, 1.0 - spec.long_share])
             counts = np.array([n_long, n - n_long])
             side_units = self.target_units * shares
-            self.mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
+            mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
             self._side_shares = (spec.long_share, 1.0 - spec.long_share)
-            self._side_means = tuple(self.mean_units.tolist())
+            self._side_means = tuple(mean_units.tolist())  # units of a mean account per side
 
     def _survivors(self, spec, window, price0, initial, maintenance, equity, buffer, rng):
         """Equity and outside cash at the start of accounts opened at points of `window`
