@@ -7,7 +7,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deleverage.populations.futures_kernels import call_prices, crossed
+from deleverage.populations.futures_kernels import (
+    _pairwise,
+    call_prices,
+    margin_calls,
+    open_accounts,
+    opening_sizes,
+    pairwise_plan,
+    pairwise_sum,
+)
 
 
 def _call_prices_numpy(position, cash, pending, pct, usd):
@@ -67,14 +75,126 @@ def test_a_nan_call_price_wins_the_extremes_as_in_numpy():
     assert lowest == cap.min()
 
 
+def _margin_calls_numpy(floor, cap, used, price, position, cash, buffer, pending, m, i):
+    """A call round as `FuturesPopulation._call` did it with NumPy before the kernel
+    (maintenance and initial margins `m`, `i` per unit, the same tolerance)."""
+    tolerance = 1e-12 * price
+    below, above = price - tolerance, price + tolerance
+    crossed = np.flatnonzero((floor[:used] > below) | (cap[:used] < above))
+    units = position[crossed]
+    equity = cash[crossed] + units * price
+    is_below = equity < m * np.abs(units)
+    called, units = crossed[is_below], units[is_below]
+    need = i * np.abs(units) - equity[is_below]
+    can_pay = buffer[called] >= need
+    met, liquidated = called[can_pay], called[~can_pay]
+    buffer[met] -= need[can_pay]
+    cash[met] += need[can_pay]
+    pending[liquidated] = -position[liquidated]
+    floor[called], cap[called] = _call_prices_numpy(
+        position[called], cash[called], pending[called], 10.0, 0.0
+    )
+    return called, units, need, can_pay
+
+
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300))
-def test_crossed_accounts_are_the_numpy_selection(seed, n):
+def test_margin_calls_are_the_numpy_call_round_bit_for_bit(seed, n):
     rng = np.random.default_rng(seed)
     position, cash, pending = _book(rng, n)
+    buffer = np.abs(position) * rng.lognormal(2.0, 2.0, n) * (rng.random(n) < 0.7)
     floor, cap = _call_prices_numpy(position, cash, pending, 10.0, 0.0)
     used = int(rng.integers(0, n + 1))
     price = float(rng.lognormal(3.0, 2.0))
-    below, above = price - 1e-12 * price, price + 1e-12 * price
-    want = np.flatnonzero((floor[:used] > below) | (cap[:used] < above))
-    np.testing.assert_array_equal(crossed(floor, cap, used, below, above), want)
+    if n and rng.random() < 0.3:  # a price exactly at an account's call price
+        price = float(np.concatenate([floor[np.isfinite(floor)], cap[np.isfinite(cap)], [1.0]])[0])
+    m, i = 0.1 * price, 0.1 * price * float(rng.choice([1.0, 1.1, 1.5]))
+    book = [floor, cap, position, cash, buffer, pending]
+    mine = [x.copy() for x in book]
+    want = _margin_calls_numpy(*book[:2], used, price, *book[2:], m, i)
+    got = margin_calls(*mine[:2], used, price - 1e-12 * price, price + 1e-12 * price, price,
+                       *mine[2:], m, i, 0.1, 0.0)  # fmt: skip
+    for x, y in zip(got + tuple(mine), want + tuple(book), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert got[0].dtype == np.int64 and got[3].dtype == bool
+    assert (mine[2] == position).all()  # positions move only with fills
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.one_of(st.integers(0, 300), st.integers(300, 70_000)),
+    writes=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 200)), max_size=4),
+)
+def test_pairwise_sum_is_numpys_sum_with_partial_sums_kept(seed, n, writes):
+    """NumPy's `sum` of contiguous float64 (its pairwise tree, to the bit), where only the
+    leaves that meet the written range are summed again."""
+    rng = np.random.default_rng(seed)
+    a = rng.lognormal(0.0, 4.0, n) * rng.choice([1.0, -1.0, 0.0], n)
+    plan = pairwise_plan(n)
+    assert pairwise_sum(a, *plan, 0, n) == a.sum()
+    lo = int(rng.integers(0, n + 1))
+    assert 0.0 + _pairwise(a, lo, n - lo) == a[lo:].sum()  # the walk without a plan
+    for at, width in writes:
+        lo = int(at * n)
+        hi = min(n, lo + width)
+        a[lo:hi] = rng.lognormal(0.0, 4.0, hi - lo)
+        assert pairwise_sum(a, *plan, lo, hi) == a.sum()
+    if n:  # a write outside the range given is not seen: the partial sums are kept
+        a[n - 1] += 1e6
+        assert pairwise_sum(a, *plan, 0, 0) != a.sum()
+
+
+def test_pairwise_sum_keeps_numpys_zero_and_nan():
+    for a in (np.zeros(0), np.full(3, -0.0), np.full(200, -0.0), np.array([1.0, np.nan, 2.0])):
+        total = pairwise_sum(a, *pairwise_plan(len(a)), 0, len(a))
+        assert np.array_equal(total, a.sum(), equal_nan=True)
+        assert np.signbit(total) == np.signbit(a.sum())
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.one_of(st.integers(0, 12), st.integers(12, 400)))
+def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
+    """New accounts as `FuturesPopulation` queued and opened them with NumPy before the
+    kernels: sizes and positions, the slots written, deposits, Σ position, Σ notional,
+    and the book's Σ |position|."""
+    rng = np.random.default_rng(seed)
+    longs = int(rng.integers(0, k + 1))
+    means = rng.lognormal(0.0, 3.0, 2)
+    lognormal = np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+    size, position, units = opening_sizes(float(means[0]), float(means[1]), longs, lognormal)
+    side = np.array([1.0] * longs + [-1.0] * (k - longs))
+    want = side * (np.array([means[0]] * longs + [means[1]] * (k - longs)) * lognormal)
+    np.testing.assert_array_equal(position, want)
+    np.testing.assert_array_equal(size, np.abs(want))
+    assert units == float(want.sum())
+
+    n, lo = k + 50, int(rng.integers(0, 51))
+    book, pending = _book(rng, n), np.where(rng.random(n) < 0.5, 1.0, 0.0)
+    mine = [x.copy() for x in (*book[:2], np.abs(book[0]), rng.random(n))]
+    bounds = [np.full(n, -np.inf), np.full(n, np.inf)]
+    price, unit, pct = float(rng.lognormal(3.0, 1.0)), float(rng.lognormal(0.0, 1.0)), 0.0925
+    cushion, buffer = np.maximum(rng.normal(1.5, 1.0, (2, k)), 0.0)
+    plan = pairwise_plan(n)
+    pairwise_sum(mine[2], *plan, 0, n)  # the partial sums before
+    deposits, notional, highest, lowest, gross = open_accounts(
+        lo, position, size, price, unit, cushion, buffer, mine[0], mine[2], mine[1], mine[3],
+        pending, pct, 2.5, *bounds, plan, n, 0,
+    )  # fmt: skip
+    margin = unit * np.abs(position)
+    equity, outside = cushion * margin, buffer * margin
+    slots = np.arange(lo, lo + k)
+    position_after, cash_after = book[0].copy(), book[1].copy()
+    position_after[slots], cash_after[slots] = position, equity - position * price
+    np.testing.assert_array_equal(mine[0], position_after)
+    np.testing.assert_array_equal(mine[1], cash_after)
+    np.testing.assert_array_equal(mine[2][slots], np.abs(position))
+    assert gross == mine[2].sum()  # the slots written are summed again
+    np.testing.assert_array_equal(mine[3][slots], outside)
+    assert deposits == float(equity.sum() + outside.sum())
+    assert notional == float((np.abs(position) * price).sum())
+    floor, cap = np.full(n, -np.inf), np.full(n, np.inf)
+    want_high, want_low = call_prices(slots, mine[0], mine[1], pending, pct, 2.5, floor, cap)
+    np.testing.assert_array_equal(bounds[0], floor)
+    np.testing.assert_array_equal(bounds[1], cap)
+    assert (highest, lowest) == (want_high, want_low)

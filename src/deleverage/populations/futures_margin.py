@@ -49,8 +49,14 @@ import pandas as pd
 
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_window, extremes_since
-from deleverage.populations.futures_kernels import call_prices
-from deleverage.populations.futures_kernels import crossed as crossed_accounts
+from deleverage.populations.futures_kernels import (
+    call_prices,
+    margin_calls,
+    open_accounts,
+    opening_sizes,
+    pairwise_plan,
+    pairwise_sum,
+)
 from deleverage.results.events import EventLog
 from deleverage.scenario.schema import FuturesBook
 
@@ -148,18 +154,26 @@ class FuturesPopulation:
         self._settled_step = -1
         self._maintenance: Margin | None = None  # the margin the call prices were set with
         self._pct_margins: tuple[tuple[float, float], tuple[Margin, Margin]] | None = None
+        self._raw_pct = None  # the schedule's (initial, maintenance) %, _pct_margins made from
         self.abs_position = np.abs(self.position)  # kept with `position`, for its sum
         self._gross_units: float | None = None  # Σ |position|, None after a position moved
+        self._sum_plan = pairwise_plan(n)  # NumPy's summation tree of abs_position
+        self._moved = (0, n)  # abs_position[lo:hi] written since the last sum
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
         self.call_timing = spec.call_timing
         self.call_due = np.zeros(n, dtype=bool)  # settlement timing: call unmet, due next
+        # assets and owners of the orders: liquidations, opening, both (read-only, shared)
+        self._order_keys = [(np.full(len(o), self.asset), np.array(o)) for o in ([0], [1], [0, 1])]
+        for array in (a for key in self._order_keys for a in key):
+            array.flags.writeable = False
 
         # open interest as a flow: contracts (units) of the input, mean account per side
         self.rng, self.law, self.used = rng, spec, n
         self.deposits_usd = 0.0  # equity and buffers brought by newly opened accounts
-        self._opening: tuple[np.ndarray, np.ndarray] | None = None
+        self._opening: tuple | None = None  # the queued accounts: first slot, arrays, margin
+        self._opening_units = 0.0  # Σ position of the queued accounts (their order)
         self._opened_step = -1
         if spec.oi_rebuild_half_life is not None:
             half_life_hours = spec.oi_rebuild_half_life.total_seconds() / 3600.0
@@ -168,7 +182,9 @@ class FuturesPopulation:
             shares = np.array([spec.long_share, 1.0 - spec.long_share])
             counts = np.array([n_long, n - n_long])
             side_units = self.target_units * shares
-            self.mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
+            mean_units = np.where(counts > 0, side_units / np.maximum(counts, 1), np.inf)
+            self._side_shares = (spec.long_share, 1.0 - spec.long_share)
+            self._side_means = tuple(mean_units.tolist())  # units of a mean account per side
 
     def _survivors(self, spec, window, price0, initial, maintenance, equity, buffer, rng):
         """Equity and outside cash at the start of accounts opened at points of `window`
@@ -214,10 +230,18 @@ class FuturesPopulation:
         return 0.5 * self.gross_units() * price
 
     def gross_units(self) -> float:
-        """Σ |position| over the accounts, summed again only after positions moved."""
+        """Σ |position| over the accounts, summed again only after positions moved: NumPy's
+        `abs_position.sum()`, its pairwise partial sums kept where no position moved."""
         if self._gross_units is None:
-            self._gross_units = float(self.abs_position.sum())
+            lo, hi = self._moved
+            total = pairwise_sum(self.abs_position, *self._sum_plan, lo, hi)
+            self._gross_units, self._moved = float(total), (len(self.abs_position), 0)
         return self._gross_units
+
+    def _positions_moved(self, lo: int, hi: int) -> None:
+        """abs_position[lo:hi] was written: the sum is stale there."""
+        self._gross_units = None
+        self._moved = (min(self._moved[0], lo), max(self._moved[1], hi))
 
     def equity(self, price: float) -> np.ndarray:
         return self.cash_usd + self.position * price
@@ -242,8 +266,11 @@ class FuturesPopulation:
             self._usd_entry = entry
             return initial.scaled(self.initial_multiplier), maintenance
         self._usd_entry = entry
-        pct = (float(view.initial_margin_pct[self.asset]),
-               float(view.maintenance_margin_pct[self.asset]))  # fmt: skip
+        raw = (view.initial_margin_pct[self.asset], view.maintenance_margin_pct[self.asset])
+        if raw == self._raw_pct:  # as at the last call (a NaN never equals: made again)
+            return self._pct_margins[1]
+        self._raw_pct = raw
+        pct = (float(raw[0]), float(raw[1]))
         if math.isnan(pct[0]) or math.isnan(pct[1]):  # the schedule gives none yet
             pct = self.fallback_pct
         if self._pct_margins is None or self._pct_margins[0] != pct:  # made once per change
@@ -271,7 +298,7 @@ class FuturesPopulation:
                 self._open_positions(initial)
         if maintenance is not self._maintenance and maintenance != self._maintenance:
             self._maintenance = maintenance
-            self._refresh_call_prices(slice(None))
+            self._refresh_call_prices()
         tolerance = 1e-12 * price  # call prices select the accounts; the test is exact
         if self._call_below + tolerance <= price <= self._call_above - tolerance:
             return
@@ -293,14 +320,10 @@ class FuturesPopulation:
                 detail=f"paid {paid:.0f} USD, received {received:.0f} USD",
             )
 
-    def _refresh_call_prices(self, accounts: slice | np.ndarray, fresh: bool = False) -> None:
-        """Recompute the call prices of `accounts` (a slice or indices), then the extremes.
-        `fresh`: the accounts are new slots (no call price before), so the extremes are
-        those of the book and of theirs."""
-        if isinstance(accounts, slice):
-            accounts = np.arange(len(self.position))[accounts]
-        highest, lowest = call_prices(
-            accounts,
+    def _refresh_call_prices(self) -> None:
+        """Recompute the call prices of all accounts, then their extremes."""
+        call_prices(
+            np.arange(len(self.position)),
             self.position,
             self.cash_usd,
             self.pending,
@@ -309,30 +332,22 @@ class FuturesPopulation:
             self.floor,
             self.cap,
         )
-        if fresh:  # max and min are exact: the book's extremes and the new slots' (NaN wins)
-            self._call_below = float(np.maximum(self._call_below, highest))
-            self._call_above = float(np.minimum(self._call_above, lowest))
-        else:
-            self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
+        self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
+        """Accounts crossed and below maintenance are called back to initial margin: the
+        buffer moves to the exchange (cash unchanged) or the account is liquidated
+        (`futures_kernels.margin_calls`); their call prices are recomputed."""
         tolerance = 1e-12 * price  # free slots (from `used` on) are never called
-        crossed = crossed_accounts(
-            self.floor, self.cap, self.used, price - tolerance, price + tolerance
-        )
-        position = self.position[crossed]
-        notional = np.abs(position) * price
-        equity = self.cash_usd[crossed] + position * price
-        below = equity < maintenance.per_unit(price) * np.abs(position)
-        called, position, notional = crossed[below], position[below], notional[below]
+        called, position, need, can_pay = margin_calls(
+            self.floor, self.cap, self.used, price - tolerance, price + tolerance, price,
+            self.position, self.cash_usd, self.buffer_usd, self.pending,
+            maintenance.per_unit(price), initial.per_unit(price),
+            self._maintenance.pct / 100.0, self._maintenance.usd_per_unit,
+        )  # fmt: skip
         if len(called) == 0:
             return
-        need = initial.per_unit(price) * np.abs(position) - equity[below]  # back to initial
-        can_pay = self.buffer_usd[called] >= need
         met, liquidated = called[can_pay], called[~can_pay]
-        self.buffer_usd[met] -= need[can_pay]
-        self.cash_usd[met] += need[can_pay]  # the buffer moves to the exchange: cash unchanged
-        self.pending[liquidated] = -self.position[liquidated]
         self._pending_total += float(self.pending[liquidated].sum())
         log.add(
             "margin_call",
@@ -346,8 +361,11 @@ class FuturesPopulation:
             detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
             f"{len(liquidated)} liquidated; maintenance {maintenance}",
         )
-        self._log_liquidations(liquidated, price, log, "")
-        self._refresh_call_prices(called)
+        if len(liquidated):
+            self._log_liquidations(liquidated, price, log, "")
+        # the extremes of the book (free slots, from `used` on, have none: ±inf)
+        self._call_below = float(self.floor[: self.used].max())
+        self._call_above = float(self.cap[: self.used].min())
 
     def _settlement_calls(
         self, price: float, initial: Margin, maintenance: Margin, log: EventLog
@@ -414,28 +432,25 @@ class FuturesPopulation:
         if gap <= 0.0:
             return
         spec, rng = self.law, self.rng
-        # per side, units / mean account + a uniform draw, floored (NumPy float64 scalars:
-        # the same arithmetic as on the two-element arrays)
+        # per side, units / mean account + a uniform draw, floored (IEEE doubles: the same
+        # arithmetic as on the two-element arrays)
         units = gap * self.rebuild_share
-        draw = rng.random(2)
-        count = [
-            int(np.floor(units * spec.long_share / self.mean_units[0] + draw[0])),
-            int(np.floor(units * (1.0 - spec.long_share) / self.mean_units[1] + draw[1])),
-        ]
-        k = count[0] + count[1]
+        draw = rng.random(2).tolist()
+        (long_share, short_share), (long_mean, short_mean) = self._side_shares, self._side_means
+        longs = math.floor(units * long_share / long_mean + draw[0])
+        k = longs + math.floor(units * short_share / short_mean + draw[1])
         if k == 0:
             return
         if self.used + k > len(self.position):
             self._grow(max(k, len(self.position)))
-        side = np.array([1.0] * count[0] + [-1.0] * count[1])
         # the input's lognormal(0, 1) account sizes, with the input's mean per side
-        mean = np.array([self.mean_units[0]] * count[0] + [self.mean_units[1]] * count[1])
-        units_each = mean * np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        size, position, self._opening_units = opening_sizes(
+            long_mean, short_mean, longs, np.exp(rng.normal(0.0, 1.0, k) - 0.5)
+        )
         cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
         buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
-        slots = np.arange(self.used, self.used + k)
+        self._opening = (self.used, position, size, initial, cushion, buffer)
         self.used += k
-        self._opening = (slots, side * units_each, initial, cushion, buffer)
 
     def _grow(self, extra: int) -> None:
         """`extra` more free slots: no position, no cash, never called."""
@@ -443,57 +458,59 @@ class FuturesPopulation:
                            ("buffer_usd", 0.0), ("pending", 0.0), ("floor", -np.inf),
                            ("cap", np.inf), ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
-        self._gross_units = None
+        self._gross_units, self._sum_plan = None, pairwise_plan(len(self.abs_position))
+        self._moved = (0, len(self.abs_position))
 
     def _settle_openings(self, price: float, log: EventLog) -> None:
         """Open the queued accounts at the fill `price` with equity = cushion × initial
         margin and their buffers, both deposited from outside."""
-        slots, position, initial, cushion, buffer = self._opening
+        start, position, size, initial, cushion, buffer = self._opening
         self._opening = None
-        size = np.abs(position)
-        notional = size * price
-        margin = initial.per_unit(price) * size
-        equity, outside = cushion * margin, buffer * margin
-        self.position[slots] = position
-        self.abs_position[slots] = size
-        self.cash_usd[slots] = equity - position * price
-        self.buffer_usd[slots] = outside
-        self._gross_units = None
-        self.deposits_usd += float(equity.sum() + outside.sum())
-        self._refresh_call_prices(slots, fresh=True)
+        deposits, notional, highest, lowest, gross = open_accounts(
+            start, position, size, price, initial.per_unit(price), cushion, buffer,
+            self.position, self.abs_position, self.cash_usd, self.buffer_usd, self.pending,
+            self._maintenance.pct / 100.0, self._maintenance.usd_per_unit, self.floor, self.cap,
+            self._sum_plan, *self._moved,
+        )  # fmt: skip
+        self._gross_units, self._moved = gross, (len(self.abs_position), 0)
+        self.deposits_usd += deposits
+        # the book's extremes and the new slots' (NaN wins, as in np.maximum and np.minimum)
+        below, above = self._call_below, self._call_above
+        self._call_below = below if below != below or below >= highest else highest
+        self._call_above = above if above != above or above <= lowest else lowest
         log.add(
             "futures_open",
             population=self.name,
             venue=self.venue,
             asset=self.asset_id,
-            count=len(slots),
-            quantity=float(position.sum()),
-            notional_usd=float(notional.sum()),
+            count=len(size),
+            quantity=self._opening_units,
+            notional_usd=notional,
             price=price,
             detail="new positions at the price of the moment",
         )
 
     def orders(self) -> Orders:
         """Owner 0: the liquidation orders, owner 1: the new accounts' opening order."""
-        owners, quantity = [], []
-        if self._pending_total != 0.0:
-            owners.append(0)
-            quantity.append(self._pending_total)
-        if self._opening is not None:
-            owners.append(1)
-            quantity.append(float(self._opening[1].sum()))
-        if not owners:
+        liquidating, opening = self._pending_total != 0.0, self._opening is not None
+        if liquidating and opening:
+            quantity = [self._pending_total, self._opening_units]
+        elif liquidating or opening:
+            quantity = [self._pending_total if liquidating else self._opening_units]
+        else:
             return Orders.empty()
-        return Orders(np.array([self.asset] * len(owners)), np.array(quantity), np.array(owners))
+        assets, owners = self._order_keys[2 * opening + liquidating - 1]
+        return Orders(assets, np.array(quantity), owners)
 
     def apply_fills(
         self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog
     ) -> None:
-        for owner, done, fill_price in zip(orders.owner, filled, price, strict=True):
+        fills = zip(orders.owner.tolist(), filled.tolist(), price.tolist(), strict=True)
+        for owner, done, fill_price in fills:
             if done and owner == 0:
-                self._settle_liquidations(float(fill_price), log)
+                self._settle_liquidations(fill_price, log)
             elif done:
-                self._settle_openings(float(fill_price), log)
+                self._settle_openings(fill_price, log)
 
     def _settle_liquidations(self, price: float, log: EventLog) -> None:
         closing = self.pending != 0.0
@@ -501,7 +518,7 @@ class FuturesPopulation:
         self.cash_usd[closing] -= quantity * price
         self.position[closing] += quantity
         self.abs_position[closing] = np.abs(self.position[closing])
-        self._gross_units = None
+        self._positions_moved(0, len(self.abs_position))
         self.pending[closing] = 0.0
         self._pending_total = 0.0
         # A loss beyond the margin balance is paid from the buffer; what remains is owed
