@@ -235,12 +235,96 @@ def test_order_and_merge_by_group_equal_numpy(seed, n, n_groups, distinct, nan):
     first = first[np.lexsort((key[first], group[first]))]
     second = np.flatnonzero(~into_first)
     second = second[_order_by_group(group[second], key[second])]
-    got, got_group, got_key = kernels.merge_by_group(
-        first, group[first], key[first], second, group[second], key[second]
-    )
+    room = rng.normal(0.0, 1.0, n)
+    got, got_group, got_key, got_room = kernels.merge_by_group(
+        first, group[first], key[first], room[first], second, group[second], key[second],
+        room[second], True,
+    )  # fmt: skip
     want = _reference_merge(first, second, group, key, n_groups)
     assert _same(got, want)
     assert _same(got_group, group[want]) and _same(got_key, key[want])
+    assert _same(got_room, room[want])
+    no_room = kernels.merge_by_group(
+        first, group[first], key[first], room[:0], second, group[second], key[second],
+        room[:0], False,
+    )  # fmt: skip
+    assert _same(no_room[0], want) and len(no_room[3]) == 0
+
+
+def _reference_split(n, end, known, size, collateral, reserve, side, pristine, state, n_tiers):
+    """The NumPy code `_sort_book` ran before `book_split` (main b0f2353): closed accounts'
+    wallets, the book's untouched accounts, the rest, the touched ones, and every open
+    account's known group, key and room."""
+    sortkey, sorted_group, book_room, tail_key, tail_tier, tail_room = state
+    live = size[:n] > 0
+    dead = np.flatnonzero(~live)
+    key, group, room = np.empty(n), np.zeros(n, dtype=np.int16), np.empty(n)
+    kept = np.zeros(n, dtype=bool)
+    if known:
+        kept[:] = live & pristine[:n]
+        key[:end], group[:end] = sortkey, sorted_group
+        key[end:] = tail_key[: n - end]
+        group[end:] = tail_tier[: n - end] + np.where(side[end:n] > 0, 0, n_tiers)
+        room[:end], room[end:] = book_room, tail_room[: n - end]
+    fresh = np.flatnonzero(live & ~kept)
+    book = np.flatnonzero(kept[:end])
+    kept[end:] = False
+    rest = np.flatnonzero(live & ~kept)
+    return collateral[dead] + reserve[dead], book, rest, fresh, group, key, room
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 400),
+    known=st.booleans(),
+    with_room=st.booleans(),
+    n_tiers=st.integers(1, 8),
+)
+def test_book_split_equals_numpy(seed, n, known, with_room, n_tiers):
+    """`_sort_book`'s first pass (closed, untouched, touched accounts and what is known of
+    them) equals the NumPy masks and gathers it replaced, NaN wallets and keys included."""
+    rng = np.random.default_rng(seed)
+    end = int(rng.integers(0, n + 1)) if known else 0
+    spare = int(rng.integers(0, 50))
+    cap = n + spare
+    side = rng.choice(np.array([1, -1], np.int8), cap)
+    size = np.where(rng.random(cap) < 0.2, 0.0, rng.random(cap))
+    collateral, reserve = rng.normal(0.0, 1e3, cap), rng.normal(0.0, 1e3, cap)
+    if n:
+        collateral[rng.integers(0, n)] = np.nan
+    pristine = rng.random(cap) < 0.7
+    sortkey = rng.normal(0.0, 1e4, end)
+    sortkey[rng.random(end) < 0.05] = np.nan
+    state = (
+        sortkey, rng.integers(0, 2 * n_tiers, end).astype(np.int16), rng.normal(0.0, 1.0, end),
+        rng.normal(0.0, 1e4, cap - end), rng.integers(0, n_tiers, cap - end),
+        rng.normal(0.0, 1.0, cap - end),
+    )  # fmt: skip
+    empty = (np.zeros(0), np.zeros(0, np.int16), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+             np.zeros(0))  # fmt: skip
+    sortkey, sorted_group, book_room, tail_key, tail_tier, tail_room = state if known else empty
+    if not with_room:
+        book_room = tail_room = np.zeros(0)
+    got = kernels.book_split(
+        n, end, known, size, collateral, reserve, side, pristine if known else np.zeros(0, bool),
+        sortkey, sorted_group, book_room, tail_key, tail_tier, tail_room, n_tiers, with_room,
+    )  # fmt: skip
+    dead, book, book_group, book_key, book_rooms, rest, rest_group, rest_key, rest_rooms = got[:9]
+    fresh, at = got[9:]
+    want_dead, want_book, want_rest, want_fresh, group, key, room = _reference_split(
+        n, end, known, size, collateral, reserve, side, pristine, state, n_tiers
+    )
+    assert _same(dead, want_dead)
+    assert _same(book, want_book) and _same(rest, want_rest) and _same(fresh, want_fresh)
+    assert _same(rest[at], fresh)
+    assert _same(book_group, group[book]) and _same(book_key, key[book])
+    old = np.setdiff1d(np.arange(len(rest)), at)  # rows of the rest with known keys
+    assert _same(rest_group[old], group[rest[old]]) and _same(rest_key[old], key[rest[old]])
+    if with_room:
+        assert _same(book_rooms, room[book]) and _same(rest_rooms[old], room[rest[old]])
+    else:
+        assert len(book_rooms) == len(rest_rooms) == 0
 
 
 @SETTINGS

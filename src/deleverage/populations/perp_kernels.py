@@ -181,12 +181,68 @@ def stable_ties(order, ordered):
 
 
 @njit(cache=True)
-def merge_by_group(first, first_group, first_key, second, second_group, second_key):
-    """Merge two index arrays, each in (group, key) order with their groups and keys, into
-    one in that order (ties go to `first`; NaN keys sort last, NumPy's order); returns the
-    indices, groups and keys merged."""
+def book_split(
+    n, end, known, size, collateral, reserve, side, pristine, sortkey, sorted_group, book_room,
+    tail_key, tail_tier, tail_room, n_tiers, with_room,
+):  # fmt: skip
+    """What `PerpPopulation._sort_book` starts from, in one pass over the `n` used slots:
+    the wallets (collateral + reserve) of closed accounts (size not > 0), to be summed; the
+    book's untouched open accounts (slots below `end`, pristine, keys `known`) with their
+    groups, keys and rooms, in slot order; the rest of the open accounts in slot order (the
+    tail's and the touched ones), with the groups, keys and rooms of the tail's untouched
+    ones (group = tier, + `n_tiers` for a short); and the touched ones (`fresh`, to be keyed
+    again) with their positions in the rest. Without `with_room` the rooms are not read."""
+    dead = np.empty(n)
+    m_book = end if known else 0
+    book, book_group, book_key = (
+        np.empty(m_book, np.int64),
+        np.empty(m_book, np.int16),
+        np.empty(m_book),
+    )
+    rest, rest_group, rest_key = np.empty(n, np.int64), np.empty(n, np.int16), np.empty(n)
+    book_rooms, rest_rooms = np.empty(m_book if with_room else 0), np.empty(n if with_room else 0)
+    fresh, at = np.empty(n, np.int64), np.empty(n, np.int64)
+    n_dead = n_book = n_rest = n_fresh = 0
+    for i in range(n):
+        if not size[i] > 0:
+            dead[n_dead] = collateral[i] + reserve[i]
+            n_dead += 1
+        elif not (known and pristine[i]):
+            fresh[n_fresh], at[n_fresh] = i, n_rest
+            n_fresh += 1
+            rest[n_rest] = i
+            n_rest += 1
+        elif i < end:
+            book[n_book], book_group[n_book], book_key[n_book] = i, sorted_group[i], sortkey[i]
+            if with_room:
+                book_rooms[n_book] = book_room[i]
+            n_book += 1
+        else:
+            r = i - end
+            rest[n_rest], rest_key[n_rest] = i, tail_key[r]
+            rest_group[n_rest] = tail_tier[r] + (0 if side[i] > 0 else n_tiers)
+            if with_room:
+                rest_rooms[n_rest] = tail_room[r]
+            n_rest += 1
+    return (
+        dead[:n_dead], book[:n_book], book_group[:n_book], book_key[:n_book],
+        book_rooms[: n_book if with_room else 0], rest[:n_rest], rest_group[:n_rest],
+        rest_key[:n_rest], rest_rooms[: n_rest if with_room else 0], fresh[:n_fresh],
+        at[:n_fresh],
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def merge_by_group(
+    first, first_group, first_key, first_room, second, second_group, second_key, second_room,
+    with_room,
+):  # fmt: skip
+    """Merge two index arrays, each in (group, key) order with their groups, keys and
+    rooms, into one in that order (ties go to `first`; NaN keys sort last, NumPy's order);
+    returns the indices, groups, keys and rooms merged (no rooms without `with_room`)."""
     m = len(first) + len(second)
     out, group, key = np.empty(m, dtype=np.int64), np.empty(m, first_group.dtype), np.empty(m)
+    room = np.empty(m if with_room else 0)
     a = b = 0
     for o in range(m):
         if b == len(second):
@@ -202,11 +258,15 @@ def merge_by_group(first, first_group, first_key, second, second_group, second_k
                 take_second = kj < ki or (math.isnan(ki) and not math.isnan(kj))
         if take_second:
             out[o], group[o], key[o] = second[b], second_group[b], second_key[b]
+            if with_room:
+                room[o] = second_room[b]
             b += 1
         else:
             out[o], group[o], key[o] = first[a], first_group[a], first_key[a]
+            if with_room:
+                room[o] = first_room[a]
             a += 1
-    return out, group, key
+    return out, group, key, room
 
 
 @njit(cache=True)

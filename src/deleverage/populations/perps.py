@@ -111,6 +111,8 @@ ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
+_NO_ROOM, _NO_FLAGS = np.zeros(0), np.zeros(0, dtype=bool)  # `_sort_book`'s first call
+_NO_GROUP, _NO_TIER = np.zeros(0, dtype=np.int16), _EMPTY
 NO_SCREEN = (np.inf, -np.inf)  # a `_book_band` no price is inside: the book is checked
 # funding shift (× the price) the index of tier-crossing rooms covers beyond the present one
 ROOM_MARGIN = 0.02
@@ -441,38 +443,41 @@ class PerpPopulation:
         their funding first, so their keys come from their wallets now. Closed accounts leave
         the arrays; their wallets stay in `idle_usd`."""
         n, n_tiers = self.used, len(self.table.mmr)
-        live = self.size[:n] > 0
-        dead = np.flatnonzero(~live)
-        self.idle_usd += float(np.sum(self.collateral[dead] + self.reserve[dead]))
-        # group = segment: (0 long, n_tiers short) + tier
-        key, group = np.empty(n), np.zeros(n, dtype=np.int16)
-        room = np.empty(n) if n_tiers > 1 and self.drift != 0.0 else None
-        kept = np.zeros(n, dtype=bool)  # untouched: keys known
-        end = getattr(self, "book_end", 0)
-        if hasattr(self, "_sortkey"):
-            kept[:] = live & self.pristine[:n]
-            key[:end], group[:end] = self._sortkey, self._sorted_group
-            key[end:] = self._tail_key[: n - end]
-            group[end:] = self._tail_tier[: n - end] + np.where(self.side[end:n] > 0, 0, n_tiers)
-            if room is not None:
-                room[:end] = self._book_room
-                room[end:] = self._tail_room[: n - end]
-        fresh = np.flatnonzero(live & ~kept)
-        self._settle_funding(fresh)
-        key[fresh], tier, _, fresh_room = self._book_keys(fresh)
-        group[fresh] = tier + np.where(self.side[fresh] > 0, 0, n_tiers)
-        if room is not None:
-            room[fresh] = fresh_room
-        # the old book's untouched accounts are in (group, key) order already; the rest are
-        # the tail's open accounts and the book's touched ones
-        book = np.flatnonzero(kept[:end])
-        kept[end:] = False
-        rest = np.flatnonzero(live & ~kept)
-        rest_group, rest_key = group[rest], key[rest]
-        order = _order_by_group(rest_group, rest_key)
-        perm, sorted_group, sorted_key = kernels.merge_by_group(
-            book, group[book], key[book], rest[order], rest_group[order], rest_key[order]
+        with_room = n_tiers > 1 and self.drift != 0.0
+        known = hasattr(self, "_sortkey")  # keys of untouched accounts: the book's, the tail's
+        end = self.book_end if known else 0
+        # what the last sort and the tail know: the keys, groups and rooms of untouched accounts
+        book_key, book_group, tail_key, tail_tier, pristine = (
+            (self._sortkey, self._sorted_group, self._tail_key, self._tail_tier, self.pristine)
+            if known else (_NO_ROOM, _NO_GROUP, _NO_ROOM, _NO_TIER, _NO_FLAGS)
+        )  # fmt: skip
+        book_room, tail_room = (
+            (self._book_room, self._tail_room) if known and with_room else (_NO_ROOM, _NO_ROOM)
         )
+        # one pass: closed accounts' wallets; the book's untouched accounts, in order; the
+        # rest (the tail's open accounts and the book's touched ones), of which the touched
+        # (`fresh`, at rows `at` of the rest) are keyed again
+        dead, book, book_group, book_key, book_room, rest, rest_group, rest_key, rest_room, \
+            fresh, at = kernels.book_split(
+                n, end, known, self.size, self.collateral, self.reserve, self.side, pristine,
+                book_key, book_group, book_room, tail_key, tail_tier, tail_room, n_tiers,
+                with_room,
+            )  # fmt: skip
+        self.idle_usd += float(np.sum(dead))
+        self._settle_funding(fresh)
+        key, tier, _, room = self._book_keys(fresh)
+        rest_key[at] = key
+        rest_group[at] = tier + np.where(self.side[fresh] > 0, 0, n_tiers)
+        if with_room:
+            rest_room[at] = room
+        # the book's untouched accounts are in (group, key) order already; the rest is sorted
+        order = _order_by_group(rest_group, rest_key)
+        if with_room:
+            rest_room = rest_room[order]
+        perm, sorted_group, sorted_key, sorted_room = kernels.merge_by_group(
+            book, book_group, book_key, book_room, rest[order], rest_group[order],
+            rest_key[order], rest_room, with_room,
+        )  # fmt: skip
 
         m = len(perm)
         names = ["side", "size", "entry", "collateral", "funding_ref", "stage"]
@@ -500,7 +505,7 @@ class PerpPopulation:
         self._tail_tier = np.zeros(spare, dtype=np.int64)
         self._tail_long, self._tail_short = -np.inf, np.inf
 
-        ids = np.arange(2 * n_tiers)
+        ids = np.arange(2 * n_tiers, dtype=self._sorted_group.dtype)  # no cast of the book
         self.g_start = np.searchsorted(self._sorted_group, ids, side="left")
         self.g_end = np.searchsorted(self._sorted_group, ids, side="right")
         keep = self.g_end > self.g_start
@@ -515,8 +520,8 @@ class PerpPopulation:
 
         # tier-crossing rooms sorted per segment (see module docstring)
         self._book_room = self._room_sorted = self._room_order = None
-        if room is not None:
-            self._book_room = room[perm]
+        if with_room:
+            self._book_room = sorted_room
             self._index_rooms()
 
     def _funding_shift(self) -> np.ndarray:
