@@ -32,7 +32,7 @@ k.book_keys(i, side, f, f, f, f, f * 0.01, f, f, np.zeros(2), 1.0)
 k.pick_closes(i, side, f, stage, flag.copy(), flag.copy())
 k.settle_closes(
     i, side, f.copy(), f.copy(), f.copy(), f, f.copy(), stage.copy(), flag.copy(), flag.copy(),
-    np.zeros(2), 1.0,
+    np.zeros(2), 1.0, True,
 )
 k.tail_extremes(f, f, side, ~flag, np.zeros(2))
 k.tail_hits(f, f, side, ~flag, np.zeros(2), 1.0, True)

@@ -103,12 +103,24 @@ def test_pick_closes_equal_numpy(seed, n, draws):
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), nan=st.booleans())
-def test_settle_closes_equal_numpy(seed, n, nan):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 400),
+    nan=st.booleans(),
+    with_reserve=st.booleans(),
+)
+def test_settle_closes_equal_numpy(seed, n, nan, with_reserve):
+    """Closes as the NumPy code found them; without `with_reserve` (cross margin, whose
+    reserve column is zeros) the reserve is not read, and the equity's bits are the same
+    (a wallet of −0.0 included: it still adds 0.0)."""
     rng = np.random.default_rng(seed)
     side, size, entry, collateral = _accounts(rng, n, nan)
     reserve = np.where(rng.random(n) < 0.5, 0.0, rng.random(n) * 1e3)
     funding_ref, funding_index = rng.normal(0.0, 50.0, n), rng.normal(0.0, 50.0, 2)
+    if not with_reserve:
+        reserve[:] = 0.0
+        zero = rng.random(n) < 0.1  # wallet −0.0 and no price move: equity +0.0
+        collateral[zero], funding_ref[zero], size[zero] = -0.0, funding_index[0], 0.0
     stage = (rng.random(n) < 0.5).astype(np.int8)
     pending, pristine = rng.random(n) < 0.5, rng.random(n) < 0.5
     idx = np.sort(rng.choice(n, size=rng.integers(0, n + 1), replace=False)).astype(np.int64)
@@ -123,12 +135,65 @@ def test_settle_closes_equal_numpy(seed, n, nan):
     want = [c.copy() for c in columns]
     want[1][idx] = want[2][idx] = want[3][idx] = 0.0
     want[5][idx], want[6][idx], want[7][idx], want[8][idx] = index, 0, False, False
-    got = kernels.settle_closes(idx, *columns, funding_index, price)
+    got = kernels.settle_closes(idx, *columns, funding_index, price, with_reserve)
     assert _same(got[0], s) and _same(got[1], q) and _same(got[2], equity)
+    assert np.array_equal(np.signbit(got[2]), np.signbit(equity))
     for column, expected, old in zip(columns, want, before, strict=True):
         assert _same(column, expected)
         untouched = np.setdiff1d(np.arange(n), idx)
         assert _same(column[untouched], old[untouched])
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(0, 300),
+    n_tiers=st.integers(1, 8),
+    cross=st.booleans(),
+    nan=st.booleans(),
+)
+def test_open_accounts_equals_numpy(seed, k, n_tiers, cross, nan):
+    """New accounts' columns, wallets and clipped count as the NumPy code of
+    `_settle_openings` wrote them: leverages below 1, above the tier's maximum, on either
+    bound and NaN, notionals on a tier bound and NaN sizes included."""
+    rng = np.random.default_rng(seed)
+    table = _table(rng, n_tiers, duplicate=False)
+    table.max_leverage[:] = rng.uniform(1.0, 125.0, n_tiers)
+    price = float(rng.uniform(1e3, 1e5))
+    side = rng.choice(np.array([1, -1], np.int8), k)
+    size = rng.lognormal(0.0, 2.0, k) * 1e5 / price
+    on_bound = rng.random(k) < 0.1
+    size[on_bound] = table.upper_usd[rng.integers(0, n_tiers, int(on_bound.sum()))] / price
+    leverage, buffer = rng.uniform(0.5, 150.0, k), rng.uniform(0.0, 2.0, k)
+    at_max, at_one = rng.random(k) < 0.1, rng.random(k) < 0.1  # on the clip's bounds
+    leverage[at_max] = table.max_leverage[table.tier(size * price)][at_max]
+    leverage[at_one] = 1.0
+    if nan and k:
+        size[rng.integers(0, k)], leverage[rng.integers(0, k)] = np.nan, np.nan
+    n = k + int(rng.integers(0, 20))
+    lo = n - k
+    funding_index = rng.normal(0.0, 50.0, 2)
+    columns = [rng.choice(np.array([1, -1], np.int8), n)] + [rng.random(n) for _ in range(5)]
+    want = [c.copy() for c in columns]
+    # the NumPy code `_settle_openings` ran before the kernel
+    allowed = table.max_leverage[table.tier(size * price)]
+    want_clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+    clipped = np.clip(leverage, 1.0, allowed)
+    margin = size * price / clipped
+    wallet = margin * (1.0 + buffer)
+    new = slice(lo, n)
+    want[0][new], want[1][new], want[2][new] = side, size, price
+    want[3][new] = wallet if cross else margin
+    with np.errstate(invalid="ignore"):  # inf − inf of a huge lognormal size: NaN, as before
+        want[4][new] = 0.0 if cross else wallet - margin
+    want[5][new] = funding_index[(side < 0).astype(np.intp)]
+    got_clipped, got_wallet = kernels.open_accounts(
+        lo, side, size, leverage, buffer, price, table.upper_usd, table.max_leverage, cross,
+        funding_index, *columns,
+    )  # fmt: skip
+    assert got_clipped == want_clipped and _same(got_wallet, wallet)
+    for column, expected in zip(columns, want, strict=True):
+        assert _same(column, expected)
 
 
 def _reference_extremes(key, coef, side, pristine, funding_index):

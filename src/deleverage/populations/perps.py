@@ -828,6 +828,7 @@ class PerpPopulation:
         side, size, equity = kernels.settle_closes(
             idx, self.side, self.size, self.collateral, self.reserve, self.entry,
             self.funding_ref, self.stage, self.pending, self.pristine, self.funding_index, price,
+            self.mode == "isolated",
         )  # fmt: skip
         deficit = np.maximum(-equity, 0.0)
         self.fund_cash -= float(deficit.sum())
@@ -847,21 +848,18 @@ class PerpPopulation:
         outside the venue (`deposits_usd`)."""
         slots, side, size, leverage, buffer = self._opening
         self._opening = None
-        # the new accounts' slots are consecutive (`_open_positions`): slices, not gathers
+        # the new accounts' slots are consecutive (`_open_positions`); their columns written
+        # in one compiled pass
         lo, k = int(slots[0]), len(slots)
         new, tail = slice(lo, lo + k), slice(lo - self.book_end, lo - self.book_end + k)
-        allowed = self.table.max_leverage[self.table.tier(size * price)]
-        clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+        table = self.table
+        clipped, wallet = kernels.open_accounts(
+            lo, side, size, leverage, buffer, price, table.upper_usd, table.max_leverage,
+            self.mode == "cross", self.funding_index, self.side, self.size, self.entry,
+            self.collateral, self.reserve, self.funding_ref,
+        )  # fmt: skip
         if clipped:
             self._log_clipped(log, clipped, "among new positions")
-        leverage = np.clip(leverage, 1.0, allowed)
-        margin = size * price / leverage
-        wallet = margin * (1.0 + buffer)
-        cross = self.mode == "cross"
-        self.side[new], self.size[new], self.entry[new] = side, size, price
-        self.collateral[new] = wallet if cross else margin
-        self.reserve[new] = 0.0 if cross else wallet - margin
-        self.funding_ref[new] = self.funding_index[self._side_index(side)]
         self.open_units += (size[side > 0].sum(), size[side < 0].sum())
         self.deposits_usd += float(wallet.sum())
         traded = float(np.sum(side * size))
