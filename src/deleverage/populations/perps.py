@@ -596,7 +596,7 @@ class PerpPopulation:
             quantity.append(float(np.sum(side * size)))
         if self._closing is not None:
             owners.append(CLOSING)
-            quantity.append(-float(np.sum(self.side[self._closing] * self.size[self._closing])))
+            quantity.append(-self._closing_units)
         return Orders(
             np.full(len(owners), self.asset, dtype=np.int64),
             np.array(quantity),
@@ -817,6 +817,9 @@ class PerpPopulation:
         )  # fmt: skip
         if len(idx):
             self._closing = idx
+            # the order's units, summed once: the closing accounts' sides and sizes cannot
+            # change before it fills (pending: out of the liquidation engine's and ADL's reach)
+            self._closing_units = float(np.sum(side * size))
             self._closed_units += (size[side > 0].sum(), size[side < 0].sum())
 
     def _settle_closes(self, price: float, log: EventLog) -> None:
@@ -834,8 +837,9 @@ class PerpPopulation:
         self.fund_cash -= float(deficit.sum())
         self.deposits_usd -= float(np.maximum(equity, 0.0).sum())
         traded = -side * size
-        self._units += float(traded.sum())
-        self._cash -= float(traded.sum()) * price
+        units = float(traded.sum())
+        self._units += units
+        self._cash -= units * price
         self.open_units -= (size[side == 1].sum(), size[side == -1].sum())
         self._log_by_side(
             log, "perp_close", side, traded, size * price, price,
