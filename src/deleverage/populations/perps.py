@@ -442,8 +442,58 @@ class PerpPopulation:
         merged with the rest segment by segment (O(n), no full sort); touched accounts settle
         their funding first, so their keys come from their wallets now. Closed accounts leave
         the arrays; their wallets stay in `idle_usd`."""
-        n, n_tiers = self.used, len(self.table.mmr)
+        n_tiers = len(self.table.mmr)
         with_room = n_tiers > 1 and self.drift != 0.0
+        # the book's new order; the old keys and the tail's are dropped before the columns move
+        perm, self._sorted_group, self._sortkey, sorted_room = self._merged(n_tiers, with_room)
+        self._book_room = sorted_room if with_room else None
+        # the tail: keys of new accounts, unsorted, and the first price that reaches one
+        self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
+        self._tail_tier = np.zeros(spare, dtype=np.int64)
+        self._tail_long, self._tail_short = -np.inf, np.inf
+        m = len(perm)
+        names = ["side", "size", "entry", "collateral", "funding_ref", "stage"]
+        if self.mode == "isolated":
+            names.append("reserve")
+        else:  # cross margin keeps no reserve: zeros throughout (`_setup`, openings, closes)
+            self.reserve = np.zeros(m + spare)
+        for name in names:
+            old = getattr(self, name)
+            new = np.empty(m + spare, dtype=old.dtype)
+            np.take(old, perm, out=new[:m])
+            new[m:] = 0
+            setattr(self, name, new)
+        if self.last_chunk_s is not None:
+            self.last_chunk_s = np.concatenate([self.last_chunk_s[perm], np.full(spare, -np.inf)])
+        self.used = self.book_end = m
+        self.pending = np.zeros(m + spare, dtype=bool)
+        self.pristine = np.zeros(m + spare, dtype=bool)  # in the sorted book or the tail
+        self.pristine[:m] = self.stage[:m] == 0
+        self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
+        self._watch_changed()
+
+        ids = np.arange(2 * n_tiers, dtype=self._sorted_group.dtype)  # no cast of the book
+        self.g_start = np.searchsorted(self._sorted_group, ids, side="left")
+        self.g_end = np.searchsorted(self._sorted_group, ids, side="right")
+        keep = self.g_end > self.g_start
+        ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
+        self.g_ids = ids
+        self.g_next = self.g_start.copy()
+        self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
+        self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
+        self.g_coef = 1.0 / (1.0 - self.g_sign * self.table.mmr[ids % n_tiers])
+        self.g_head = self._sortkey[self.g_start]
+        self._book_band = NO_SCREEN
+
+        # tier-crossing rooms sorted per segment (see module docstring)
+        self._room_sorted = self._room_order = None
+        if with_room:
+            self._index_rooms()
+
+    def _merged(self, n_tiers: int, with_room: bool) -> tuple[np.ndarray, ...]:
+        """The open accounts' slots in the book's new order, with their groups, keys and
+        rooms (`_sort_book`; its temporaries are freed before the columns move)."""
+        n = self.used
         known = hasattr(self, "_sortkey")  # keys of untouched accounts: the book's, the tail's
         end = self.book_end if known else 0
         # what the last sort and the tail know: the keys, groups and rooms of untouched accounts
@@ -474,55 +524,10 @@ class PerpPopulation:
         order = _order_by_group(rest_group, rest_key)
         if with_room:
             rest_room = rest_room[order]
-        perm, sorted_group, sorted_key, sorted_room = kernels.merge_by_group(
+        return kernels.merge_by_group(
             book, book_group, book_key, book_room, rest[order], rest_group[order],
             rest_key[order], rest_room, with_room,
         )  # fmt: skip
-
-        m = len(perm)
-        names = ["side", "size", "entry", "collateral", "funding_ref", "stage"]
-        if self.mode == "isolated":
-            names.append("reserve")
-        else:  # cross margin keeps no reserve: zeros throughout (`_setup`, openings, closes)
-            self.reserve = np.zeros(m + spare)
-        for name in names:
-            old = getattr(self, name)
-            new = np.empty(m + spare, dtype=old.dtype)
-            np.take(old, perm, out=new[:m])
-            new[m:] = 0
-            setattr(self, name, new)
-        if self.last_chunk_s is not None:
-            self.last_chunk_s = np.concatenate([self.last_chunk_s[perm], np.full(spare, -np.inf)])
-        self.used = self.book_end = m
-        self.pending = np.zeros(m + spare, dtype=bool)
-        self.pristine = np.zeros(m + spare, dtype=bool)  # in the sorted book or the tail
-        self.pristine[:m] = self.stage[:m] == 0
-        self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
-        self._watch_changed()
-        self._sortkey, self._sorted_group = sorted_key, sorted_group
-        # the tail: keys of new accounts, unsorted, and the first price that reaches one
-        self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
-        self._tail_tier = np.zeros(spare, dtype=np.int64)
-        self._tail_long, self._tail_short = -np.inf, np.inf
-
-        ids = np.arange(2 * n_tiers, dtype=self._sorted_group.dtype)  # no cast of the book
-        self.g_start = np.searchsorted(self._sorted_group, ids, side="left")
-        self.g_end = np.searchsorted(self._sorted_group, ids, side="right")
-        keep = self.g_end > self.g_start
-        ids, self.g_start, self.g_end = ids[keep], self.g_start[keep], self.g_end[keep]
-        self.g_ids = ids
-        self.g_next = self.g_start.copy()
-        self.g_sign = np.where(ids < n_tiers, 1.0, -1.0)
-        self.g_side_index = (ids >= n_tiers).astype(np.int64)  # 0 long, 1 short
-        self.g_coef = 1.0 / (1.0 - self.g_sign * self.table.mmr[ids % n_tiers])
-        self.g_head = self._sortkey[self.g_start]
-        self._book_band = NO_SCREEN
-
-        # tier-crossing rooms sorted per segment (see module docstring)
-        self._book_room = self._room_sorted = self._room_order = None
-        if with_room:
-            self._book_room = sorted_room
-            self._index_rooms()
 
     def _funding_shift(self) -> np.ndarray:
         """How far funding has moved the liquidation prices of each segment, towards its
