@@ -369,6 +369,7 @@ class PerpPopulation:
                 0.0 if hold is None else 1.0 - 0.5 ** (interval_s / hold.total_seconds())
             )
         self._closing: np.ndarray | None = None
+        self._closing_units = 0.0  # their order's units (long +), summed when drawn
         self._closed_units = np.zeros(2)  # long, short units closed since the last opening
 
     # ------------------------------------------------------------------ build
@@ -504,7 +505,7 @@ class PerpPopulation:
         book_room, tail_room = (
             (self._book_room, self._tail_room) if known and with_room else (_NO_ROOM, _NO_ROOM)
         )
-        # one pass: closed accounts' wallets; the book's untouched accounts, in order; the
+        # one compiled call: closed accounts' wallets; the book's untouched accounts, in order; the
         # rest (the tail's open accounts and the book's touched ones), of which the touched
         # (`fresh`, at rows `at` of the rest) are keyed again
         dead, book, book_group, book_key, book_room, rest, rest_group, rest_key, rest_room, \
