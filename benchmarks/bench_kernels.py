@@ -32,13 +32,13 @@ k.book_keys(i, side, f, f, f, f, f * 0.01, f, f, np.zeros(2), 1.0)
 k.pick_closes(i, side, f, stage, flag.copy(), flag.copy())
 k.settle_closes(
     i, side, f.copy(), f.copy(), f.copy(), f, f.copy(), stage.copy(), flag.copy(), flag.copy(),
-    np.zeros(2), 1.0,
+    np.zeros(2), 1.0, True,
 )
 k.tail_extremes(f, f, side, ~flag, np.zeros(2))
 k.tail_hits(f, f, side, ~flag, np.zeros(2), 1.0, True)
 k.tail_crossings(f, f, f, side, ~flag, np.zeros(2), 1.0)
 k.stable_ties(i.copy(), f)
-k.merge_by_group(i, stage.astype(np.int16), f, i, stage.astype(np.int16), f)
+k.merge_by_group(i, stage.astype(np.int16), f, f, i, stage.astype(np.int16), f, f, True)
 w2, c2 = time.perf_counter(), time.process_time()
 print(f"{w1 - w0:.2f} {c1 - c0:.2f} {w2 - w1b:.2f} {c2 - c1b:.2f}")
 """

@@ -103,12 +103,24 @@ def test_pick_closes_equal_numpy(seed, n, draws):
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), nan=st.booleans())
-def test_settle_closes_equal_numpy(seed, n, nan):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 400),
+    nan=st.booleans(),
+    with_reserve=st.booleans(),
+)
+def test_settle_closes_equal_numpy(seed, n, nan, with_reserve):
+    """Closes as the NumPy code found them; without `with_reserve` (cross margin, whose
+    reserve column is zeros) the reserve is not read, and the equity's bits are the same
+    (a wallet of −0.0 included: it still adds 0.0)."""
     rng = np.random.default_rng(seed)
     side, size, entry, collateral = _accounts(rng, n, nan)
     reserve = np.where(rng.random(n) < 0.5, 0.0, rng.random(n) * 1e3)
     funding_ref, funding_index = rng.normal(0.0, 50.0, n), rng.normal(0.0, 50.0, 2)
+    if not with_reserve:
+        reserve[:] = 0.0
+        zero = rng.random(n) < 0.1  # wallet −0.0 and no price move: equity +0.0
+        collateral[zero], funding_ref[zero], size[zero] = -0.0, funding_index[0], 0.0
     stage = (rng.random(n) < 0.5).astype(np.int8)
     pending, pristine = rng.random(n) < 0.5, rng.random(n) < 0.5
     idx = np.sort(rng.choice(n, size=rng.integers(0, n + 1), replace=False)).astype(np.int64)
@@ -123,12 +135,65 @@ def test_settle_closes_equal_numpy(seed, n, nan):
     want = [c.copy() for c in columns]
     want[1][idx] = want[2][idx] = want[3][idx] = 0.0
     want[5][idx], want[6][idx], want[7][idx], want[8][idx] = index, 0, False, False
-    got = kernels.settle_closes(idx, *columns, funding_index, price)
+    got = kernels.settle_closes(idx, *columns, funding_index, price, with_reserve)
     assert _same(got[0], s) and _same(got[1], q) and _same(got[2], equity)
+    assert np.array_equal(np.signbit(got[2]), np.signbit(equity))
     for column, expected, old in zip(columns, want, before, strict=True):
         assert _same(column, expected)
         untouched = np.setdiff1d(np.arange(n), idx)
         assert _same(column[untouched], old[untouched])
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(0, 300),
+    n_tiers=st.integers(1, 8),
+    cross=st.booleans(),
+    nan=st.booleans(),
+)
+def test_open_accounts_equals_numpy(seed, k, n_tiers, cross, nan):
+    """New accounts' columns, wallets and clipped count as the NumPy code of
+    `_settle_openings` wrote them: leverages below 1, above the tier's maximum, on either
+    bound and NaN, notionals on a tier bound and NaN sizes included."""
+    rng = np.random.default_rng(seed)
+    table = _table(rng, n_tiers, duplicate=False)
+    table.max_leverage[:] = rng.uniform(1.0, 125.0, n_tiers)
+    price = float(rng.uniform(1e3, 1e5))
+    side = rng.choice(np.array([1, -1], np.int8), k)
+    size = rng.lognormal(0.0, 2.0, k) * 1e5 / price
+    on_bound = rng.random(k) < 0.1
+    size[on_bound] = table.upper_usd[rng.integers(0, n_tiers, int(on_bound.sum()))] / price
+    leverage, buffer = rng.uniform(0.5, 150.0, k), rng.uniform(0.0, 2.0, k)
+    at_max, at_one = rng.random(k) < 0.1, rng.random(k) < 0.1  # on the clip's bounds
+    leverage[at_max] = table.max_leverage[table.tier(size * price)][at_max]
+    leverage[at_one] = 1.0
+    if nan and k:
+        size[rng.integers(0, k)], leverage[rng.integers(0, k)] = np.nan, np.nan
+    n = k + int(rng.integers(0, 20))
+    lo = n - k
+    funding_index = rng.normal(0.0, 50.0, 2)
+    columns = [rng.choice(np.array([1, -1], np.int8), n)] + [rng.random(n) for _ in range(5)]
+    want = [c.copy() for c in columns]
+    # the NumPy code `_settle_openings` ran before the kernel
+    allowed = table.max_leverage[table.tier(size * price)]
+    want_clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+    clipped = np.clip(leverage, 1.0, allowed)
+    margin = size * price / clipped
+    wallet = margin * (1.0 + buffer)
+    new = slice(lo, n)
+    want[0][new], want[1][new], want[2][new] = side, size, price
+    want[3][new] = wallet if cross else margin
+    with np.errstate(invalid="ignore"):  # inf − inf of a huge lognormal size: NaN, as before
+        want[4][new] = 0.0 if cross else wallet - margin
+    want[5][new] = funding_index[(side < 0).astype(np.intp)]
+    got_clipped, got_wallet = kernels.open_accounts(
+        lo, side, size, leverage, buffer, price, table.upper_usd, table.max_leverage, cross,
+        funding_index, *columns,
+    )  # fmt: skip
+    assert got_clipped == want_clipped and _same(got_wallet, wallet)
+    for column, expected in zip(columns, want, strict=True):
+        assert _same(column, expected)
 
 
 def _reference_extremes(key, coef, side, pristine, funding_index):
@@ -235,12 +300,96 @@ def test_order_and_merge_by_group_equal_numpy(seed, n, n_groups, distinct, nan):
     first = first[np.lexsort((key[first], group[first]))]
     second = np.flatnonzero(~into_first)
     second = second[_order_by_group(group[second], key[second])]
-    got, got_group, got_key = kernels.merge_by_group(
-        first, group[first], key[first], second, group[second], key[second]
-    )
+    room = rng.normal(0.0, 1.0, n)
+    got, got_group, got_key, got_room = kernels.merge_by_group(
+        first, group[first], key[first], room[first], second, group[second], key[second],
+        room[second], True,
+    )  # fmt: skip
     want = _reference_merge(first, second, group, key, n_groups)
     assert _same(got, want)
     assert _same(got_group, group[want]) and _same(got_key, key[want])
+    assert _same(got_room, room[want])
+    no_room = kernels.merge_by_group(
+        first, group[first], key[first], room[:0], second, group[second], key[second],
+        room[:0], False,
+    )  # fmt: skip
+    assert _same(no_room[0], want) and len(no_room[3]) == 0
+
+
+def _reference_split(n, end, known, size, collateral, reserve, side, pristine, state, n_tiers):
+    """The NumPy code `_sort_book` ran before `book_split` (main b0f2353): closed accounts'
+    wallets, the book's untouched accounts, the rest, the touched ones, and every open
+    account's known group, key and room."""
+    sortkey, sorted_group, book_room, tail_key, tail_tier, tail_room = state
+    live = size[:n] > 0
+    dead = np.flatnonzero(~live)
+    key, group, room = np.empty(n), np.zeros(n, dtype=np.int16), np.empty(n)
+    kept = np.zeros(n, dtype=bool)
+    if known:
+        kept[:] = live & pristine[:n]
+        key[:end], group[:end] = sortkey, sorted_group
+        key[end:] = tail_key[: n - end]
+        group[end:] = tail_tier[: n - end] + np.where(side[end:n] > 0, 0, n_tiers)
+        room[:end], room[end:] = book_room, tail_room[: n - end]
+    fresh = np.flatnonzero(live & ~kept)
+    book = np.flatnonzero(kept[:end])
+    kept[end:] = False
+    rest = np.flatnonzero(live & ~kept)
+    return collateral[dead] + reserve[dead], book, rest, fresh, group, key, room
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 400),
+    known=st.booleans(),
+    with_room=st.booleans(),
+    n_tiers=st.integers(1, 8),
+)
+def test_book_split_equals_numpy(seed, n, known, with_room, n_tiers):
+    """`_sort_book`'s first pass (closed, untouched, touched accounts and what is known of
+    them) equals the NumPy masks and gathers it replaced, NaN wallets and keys included."""
+    rng = np.random.default_rng(seed)
+    end = int(rng.integers(0, n + 1)) if known else 0
+    spare = int(rng.integers(0, 50))
+    cap = n + spare
+    side = rng.choice(np.array([1, -1], np.int8), cap)
+    size = np.where(rng.random(cap) < 0.2, 0.0, rng.random(cap))
+    collateral, reserve = rng.normal(0.0, 1e3, cap), rng.normal(0.0, 1e3, cap)
+    if n:
+        collateral[rng.integers(0, n)] = np.nan
+    pristine = rng.random(cap) < 0.7
+    sortkey = rng.normal(0.0, 1e4, end)
+    sortkey[rng.random(end) < 0.05] = np.nan
+    state = (
+        sortkey, rng.integers(0, 2 * n_tiers, end).astype(np.int16), rng.normal(0.0, 1.0, end),
+        rng.normal(0.0, 1e4, cap - end), rng.integers(0, n_tiers, cap - end),
+        rng.normal(0.0, 1.0, cap - end),
+    )  # fmt: skip
+    empty = (np.zeros(0), np.zeros(0, np.int16), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+             np.zeros(0))  # fmt: skip
+    sortkey, sorted_group, book_room, tail_key, tail_tier, tail_room = state if known else empty
+    if not with_room:
+        book_room = tail_room = np.zeros(0)
+    got = kernels.book_split(
+        n, end, known, size, collateral, reserve, side, pristine if known else np.zeros(0, bool),
+        sortkey, sorted_group, book_room, tail_key, tail_tier, tail_room, n_tiers, with_room,
+    )  # fmt: skip
+    dead, book, book_group, book_key, book_rooms, rest, rest_group, rest_key, rest_rooms = got[:9]
+    fresh, at = got[9:]
+    want_dead, want_book, want_rest, want_fresh, group, key, room = _reference_split(
+        n, end, known, size, collateral, reserve, side, pristine, state, n_tiers
+    )
+    assert _same(dead, want_dead)
+    assert _same(book, want_book) and _same(rest, want_rest) and _same(fresh, want_fresh)
+    assert _same(rest[at], fresh)
+    assert _same(book_group, group[book]) and _same(book_key, key[book])
+    old = np.setdiff1d(np.arange(len(rest)), at)  # rows of the rest with known keys
+    assert _same(rest_group[old], group[rest[old]]) and _same(rest_key[old], key[rest[old]])
+    if with_room:
+        assert _same(book_rooms, room[book]) and _same(rest_rooms[old], room[rest[old]])
+    else:
+        assert len(book_rooms) == len(rest_rooms) == 0
 
 
 @SETTINGS

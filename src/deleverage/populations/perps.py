@@ -111,6 +111,8 @@ ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
+_NO_ROOM, _NO_FLAGS = np.zeros(0), np.zeros(0, dtype=bool)  # `_sort_book`'s first call
+_NO_GROUP, _NO_TIER = np.zeros(0, dtype=np.int16), _EMPTY
 NO_SCREEN = (np.inf, -np.inf)  # a `_book_band` no price is inside: the book is checked
 # funding shift (× the price) the index of tier-crossing rooms covers beyond the present one
 ROOM_MARGIN = 0.02
@@ -367,6 +369,7 @@ class PerpPopulation:
                 0.0 if hold is None else 1.0 - 0.5 ** (interval_s / hold.total_seconds())
             )
         self._closing: np.ndarray | None = None
+        self._closing_units = 0.0  # their order's units (long +), summed when drawn
         self._closed_units = np.zeros(2)  # long, short units closed since the last opening
 
     # ------------------------------------------------------------------ build
@@ -440,40 +443,15 @@ class PerpPopulation:
         merged with the rest segment by segment (O(n), no full sort); touched accounts settle
         their funding first, so their keys come from their wallets now. Closed accounts leave
         the arrays; their wallets stay in `idle_usd`."""
-        n, n_tiers = self.used, len(self.table.mmr)
-        live = self.size[:n] > 0
-        dead = np.flatnonzero(~live)
-        self.idle_usd += float(np.sum(self.collateral[dead] + self.reserve[dead]))
-        # group = segment: (0 long, n_tiers short) + tier
-        key, group = np.empty(n), np.zeros(n, dtype=np.int16)
-        room = np.empty(n) if n_tiers > 1 and self.drift != 0.0 else None
-        kept = np.zeros(n, dtype=bool)  # untouched: keys known
-        end = getattr(self, "book_end", 0)
-        if hasattr(self, "_sortkey"):
-            kept[:] = live & self.pristine[:n]
-            key[:end], group[:end] = self._sortkey, self._sorted_group
-            key[end:] = self._tail_key[: n - end]
-            group[end:] = self._tail_tier[: n - end] + np.where(self.side[end:n] > 0, 0, n_tiers)
-            if room is not None:
-                room[:end] = self._book_room
-                room[end:] = self._tail_room[: n - end]
-        fresh = np.flatnonzero(live & ~kept)
-        self._settle_funding(fresh)
-        key[fresh], tier, _, fresh_room = self._book_keys(fresh)
-        group[fresh] = tier + np.where(self.side[fresh] > 0, 0, n_tiers)
-        if room is not None:
-            room[fresh] = fresh_room
-        # the old book's untouched accounts are in (group, key) order already; the rest are
-        # the tail's open accounts and the book's touched ones
-        book = np.flatnonzero(kept[:end])
-        kept[end:] = False
-        rest = np.flatnonzero(live & ~kept)
-        rest_group, rest_key = group[rest], key[rest]
-        order = _order_by_group(rest_group, rest_key)
-        perm, sorted_group, sorted_key = kernels.merge_by_group(
-            book, group[book], key[book], rest[order], rest_group[order], rest_key[order]
-        )
-
+        n_tiers = len(self.table.mmr)
+        with_room = n_tiers > 1 and self.drift != 0.0
+        # the book's new order; the old keys and the tail's are dropped before the columns move
+        perm, self._sorted_group, self._sortkey, sorted_room = self._merged(n_tiers, with_room)
+        self._book_room = sorted_room if with_room else None
+        # the tail: keys of new accounts, unsorted, and the first price that reaches one
+        self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
+        self._tail_tier = np.zeros(spare, dtype=np.int64)
+        self._tail_long, self._tail_short = -np.inf, np.inf
         m = len(perm)
         names = ["side", "size", "entry", "collateral", "funding_ref", "stage"]
         if self.mode == "isolated":
@@ -494,13 +472,8 @@ class PerpPopulation:
         self.pristine[:m] = self.stage[:m] == 0
         self._watch = np.flatnonzero(self.stage[:m] != 0)  # liquidations under way
         self._watch_changed()
-        self._sortkey, self._sorted_group = sorted_key, sorted_group
-        # the tail: keys of new accounts, unsorted, and the first price that reaches one
-        self._tail_key, self._tail_coef, self._tail_room = np.zeros((3, spare))
-        self._tail_tier = np.zeros(spare, dtype=np.int64)
-        self._tail_long, self._tail_short = -np.inf, np.inf
 
-        ids = np.arange(2 * n_tiers)
+        ids = np.arange(2 * n_tiers, dtype=self._sorted_group.dtype)  # no cast of the book
         self.g_start = np.searchsorted(self._sorted_group, ids, side="left")
         self.g_end = np.searchsorted(self._sorted_group, ids, side="right")
         keep = self.g_end > self.g_start
@@ -514,10 +487,48 @@ class PerpPopulation:
         self._book_band = NO_SCREEN
 
         # tier-crossing rooms sorted per segment (see module docstring)
-        self._book_room = self._room_sorted = self._room_order = None
-        if room is not None:
-            self._book_room = room[perm]
+        self._room_sorted = self._room_order = None
+        if with_room:
             self._index_rooms()
+
+    def _merged(self, n_tiers: int, with_room: bool) -> tuple[np.ndarray, ...]:
+        """The open accounts' slots in the book's new order, with their groups, keys and
+        rooms (`_sort_book`; its temporaries are freed before the columns move)."""
+        n = self.used
+        known = hasattr(self, "_sortkey")  # keys of untouched accounts: the book's, the tail's
+        end = self.book_end if known else 0
+        # what the last sort and the tail know: the keys, groups and rooms of untouched accounts
+        book_key, book_group, tail_key, tail_tier, pristine = (
+            (self._sortkey, self._sorted_group, self._tail_key, self._tail_tier, self.pristine)
+            if known else (_NO_ROOM, _NO_GROUP, _NO_ROOM, _NO_TIER, _NO_FLAGS)
+        )  # fmt: skip
+        book_room, tail_room = (
+            (self._book_room, self._tail_room) if known and with_room else (_NO_ROOM, _NO_ROOM)
+        )
+        # one compiled call: closed accounts' wallets; the book's untouched accounts, in order; the
+        # rest (the tail's open accounts and the book's touched ones), of which the touched
+        # (`fresh`, at rows `at` of the rest) are keyed again
+        dead, book, book_group, book_key, book_room, rest, rest_group, rest_key, rest_room, \
+            fresh, at = kernels.book_split(
+                n, end, known, self.size, self.collateral, self.reserve, self.side, pristine,
+                book_key, book_group, book_room, tail_key, tail_tier, tail_room, n_tiers,
+                with_room,
+            )  # fmt: skip
+        self.idle_usd += float(np.sum(dead))
+        self._settle_funding(fresh)
+        key, tier, _, room = self._book_keys(fresh)
+        rest_key[at] = key
+        rest_group[at] = tier + np.where(self.side[fresh] > 0, 0, n_tiers)
+        if with_room:
+            rest_room[at] = room
+        # the book's untouched accounts are in (group, key) order already; the rest is sorted
+        order = _order_by_group(rest_group, rest_key)
+        if with_room:
+            rest_room = rest_room[order]
+        return kernels.merge_by_group(
+            book, book_group, book_key, book_room, rest[order], rest_group[order],
+            rest_key[order], rest_room, with_room,
+        )  # fmt: skip
 
     def _funding_shift(self) -> np.ndarray:
         """How far funding has moved the liquidation prices of each segment, towards its
@@ -591,7 +602,7 @@ class PerpPopulation:
             quantity.append(float(np.sum(side * size)))
         if self._closing is not None:
             owners.append(CLOSING)
-            quantity.append(-float(np.sum(self.side[self._closing] * self.size[self._closing])))
+            quantity.append(-self._closing_units)
         return Orders(
             np.full(len(owners), self.asset, dtype=np.int64),
             np.array(quantity),
@@ -812,6 +823,9 @@ class PerpPopulation:
         )  # fmt: skip
         if len(idx):
             self._closing = idx
+            # the order's units, summed once: the closing accounts' sides and sizes cannot
+            # change before it fills (pending: out of the liquidation engine's and ADL's reach)
+            self._closing_units = float(np.sum(side * size))
             self._closed_units += (size[side > 0].sum(), size[side < 0].sum())
 
     def _settle_closes(self, price: float, log: EventLog) -> None:
@@ -823,13 +837,15 @@ class PerpPopulation:
         side, size, equity = kernels.settle_closes(
             idx, self.side, self.size, self.collateral, self.reserve, self.entry,
             self.funding_ref, self.stage, self.pending, self.pristine, self.funding_index, price,
+            self.mode == "isolated",
         )  # fmt: skip
         deficit = np.maximum(-equity, 0.0)
         self.fund_cash -= float(deficit.sum())
         self.deposits_usd -= float(np.maximum(equity, 0.0).sum())
         traded = -side * size
-        self._units += float(traded.sum())
-        self._cash -= float(traded.sum()) * price
+        units = float(traded.sum())
+        self._units += units
+        self._cash -= units * price
         self.open_units -= (size[side == 1].sum(), size[side == -1].sum())
         self._log_by_side(
             log, "perp_close", side, traded, size * price, price,
@@ -842,21 +858,18 @@ class PerpPopulation:
         outside the venue (`deposits_usd`)."""
         slots, side, size, leverage, buffer = self._opening
         self._opening = None
-        # the new accounts' slots are consecutive (`_open_positions`): slices, not gathers
+        # the new accounts' slots are consecutive (`_open_positions`); their columns written
+        # in one compiled pass
         lo, k = int(slots[0]), len(slots)
         new, tail = slice(lo, lo + k), slice(lo - self.book_end, lo - self.book_end + k)
-        allowed = self.table.max_leverage[self.table.tier(size * price)]
-        clipped = int(np.count_nonzero((leverage < 1.0) | (leverage > allowed)))
+        table = self.table
+        clipped, wallet = kernels.open_accounts(
+            lo, side, size, leverage, buffer, price, table.upper_usd, table.max_leverage,
+            self.mode == "cross", self.funding_index, self.side, self.size, self.entry,
+            self.collateral, self.reserve, self.funding_ref,
+        )  # fmt: skip
         if clipped:
             self._log_clipped(log, clipped, "among new positions")
-        leverage = np.clip(leverage, 1.0, allowed)
-        margin = size * price / leverage
-        wallet = margin * (1.0 + buffer)
-        cross = self.mode == "cross"
-        self.side[new], self.size[new], self.entry[new] = side, size, price
-        self.collateral[new] = wallet if cross else margin
-        self.reserve[new] = 0.0 if cross else wallet - margin
-        self.funding_ref[new] = self.funding_index[self._side_index(side)]
         self.open_units += (size[side > 0].sum(), size[side < 0].sum())
         self.deposits_usd += float(wallet.sum())
         traded = float(np.sum(side * size))
