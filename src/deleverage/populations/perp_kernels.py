@@ -173,6 +173,18 @@ def settle_closes(
 
 
 @njit(cache=True)
+def _tier(upper, notional, last):
+    """The tier of a position of `notional`: the first whose upper bound is not below it
+    (the last for a NaN notional), as `TierTable.tier`."""
+    if math.isnan(notional):
+        return last
+    t = 0
+    while t < last and upper[t] < notional:
+        t += 1
+    return t
+
+
+@njit(cache=True)
 def open_accounts(
     lo, side, size, leverage, buffer, price, upper, max_leverage, cross, funding_index,
     col_side, col_size, col_entry, col_collateral, col_reserve, col_funding_ref,
@@ -190,12 +202,7 @@ def open_accounts(
     for j in range(k):
         units = size[j]
         notional = units * price
-        t = 0
-        if math.isnan(notional):
-            t = last
-        else:
-            while t < last and upper[t] < notional:
-                t += 1
+        t = _tier(upper, notional, last)
         allowed, lev = max_leverage[t], leverage[j]
         if lev < 1.0 or lev > allowed:
             clipped += 1
@@ -348,12 +355,7 @@ def margin_tier(
         wallet = collateral[i] - units * (index - funding_ref[i])
         balance[j] = wallet + s * units * (price - entry[i])
         notional = units * price
-        t = 0
-        if math.isnan(notional):
-            t = last
-        else:
-            while t < last and upper[t] < notional:
-                t += 1
+        t = _tier(upper, notional, last)
         tier[j] = t
         maintenance[j] = notional * mmr[t] - amount[t]
     return balance, maintenance, tier
