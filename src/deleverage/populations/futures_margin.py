@@ -164,10 +164,13 @@ class FuturesPopulation:
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
         self.call_timing = spec.call_timing
         self.call_due = np.zeros(n, dtype=bool)  # settlement timing: call unmet, due next
-        # assets and owners of the orders: liquidations, opening, both (read-only, shared)
-        self._order_keys = [(np.full(len(o), self.asset), np.array(o)) for o in ([0], [1], [0, 1])]
-        for array in (a for key in self._order_keys for a in key):
-            array.flags.writeable = False
+        # assets and owners of the orders by (liquidating, opening) (read-only, shared)
+        self._order_keys = {}
+        for key, owners in (((True, False), [0]), ((False, True), [1]), ((True, True), [0, 1])):
+            arrays = (np.full(len(owners), self.asset), np.array(owners))
+            for array in arrays:
+                array.flags.writeable = False
+            self._order_keys[key] = arrays
 
         # open interest as a flow: contracts (units) of the input, mean account per side
         self.rng, self.law, self.used = rng, spec, n
@@ -499,7 +502,7 @@ class FuturesPopulation:
             quantity = [self._pending_total if liquidating else self._opening_units]
         else:
             return Orders.empty()
-        assets, owners = self._order_keys[2 * opening + liquidating - 1]
+        assets, owners = self._order_keys[liquidating, opening]
         return Orders(assets, np.array(quantity), owners)
 
     def apply_fills(

@@ -111,7 +111,7 @@ ACCOUNTS, FUND, OPENING, CLOSING = 0, 1, 2, 3
 SIDE_NAMES = {1: "long", -1: "short"}
 ACCOUNT_COLUMNS = ("side", "size", "entry_price", "wallet_usd", "leverage")
 _EMPTY = np.zeros(0, dtype=np.int64)
-_NO_ROOM, _NO_FLAGS = np.zeros(0), np.zeros(0, dtype=bool)  # `_sort_book`'s first call
+_NO_FLOATS, _NO_FLAGS = np.zeros(0), np.zeros(0, dtype=bool)  # `_sort_book`'s first call
 _NO_GROUP, _NO_TIER = np.zeros(0, dtype=np.int16), _EMPTY
 NO_SCREEN = (np.inf, -np.inf)  # a `_book_band` no price is inside: the book is checked
 # funding shift (× the price) the index of tier-crossing rooms covers beyond the present one
@@ -500,10 +500,10 @@ class PerpPopulation:
         # what the last sort and the tail know: the keys, groups and rooms of untouched accounts
         book_key, book_group, tail_key, tail_tier, pristine = (
             (self._sortkey, self._sorted_group, self._tail_key, self._tail_tier, self.pristine)
-            if known else (_NO_ROOM, _NO_GROUP, _NO_ROOM, _NO_TIER, _NO_FLAGS)
+            if known else (_NO_FLOATS, _NO_GROUP, _NO_FLOATS, _NO_TIER, _NO_FLAGS)
         )  # fmt: skip
         book_room, tail_room = (
-            (self._book_room, self._tail_room) if known and with_room else (_NO_ROOM, _NO_ROOM)
+            (self._book_room, self._tail_room) if known and with_room else (_NO_FLOATS, _NO_FLOATS)
         )
         # one compiled call: closed accounts' wallets; the book's untouched accounts, in order; the
         # rest (the tail's open accounts and the book's touched ones), of which the touched
