@@ -159,17 +159,37 @@ class _Books:
         )
 
 
-def _execute(state: MarketState, params: MarketParams, net, reference, books: _Books, gap):
-    """Walk the books by the net flow; returns the average execution prices."""
-    if not params.any_visible:
-        state.displacement, average = book.execute(
-            state.displacement, net, reference, books.lam_bid, books.lam_ask, gap
+def _execute(state: MarketState, params: MarketParams, net, reference, books: _Books, gap, rows):
+    """Walk the books by the net flow; returns the average execution prices. `rows`: the
+    lanes that trade (None: all). The others' books are not walked (a walk of nothing
+    leaves them where they are) and their average is their price, as such a walk gives;
+    a walk on their rows alone gives the bits of the whole (every operation is per element
+    or per row), at the cost of the few lanes whose cascade goes on."""
+    x, v = state.displacement, state.visible_displacement
+    if rows is None:
+        y, z, average = _walk(params, params.has_visible, x, v, net, reference, books, gap)
+    else:
+        books = _Books(
+            books.lam_bid[rows], books.lam_ask[rows], tuple(a[rows] for a in books.visible)
         )
-        return average
-    layered = params.has_visible
+        at = (x[rows], v[rows], net[rows], reference[rows])
+        walked = _walk(params, params.has_visible[rows], *at, books, gap[rows])
+        y, z = x.copy(), v.copy()  # new arrays: the caller keeps the ones before the walk
+        average = reference * np.exp(x + v)
+        y[rows], z[rows], average[rows] = walked
+    state.displacement, state.visible_displacement = y, z
+    return average
+
+
+def _walk(params: MarketParams, layered, x, v, net, reference, books: _Books, gap):
+    """New latent and visible displacements and the average prices of walks by `net` from
+    displacements `x` (latent) and `v` (visible); `layered`: where a visible book is."""
+    if not params.any_visible:
+        y, average = book.execute(x, net, reference, books.lam_bid, books.lam_ask, gap)
+        return y, v, average
     y, z, average = book.execute_layers(
-        state.displacement,
-        state.visible_displacement,
+        x,
+        v,
         net if params.all_visible else np.where(layered, net, 0.0),
         reference,
         books.lam_bid,
@@ -178,17 +198,11 @@ def _execute(state: MarketState, params: MarketParams, net, reference, books: _B
     )
     if not params.all_visible:
         single, single_average = book.execute(
-            state.displacement,
-            np.where(layered, 0.0, net),
-            reference,
-            books.lam_bid,
-            books.lam_ask,
-            gap,
+            x, np.where(layered, 0.0, net), reference, books.lam_bid, books.lam_ask, gap
         )
         y = np.where(layered, y, single)
         average = np.where(layered, average, single_average)
-    state.displacement, state.visible_displacement = y, z
-    return average
+    return y, z, average
 
 
 def _recorded_depth(params: MarketParams, depth, gap, k) -> tuple[np.ndarray, np.ndarray]:
@@ -395,7 +409,8 @@ def step(
         if books is None:
             books = _Books.at(params, reference, depth, inputs.gap, k)
         before = (state.displacement, state.visible_displacement)
-        average = _execute(state, params, net, reference, books, inputs.gap)
+        rows = None if len(trading) == n_lanes else [lane for lane, *_ in trading]
+        average = _execute(state, params, net, reference, books, inputs.gap, rows)
         blocked = traded = None
         if limits is not None:  # a round that would trade through a limit does not trade
             traded = np.zeros((n_lanes, 1), dtype=bool)
