@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from deleverage.venues.funding import funding_rate, funding_rate_8h, settlements_between
-from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
+from deleverage.venues.insurance import (
+    adl_match,
+    offload_allowance_left,
+    rank_counterparties,
+    takeover_count,
+)
 
 
 def test_funding_is_the_interest_rate_when_the_premium_is_within_the_clamp():
@@ -46,3 +51,14 @@ def test_adl_matches_in_order_at_each_bankruptcy_price():
     assert unmatched == 0.0
     closed, value, unmatched = adl_match(np.array([1.0]), np.array([90.0]), np.array([0.25]))
     assert closed[0] == 0.25 and value[0] == pytest.approx(22.5) and unmatched == 0.75
+
+
+def test_an_offload_uses_the_allowance_at_the_mark_it_was_sized_at():
+    # $1m a step at a mark of 100: 10,000 units. Capped (the fund holds 25,000): all of it,
+    # even if the fill was below the mark (10,000 × 99 = $990k would leave $10k otherwise)
+    assert offload_allowance_left(1e6, 10_000.0, 25_000.0, 100.0) == 0.0
+    assert offload_allowance_left(1e6, -10_000.0, -25_000.0, 100.0) == 0.0  # a buy-back
+    # the whole position (4,000 units): its size at the mark, the rest stays for a takeover
+    # later in the step
+    assert offload_allowance_left(1e6, 4_000.0, 4_000.0, 100.0) == pytest.approx(6e5)
+    assert offload_allowance_left(1e5, 4_000.0, 4_000.0, 100.0) == 0.0  # never below 0

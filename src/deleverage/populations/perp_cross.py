@@ -53,6 +53,7 @@ import numpy as np
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.results.events import EventLog
 from deleverage.scenario.perp_cross import PerpCrossMargin
+from deleverage.venues.insurance import offload_allowance_left
 from deleverage.venues.tiers import TierTable, liquidation_price
 
 SIDE_NAMES = {1: "long", -1: "short"}
@@ -328,7 +329,12 @@ class CrossMarginPopulation:
 
     def _settle_offload(self, c: int, fill: float, log: EventLog) -> None:
         units = float(self._queued_offload[c])
-        self._offload_left_usd[c] = max(self._offload_left_usd[c] - abs(units) * fill, 0.0)
+        self._offload_left_usd[c] = offload_allowance_left(
+            float(self._offload_left_usd[c]),
+            units,
+            float(self.fund_units[c]),
+            float(self._last_mark[c]),
+        )
         self.fund_units[c] -= units
         self.fund_cash += units * fill
         self._units[c] -= units

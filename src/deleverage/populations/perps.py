@@ -102,7 +102,12 @@ from deleverage.scenario.perp_venue import rules_for
 from deleverage.scenario.schema import PerpBook
 from deleverage.venues import binance, hyperliquid
 from deleverage.venues.funding import funding_rate, settlements_between
-from deleverage.venues.insurance import adl_match, rank_counterparties, takeover_count
+from deleverage.venues.insurance import (
+    adl_match,
+    offload_allowance_left,
+    rank_counterparties,
+    takeover_count,
+)
 from deleverage.venues.tiers import TierTable
 
 # order owners: the accounts' liquidation orders, the fund's offload, new positions, and
@@ -1218,14 +1223,16 @@ class PerpPopulation:
 
     def _offload_units(self) -> float:
         """Units of the fund's position it sells (+) or buys back (−) this round: all of it,
-        up to what is left of this step's participation in the asset's normal volume (sized
-        at the mark; a fill away from the mark uses up the allowance at its own price)."""
+        up to what is left of this step's participation in the asset's normal volume, sized
+        at the mark (`insurance.offload_allowance_left`: what a fill uses of it)."""
         limit = self._offload_left_usd / self._last_mark
         return min(max(self.fund_units, -limit), limit)  # np.clip on floats, without NumPy
 
     def _settle_fund_offload(self, price: float, log: EventLog) -> None:
         units = self._queued_offload  # the quantity of the order that was filled
-        self._offload_left_usd = max(self._offload_left_usd - abs(units) * price, 0.0)
+        self._offload_left_usd = offload_allowance_left(
+            self._offload_left_usd, units, self.fund_units, self._last_mark
+        )
         self.fund_cash += units * price
         self.fund_units -= units
         self._units -= units

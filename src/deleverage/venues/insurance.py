@@ -72,3 +72,16 @@ def adl_match(
     full = have <= total
     closed[full] = counterparty_size[full]
     return closed, value, float(need[-1] - total)
+
+
+def offload_allowance_left(left_usd: float, units: float, position: float, mark: float) -> float:
+    """What is left of a step's offload allowance (the fund's participation in the asset's
+    normal volume, USD) after its order of `units` fills. The order was sized at the `mark`
+    price, so it uses its size at the mark; an order the allowance capped (smaller than the
+    fund's `position`) uses it all. Counted at the fill price instead, a fill below the mark
+    would leave a remainder that sizes a next, smaller order in the next round, and so on,
+    round after round, down to orders of 1e-200 USD (a percent-of-volume algorithm sends
+    the child orders its schedule sized, not the rounding of their fills)."""
+    if abs(units) < abs(position):
+        return 0.0
+    return max(left_usd - abs(units) * mark, 0.0)
