@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from deleverage.populations.futures_kernels import (
     BLOCK,
+    _floored,
     _pairwise,
     block_count,
     call_prices,
@@ -136,9 +137,16 @@ def test_margin_calls_are_the_numpy_call_round_bit_for_bit(seed, n, nan):
     want = _margin_calls_numpy(*book[:2], used, price, *book[2:], m, i)
     got = margin_calls(*mine[:2], top, low, used, price - 1e-12 * price, price + 1e-12 * price,
                        price, *mine[2:], m, i, 0.1, 0.0)  # fmt: skip
-    for x, y in zip(got[:4] + tuple(mine), want + tuple(book), strict=True):
+    called, paid, met, sums = got[:4]
+    want_called, units, need, can_pay = want
+    for x, y in zip((called, paid, *mine), (want_called, can_pay, *book), strict=True):
         np.testing.assert_array_equal(x, y)
-    assert got[0].dtype == np.int64 and got[3].dtype == bool
+    assert called.dtype == np.int64 and paid.dtype == bool and met == can_pay.sum()
+    # the event log's sums, as NumPy's
+    liquidating = book[5][want_called[~can_pay]]
+    want_sums = (units.sum(), need.sum(), need[can_pay].sum(), liquidating.sum())
+    assert [np.float64(x) for x in sums] == list(want_sums)
+    assert [np.signbit(x) for x in sums] == [np.signbit(x) for x in want_sums]
     assert (mine[2] == position).all()  # positions move only with fills
     want_top, want_low = _blocks_numpy(floor, cap)  # the index follows the call prices
     np.testing.assert_array_equal(top, want_top)
@@ -212,11 +220,13 @@ def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     bounds[0][lo + k :] = rng.normal(0.0, 100.0, n - lo - k)  # the book's other accounts
     index = list(_blocks_numpy(*bounds))
     price, unit, pct = float(rng.lognormal(3.0, 1.0)), float(rng.lognormal(0.0, 1.0)), 0.0925
-    cushion, buffer = np.maximum(rng.normal(1.5, 1.0, (2, k)), 0.0)
+    draws = rng.normal(1.5, 1.0, (2, k))  # cushion and buffer, floored by the kernel
+    draws[rng.random((2, k)) < 0.1] = -0.0
+    cushion, buffer = np.maximum(draws, 0.0)
     plan = pairwise_plan(n)
     pairwise_sum(mine[2], *plan, 0, n)  # the partial sums before
     deposits, notional, highest, lowest, gross = open_accounts(
-        lo, position, size, price, unit, cushion, buffer, mine[0], mine[2], mine[1], mine[3],
+        lo, position, size, price, unit, *draws, mine[0], mine[2], mine[1], mine[3],
         pending, pct, 2.5, *bounds, *index, plan, n, 0,
     )  # fmt: skip
     margin = unit * np.abs(position)
@@ -239,3 +249,11 @@ def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     assert (highest, lowest) == (floor.max(), cap.min())  # the book's, after
     for x, y in zip(index, _blocks_numpy(floor, cap), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_draws_are_floored_as_numpys_maximum():
+    draws = np.array([-0.0, 0.0, np.nan, -1.0, 2.0, -np.inf, np.inf, 5e-324, -5e-324])
+    floored = np.array([_floored(x) for x in draws])
+    want = np.maximum(draws, 0.0)
+    np.testing.assert_array_equal(floored, want)
+    np.testing.assert_array_equal(np.signbit(floored), np.signbit(want))

@@ -120,36 +120,53 @@ def margin_calls(floor, cap, top, low, used, below, above, price, position, cash
 
     Only the blocks whose highest floor (`top`) or lowest cap (`low`) is crossed, or NaN,
     are scanned: a crossing usually reaches a few accounts of a book of tens of thousands.
-    Returns the called accounts (ascending), their positions and needs, which paid from
-    their buffer (for the event log's sums, left to NumPy), and the book's extremes after."""
-    called = np.empty(used, dtype=np.int64)
-    units = np.empty(used)
-    need = np.empty(used)
-    n = 0
-    for b in range(block_count(used)):
+    Returns the called accounts (ascending), which paid from their buffer, how many did,
+    the event log's sums (NumPy's, `_pairwise`): Σ position and Σ need of the called,
+    Σ need of those that paid, Σ pending of those liquidated; then the book's extremes
+    after."""
+    crossed = np.empty(block_count(used), dtype=np.int64)  # the blocks to scan
+    m = 0
+    for b in range(len(crossed)):
         t, lw = top[b], low[b]
         if t > below or lw < above or math.isnan(t) or math.isnan(lw):
-            for i in range(b * BLOCK, min(used, (b + 1) * BLOCK)):
-                if floor[i] > below or cap[i] < above:
-                    x = position[i]
-                    equity = cash[i] + x * price
-                    if equity < maintenance_per_unit * abs(x):
-                        called[n], units[n] = i, x
-                        need[n] = initial_per_unit * abs(x) - equity
-                        n += 1
-    called, units, need = called[:n], units[:n], need[:n]
+            crossed[m] = b
+            m += 1
+    called = np.empty(m * BLOCK, dtype=np.int64)
+    units, need = np.empty(m * BLOCK), np.empty(m * BLOCK)
+    n = 0
+    for b in crossed[:m]:
+        for i in range(b * BLOCK, min(used, (b + 1) * BLOCK)):
+            if floor[i] > below or cap[i] < above:
+                x = position[i]
+                equity = cash[i] + x * price
+                if equity < maintenance_per_unit * abs(x):
+                    called[n], units[n] = i, x
+                    need[n] = initial_per_unit * abs(x) - equity
+                    n += 1
+    called = called[:n]
     paid = np.empty(n, dtype=np.bool_)
+    met_need, liquidating = np.empty(n), np.empty(n)
+    met = 0
     for j in range(n):
         i = called[j]
         paid[j] = buffer[i] >= need[j]
         if paid[j]:
             buffer[i] -= need[j]
             cash[i] += need[j]
+            met_need[met] = need[j]
+            met += 1
         else:
             pending[i] = -position[i]
+            liquidating[j - met] = pending[i]
     call_prices(called, position, cash, pending, pct_frac, usd_per_unit, floor, cap)
     highest, lowest = index_blocks(floor, cap, top, low, called)
-    return called, units, need, paid, highest, lowest
+    sums = (
+        0.0 + _pairwise(units, 0, n),
+        0.0 + _pairwise(need, 0, n),
+        0.0 + _pairwise(met_need, 0, met),
+        0.0 + _pairwise(liquidating, 0, n - met),
+    )
+    return called, paid, met, sums, highest, lowest
 
 
 @njit(cache=True)
@@ -268,11 +285,18 @@ def opening_sizes(long_mean, short_mean, longs, lognormal):
 
 
 @njit(cache=True)
+def _floored(x):
+    """np.maximum(x, 0.0): NaN stays NaN, −0.0 gives 0.0."""
+    return x if x > 0.0 or math.isnan(x) else 0.0
+
+
+@njit(cache=True)
 def open_accounts(lo, position, size, price, margin_per_unit, cushion, buffer,
                   book_position, book_size, book_cash, book_buffer, pending, pct_frac,
                   usd_per_unit, floor, cap, top, low, plan, moved_lo, moved_hi):  # fmt: skip
     """Write new accounts into the free slots from `lo` on, opened at `price` with equity
-    cushion × initial margin (`margin_per_unit` · size) and `buffer` × that margin outside,
+    cushion × initial margin (`margin_per_unit` · size) and `buffer` × that margin outside
+    (`cushion` and `buffer`: the draws, floored at 0 here as `np.maximum(draw, 0.0)`),
     and set their call prices (`call_prices`, `index_blocks`). Returns the deposits
     (Σ equity + Σ buffer), Σ notional (NumPy's sums), the book's highest floor and lowest
     cap after, and its Σ size after (`pairwise_sum` on `plan`, book_size[moved_lo:moved_hi]
@@ -282,7 +306,7 @@ def open_accounts(lo, position, size, price, margin_per_unit, cushion, buffer,
     for j in range(k):
         i = lo + j
         margin = margin_per_unit * size[j]
-        equity[j], outside[j] = cushion[j] * margin, buffer[j] * margin
+        equity[j], outside[j] = _floored(cushion[j]) * margin, _floored(buffer[j]) * margin
         notional[j] = size[j] * price
         book_position[i], book_size[i] = position[j], size[j]
         book_cash[i], book_buffer[i] = equity[j] - position[j] * price, outside[j]

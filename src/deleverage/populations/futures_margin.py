@@ -350,7 +350,7 @@ class FuturesPopulation:
         buffer moves to the exchange (cash unchanged) or the account is liquidated
         (`futures_kernels.margin_calls`); their call prices are recomputed."""
         tolerance = 1e-12 * price  # free slots (from `used` on) are never called
-        called, position, need, can_pay, highest, lowest = margin_calls(
+        called, paid, met, sums, highest, lowest = margin_calls(
             self.floor, self.cap, self.top, self.low, self.used, price - tolerance,
             price + tolerance, price,
             self.position, self.cash_usd, self.buffer_usd, self.pending,
@@ -359,22 +359,22 @@ class FuturesPopulation:
         )  # fmt: skip
         if len(called) == 0:
             return
-        met, liquidated = called[can_pay], called[~can_pay]
-        self._pending_total += float(self.pending[liquidated].sum())
+        quantity, need, met_need, liquidating = sums
+        self._pending_total += liquidating
         log.add(
             "margin_call",
             population=self.name,
             venue=self.venue,
             asset=self.asset_id,
             count=len(called),
-            quantity=float(position.sum()),
-            notional_usd=float(need.sum()),
+            quantity=quantity,
+            notional_usd=need,
             price=price,
-            detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
-            f"{len(liquidated)} liquidated; maintenance {maintenance}",
+            detail=f"{met} met from buffer ({met_need:.0f} USD), "
+            f"{len(called) - met} liquidated; maintenance {maintenance}",
         )
-        if len(liquidated):
-            self._log_liquidations(liquidated, price, log, "")
+        if met < len(called):
+            self._log_liquidations(called[~paid], price, log, "")
         self._call_below, self._call_above = highest, lowest
 
     def _settlement_calls(
@@ -457,8 +457,8 @@ class FuturesPopulation:
         size, position, self._opening_units = opening_sizes(
             long_mean, short_mean, longs, np.exp(rng.normal(0.0, 1.0, k) - 0.5)
         )
-        cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
-        buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
+        # the draws (floored at 0 when the accounts open: `open_accounts`)
+        cushion, buffer = spec.margin_cushion.sample(rng, k), spec.cash_buffer.sample(rng, k)
         self._opening = (self.used, position, size, initial, cushion, buffer)
         self.used += k
 
