@@ -6,7 +6,9 @@ arrays did, with the same floating-point operations in the same order (no fastma
 fused multiply-add): every number is bit-identical to the NumPy expressions they replace
 (`tests/populations/test_futures_kernels.py` checks both on random inputs). Sums follow
 NumPy's own pairwise summation tree (`pairwise_plan`), so they equal `ndarray.sum()` to the
-bit; a book's Σ |position| keeps the tree's partial sums where no position moved. Kept
+bit; a book's Σ |position| keeps the tree's partial sums where no position moved. The
+call prices keep an index (each block of `BLOCK` slots' highest floor and lowest cap), so
+a call round scans only the blocks the price crossed, not the book. Kept
 in NumPy: random draws and `exp` (NumPy's own vectorized `exp` may differ from LLVM's in
 the last bit). Compiled once per machine (`cache=True`), as the perp book's kernels
 (`perp_kernels`); none is recursive (a recursive kernel crashes when loaded from the cache).
