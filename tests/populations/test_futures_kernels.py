@@ -8,8 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deleverage.populations.futures_kernels import (
+    BLOCK,
+    _floored,
     _pairwise,
+    block_count,
     call_prices,
+    index_blocks,
     margin_calls,
     open_accounts,
     opening_sizes,
@@ -97,27 +101,67 @@ def _margin_calls_numpy(floor, cap, used, price, position, cash, buffer, pending
     return called, units, need, can_pay
 
 
+def _blocks_numpy(floor, cap):
+    """Each block's highest floor and lowest cap (NumPy's max and min: NaN wins)."""
+    edges = np.arange(0, len(floor), BLOCK)
+    top = np.array([floor[j : j + BLOCK].max() for j in edges], dtype=float)
+    low = np.array([cap[j : j + BLOCK].min() for j in edges], dtype=float)
+    return top, low
+
+
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300))
-def test_margin_calls_are_the_numpy_call_round_bit_for_bit(seed, n):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.one_of(st.integers(0, 300), st.integers(300, 3000)),
+    nan=st.booleans(),
+)
+def test_margin_calls_are_the_numpy_call_round_bit_for_bit(seed, n, nan):
+    """The call round scanning only the crossed blocks finds what a scan of every account
+    finds, and leaves the blocks' extremes those of the call prices after."""
     rng = np.random.default_rng(seed)
     position, cash, pending = _book(rng, n)
     buffer = np.abs(position) * rng.lognormal(2.0, 2.0, n) * (rng.random(n) < 0.7)
     floor, cap = _call_prices_numpy(position, cash, pending, 10.0, 0.0)
+    if nan and n:  # a NaN call price: its block is scanned (NaN wins its extreme)
+        (floor if rng.random() < 0.5 else cap)[rng.integers(0, n)] = np.nan
     used = int(rng.integers(0, n + 1))
+    floor[used:], cap[used:] = -np.inf, np.inf  # free slots
     price = float(rng.lognormal(3.0, 2.0))
     if n and rng.random() < 0.3:  # a price exactly at an account's call price
         price = float(np.concatenate([floor[np.isfinite(floor)], cap[np.isfinite(cap)], [1.0]])[0])
     m, i = 0.1 * price, 0.1 * price * float(rng.choice([1.0, 1.1, 1.5]))
     book = [floor, cap, position, cash, buffer, pending]
     mine = [x.copy() for x in book]
+    top, low = _blocks_numpy(floor, cap)
+    assert len(top) == block_count(n)
     want = _margin_calls_numpy(*book[:2], used, price, *book[2:], m, i)
-    got = margin_calls(*mine[:2], used, price - 1e-12 * price, price + 1e-12 * price, price,
-                       *mine[2:], m, i, 0.1, 0.0)  # fmt: skip
-    for x, y in zip(got + tuple(mine), want + tuple(book), strict=True):
+    got = margin_calls(*mine[:2], top, low, used, price - 1e-12 * price, price + 1e-12 * price,
+                       price, *mine[2:], m, i, 0.1, 0.0)  # fmt: skip
+    called, paid, met, sums = got[:4]
+    want_called, units, need, can_pay = want
+    for x, y in zip((called, paid, *mine), (want_called, can_pay, *book), strict=True):
         np.testing.assert_array_equal(x, y)
-    assert got[0].dtype == np.int64 and got[3].dtype == bool
+    assert called.dtype == np.int64 and paid.dtype == bool and met == can_pay.sum()
+    # the event log's sums, as NumPy's
+    liquidating = book[5][want_called[~can_pay]]
+    want_sums = (units.sum(), need.sum(), need[can_pay].sum(), liquidating.sum())
+    assert [np.float64(x) for x in sums] == list(want_sums)
+    assert [np.signbit(x) for x in sums] == [np.signbit(x) for x in want_sums]
     assert (mine[2] == position).all()  # positions move only with fills
+    want_top, want_low = _blocks_numpy(floor, cap)  # the index follows the call prices
+    np.testing.assert_array_equal(top, want_top)
+    np.testing.assert_array_equal(low, want_low)
+    if n:
+        np.testing.assert_array_equal(got[4:], (floor.max(), cap.min()))
+
+
+def test_the_index_gives_numpys_extremes():
+    floor, cap = np.array([1.0, -0.0, 3.0] * 100), np.array([5.0, 4.0, np.nan] * 100)
+    top, low = np.zeros(block_count(300)), np.zeros(block_count(300))
+    highest, lowest = index_blocks(floor, cap, top, low, np.array([0, 5, 299]))
+    np.testing.assert_array_equal(top, [3.0, 0.0, 3.0])  # the blocks of the accounts given,
+    np.testing.assert_array_equal(low, [np.nan, 0.0, np.nan])  # block 1 untouched
+    assert highest == 3.0 and np.isnan(lowest)  # over all blocks; NaN wins
 
 
 @settings(max_examples=150, deadline=None)
@@ -173,13 +217,17 @@ def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     book, pending = _book(rng, n), np.where(rng.random(n) < 0.5, 1.0, 0.0)
     mine = [x.copy() for x in (*book[:2], np.abs(book[0]), rng.random(n))]
     bounds = [np.full(n, -np.inf), np.full(n, np.inf)]
+    bounds[0][lo + k :] = rng.normal(0.0, 100.0, n - lo - k)  # the book's other accounts
+    index = list(_blocks_numpy(*bounds))
     price, unit, pct = float(rng.lognormal(3.0, 1.0)), float(rng.lognormal(0.0, 1.0)), 0.0925
-    cushion, buffer = np.maximum(rng.normal(1.5, 1.0, (2, k)), 0.0)
+    draws = rng.normal(1.5, 1.0, (2, k))  # cushion and buffer, floored by the kernel
+    draws[rng.random((2, k)) < 0.1] = -0.0
+    cushion, buffer = np.maximum(draws, 0.0)
     plan = pairwise_plan(n)
     pairwise_sum(mine[2], *plan, 0, n)  # the partial sums before
     deposits, notional, highest, lowest, gross = open_accounts(
-        lo, position, size, price, unit, cushion, buffer, mine[0], mine[2], mine[1], mine[3],
-        pending, pct, 2.5, *bounds, plan, n, 0,
+        lo, position, size, price, unit, *draws, mine[0], mine[2], mine[1], mine[3],
+        pending, pct, 2.5, *bounds, *index, plan, n, 0,
     )  # fmt: skip
     margin = unit * np.abs(position)
     equity, outside = cushion * margin, buffer * margin
@@ -193,8 +241,19 @@ def test_openings_are_the_numpy_expressions_bit_for_bit(seed, k):
     np.testing.assert_array_equal(mine[3][slots], outside)
     assert deposits == float(equity.sum() + outside.sum())
     assert notional == float((np.abs(position) * price).sum())
-    floor, cap = np.full(n, -np.inf), np.full(n, np.inf)
-    want_high, want_low = call_prices(slots, mine[0], mine[1], pending, pct, 2.5, floor, cap)
+    floor, cap = bounds[0].copy(), np.full(n, np.inf)
+    floor[slots] = -np.inf
+    call_prices(slots, mine[0], mine[1], pending, pct, 2.5, floor, cap)
     np.testing.assert_array_equal(bounds[0], floor)
     np.testing.assert_array_equal(bounds[1], cap)
-    assert (highest, lowest) == (want_high, want_low)
+    assert (highest, lowest) == (floor.max(), cap.min())  # the book's, after
+    for x, y in zip(index, _blocks_numpy(floor, cap), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_draws_are_floored_as_numpys_maximum():
+    draws = np.array([-0.0, 0.0, np.nan, -1.0, 2.0, -np.inf, np.inf, 5e-324, -5e-324])
+    floored = np.array([_floored(x) for x in draws])
+    want = np.maximum(draws, 0.0)
+    np.testing.assert_array_equal(floored, want)
+    np.testing.assert_array_equal(np.signbit(floored), np.signbit(want))

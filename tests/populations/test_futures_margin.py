@@ -10,6 +10,7 @@ from deleverage import simulate
 from deleverage.engine.simulate import initial_prices, rng_stream
 from deleverage.errors import ScenarioError
 from deleverage.populations.base import BuildContext, MarketView
+from deleverage.populations.futures_kernels import BLOCK
 from deleverage.populations.futures_margin import FuturesPopulation
 from deleverage.results.events import EventLog
 
@@ -282,6 +283,10 @@ def test_futures_open_interest_emptied_by_a_fall_rebuilds_with_its_half_life():
         # new accounts fold into the call extremes and the summed units without a pass
         # over the book: both stay exactly those of the whole book
         assert (pop._call_below, pop._call_above) == (pop.floor.max(), pop.cap.min())
+        # and the call prices' index, through calls, openings and growth, is theirs
+        blocks = np.arange(0, len(pop.floor), BLOCK)
+        np.testing.assert_array_equal(pop.top, np.maximum.reduceat(pop.floor, blocks))
+        np.testing.assert_array_equal(pop.low, np.minimum.reduceat(pop.cap, blocks))
         assert pop.gross_units() == np.abs(pop.position).sum()
     # the missing contracts halve every 6 h (72 five-minute steps)
     assert gaps[71] / gap0 == pytest.approx(0.5, abs=0.05)

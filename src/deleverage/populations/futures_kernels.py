@@ -6,7 +6,9 @@ arrays did, with the same floating-point operations in the same order (no fastma
 fused multiply-add): every number is bit-identical to the NumPy expressions they replace
 (`tests/populations/test_futures_kernels.py` checks both on random inputs). Sums follow
 NumPy's own pairwise summation tree (`pairwise_plan`), so they equal `ndarray.sum()` to the
-bit; a book's Σ |position| keeps the tree's partial sums where no position moved. Kept
+bit; a book's Σ |position| keeps the tree's partial sums where no position moved. The
+call prices keep an index (each block of `BLOCK` slots' highest floor and lowest cap), so
+a call round scans only the blocks the price crossed, not the book. Kept
 in NumPy: random draws and `exp` (NumPy's own vectorized `exp` may differ from LLVM's in
 the last bit). Compiled once per machine (`cache=True`), as the perp book's kernels
 (`perp_kernels`); none is recursive (a recursive kernel crashes when loaded from the cache).
@@ -57,41 +59,116 @@ def call_prices(accounts, position, cash, pending, pct_frac, usd_per_unit, floor
     return highest, lowest
 
 
+BLOCK = 128  # accounts a block of the call-price index covers
+
+
 @njit(cache=True)
-def margin_calls(floor, cap, used, below, above, price, position, cash, buffer, pending,
-                 maintenance_per_unit, initial_per_unit, pct_frac, usd_per_unit):  # fmt: skip
+def block_count(n):
+    """Blocks of the call-price index of a book of n slots."""
+    return -(-n // BLOCK)
+
+
+@njit(cache=True)
+def _highest(a, lo, hi):
+    """max(a[lo:hi]) as NumPy's: NaN if any is NaN; −inf for none."""
+    out = -np.inf
+    for i in range(lo, hi):
+        if math.isnan(a[i]):
+            return np.nan
+        if a[i] > out:
+            out = a[i]
+    return out
+
+
+@njit(cache=True)
+def _lowest(a, lo, hi):
+    """min(a[lo:hi]) as NumPy's: NaN if any is NaN; +inf for none."""
+    out = np.inf
+    for i in range(lo, hi):
+        if math.isnan(a[i]):
+            return np.nan
+        if a[i] < out:
+            out = a[i]
+    return out
+
+
+@njit(cache=True)
+def index_blocks(floor, cap, top, low, accounts):
+    """Write into `top` and `low` the highest floor and lowest cap of each block (BLOCK
+    slots) holding one of `accounts` (ascending), whose call prices were just written.
+    Returns the book's extremes: the highest floor and lowest cap of all its slots, as
+    NumPy's `floor.max()` and `cap.min()` (NaN if any is NaN)."""
+    n, last = len(floor), -1
+    for j in range(len(accounts)):
+        b = accounts[j] // BLOCK
+        if b != last:
+            lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+            top[b], low[b] = _highest(floor, lo, hi), _lowest(cap, lo, hi)
+            last = b
+    return _highest(top, 0, len(top)), _lowest(low, 0, len(low))
+
+
+@njit(cache=True)
+def margin_calls(floor, cap, top, low, used, below, above, price, position, cash,
+                 buffer, pending, maintenance_per_unit, initial_per_unit, pct_frac,
+                 usd_per_unit):  # fmt: skip
     """A continuous-timing call round in one pass (`FuturesPopulation._call`): the first
     `used` accounts whose floor is above `below` or cap below `above` (crossed) and whose
     equity at `price` is below maintenance (`maintenance_per_unit` · |position|) are called
     back to initial margin: the need (`initial_per_unit` · |position| − equity) moves from
     the buffer to the margin balance where the buffer covers it, else the account's whole
     position is queued for liquidation (`pending`). The called accounts' call prices are
-    then recomputed (as `call_prices`). Returns the called accounts, their positions and
-    needs, and which paid from their buffer (for the event log's sums, left to NumPy)."""
-    called = np.empty(used, dtype=np.int64)
-    units = np.empty(used)
-    need = np.empty(used)
+    then recomputed (as `call_prices`), with their blocks' extremes (`index_blocks`).
+
+    Only the blocks whose highest floor (`top`) or lowest cap (`low`) is crossed, or NaN,
+    are scanned: a crossing usually reaches a few accounts of a book of tens of thousands.
+    Returns the called accounts (ascending), which paid from their buffer, how many did,
+    the event log's sums (NumPy's, `_pairwise`): Σ position and Σ need of the called,
+    Σ need of those that paid, Σ pending of those liquidated; then the book's extremes
+    after."""
+    crossed = np.empty(block_count(used), dtype=np.int64)  # the blocks to scan
+    m = 0
+    for b in range(len(crossed)):
+        t, lw = top[b], low[b]
+        if t > below or lw < above or math.isnan(t) or math.isnan(lw):
+            crossed[m] = b
+            m += 1
+    called = np.empty(m * BLOCK, dtype=np.int64)
+    units, need = np.empty(m * BLOCK), np.empty(m * BLOCK)
     n = 0
-    for i in range(used):
-        if floor[i] > below or cap[i] < above:
-            x = position[i]
-            equity = cash[i] + x * price
-            if equity < maintenance_per_unit * abs(x):
-                called[n], units[n] = i, x
-                need[n] = initial_per_unit * abs(x) - equity
-                n += 1
-    called, units, need = called[:n], units[:n], need[:n]
+    for b in crossed[:m]:
+        for i in range(b * BLOCK, min(used, (b + 1) * BLOCK)):
+            if floor[i] > below or cap[i] < above:
+                x = position[i]
+                equity = cash[i] + x * price
+                if equity < maintenance_per_unit * abs(x):
+                    called[n], units[n] = i, x
+                    need[n] = initial_per_unit * abs(x) - equity
+                    n += 1
+    called = called[:n]
     paid = np.empty(n, dtype=np.bool_)
+    met_need, liquidating = np.empty(n), np.empty(n)
+    met = 0
     for j in range(n):
         i = called[j]
         paid[j] = buffer[i] >= need[j]
         if paid[j]:
             buffer[i] -= need[j]
             cash[i] += need[j]
+            met_need[met] = need[j]
+            met += 1
         else:
             pending[i] = -position[i]
+            liquidating[j - met] = pending[i]
     call_prices(called, position, cash, pending, pct_frac, usd_per_unit, floor, cap)
-    return called, units, need, paid
+    highest, lowest = index_blocks(floor, cap, top, low, called)
+    sums = (
+        0.0 + _pairwise(units, 0, n),
+        0.0 + _pairwise(need, 0, n),
+        0.0 + _pairwise(met_need, 0, met),
+        0.0 + _pairwise(liquidating, 0, n - met),
+    )
+    return called, paid, met, sums, highest, lowest
 
 
 @njit(cache=True)
@@ -210,27 +287,34 @@ def opening_sizes(long_mean, short_mean, longs, lognormal):
 
 
 @njit(cache=True)
+def _floored(x):
+    """np.maximum(x, 0.0): NaN stays NaN, −0.0 gives 0.0."""
+    return x if x > 0.0 or math.isnan(x) else 0.0
+
+
+@njit(cache=True)
 def open_accounts(lo, position, size, price, margin_per_unit, cushion, buffer,
-                  book_position, book_size, book_cash, book_buffer, pending,
-                  pct_frac, usd_per_unit, floor, cap, plan, moved_lo, moved_hi):  # fmt: skip
+                  book_position, book_size, book_cash, book_buffer, pending, pct_frac,
+                  usd_per_unit, floor, cap, top, low, plan, moved_lo, moved_hi):  # fmt: skip
     """Write new accounts into the free slots from `lo` on, opened at `price` with equity
-    cushion × initial margin (`margin_per_unit` · size) and `buffer` × that margin outside,
-    and set their call prices (`call_prices`). Returns the deposits (Σ equity + Σ buffer),
-    Σ notional (NumPy's sums), the new call prices' highest floor and lowest cap, and the
-    book's Σ size after (`pairwise_sum` on `plan`, book_size[moved_lo:moved_hi] written
-    before)."""
+    cushion × initial margin (`margin_per_unit` · size) and `buffer` × that margin outside
+    (`cushion` and `buffer`: the draws, floored at 0 here as `np.maximum(draw, 0.0)`),
+    and set their call prices (`call_prices`, `index_blocks`). Returns the deposits
+    (Σ equity + Σ buffer), Σ notional (NumPy's sums), the book's highest floor and lowest
+    cap after, and its Σ size after (`pairwise_sum` on `plan`, book_size[moved_lo:moved_hi]
+    written before)."""
     k = len(position)
     equity, outside, notional = np.empty(k), np.empty(k), np.empty(k)
     for j in range(k):
         i = lo + j
         margin = margin_per_unit * size[j]
-        equity[j], outside[j] = cushion[j] * margin, buffer[j] * margin
+        equity[j], outside[j] = _floored(cushion[j]) * margin, _floored(buffer[j]) * margin
         notional[j] = size[j] * price
         book_position[i], book_size[i] = position[j], size[j]
         book_cash[i], book_buffer[i] = equity[j] - position[j] * price, outside[j]
     accounts = np.arange(lo, lo + k)
-    highest, lowest = call_prices(accounts, book_position, book_cash, pending, pct_frac,
-                                  usd_per_unit, floor, cap)  # fmt: skip
+    call_prices(accounts, book_position, book_cash, pending, pct_frac, usd_per_unit, floor, cap)
+    highest, lowest = index_blocks(floor, cap, top, low, accounts)
     deposits = (0.0 + _pairwise(equity, 0, k)) + (0.0 + _pairwise(outside, 0, k))
     starts, lengths, sums, program = plan
     gross = pairwise_sum(book_size, starts, lengths, sums, program, min(moved_lo, lo),

@@ -36,7 +36,9 @@ Speed: equity − maintenance = level + price · slope with slope = position −
 level = cash − usd·|position| (m: % of notional, usd: dollars per unit), so each account has
 one call price (−level / slope: a floor for longs, a cap for shorts). A
 round costs O(1) while the price stays between the highest floor and the lowest cap; a
-crossing checks only the accounts crossed, and only a margin change recomputes them all.
+crossing scans only the blocks of 128 slots whose own highest floor or lowest cap it
+crossed (`top`, `low`: the call prices' index, kept with them), and only a margin change
+recomputes them all.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ import pandas as pd
 from deleverage.populations.base import BuildContext, MarketView, Orders
 from deleverage.populations.entries import entry_window, extremes_since
 from deleverage.populations.futures_kernels import (
+    block_count,
     call_prices,
+    index_blocks,
     margin_calls,
     open_accounts,
     opening_sizes,
@@ -161,6 +165,8 @@ class FuturesPopulation:
         self._moved = (0, n)  # abs_position[lo:hi] written since the last sum
         self.floor = np.full(n, -np.inf)  # a long is called when the price falls below it
         self.cap = np.full(n, np.inf)  # a short is called when the price rises above it
+        # the call prices' index: each block's highest floor and lowest cap (`BLOCK` slots)
+        self.top, self.low = np.full(block_count(n), -np.inf), np.full(block_count(n), np.inf)
         self._call_below, self._call_above = -np.inf, np.inf  # highest floor, lowest cap
         self.call_timing = spec.call_timing
         self.call_due = np.zeros(n, dtype=bool)  # settlement timing: call unmet, due next
@@ -335,40 +341,41 @@ class FuturesPopulation:
             self.floor,
             self.cap,
         )
-        self._call_below, self._call_above = float(self.floor.max()), float(self.cap.min())
+        self._call_below, self._call_above = index_blocks(
+            self.floor, self.cap, self.top, self.low, np.arange(len(self.position))
+        )
 
     def _call(self, price: float, initial: Margin, maintenance: Margin, log: EventLog) -> None:
         """Accounts crossed and below maintenance are called back to initial margin: the
         buffer moves to the exchange (cash unchanged) or the account is liquidated
         (`futures_kernels.margin_calls`); their call prices are recomputed."""
         tolerance = 1e-12 * price  # free slots (from `used` on) are never called
-        called, position, need, can_pay = margin_calls(
-            self.floor, self.cap, self.used, price - tolerance, price + tolerance, price,
+        called, paid, met, sums, highest, lowest = margin_calls(
+            self.floor, self.cap, self.top, self.low, self.used, price - tolerance,
+            price + tolerance, price,
             self.position, self.cash_usd, self.buffer_usd, self.pending,
             maintenance.per_unit(price), initial.per_unit(price),
             self._maintenance.pct / 100.0, self._maintenance.usd_per_unit,
         )  # fmt: skip
         if len(called) == 0:
             return
-        met, liquidated = called[can_pay], called[~can_pay]
-        self._pending_total += float(self.pending[liquidated].sum())
+        quantity, need, met_need, liquidating = sums
+        self._pending_total += liquidating
         log.add(
             "margin_call",
             population=self.name,
             venue=self.venue,
             asset=self.asset_id,
             count=len(called),
-            quantity=float(position.sum()),
-            notional_usd=float(need.sum()),
+            quantity=quantity,
+            notional_usd=need,
             price=price,
-            detail=f"{len(met)} met from buffer ({need[can_pay].sum():.0f} USD), "
-            f"{len(liquidated)} liquidated; maintenance {maintenance}",
+            detail=f"{met} met from buffer ({met_need:.0f} USD), "
+            f"{len(called) - met} liquidated; maintenance {maintenance}",
         )
-        if len(liquidated):
-            self._log_liquidations(liquidated, price, log, "")
-        # the extremes of the book (free slots, from `used` on, have none: ±inf)
-        self._call_below = float(self.floor[: self.used].max())
-        self._call_above = float(self.cap[: self.used].min())
+        if met < len(called):
+            self._log_liquidations(called[~paid], price, log, "")
+        self._call_below, self._call_above = highest, lowest
 
     def _settlement_calls(
         self, price: float, initial: Margin, maintenance: Margin, log: EventLog
@@ -450,8 +457,8 @@ class FuturesPopulation:
         size, position, self._opening_units = opening_sizes(
             long_mean, short_mean, longs, np.exp(rng.normal(0.0, 1.0, k) - 0.5)
         )
-        cushion = np.maximum(spec.margin_cushion.sample(rng, k), 0.0)
-        buffer = np.maximum(spec.cash_buffer.sample(rng, k), 0.0)
+        # the draws (floored at 0 when the accounts open: `open_accounts`)
+        cushion, buffer = spec.margin_cushion.sample(rng, k), spec.cash_buffer.sample(rng, k)
         self._opening = (self.used, position, size, initial, cushion, buffer)
         self.used += k
 
@@ -461,6 +468,9 @@ class FuturesPopulation:
                            ("buffer_usd", 0.0), ("pending", 0.0), ("floor", -np.inf),
                            ("cap", np.inf), ("call_due", False)):  # fmt: skip
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
+        blocks = block_count(len(self.position)) - len(self.top)  # new slots: ±inf
+        self.top = np.concatenate([self.top, np.full(blocks, -np.inf)])
+        self.low = np.concatenate([self.low, np.full(blocks, np.inf)])
         self._gross_units, self._sum_plan = None, pairwise_plan(len(self.abs_position))
         self._moved = (0, len(self.abs_position))
 
@@ -469,18 +479,14 @@ class FuturesPopulation:
         margin and their buffers, both deposited from outside."""
         start, position, size, initial, cushion, buffer = self._opening
         self._opening = None
-        deposits, notional, highest, lowest, gross = open_accounts(
+        deposits, notional, self._call_below, self._call_above, gross = open_accounts(
             start, position, size, price, initial.per_unit(price), cushion, buffer,
             self.position, self.abs_position, self.cash_usd, self.buffer_usd, self.pending,
             self._maintenance.pct / 100.0, self._maintenance.usd_per_unit, self.floor, self.cap,
-            self._sum_plan, *self._moved,
+            self.top, self.low, self._sum_plan, *self._moved,
         )  # fmt: skip
         self._gross_units, self._moved = gross, (len(self.abs_position), 0)
         self.deposits_usd += deposits
-        # the book's extremes and the new slots' (NaN wins, as in np.maximum and np.minimum)
-        below, above = self._call_below, self._call_above
-        self._call_below = below if below != below or below >= highest else highest
-        self._call_above = above if above != above or above <= lowest else lowest
         log.add(
             "futures_open",
             population=self.name,
