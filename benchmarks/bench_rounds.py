@@ -5,8 +5,10 @@ Runs `simulate_lanes` of one scenario with CPU timers around the engine's round 
 (`engine.step`: the marks, the order collection, the flows, the walk and the fills of each
 round; the round's other array work is not in them) and prints, for four kinds of round —
 a step's round 0 or a later one, in which some lane trades or none (a step's last) — how
-many there were, how many lanes they held on average, their seconds a path, and the fit
-a + b × lanes of a round's cost. Then the later rounds by the number of lanes in them.
+many there were, how many lanes they marked on average, their seconds a path, and the fit
+a + b × lanes marked of a round's cost (the marks and order collection go with the lanes
+marked, the walk and the fills with the lanes that trade: the fit mixes both). Then the
+later rounds by the number of lanes marked and trading in them.
 
     python benchmarks/bench_rounds.py feb-2026 --lanes 16 \\
         --set populations.btc-perps.accounts=2 --set populations.eth-perps.accounts=2
@@ -36,16 +38,16 @@ def main() -> None:
     scenario = load_scenario(args.scenario, sets=args.sets)
     simulate_lanes(scenario, args.seed, range(1))  # compile and warm
 
-    rounds: list[list] = []  # [first of its step, lanes, traded, seconds]
+    rounds: list[list] = []  # [first of its step, lanes marked, lanes trading, seconds]
     clock = time.process_time  # CPU: the figures hold on a shared machine
 
     def timed(name, function):
         def call(*a, **k):
             if name == "_mark":  # a round begins: its lanes are `active`
-                rounds.append([new_step[0], len(a[2]), False, 0.0])
+                rounds.append([new_step[0], len(a[2]), 0, 0.0])
                 new_step[0] = False
-            elif name == "_execute":
-                rounds[-1][2] = True
+            elif name == "_flows":  # some lane trades: `trading`, one entry a lane
+                rounds[-1][2] = len(a[0])
             start = clock()
             try:
                 return function(*a, **k)
@@ -68,7 +70,8 @@ def main() -> None:
     cpu, wall = time.process_time(), time.perf_counter()
     simulate_lanes(scenario, args.seed, range(args.lanes))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    first, lanes, traded, seconds = (np.array(column) for column in zip(*rounds, strict=True))
+    first, lanes, trading, seconds = (np.array(column) for column in zip(*rounds, strict=True))
+    traded = trading > 0
     per_path = args.lanes
     print(
         f"{args.scenario}, {args.lanes} lanes: CPU {cpu / per_path:.2f} s a path, wall "
@@ -92,8 +95,14 @@ def main() -> None:
         else:
             fit = f"{'—':>8s} {1e6 * t.mean() / n[0]:8.0f}"
         print(f"{label:28s} {kind.sum():7d} {n.mean():6.1f} {t.sum() / per_path:9.3f} {fit}")
-    later = np.bincount(lanes[~first], minlength=args.lanes + 1)[1:]
-    print("later rounds by lanes in them (1, 2, ...):", later.tolist())
+    for label, kind, count in (
+        ("later trading rounds by lanes marked", ~first & traded, lanes),
+        ("later trading rounds by lanes trading", ~first & traded, trading),
+        ("later final rounds by lanes marked", ~first & ~traded, lanes),
+    ):
+        print(
+            f"{label} (1, 2, ...):", np.bincount(count[kind], minlength=args.lanes + 1)[1:].tolist()
+        )
 
 
 if __name__ == "__main__":

@@ -94,6 +94,25 @@ def build(raw: dict):
     return validate(raw, "test.yaml", Path("."))
 
 
+def offloads_without_a_takeover(events) -> list[tuple]:
+    """(population, asset, step) where the insurance fund sent a second offload order in
+    a step with no takeover since its first: the step's allowance sized one order, and
+    only a new takeover gives the fund more to sell (an order it capped used it all)."""
+    found, since = [], {}  # (population, asset, step) -> offloaded since the last takeover
+    kinds = events[events.kind.isin(["insurance_fund_offload", "perp_takeover"])]
+    for kind, population, asset, step in kinds[["kind", "population", "asset", "step"]].itertuples(
+        index=False
+    ):
+        key = (population, asset, step)
+        if kind == "perp_takeover":
+            since[key] = False
+        elif since.get(key):
+            found.append(key)
+        else:
+            since[key] = True
+    return found
+
+
 def run_and_check_conservation(scenario, seed):
     """Simulate with the invariants checked at every step and assert they held."""
     from deleverage import simulate

@@ -125,10 +125,11 @@ def test_lanes_must_share_the_clock_and_the_assets(crash_day):
         simulate_lanes([crash_day], seed=0, paths=[0, 1])
 
 
-def limited_market():
+def limited_market(visible_btc: bool = False):
     """Two days of BTC and ETH on a crypto venue whose outage a fall of BTC starts, linked
     by cross-impact, and an index with a daily band and circuit breakers on Nasdaq; a crash
-    on each, perps and stop-losses that cascade, and uncertain priors so the lanes differ."""
+    on each, perps and stop-losses that cascade, and uncertain priors so the lanes differ.
+    `visible_btc`: BTC alone has a visible book near mid (the others only the latent one)."""
     spot = {"id": "spot", "kind": "crypto", "margin_rules": "binance-like", "triggered_outages": [
         {"asset": "BTC", "move_pct": 7, "within": "1h", "duration": "30min", "repeat": True,
          "source": "test"}]}  # fmt: skip
@@ -140,6 +141,8 @@ def limited_market():
     )
     eth = {**raw["assets"][0], "id": "ETH", "price": 3_000.0, "adv_usd": 1e10}
     raw["assets"] += [eth, index]
+    if visible_btc:
+        raw["assets"][0]["liquidity"] = {"visible_depth": {"usd": 1e8, "band_pct": 1.0}}
     raw["market"] = {
         "cross_impact": [["BTC", "ETH", 0.6], ["ETH", "BTC", 0.3]],
         "price_limits": [{"asset": "SPX", "down_pct": 7.0, "reset": "session"}],
@@ -165,8 +168,11 @@ def limited_market():
     return build(raw)
 
 
-def test_lanes_keep_limits_breakers_cross_impact_and_triggered_outages_apart():
-    scenario = limited_market()
+@pytest.mark.parametrize("visible_btc", [False, True])
+def test_lanes_keep_limits_breakers_cross_impact_and_triggered_outages_apart(visible_btc):
+    """With BTC's visible book, the rounds where some lanes trade walk their rows alone
+    through both walks (the visible and the latent-only assets')."""
+    scenario = limited_market(visible_btc)
     paths = (0, 1, 2, 3)
     batch = simulate_lanes(scenario, seed=4, paths=paths, check_invariants=True)
     for result in batch:

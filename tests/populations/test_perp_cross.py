@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from tests.conftest import base_raw, build, run_and_check_conservation
+from tests.conftest import base_raw, build, offloads_without_a_takeover, run_and_check_conservation
 from typer.testing import CliRunner
 
 from deleverage.cli.main import app
@@ -152,6 +152,7 @@ def test_an_eth_crash_in_a_run_liquidates_btc_positions_and_conserves_units_and_
         events.kind == "perp_market_liquidation"
     ).any()
     assert (events.kind == "insurance_fund_offload").any()
+    assert offloads_without_a_takeover(events) == []  # one order a step, as the fund sized it
     # liquidation targets count the wallets' positions, per coin
     usd, _ = event_target(crash.scenario, crash.times, crash.events, "liquidations", asset="BTC")
     assert usd == pytest.approx(entering[entering.asset == "BTC"].notional_usd.sum(), rel=1e-12)

@@ -162,9 +162,10 @@ class _Books:
 def _execute(state: MarketState, params: MarketParams, net, reference, books: _Books, gap, rows):
     """Walk the books by the net flow; returns the average execution prices. `rows`: the
     lanes that trade (None: all). The others' books are not walked (a walk of nothing
-    leaves them where they are) and their average is their price, as such a walk gives;
-    a walk on their rows alone gives the bits of the whole (every operation is per element
-    or per row), at the cost of the few lanes whose cascade goes on."""
+    leaves them where they are) and their average is their price, reference·e^(x + v)
+    (v is 0 where an asset has no visible book), which only ever multiplies their zero
+    flow. A walk on the trading rows alone gives them the bits of the whole (every
+    operation is per element or per lane), at the cost of the few lanes still trading."""
     x, v = state.displacement, state.visible_displacement
     if rows is None:
         y, z, average = _walk(params, params.has_visible, x, v, net, reference, books, gap)

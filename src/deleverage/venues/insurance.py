@@ -75,13 +75,12 @@ def adl_match(
 
 
 def offload_allowance_left(left_usd: float, units: float, position: float, mark: float) -> float:
-    """What is left of a step's offload allowance (the fund's participation in the asset's
-    normal volume, USD) after its order of `units` fills. The order was sized at the `mark`
-    price, so it uses its size at the mark; an order the allowance capped (smaller than the
-    fund's `position`) uses it all. Counted at the fill price instead, a fill below the mark
-    would leave a remainder that sizes a next, smaller order in the next round, and so on,
-    round after round, down to orders of 1e-200 USD (a percent-of-volume algorithm sends
-    the child orders its schedule sized, not the rounding of their fills)."""
-    if abs(units) < abs(position):
+    """What is left of a step's offload allowance (USD: the fund's participation in the
+    asset's normal volume) after its order of `units` fills, `mark` being the price the
+    order was sized at: nothing if the allowance capped the order (|units| < |position|, or
+    the order's size at the mark is all that was left), else left − |units| × mark, at
+    least 0. The allowance caps the size at the mark, not the filled notional: a fill away
+    from the mark trades that much more or less USD, and uses the allowance as sized."""
+    if abs(units) < abs(position) or abs(units) * mark >= left_usd:
         return 0.0
-    return max(left_usd - abs(units) * mark, 0.0)
+    return left_usd - abs(units) * mark
