@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -164,6 +165,7 @@ class TargetPortfolio(ABC):
         self._waiting = np.zeros(n_assets, dtype=bool)  # assets with a target left (or more)
         self._orders = Orders.empty()
         self._capped = _NOT_CAPPED  # per order: worked over more steps
+        self._usd_only = bool((self.fx.quote == 0).all())  # every asset quoted in USD
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
         self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
@@ -297,34 +299,49 @@ class TargetPortfolio(ABC):
         return self._orders
 
     def apply_fills(self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog):
-        funds, assets, quantity = (
-            orders.owner[filled],
-            orders.asset[filled],
-            orders.quantity[filled],
+        funds, assets, quantity, fill_price, capped = (
+            orders.owner,
+            orders.asset,
+            orders.quantity,
+            price,
+            self._capped,
         )
-        fill_price = price[filled]
+        if not filled.all():  # blocked orders wait (most rounds fill every order)
+            funds, assets, quantity = funds[filled], assets[filled], quantity[filled]
+            fill_price, capped = fill_price[filled], capped[filled]
         self.units[funds, assets] += quantity  # one order per (fund, asset): see `mark`
         self._abs_units = None
-        quote = self.fx.quote[assets]
-        usd = quote == 0
-        np.add.at(self.cash_usd, funds[usd], -(quantity * fill_price)[usd])
-        if not usd.all():
-            local = (funds[~usd], quote[~usd] - 1)
-            np.add.at(self.cash_local, local, -(quantity * fill_price)[~usd])
-        reached = ~self._capped[filled]
+        paid = -(quantity * fill_price)
+        if self._usd_only:
+            np.add.at(self.cash_usd, funds, paid)
+        else:
+            quote = self.fx.quote[assets]
+            usd = quote == 0
+            np.add.at(self.cash_usd, funds[usd], paid[usd])
+            if not usd.all():
+                np.add.at(self.cash_local, (funds[~usd], quote[~usd] - 1), paid[~usd])
+        reached = ~capped
         self._orders = Orders.empty()
         self._pending[funds[reached], assets[reached]] = np.nan
         self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
+        if not len(assets):
+            return
+        # one event per asset, its orders in their order: a stable sort makes each asset's
+        # orders one contiguous run (the same numbers in the same order as a mask gives,
+        # so the same sums)
+        by_asset = np.argsort(assets, kind="stable")
+        assets, quantity, fill_price = assets[by_asset], quantity[by_asset], fill_price[by_asset]
+        runs = [0, *(np.flatnonzero(np.diff(assets)) + 1).tolist(), len(assets)]
         usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
-        for a in sorted(set(assets.tolist())):
-            mine = assets == a
-            q = float(quantity[mine].sum())
-            p = float(fill_price[mine][0])
+        for start, end in pairwise(runs):
+            a = assets[start]
+            q = float(quantity[start:end].sum())
+            p = float(fill_price[start])
             log.add(
                 self.trade_event,
                 population=self.name,
                 asset=self.asset_ids[a],
-                count=np.count_nonzero(mine),
+                count=end - start,
                 quantity=q,
                 notional_usd=abs(q) * p * usd_per_quote[a],
                 price=p,
