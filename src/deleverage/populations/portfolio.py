@@ -89,11 +89,14 @@ def orders_toward(
     which of them are capped (worked further: `volume_cap_usd`, (K, A) USD a
     step; None: never). One pass for all lanes: every operation is per element, and each sum
     over funds adds a lane's own rows in their order, as one lane alone."""
+    lanes = len(pending)
     wanted = is_open[:, None, :] & ~np.isnan(pending)
+    if not wanted.any():
+        return [None] * lanes
     trade = np.where(wanted, pending - units, 0.0)
     pending[wanted & (trade == 0.0)] = np.nan  # already there
-    lanes = len(trade)
-    trading = trade.reshape(lanes, -1).any(axis=1)
+    any_wanted = wanted.reshape(lanes, -1).any(axis=1).tolist()
+    trading = trade.reshape(lanes, -1).any(axis=1).tolist()
     if volume_cap_usd is None:
         capped = None
     else:  # at most the participation rate of normal volume (pro rata over funds)
@@ -102,18 +105,19 @@ def orders_toward(
         scale = np.divide(volume_cap_usd, gross, out=np.ones_like(gross), where=over)
         capped = (scale < 1.0)[:, None, :] & (trade != 0.0)
         trade = np.where(capped, trade * scale[:, None, :], trade)
-    lane, funds, assets = np.nonzero(trade)
+    lane, funds, assets = np.nonzero(trade)  # lane by lane, each in (fund, asset) order
     quantity = trade[lane, funds, assets]
     capped = np.zeros(len(lane), dtype=bool) if capped is None else capped[lane, funds, assets]
-    bounds = np.searchsorted(lane, np.arange(lanes + 1)).tolist()
     sent: list = []
-    for k, any_wanted, any_trade in zip(
-        range(lanes), wanted.reshape(lanes, -1).any(axis=1).tolist(), trading.tolist(), strict=True
+    start = 0
+    for wanted_here, trading_here, count in zip(
+        any_wanted, trading, np.bincount(lane, minlength=lanes).tolist(), strict=True
     ):
-        if not any_trade:
-            sent.append(_REACHED if any_wanted else None)
+        if not trading_here:  # no orders (count is 0)
+            sent.append(_REACHED if wanted_here else None)
             continue
-        at = slice(bounds[k], bounds[k + 1])
+        at = slice(start, start + count)
+        start += count
         sent.append((Orders(assets[at], quantity[at], funds[at]), capped[at]))
     return sent
 
@@ -331,7 +335,9 @@ class TargetPortfolio(ABC):
         # so the same sums)
         by_asset = np.argsort(assets, kind="stable")
         assets, quantity, fill_price = assets[by_asset], quantity[by_asset], fill_price[by_asset]
-        runs = [0, *(np.flatnonzero(np.diff(assets)) + 1).tolist(), len(assets)]
+        runs = [0, len(assets)]  # one asset
+        if assets[0] != assets[-1]:
+            runs[1:1] = (np.flatnonzero(assets[1:] != assets[:-1]) + 1).tolist()
         usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
         for start, end in pairwise(runs):
             a = assets[start]
@@ -424,6 +430,8 @@ class TargetPortfolioLanes:
     def _clear(self, rows: np.ndarray) -> None:
         """No orders for lanes `rows` until their mark sets some (those of the earlier
         round are filled or void): only lanes that may have some (`sent`) are touched."""
+        if not self.sent.any():
+            return
         for j in rows[self.sent[rows]]:
             lane = self.lanes[j]
             lane._orders, lane._capped = Orders.empty(), _NOT_CAPPED
