@@ -92,12 +92,11 @@ class EtfFlowLanes(TargetPortfolioLanes):
         own = stack_rows(populations, ("lagged_log_price", "trailing"))
         self.lagged, self.trailing = own["lagged_log_price"], own["trailing"][:, 0]
 
-    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
-        at = rows[first]
-        log_price = np.log(view.price[first, self.asset])
+    def observe(self, view: MarketView, at) -> None:
+        log_price = np.log(view.price[:, self.asset])
         slot = view.step % self.lagged.shape[1]
         self.trailing[at] = log_price - self.lagged[at, slot]
         self.lagged[at, slot] = log_price
 
-    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
-        return due & view.is_open[:, self.asset] & self.creating[rows, view.step], None
+    def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
+        return due & view.is_open[:, self.asset] & self.creating[lanes, view.step], None

@@ -71,6 +71,7 @@ def ewma_end(initial: float, values: np.ndarray, open_steps: np.ndarray, decay: 
 
 
 _NOT_CAPPED = np.zeros(0, dtype=bool)
+_EVERY = slice(None)  # a slot's arrays at every lane (a view, not a copy)
 _REACHED = "reached"  # `orders_toward`: a lane's pending targets on open venues are held
 
 
@@ -400,42 +401,49 @@ class TargetPortfolioLanes:
 
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
         step = view.step
-        first = self.marked[rows] != step
+        # the slot's arrays at `rows`: all of them as they are (no copy) when every lane is
+        # active, as in the first round of a step
+        lanes = _EVERY if len(rows) == len(self.lanes) else rows
+        first = self.marked[lanes] != step
         starts = first.any()  # in the engine, every lane's first round of the step
-        self._clear(rows)
+        self._clear(rows, lanes)
         if len(rows) == 1 and (starts or not self.quiet_later):  # its own mark, on its rows
             self.lanes[rows[0]].mark(view.row(0), logs[0])
             self.sent[rows] = True
             return
-        self.mark_price[rows] = view.price
+        self.mark_price[lanes] = view.price
         if not starts and self.quiet_later:
             return  # a later round takes the prices and nothing else
+        enabled = self.enabled[lanes]
         due = np.zeros(len(rows), dtype=bool)
         if starts:  # `TargetPortfolio._due` of each lane
             self.marked[rows[first]] = step
-            due = first & self.enabled[rows]
-            due &= step - self.rebalanced[rows] >= self.rebalance_steps[rows]
+            due = first & enabled
+            due &= step - self.rebalanced[lanes] >= self.rebalance_steps[lanes]
             self.rebalanced[rows[due]] = step
-            self.observe(view, rows, first)
-        need, screen = self.screen(view, rows, due)
-        need = need & self.enabled[rows]
+            if first.all():
+                self.observe(view, lanes)
+            else:
+                self.observe(view.row(np.flatnonzero(first)), rows[first])
+        need, screen = self.screen(view, lanes, due)
+        need = need & enabled
         for n in np.flatnonzero(need):
             row = None if screen is None else tuple(x[n] for x in screen)
             self.lanes[rows[n]]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
         self.sent[rows[need]] = True
         if starts:  # the others' pending targets are sent where a venue of them is open
-            waiting = (view.is_open & self.waiting[rows]).any(axis=1)
-            self._send(view, rows, first & ~need & self.enabled[rows] & waiting)
+            waiting = (view.is_open & self.waiting[lanes]).any(axis=1)
+            self._send(view, rows, first & ~need & enabled & waiting)
 
-    def _clear(self, rows: np.ndarray) -> None:
+    def _clear(self, rows: np.ndarray, lanes) -> None:
         """No orders for lanes `rows` until their mark sets some (those of the earlier
         round are filled or void): only lanes that may have some (`sent`) are touched."""
         if not self.sent.any():
             return
-        for j in rows[self.sent[rows]]:
+        for j in rows[self.sent[lanes]]:
             lane = self.lanes[j]
             lane._orders, lane._capped = Orders.empty(), _NOT_CAPPED
-        self.sent[rows] = False
+        self.sent[lanes] = False
 
     def _send(self, view: MarketView, rows: np.ndarray, send: np.ndarray) -> None:
         """`TargetPortfolio._send` of the lanes `rows[send]`, in one pass."""
@@ -454,26 +462,27 @@ class TargetPortfolioLanes:
                 lane._orders, lane._capped = lane_sent
                 self.sent[j] = True
 
-    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
-        """`TargetPortfolio.observe` of the lanes `rows[first]` (their first round)."""
+    def observe(self, view: MarketView, at) -> None:
+        """`TargetPortfolio.observe` of the lanes `at` (indices, or `_EVERY`), in their
+        first round; `view`: their rows."""
         if not self.reads_vol:
             return
-        at = rows[first]
         price, last, decay, variance = (
-            view.price[first],
+            view.price,
             self.last_price[at],
             self.vol_decay[at],
             self.variance[at],
         )
-        moved = view.is_open[first] & (price != last)
+        moved = view.is_open & (price != last)
         r2 = np.log(price / last) ** 2 * self.steps_per_day[at]
         updated = decay * variance + (1 - decay) * r2
         self.variance[at] = np.where(moved, updated, variance)
         self.last_price[at] = price
 
-    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
-        """Which lanes may get a new target this round (a subclass narrows this and may
-        give each lane its row of what it computed for all: `target_units`' `screen`)."""
+    def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
+        """Which of the lanes `lanes` (indices, or `_EVERY`; `view`: their rows) may get
+        a new target this round (a subclass narrows this and may give each lane its row
+        of what it computed for all: `target_units`' `screen`)."""
         return due, None
 
     def gross_leverage_lanes(self, price: np.ndarray) -> np.ndarray:

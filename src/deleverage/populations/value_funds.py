@@ -133,14 +133,14 @@ class ValueFundLanes(TargetPortfolioLanes):
         self.max_leverage = np.array([[p.max_leverage] for p in populations])
         self.forced_sales = np.array([[p.forced_sales] for p in populations])
 
-    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
-        held, unit = self.units[rows, :, self.asset], view.unit_usd[:, self.asset, None]
+    def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
+        held, unit = self.units[lanes, :, self.asset], view.unit_usd[:, self.asset, None]
         other = view.price[:, self.pairs] ** self.powers
-        local = (self.cash_local[rows] @ other[:, :, None])[..., 0]  # one product per lane
-        wealth = self.cash_usd[rows] + local + held * unit
-        active, forced_sales = self.active[rows], self.forced_sales[rows]
-        defaulting = active & (wealth <= self.default_equity[rows]) & forced_sales
-        cap = self.max_leverage[rows] * np.maximum(wealth, 0.0) / unit
+        local = (self.cash_local[lanes] @ other[:, :, None])[..., 0]  # one product per lane
+        wealth = self.cash_usd[lanes] + local + held * unit
+        active, forced_sales = self.active[lanes], self.forced_sales[lanes]
+        defaulting = active & (wealth <= self.default_equity[lanes]) & forced_sales
+        cap = self.max_leverage[lanes] * np.maximum(wealth, 0.0) / unit
         forced = (held > cap * (1 + 1e-9)) & active & ~defaulting
         need = due | defaulting.any(axis=1) | (forced_sales[:, 0] & forced.any(axis=1))
         return need, (wealth, defaulting, cap, forced)
