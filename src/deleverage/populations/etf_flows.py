@@ -82,13 +82,14 @@ class EtfFlowPopulation(TargetPortfolio):
 
 class EtfFlowLanes(TargetPortfolioLanes):
     """ETF holders of several lanes as one slot: the step's trailing return sampled for
-    all lanes at once; a lane sends orders only on the first round of a step its creation
-    venue is open (or with a creation still pending)."""
+    all lanes at once, and the creations of every lane on the first round of a step its
+    creation venue is open (or with a creation still pending) set and sent at once."""
 
     def __init__(self, populations: list[EtfFlowPopulation]):
         super().__init__(populations)
         self.asset = populations[0].asset
         self.creating = np.stack([p.creating for p in populations])  # read only
+        self.share_per_step = np.array([p.share_per_step for p in populations])
         own = stack_rows(populations, ("lagged_log_price", "trailing"))
         self.lagged, self.trailing = own["lagged_log_price"], own["trailing"][:, 0]
 
@@ -100,3 +101,10 @@ class EtfFlowLanes(TargetPortfolioLanes):
 
     def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
         return due & view.is_open[:, self.asset] & self.creating[lanes, view.step], None
+
+    def targets(self, view: MarketView, rows: np.ndarray, need, due, screen):
+        """Every creating lane's `EtfFlowPopulation.target_units` (the screen is its test)."""
+        at = rows[need]
+        target = self.units[at]  # a copy
+        target[:, 0, self.asset] *= np.exp(self.share_per_step[at] * self.trailing[at])
+        return need, target

@@ -427,6 +427,8 @@ class TargetPortfolioLanes:
                 self.observe(view.row(np.flatnonzero(first)), rows[first])
         need, screen = self.screen(view, lanes, due)
         need = need & enabled
+        if starts and need.any():  # targets the slot sets itself, for all lanes at once
+            need = need & ~self._set_targets(view, rows, need, due, screen)
         for n in np.flatnonzero(need):
             row = None if screen is None else tuple(x[n] for x in screen)
             self.lanes[rows[n]]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
@@ -434,6 +436,27 @@ class TargetPortfolioLanes:
         if starts:  # the others' pending targets are sent where a venue of them is open
             waiting = (view.is_open & self.waiting[lanes]).any(axis=1)
             self._send(view, rows, first & ~need & enabled & waiting)
+
+    def _set_targets(self, view: MarketView, rows: np.ndarray, need, due, screen) -> np.ndarray:
+        """`TargetPortfolio._decide`'s new targets, up to the orders, of the lanes whose
+        targets `targets` computes (their orders go with the other lanes' in `_send`).
+        Returns which lanes it set."""
+        computed = self.targets(view, rows, need, due, screen)
+        if computed is None:
+            return np.zeros(len(rows), dtype=bool)
+        which, target = computed
+        at = rows[which]
+        target[target == self.units[at]] = np.nan  # already there, whatever the venue
+        self.pending[at] = target
+        self.waiting[at] = ~np.isnan(target).all(axis=1)
+        return which
+
+    def targets(self, view: MarketView, rows: np.ndarray, need, due, screen):
+        """In a step's first round, the new targets (k, F, A) the slot computes for the
+        lanes `rows[which]` among those its screen flags (`need`; `due`: a scheduled
+        rebalance, `screen`: what the screen computed), as each lane's own `target_units`
+        would, and `which`; None: none (each lane's own `_decide`)."""
+        return None
 
     def _clear(self, rows: np.ndarray, lanes) -> None:
         """No orders for lanes `rows` until their mark sets some (those of the earlier
