@@ -387,7 +387,8 @@ class TargetPortfolioLanes:
         self.cash_local = own["cash_local"]
         self.marked, self.rebalanced = own["_marked"][:, 0], own["_rebalanced"][:, 0]
         self.rebalance_steps = np.array([p.rebalance_steps for p in populations])
-        self.sent = np.zeros(len(populations), dtype=bool)  # lanes whose orders may be set
+        self.sent: set[int] = set()  # lanes whose orders may be set
+        self.all_marked = -1  # a step in whose first round every lane was marked
         first = populations[0]
         self.fx, self.pairs, self.powers = first.fx, first._other_pairs, first._other_powers
         self.worked = first.worked
@@ -404,18 +405,25 @@ class TargetPortfolioLanes:
         # the slot's arrays at `rows`: all of them as they are (no copy) when every lane is
         # active, as in the first round of a step
         lanes = _EVERY if len(rows) == len(self.lanes) else rows
-        first = self.marked[lanes] != step
-        starts = first.any()  # in the engine, every lane's first round of the step
+        if step == self.all_marked:  # a later round of the step, for every lane
+            first, starts = None, False
+        else:
+            first = self.marked[lanes] != step
+            starts = first.any()  # in the engine, every lane's first round of the step
+            if lanes is _EVERY and first.all():
+                self.all_marked = step
         self._clear(rows, lanes)
         if len(rows) == 1 and (starts or not self.quiet_later):  # its own mark, on its rows
             self.lanes[rows[0]].mark(view.row(0), logs[0])
-            self.sent[rows] = True
+            self.sent.add(int(rows[0]))
             return
         self.mark_price[lanes] = view.price
         if not starts and self.quiet_later:
             return  # a later round takes the prices and nothing else
         enabled = self.enabled[lanes]
         due = np.zeros(len(rows), dtype=bool)
+        if first is None:
+            first = due  # no lane's first round (read only)
         if starts:  # `TargetPortfolio._due` of each lane
             self.marked[rows[first]] = step
             due = first & enabled
@@ -432,7 +440,7 @@ class TargetPortfolioLanes:
         for n in np.flatnonzero(need):
             row = None if screen is None else tuple(x[n] for x in screen)
             self.lanes[rows[n]]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
-        self.sent[rows[need]] = True
+        self.sent.update(rows[need].tolist())
         if starts:  # the others' pending targets are sent where a venue of them is open
             waiting = (view.is_open & self.waiting[lanes]).any(axis=1)
             self._send(view, rows, first & ~need & enabled & waiting)
@@ -461,12 +469,13 @@ class TargetPortfolioLanes:
     def _clear(self, rows: np.ndarray, lanes) -> None:
         """No orders for lanes `rows` until their mark sets some (those of the earlier
         round are filled or void): only lanes that may have some (`sent`) are touched."""
-        if not self.sent.any():
+        if not self.sent:
             return
-        for j in rows[self.sent[lanes]]:
+        clear = self.sent if lanes is _EVERY else self.sent.intersection(rows.tolist())
+        for j in clear:
             lane = self.lanes[j]
             lane._orders, lane._capped = Orders.empty(), _NOT_CAPPED
-        self.sent[lanes] = False
+        self.sent = self.sent - clear
 
     def _send(self, view: MarketView, rows: np.ndarray, send: np.ndarray) -> None:
         """`TargetPortfolio._send` of the lanes `rows[send]`, in one pass."""
@@ -483,7 +492,7 @@ class TargetPortfolioLanes:
             elif lane_sent is not None:
                 lane = self.lanes[j]
                 lane._orders, lane._capped = lane_sent
-                self.sent[j] = True
+                self.sent.add(j)
 
     def observe(self, view: MarketView, at) -> None:
         """`TargetPortfolio.observe` of the lanes `at` (indices, or `_EVERY`), in their
