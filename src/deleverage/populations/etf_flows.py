@@ -38,7 +38,9 @@ class EtfFlowPopulation(TargetPortfolio):
         self.creating = build_calendar(ctx.scenario).open[venues[venue_id]]  # (T,) bool
         hours = ctx.scenario.venues[venues[venue_id]].session.hours_per_day
         self.share_per_step = spec.sensitivity * ctx.step_hours / hours
-        self.trailing = 0.0  # log return over the lookback, updated once a step
+        # log return over the lookback, updated once a step (one element: a slot holds
+        # every lane's in one array)
+        self.trailing = np.zeros(1)
 
     @classmethod
     def slot(cls, populations: list[EtfFlowPopulation]) -> EtfFlowLanes | None:
@@ -65,7 +67,7 @@ class EtfFlowPopulation(TargetPortfolio):
         super().observe(view)
         log_price = np.log(view.price[self.asset])
         slot = view.step % len(self.lagged_log_price)
-        self.trailing = log_price - self.lagged_log_price[slot]
+        self.trailing[0] = log_price - self.lagged_log_price[slot]
         self.lagged_log_price[slot] = log_price
 
     def target_units(
@@ -74,29 +76,35 @@ class EtfFlowPopulation(TargetPortfolio):
         if not rebalance or not (view.is_open[self.asset] and self.creating[view.step]):
             return None
         target = self.units.copy()
-        target[0, self.asset] *= np.exp(self.share_per_step * self.trailing)
+        target[0, self.asset] *= np.exp(self.share_per_step * self.trailing[0])
         return target
 
 
 class EtfFlowLanes(TargetPortfolioLanes):
     """ETF holders of several lanes as one slot: the step's trailing return sampled for
-    all lanes at once; a lane sends orders only on the first round of a step its creation
-    venue is open (or with a creation still pending)."""
+    all lanes at once, and the creations of every lane on the first round of a step its
+    creation venue is open (or with a creation still pending) set and sent at once."""
 
     def __init__(self, populations: list[EtfFlowPopulation]):
         super().__init__(populations)
         self.asset = populations[0].asset
         self.creating = np.stack([p.creating for p in populations])  # read only
-        self.lagged = stack_rows(populations, ("lagged_log_price",))["lagged_log_price"]
+        self.share_per_step = np.array([p.share_per_step for p in populations])
+        own = stack_rows(populations, ("lagged_log_price", "trailing"))
+        self.lagged, self.trailing = own["lagged_log_price"], own["trailing"][:, 0]
 
-    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
-        at = rows[first]
-        log_price = np.log(view.price[first, self.asset])
+    def observe(self, view: MarketView, at) -> None:
+        log_price = np.log(view.price[:, self.asset])
         slot = view.step % self.lagged.shape[1]
-        trailing = log_price - self.lagged[at, slot]
+        self.trailing[at] = log_price - self.lagged[at, slot]
         self.lagged[at, slot] = log_price
-        for j, value in zip(at, trailing, strict=True):
-            self.lanes[j].trailing = value
 
-    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
-        return due & view.is_open[:, self.asset] & self.creating[rows, view.step], None
+    def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
+        return due & view.is_open[:, self.asset] & self.creating[lanes, view.step], None
+
+    def targets(self, view: MarketView, rows: np.ndarray, need, due, screen):
+        """Every creating lane's `EtfFlowPopulation.target_units` (the screen is its test)."""
+        at = rows[need]
+        target = self.units[at]  # a copy
+        target[:, 0, self.asset] *= np.exp(self.share_per_step[at] * self.trailing[at])
+        return need, target

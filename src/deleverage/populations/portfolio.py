@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -70,12 +71,62 @@ def ewma_end(initial: float, values: np.ndarray, open_steps: np.ndarray, decay: 
 
 
 _NOT_CAPPED = np.zeros(0, dtype=bool)
+_EVERY = slice(None)  # a slot's arrays at every lane (a view, not a copy)
+_REACHED = "reached"  # `orders_toward`: a lane's pending targets on open venues are held
+
+
+def orders_toward(
+    pending: np.ndarray,
+    units: np.ndarray,
+    is_open: np.ndarray,
+    unit_usd: np.ndarray,
+    volume_cap_usd: np.ndarray | None,
+) -> list:
+    """Each of K lanes' orders toward its pending target units (`pending`, NaN where
+    reached) on open venues: arrays (K, F, A) of targets and units, (K, A) of open assets
+    and unit values. Per lane: None if nothing is pending on an open venue; `_REACHED` if
+    all of that is already held (marked reached in `pending`, in place, as is any asset
+    already at its target); else its orders, one per (fund, asset) in that order, and
+    which of them are capped (worked further: `volume_cap_usd`, (K, A) USD a
+    step; None: never). One pass for all lanes: every operation is per element, and each sum
+    over funds adds a lane's own rows in their order, as one lane alone."""
+    lanes = len(pending)
+    wanted = is_open[:, None, :] & ~np.isnan(pending)
+    if not wanted.any():
+        return [None] * lanes
+    trade = np.where(wanted, pending - units, 0.0)
+    pending[wanted & (trade == 0.0)] = np.nan  # already there
+    any_wanted = wanted.reshape(lanes, -1).any(axis=1).tolist()
+    trading = trade.reshape(lanes, -1).any(axis=1).tolist()
+    if volume_cap_usd is None:
+        capped = None
+    else:  # at most the participation rate of normal volume (pro rata over funds)
+        gross = np.abs(trade).sum(axis=1) * unit_usd
+        over = gross > volume_cap_usd  # the cap ÷ gross there, 1 elsewhere
+        scale = np.divide(volume_cap_usd, gross, out=np.ones_like(gross), where=over)
+        capped = (scale < 1.0)[:, None, :] & (trade != 0.0)
+        trade = np.where(capped, trade * scale[:, None, :], trade)
+    lane, funds, assets = np.nonzero(trade)  # lane by lane, each in (fund, asset) order
+    quantity = trade[lane, funds, assets]
+    capped = np.zeros(len(lane), dtype=bool) if capped is None else capped[lane, funds, assets]
+    sent: list = []
+    start = 0
+    for wanted_here, trading_here, count in zip(
+        any_wanted, trading, np.bincount(lane, minlength=lanes).tolist(), strict=True
+    ):
+        if not trading_here:  # no orders (count is 0)
+            sent.append(_REACHED if wanted_here else None)
+            continue
+        at = slice(start, start + count)
+        start += count
+        sent.append((Orders(assets[at], quantity[at], funds[at]), capped[at]))
+    return sent
 
 
 class TargetPortfolio(ABC):
     kind = "target_portfolio"
     trade_event = "rebalance"
-    worked = False  # rebalances worked as a percent-of-volume order (see `_work`)
+    worked = False  # rebalances worked as a percent-of-volume order (`orders_toward`)
     reads_vol = False  # the rule reads `realized_vol`: it is updated every step
 
     def __init__(
@@ -111,13 +162,15 @@ class TargetPortfolio(ABC):
         hours = rebalance_every.total_seconds() / 3600 if rebalance_every else ctx.step_hours
         self.rebalance_steps = max(1, round(hours / ctx.step_hours))
         self._last_price = ctx.price0.copy()
-        self._step = -1
-        self._last_rebalance = -self.rebalance_steps
-        self._pending: np.ndarray | None = None  # target units, NaN where reached
+        # the step of the last mark and of the last rebalance: one-element arrays, so that a
+        # slot holds every lane's in one array (`TargetPortfolioLanes`)
+        self._marked = np.array([-1])
+        self._rebalanced = np.array([-self.rebalance_steps])
+        self._pending = np.full((n_funds, n_assets), np.nan)  # target units, NaN: reached
         self._waiting = np.zeros(n_assets, dtype=bool)  # assets with a target left (or more)
         self._orders = Orders.empty()
         self._capped = _NOT_CAPPED  # per order: worked over more steps
-        self._never_capped = np.zeros((n_funds, n_assets), dtype=bool)  # read only
+        self._usd_only = bool((self.fx.quote == 0).all())  # every asset quoted in USD
         # percent-of-volume execution: units a step is ADV·rate/steps a day ÷ unit value
         adv = np.array([a.adv_usd for a in ctx.scenario.assets])
         self._volume_cap_usd = ctx.scenario.market.participation_rate * adv / ctx.steps_per_day
@@ -199,9 +252,9 @@ class TargetPortfolio(ABC):
         self._last_price[:] = view.price
 
     def mark(self, view: MarketView, log: EventLog) -> None:
-        first_round = view.step != self._step
+        first_round = view.step != self._marked[0]
         if first_round:
-            self._step = view.step
+            self._marked[0] = view.step
             self.observe(view)
         self._mark_price[:] = view.price
         self._orders, self._capped = Orders.empty(), _NOT_CAPPED
@@ -211,9 +264,9 @@ class TargetPortfolio(ABC):
     def _due(self, step: int, first_round: bool) -> bool:
         """Whether a scheduled rebalance falls on this round (the first of a step), and
         if so, that it is taken."""
-        due = first_round and step - self._last_rebalance >= self.rebalance_steps
+        due = first_round and step - self._rebalanced[0] >= self.rebalance_steps
         if due:
-            self._last_rebalance = step
+            self._rebalanced[0] = step
         return due
 
     def _decide(
@@ -225,72 +278,77 @@ class TargetPortfolio(ABC):
         target = self.target_units(view, due, log, screen)
         if target is not None:
             target[target == self.units] = np.nan  # already there, whatever the venue
-            self._pending = target
+            self._pending[:] = target
             self._waiting[:] = ~np.isnan(target).all(axis=0)
         elif not first_round:
             return  # what was pending on open venues traded in an earlier round of this step
-        if self._pending is None:
+        self._send(view)
+
+    def _send(self, view: MarketView) -> None:
+        """Orders toward what is pending on open venues (`orders_toward`, for this lane)."""
+        (sent,) = orders_toward(
+            self._pending[None],
+            self.units[None],
+            view.is_open[None],
+            view.unit_usd[None],
+            self._volume_cap_usd[None] if self.worked else None,
+        )
+        if sent is None:
             return
-        wanted = view.is_open & ~np.isnan(self._pending)
-        if not wanted.any():  # what is left waits for its venue
-            return
-        trade = np.where(wanted, self._pending - self.units, 0.0)
-        self._pending[wanted & (trade == 0.0)] = np.nan  # already there
-        if not trade.any():  # venues closed or targets reached: no order
+        if sent is _REACHED:  # venues closed or targets reached: no order
             self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
             return
-        trade, capped = self._work(trade, view)
-        funds, assets = np.nonzero(trade)
-        self._orders = Orders(assets, trade[funds, assets], funds)
-        self._capped = capped[funds, assets]
-
-    def _work(self, trade: np.ndarray, view: MarketView) -> tuple[np.ndarray, np.ndarray]:
-        """Populations that `work` their rebalances trade at most the participation rate of
-        each asset's normal volume a step (pro rata over funds). Returns the trades of this
-        step and where a remainder is left for later steps."""
-        if not self.worked:
-            return trade, self._never_capped
-        gross = np.abs(trade).sum(axis=0) * view.unit_usd
-        over = gross > self._volume_cap_usd  # the cap ÷ gross there, 1 elsewhere
-        scale = np.divide(self._volume_cap_usd, gross, out=np.ones_like(gross), where=over)
-        capped = (scale < 1.0)[None, :] & (trade != 0.0)
-        return np.where(capped, trade * scale, trade), capped
+        self._orders, self._capped = sent
 
     def orders(self) -> Orders:
         return self._orders
 
     def apply_fills(self, orders: Orders, filled: np.ndarray, price: np.ndarray, log: EventLog):
-        funds, assets, quantity = (
-            orders.owner[filled],
-            orders.asset[filled],
-            orders.quantity[filled],
+        funds, assets, quantity, fill_price, capped = (
+            orders.owner,
+            orders.asset,
+            orders.quantity,
+            price,
+            self._capped,
         )
-        fill_price = price[filled]
+        if not filled.all():  # blocked orders wait (most rounds fill every order)
+            funds, assets, quantity = funds[filled], assets[filled], quantity[filled]
+            fill_price, capped = fill_price[filled], capped[filled]
         self.units[funds, assets] += quantity  # one order per (fund, asset): see `mark`
         self._abs_units = None
-        quote = self.fx.quote[assets]
-        usd = quote == 0
-        np.add.at(self.cash_usd, funds[usd], -(quantity * fill_price)[usd])
-        if not usd.all():
-            local = (funds[~usd], quote[~usd] - 1)
-            np.add.at(self.cash_local, local, -(quantity * fill_price)[~usd])
-        reached = ~self._capped[filled]
+        paid = -(quantity * fill_price)
+        if self._usd_only:
+            np.add.at(self.cash_usd, funds, paid)
+        else:
+            quote = self.fx.quote[assets]
+            usd = quote == 0
+            np.add.at(self.cash_usd, funds[usd], paid[usd])
+            if not usd.all():
+                np.add.at(self.cash_local, (funds[~usd], quote[~usd] - 1), paid[~usd])
+        reached = ~capped
         self._orders = Orders.empty()
-        if self._pending is not None:
-            self._pending[funds[reached], assets[reached]] = np.nan
-            self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
-            if not self._waiting.any():
-                self._pending = None
+        self._pending[funds[reached], assets[reached]] = np.nan
+        self._waiting[:] = ~np.isnan(self._pending).all(axis=0)
+        if not len(assets):
+            return
+        # one event per asset, its orders in their order: a stable sort makes each asset's
+        # orders one contiguous run (the same numbers in the same order as a mask gives,
+        # so the same sums)
+        by_asset = np.argsort(assets, kind="stable")
+        assets, quantity, fill_price = assets[by_asset], quantity[by_asset], fill_price[by_asset]
+        runs = [0, len(assets)]  # one asset
+        if assets[0] != assets[-1]:
+            runs[1:1] = (np.flatnonzero(assets[1:] != assets[:-1]) + 1).tolist()
         usd_per_quote = self.fx.usd_per(self._mark_price)[self.fx.quote]
-        for a in sorted(set(assets.tolist())):
-            mine = assets == a
-            q = float(quantity[mine].sum())
-            p = float(fill_price[mine][0])
+        for start, end in pairwise(runs):
+            a = assets[start]
+            q = float(quantity[start:end].sum())
+            p = float(fill_price[start])
             log.add(
                 self.trade_event,
                 population=self.name,
                 asset=self.asset_ids[a],
-                count=np.count_nonzero(mine),
+                count=end - start,
                 quantity=q,
                 notional_usd=abs(q) * p * usd_per_quote[a],
                 price=p,
@@ -309,25 +367,32 @@ class TargetPortfolio(ABC):
 
 class TargetPortfolioLanes:
     """Target-portfolio funds of several lanes as one slot (`populations.lanes`): the
-    round's prices and the step's volatility sample of every active lane in one pass, then
-    each lane's own `_decide` where the screen finds a target to set or orders to send.
-    Arrays (L, A) and (L, F, A); each lane's population works on its row. A subclass with
-    work every round (value funds' caps) does it for all lanes in its `screen`. The gross
-    leverage the engine records after each step is one computation for every lane
-    (`gross_leverage_lanes`)."""
+    round's prices, the step's volatility sample and the scheduled rebalances of every
+    active lane in one pass; each lane's own `_decide` where the screen finds a target to
+    set, and the orders toward what is pending of every other lane in one pass
+    (`orders_toward`). Arrays (L, A) and (L, F, A); each lane's population works on its
+    row. A subclass with work every round (value funds' caps) does it for all lanes in
+    its `screen`. The gross leverage the engine records after each step is one
+    computation for every lane (`gross_leverage_lanes`)."""
 
     quiet_later = True  # a later round of a step (not its first) only takes the prices
 
     def __init__(self, populations: list[TargetPortfolio]):
         self.lanes = populations
         self.enabled = np.array([p.enabled for p in populations])
-        names = ("_mark_price", "_waiting", "units", "cash_usd", "cash_local")
-        own = stack_rows(populations, names)
+        names = ("_mark_price", "_waiting", "_pending", "units", "cash_usd", "cash_local")
+        own = stack_rows(populations, (*names, "_marked", "_rebalanced"))
         self.mark_price, self.waiting = own["_mark_price"], own["_waiting"]
-        self.units, self.cash_usd = own["units"], own["cash_usd"]
+        self.pending, self.units, self.cash_usd = own["_pending"], own["units"], own["cash_usd"]
         self.cash_local = own["cash_local"]
+        self.marked, self.rebalanced = own["_marked"][:, 0], own["_rebalanced"][:, 0]
+        self.rebalance_steps = np.array([p.rebalance_steps for p in populations])
+        self.sent: set[int] = set()  # lanes whose orders may be set
+        self.all_marked = -1  # a step in whose first round every lane was marked
         first = populations[0]
         self.fx, self.pairs, self.powers = first.fx, first._other_pairs, first._other_powers
+        self.worked = first.worked
+        self.volume_cap_usd = np.stack([p._volume_cap_usd for p in populations])  # (L, A)
         self.reads_vol = populations[0].reads_vol
         if self.reads_vol:
             own = stack_rows(populations, ("variance", "_last_price"))
@@ -336,52 +401,120 @@ class TargetPortfolioLanes:
             self.steps_per_day = np.stack([p._steps_per_day for p in populations])
 
     def mark_lanes(self, view: MarketView, rows: np.ndarray, logs) -> None:
-        step, lanes = view.step, [self.lanes[j] for j in rows]
-        first = [p._step != step for p in lanes]
-        starts = any(first)  # in the engine, every lane's first round of the step
+        step = view.step
+        # the slot's arrays at `rows`: all of them as they are (no copy) when every lane is
+        # active, as in the first round of a step
+        lanes = _EVERY if len(rows) == len(self.lanes) else rows
+        if step == self.all_marked:  # a later round of the step, for every lane
+            first, starts = None, False
+        else:
+            first = self.marked[lanes] != step
+            starts = first.any()  # in the engine, every lane's first round of the step
+            if lanes is _EVERY and first.all():
+                self.all_marked = step
+        self._clear(rows, lanes)
         if len(rows) == 1 and (starts or not self.quiet_later):  # its own mark, on its rows
-            lanes[0].mark(view.row(0), logs[0])
+            self.lanes[rows[0]].mark(view.row(0), logs[0])
+            self.sent.add(int(rows[0]))
             return
-        self.mark_price[rows] = view.price
-        for p in lanes:
-            p._orders, p._capped = Orders.empty(), _NOT_CAPPED
+        self.mark_price[lanes] = view.price
         if not starts and self.quiet_later:
             return  # a later round takes the prices and nothing else
-        first = np.array(first)
-        due = np.zeros(len(lanes), dtype=bool)
-        if starts:
-            for n in np.flatnonzero(first):
-                p = lanes[n]
-                p._step = step
-                due[n] = p.enabled and p._due(step, True)
-            self.observe(view, rows, first)
-        need, screen = self.screen(view, rows, due)
-        if starts:  # what is pending is sent where a venue of it is open
-            need = need | first & (view.is_open & self.waiting[rows]).any(axis=1)
-        for n in np.flatnonzero(need & self.enabled[rows]):
+        enabled = self.enabled[lanes]
+        due = np.zeros(len(rows), dtype=bool)
+        if first is None:
+            first = due  # no lane's first round (read only)
+        if starts:  # `TargetPortfolio._due` of each lane
+            self.marked[rows[first]] = step
+            due = first & enabled
+            due &= step - self.rebalanced[lanes] >= self.rebalance_steps[lanes]
+            self.rebalanced[rows[due]] = step
+            if first.all():
+                self.observe(view, lanes)
+            else:
+                self.observe(view.row(np.flatnonzero(first)), rows[first])
+        need, screen = self.screen(view, lanes, due)
+        need = need & enabled
+        if starts and need.any():  # targets the slot sets itself, for all lanes at once
+            need = need & ~self._set_targets(view, rows, need, due, screen)
+        for n in np.flatnonzero(need):
             row = None if screen is None else tuple(x[n] for x in screen)
-            lanes[n]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
+            self.lanes[rows[n]]._decide(view.row(n), bool(first[n]), bool(due[n]), logs[n], row)
+        self.sent.update(rows[need].tolist())
+        if starts:  # the others' pending targets are sent where a venue of them is open
+            waiting = (view.is_open & self.waiting[lanes]).any(axis=1)
+            self._send(view, rows, first & ~need & enabled & waiting)
 
-    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
-        """`TargetPortfolio.observe` of the lanes `rows[first]` (their first round)."""
+    def _set_targets(self, view: MarketView, rows: np.ndarray, need, due, screen) -> np.ndarray:
+        """`TargetPortfolio._decide`'s new targets, up to the orders, of the lanes whose
+        targets `targets` computes (their orders go with the other lanes' in `_send`).
+        Returns which lanes it set."""
+        computed = self.targets(view, rows, need, due, screen)
+        if computed is None:
+            return np.zeros(len(rows), dtype=bool)
+        which, target = computed
+        at = rows[which]
+        target[target == self.units[at]] = np.nan  # already there, whatever the venue
+        self.pending[at] = target
+        self.waiting[at] = ~np.isnan(target).all(axis=1)
+        return which
+
+    def targets(self, view: MarketView, rows: np.ndarray, need, due, screen):
+        """In a step's first round, the new targets (k, F, A) the slot computes for the
+        lanes `rows[which]` among those its screen flags (`need`; `due`: a scheduled
+        rebalance, `screen`: what the screen computed), as each lane's own `target_units`
+        would, and `which`; None: none (each lane's own `_decide`)."""
+        return None
+
+    def _clear(self, rows: np.ndarray, lanes) -> None:
+        """No orders for lanes `rows` until their mark sets some (those of the earlier
+        round are filled or void): only lanes that may have some (`sent`) are touched."""
+        if not self.sent:
+            return
+        clear = self.sent if lanes is _EVERY else self.sent.intersection(rows.tolist())
+        for j in clear:
+            lane = self.lanes[j]
+            lane._orders, lane._capped = Orders.empty(), _NOT_CAPPED
+        self.sent = self.sent - clear
+
+    def _send(self, view: MarketView, rows: np.ndarray, send: np.ndarray) -> None:
+        """`TargetPortfolio._send` of the lanes `rows[send]`, in one pass."""
+        if not send.any():
+            return
+        at = rows[send]
+        cap = self.volume_cap_usd[at] if self.worked else None
+        pending = self.pending[at]
+        sent = orders_toward(pending, self.units[at], view.is_open[send], view.unit_usd[send], cap)
+        self.pending[at] = pending
+        for j, lane_sent, lane_pending in zip(at.tolist(), sent, pending, strict=True):
+            if lane_sent is _REACHED:
+                self.waiting[j] = ~np.isnan(lane_pending).all(axis=0)
+            elif lane_sent is not None:
+                lane = self.lanes[j]
+                lane._orders, lane._capped = lane_sent
+                self.sent.add(j)
+
+    def observe(self, view: MarketView, at) -> None:
+        """`TargetPortfolio.observe` of the lanes `at` (indices, or `_EVERY`), in their
+        first round; `view`: their rows."""
         if not self.reads_vol:
             return
-        at = rows[first]
         price, last, decay, variance = (
-            view.price[first],
+            view.price,
             self.last_price[at],
             self.vol_decay[at],
             self.variance[at],
         )
-        moved = view.is_open[first] & (price != last)
+        moved = view.is_open & (price != last)
         r2 = np.log(price / last) ** 2 * self.steps_per_day[at]
         updated = decay * variance + (1 - decay) * r2
         self.variance[at] = np.where(moved, updated, variance)
         self.last_price[at] = price
 
-    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
-        """Which lanes may get a new target this round (a subclass narrows this and may
-        give each lane its row of what it computed for all: `target_units`' `screen`)."""
+    def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
+        """Which of the lanes `lanes` (indices, or `_EVERY`; `view`: their rows) may get
+        a new target this round (a subclass narrows this and may give each lane its row
+        of what it computed for all: `target_units`' `screen`)."""
         return due, None
 
     def gross_leverage_lanes(self, price: np.ndarray) -> np.ndarray:

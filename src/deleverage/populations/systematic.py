@@ -136,11 +136,8 @@ class TrendLanes(TargetPortfolioLanes):
         self.trend = stack_rows(populations, ("trend",))["trend"]
         self.trend_decay = np.array([[p._trend_decay] for p in populations])
 
-    def observe(self, view: MarketView, rows: np.ndarray, first: np.ndarray) -> None:
-        super().observe(view, rows, first)
-        at = rows[first]
+    def observe(self, view: MarketView, at) -> None:
+        super().observe(view, at)
         trend, decay = self.trend[at], self.trend_decay[at]
-        log_price = np.log(view.price[first])
-        self.trend[at] = np.where(
-            view.is_open[first], decay * trend + (1 - decay) * log_price, trend
-        )
+        log_price = np.log(view.price)
+        self.trend[at] = np.where(view.is_open, decay * trend + (1 - decay) * log_price, trend)

@@ -120,8 +120,9 @@ class ValueFundPopulation(TargetPortfolio):
 
 class ValueFundLanes(TargetPortfolioLanes):
     """Value funds of several lanes as one slot: every round's wealth, defaults and caps
-    of all active lanes at once (`ValueFundPopulation.screen`); a lane goes on alone on a
-    rebalance, a default or a forced sale."""
+    of all active lanes at once (`ValueFundPopulation.screen`), and the scheduled
+    rebalances of every lane with nothing forced; a lane goes on alone on a default or a
+    forced sale."""
 
     quiet_later = False  # every round may force a sale
 
@@ -132,15 +133,37 @@ class ValueFundLanes(TargetPortfolioLanes):
         self.default_equity = np.array([[p.default_equity] for p in populations])
         self.max_leverage = np.array([[p.max_leverage] for p in populations])
         self.forced_sales = np.array([[p.forced_sales] for p in populations])
+        self.anchor = np.array([[p.anchor] for p in populations])
+        self.beta = np.stack([p.beta for p in populations])  # read only
 
-    def screen(self, view: MarketView, rows: np.ndarray, due: np.ndarray) -> tuple:
-        held, unit = self.units[rows, :, self.asset], view.unit_usd[:, self.asset, None]
+    def screen(self, view: MarketView, lanes, due: np.ndarray) -> tuple:
+        held, unit = self.units[lanes, :, self.asset], view.unit_usd[:, self.asset, None]
         other = view.price[:, self.pairs] ** self.powers
-        local = (self.cash_local[rows] @ other[:, :, None])[..., 0]  # one product per lane
-        wealth = self.cash_usd[rows] + local + held * unit
-        active, forced_sales = self.active[rows], self.forced_sales[rows]
-        defaulting = active & (wealth <= self.default_equity[rows]) & forced_sales
-        cap = self.max_leverage[rows] * np.maximum(wealth, 0.0) / unit
+        local = (self.cash_local[lanes] @ other[:, :, None])[..., 0]  # one product per lane
+        wealth = self.cash_usd[lanes] + local + held * unit
+        active, forced_sales = self.active[lanes], self.forced_sales[lanes]
+        defaulting = active & (wealth <= self.default_equity[lanes]) & forced_sales
+        cap = self.max_leverage[lanes] * np.maximum(wealth, 0.0) / unit
         forced = (held > cap * (1 + 1e-9)) & active & ~defaulting
         need = due | defaulting.any(axis=1) | (forced_sales[:, 0] & forced.any(axis=1))
         return need, (wealth, defaulting, cap, forced)
+
+    def targets(self, view: MarketView, rows: np.ndarray, need, due, screen):
+        """`ValueFundPopulation.target_units` of the lanes with a scheduled rebalance and
+        nothing forced (no default, no fund over its cap, the channel on): every fund
+        holds what its rule demands. The others go on alone."""
+        wealth, defaulting, _, forced = screen
+        plain = need & due & self.forced_sales[rows, 0]
+        plain &= ~defaulting.any(axis=1) & ~forced.any(axis=1)
+        if not plain.any():
+            return None
+        n, at = np.flatnonzero(plain), rows[plain]
+        price = view.price[n, self.asset, None]
+        unit, wealth, anchor = view.unit_usd[n, self.asset, None], wealth[n], self.anchor[at]
+        excess = (anchor - price) / anchor
+        mispricing = np.where(0.0 > excess, 0.0, excess)  # max(excess, 0.0), as a lane's
+        cap = self.max_leverage[at] * np.maximum(wealth, 0.0) / unit
+        demand = np.minimum(self.beta[at] * mispricing * wealth / unit, cap)
+        target = self.units[at]  # a copy
+        target[:, :, self.asset] = np.maximum(np.where(self.active[at], demand, 0.0), 0.0)
+        return plain, target
