@@ -24,6 +24,18 @@ from deleverage.results.events import EventLog
 from deleverage.scenario.schema import ValueFunds
 
 
+def demand(beta, anchor, max_leverage, wealth, price, unit_usd) -> np.ndarray:
+    """Units each fund wants: β·m·W/p for mispricing m > 0, capped at λ_max·W/p (TFG);
+    W is in USD and p is the unit's USD value (the price, translated at the step's FX rate
+    for an asset quoted in another currency); m compares prices in the quote currency.
+    Elementwise: one population's funds, or (lanes, funds) with columns of each lane's
+    anchor and price."""
+    excess = (anchor - price) / anchor
+    mispricing = np.where(0.0 > excess, 0.0, excess)  # max(excess, 0.0), NaN kept
+    cap = max_leverage * np.maximum(wealth, 0.0) / unit_usd
+    return np.minimum(beta * mispricing * wealth / unit_usd, cap)
+
+
 class ValueFundPopulation(TargetPortfolio):
     kind = "value_funds"
 
@@ -48,13 +60,8 @@ class ValueFundPopulation(TargetPortfolio):
         self.forced_sales, self.enabled = ctx.enabled, True
 
     def demand(self, wealth: np.ndarray, price: float, unit_usd: float) -> np.ndarray:
-        """Units each fund wants: β·m·W/p for mispricing m > 0, capped at λ_max·W/p (TFG);
-        W is in USD and p is the unit's USD value (the price, translated at the step's FX
-        rate for an asset quoted in another currency); m compares prices in the quote
-        currency."""
-        mispricing = max((self.anchor - price) / self.anchor, 0.0)
-        cap = self.max_leverage * np.maximum(wealth, 0.0) / unit_usd
-        return np.minimum(self.beta * mispricing * wealth / unit_usd, cap)
+        """Units each fund wants (`demand`, this population's funds)."""
+        return demand(self.beta, self.anchor, self.max_leverage, wealth, price, unit_usd)
 
     @classmethod
     def slot(cls, populations: list[ValueFundPopulation]) -> ValueFundLanes | None:
@@ -94,11 +101,11 @@ class ValueFundPopulation(TargetPortfolio):
             forced |= defaulting & (held != 0)
         if not rebalance and not (self.forced_sales and forced.any()):
             return None  # between rebalances only forced sales trade
-        mispricing = max((self.anchor - price) / self.anchor, 0.0)
         wanted = np.where(self.active, self.demand(wealth, price, unit), 0.0)
         if not self.forced_sales:  # the cap limits new buying only; nothing forces a sale
-            demand = self.beta * mispricing * wealth / unit
-            wanted = np.where(self.active, np.minimum(demand, np.maximum(cap, held)), 0.0)
+            mispricing = max((self.anchor - price) / self.anchor, 0.0)
+            uncapped = self.beta * mispricing * wealth / unit
+            wanted = np.where(self.active, np.minimum(uncapped, np.maximum(cap, held)), 0.0)
             forced[:] = False
         if forced.any():
             log.add(
@@ -158,12 +165,10 @@ class ValueFundLanes(TargetPortfolioLanes):
         if not plain.any():
             return None
         n, at = np.flatnonzero(plain), rows[plain]
-        price = view.price[n, self.asset, None]
-        unit, wealth, anchor = view.unit_usd[n, self.asset, None], wealth[n], self.anchor[at]
-        excess = (anchor - price) / anchor
-        mispricing = np.where(0.0 > excess, 0.0, excess)  # max(excess, 0.0), as a lane's
-        cap = self.max_leverage[at] * np.maximum(wealth, 0.0) / unit
-        demand = np.minimum(self.beta[at] * mispricing * wealth / unit, cap)
+        price, unit = view.price[n, self.asset, None], view.unit_usd[n, self.asset, None]
+        wanted = demand(
+            self.beta[at], self.anchor[at], self.max_leverage[at], wealth[n], price, unit
+        )
         target = self.units[at]  # a copy
-        target[:, :, self.asset] = np.maximum(np.where(self.active[at], demand, 0.0), 0.0)
+        target[:, :, self.asset] = np.maximum(np.where(self.active[at], wanted, 0.0), 0.0)
         return plain, target
